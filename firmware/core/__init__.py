@@ -1,0 +1,1 @@
+# Station logic: config, journal, rack, bay sequence, charge dispatch, supervisor.

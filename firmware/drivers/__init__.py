@@ -1,0 +1,1 @@
+# HAL implementations: board (machine.*), posix_serial (ptys, USB adapters), mem (tests, simulator).

@@ -1,0 +1,1 @@
+# Hardware-in-the-loop rig: emulators, paced serial line, targets and the pytest plugin.

