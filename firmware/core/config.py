@@ -1,0 +1,413 @@
+"""Station configuration: one JSON file, validated once at boot.
+
+``validate(cfg) -> normalised dict`` checks every field and fills defaults;
+``ConfigError`` names the field path and the reason, e.g.
+``slots[3].charger_unit: duplicate address 4``. The schema is in docs/config.md.
+Unknown fields are errors (they are usually typos); keys starting with ``_`` are
+comments and are dropped.
+"""
+
+try:
+    import json
+except ImportError:  # some MicroPython builds still name it ujson
+    import ujson as json  # type: ignore
+
+
+class ConfigError(ValueError):
+    def __init__(self, path, reason):
+        super().__init__(path + ": " + reason)
+        self.path = path
+        self.reason = reason
+
+
+_REQ = object()  # marks a required field in a spec
+_POS = object()  # lower bound: strictly greater than zero
+
+# Swap steps in procedure order; each needs a timeout.
+SWAP_STEPS = (
+    "identify", "authorise", "position", "lift", "unbolt", "remove", "store",
+    "fetch", "install", "bolt", "verify", "lower", "release",
+)
+
+MODBUS_MIN_UNIT = 1
+MODBUS_MAX_UNIT = 247
+
+# (name, kind, low, high, default). kind: int, num, str, bool. Bounds inclusive.
+_BUS = (
+    ("baudrate", "int", 1200, 1000000, _REQ),
+    ("timeout_ms", "int", 1, 10000, _REQ),
+    ("retries", "int", 0, 10, 2),
+    ("offline_after", "int", 1, 100, 3),
+    ("probe_interval_ms", "int", 10, 600000, 5000),
+)
+_BAY_IO_BUS = _BUS + (("unit", "int", MODBUS_MIN_UNIT, MODBUS_MAX_UNIT, _REQ),)
+
+_PACK_TYPE = (
+    ("capacity_kwh", "num", _POS, 1000, _REQ),
+    ("nominal_v", "num", _POS, 1500, _REQ),
+    ("max_charge_kw", "num", _POS, 1000, _REQ),
+    ("max_charge_a", "num", _POS, 2000, _REQ),
+    ("cell_temp_min_c", "num", -40, 40, 0),
+    ("cell_temp_max_c", "num", 20, 90, 60),
+)
+
+_SLOT = (
+    ("id", "str", 1, 16, _REQ),
+    ("charger_unit", "int", MODBUS_MIN_UNIT, MODBUS_MAX_UNIT, _REQ),
+    ("charger_kw", "num", _POS, 1000, None),  # None: limits.charger_kw
+)
+
+_ISOLATION = (
+    ("id", "str", 1, 16, _REQ),
+    ("capacity", "int", 1, 8, 1),
+)
+
+_RUNAWAY = (
+    ("over_temp_c", "num", 30, 150, _REQ),
+    ("rise_c_per_min", "num", _POS, 600, _REQ),
+    ("rise_window_ms", "int", 1000, 600000, 30000),
+    ("smoke_latch", "bool", None, None, True),
+)
+
+_LIMITS = (
+    ("grid_kw", "num", _POS, 100000, _REQ),
+    ("charger_kw", "num", _POS, 1000, _REQ),
+    ("handover_soc", "num", _POS, 100, _REQ),
+    ("full_soc", "num", _POS, 100, 100),
+    ("stop_below_c", "num", -40, 40, 0),
+    ("cold_full_c", "num", -40, 40, 10),
+    ("cold_derate_pct", "num", 0, 100, 50),
+    ("derate_from_c", "num", 0, 90, 45),
+    ("derate_min_pct", "num", 0, 100, 25),
+    ("stop_above_c", "num", 0, 90, 55),
+    ("runaway", "obj", _RUNAWAY, None, _REQ),
+    ("heartbeat_ms", "int", 100, 60000, _REQ),
+    ("telemetry_stale_ms", "int", 100, 600000, _REQ),
+)
+
+_TOU_BAND = (
+    ("start_min", "int", 0, 1439, _REQ),
+    ("end_min", "int", 1, 1440, _REQ),
+    ("price", "num", 0, 1000000, _REQ),
+)
+
+_TOU = (
+    ("bands", "list", _TOU_BAND, None, _REQ),
+    ("expensive_above", "num", 0, 1000000, _REQ),
+    ("min_ready", "int", 0, 64, 2),
+    ("expensive_pct", "num", 0, 100, 30),
+)
+
+_BAY = (
+    ("bolt_count", "int", 1, 64, _REQ),
+    ("torque_nm", "window", 0, 2000, _REQ),
+    ("angle_deg", "window", 0, 36000, _REQ),
+    ("docking_rpm", "num", _POS, 10000, _REQ),
+    ("locking_rpm", "num", _POS, 10000, _REQ),
+)
+
+_TIMEOUTS = tuple((s, "int", 100, 600000, _REQ) for s in SWAP_STEPS)
+
+_JOURNAL = (
+    ("max_bytes", "int", 4096, 16 * 1024 * 1024, 32768),
+    ("checkpoint_every", "int", 1, 100000, 200),
+)
+
+_AUTH = (
+    ("subscription", "bool", None, None, False),
+    ("allow", "idlist", 1, 32, ()),
+)
+
+
+def _num_type(v):
+    t = type(v)
+    return t is int or t is float  # bool is excluded: type(True) is bool
+
+
+def _check_bounds(v, path, lo, hi):
+    if lo is _POS:
+        if not v > 0:
+            raise ConfigError(path, "must be > 0 (got %r)" % (v,))
+    elif lo is not None and v < lo:
+        raise ConfigError(path, "must be >= %r (got %r)" % (lo, v))
+    if hi is not None and v > hi:
+        raise ConfigError(path, "must be <= %r (got %r)" % (hi, v))
+
+
+def _str(v, path, lo, hi):
+    if type(v) is not str:
+        raise ConfigError(path, "expected a string")
+    if not (lo <= len(v) <= hi):
+        raise ConfigError(path, "length must be %d..%d" % (lo, hi))
+    return v
+
+
+def _value(v, path, kind, lo, hi):
+    if kind == "int":
+        if type(v) is not int:
+            raise ConfigError(path, "expected an integer")
+        _check_bounds(v, path, lo, hi)
+        return v
+    if kind == "num":
+        if not _num_type(v):
+            raise ConfigError(path, "expected a number")
+        _check_bounds(v, path, lo, hi)
+        return float(v)
+    if kind == "str":
+        return _str(v, path, lo, hi)
+    if kind == "bool":
+        if type(v) is not bool:
+            raise ConfigError(path, "expected true or false")
+        return v
+    if kind == "obj":
+        return _fields(v, path, lo)
+    if kind == "list":
+        if type(v) is not list:
+            raise ConfigError(path, "expected a list")
+        return [_fields(item, "%s[%d]" % (path, i), lo) for i, item in enumerate(v)]
+    if kind == "window":
+        if type(v) is not list or len(v) != 2:
+            raise ConfigError(path, "expected [min, max]")
+        a = _value(v[0], path + "[0]", "num", lo, hi)
+        b = _value(v[1], path + "[1]", "num", lo, hi)
+        if not a < b:
+            raise ConfigError(path, "min must be below max")
+        return (a, b)
+    if kind == "idlist":
+        if type(v) is not list:
+            raise ConfigError(path, "expected a list")
+        seen = set()
+        for i, item in enumerate(v):
+            s = _str(item, "%s[%d]" % (path, i), lo, hi)
+            if s in seen:
+                raise ConfigError("%s[%d]" % (path, i), "duplicate %r" % s)
+            seen.add(s)
+        return tuple(v)
+    raise ConfigError(path, "internal: unknown kind " + kind)
+
+
+def _obj(v, path):
+    if type(v) is not dict:
+        raise ConfigError(path, "expected an object")
+
+
+def _join(path, key):
+    return path + "." + key if path else key
+
+
+def _fields(src, path, spec):
+    _obj(src, path or "config")
+    for key in src:
+        if type(key) is str and key.startswith("_"):
+            continue
+        for f in spec:
+            if f[0] == key:
+                break
+        else:
+            raise ConfigError(_join(path, str(key)), "unknown field")
+    out = {}
+    for name, kind, lo, hi, default in spec:
+        p = _join(path, name)
+        if name not in src:
+            if default is _REQ:
+                raise ConfigError(p, "missing")
+            out[name] = default
+        else:
+            out[name] = _value(src[name], p, kind, lo, hi)
+    return out
+
+
+def _ident(v, path):
+    return _str(v, path, 1, 32)
+
+
+def _keyed(src, path, what):
+    _obj(src, path)
+    if not src:
+        raise ConfigError(path, "at least one %s is needed" % what)
+
+
+def _pack_types(src):
+    _keyed(src, "pack_types", "pack type")
+    out = {}
+    for tid in src:
+        p = "pack_types." + tid
+        _ident(tid, p)
+        pt = _fields(src[tid], p, _PACK_TYPE)
+        if pt["cell_temp_min_c"] >= pt["cell_temp_max_c"]:
+            raise ConfigError(p + ".cell_temp_min_c", "must be below cell_temp_max_c")
+        out[tid] = pt
+    return out
+
+
+def _compatibility(src, pack_types):
+    _keyed(src, "compatibility", "vehicle model")
+    out = {}
+    for model in src:
+        p = "compatibility." + model
+        _ident(model, p)
+        types = src[model]
+        if type(types) is not list or not types:
+            raise ConfigError(p, "expected a non-empty list of pack types")
+        for i, t in enumerate(types):
+            tp = "%s[%d]" % (p, i)
+            if type(t) is not str:
+                raise ConfigError(tp, "expected a pack type id")
+            if t not in pack_types:
+                raise ConfigError(tp, "unknown pack type %r" % t)
+            if t in types[:i]:
+                raise ConfigError(tp, "duplicate pack type %r" % t)
+        out[model] = tuple(types)
+    return out
+
+
+def _slots(src, limits):
+    if type(src) is not list:
+        raise ConfigError("slots", "expected a list")
+    if not 1 <= len(src) <= 64:
+        raise ConfigError("slots", "need 1..64 slots (got %d)" % len(src))
+    ids = {}
+    units = {}
+    out = []
+    for i, s in enumerate(src):
+        p = "slots[%d]" % i
+        slot = _fields(s, p, _SLOT)
+        if slot["id"] in ids:
+            raise ConfigError(p + ".id", "duplicate id %r (also slots[%d])" % (slot["id"], ids[slot["id"]]))
+        u = slot["charger_unit"]
+        if u in units:
+            raise ConfigError(p + ".charger_unit", "duplicate address %d (also slots[%d])" % (u, units[u]))
+        ids[slot["id"]] = i
+        units[u] = i
+        if slot["charger_kw"] is None:
+            slot["charger_kw"] = limits["charger_kw"]
+        out.append(slot)
+    return out
+
+
+def _below(lim, a, b, strict=True):
+    if lim[a] > lim[b] or (strict and lim[a] == lim[b]):
+        raise ConfigError("limits." + a, "must be below limits.%s (%r vs %r)" % (b, lim[a], lim[b]))
+
+
+def _check_limits(lim):
+    # JEITA bands in order: none < stop_below_c <= cold derate < cold_full_c .. derate_from_c < hot
+    _below(lim, "stop_below_c", "cold_full_c", strict=False)
+    _below(lim, "cold_full_c", "derate_from_c")
+    _below(lim, "derate_from_c", "stop_above_c")
+    if lim["handover_soc"] > lim["full_soc"]:
+        raise ConfigError("limits.handover_soc", "must not exceed limits.full_soc")
+    if lim["runaway"]["over_temp_c"] <= lim["stop_above_c"]:
+        raise ConfigError("limits.runaway.over_temp_c", "must be above limits.stop_above_c")
+    if lim["heartbeat_ms"] >= lim["telemetry_stale_ms"]:
+        raise ConfigError("limits.heartbeat_ms", "must be below limits.telemetry_stale_ms")
+
+
+def _check_tou(tou):
+    bands = sorted(tou["bands"], key=lambda b: b["start_min"])
+    for i, b in enumerate(tou["bands"]):
+        if b["end_min"] <= b["start_min"]:
+            raise ConfigError("tou.bands[%d].end_min" % i, "must be after start_min")
+    for i in range(1, len(bands)):
+        if bands[i]["start_min"] < bands[i - 1]["end_min"]:
+            raise ConfigError("tou.bands", "bands overlap at minute %d" % bands[i]["start_min"])
+    tou["bands"] = bands
+
+
+def validate(cfg):
+    """Check a parsed config dict; return a normalised copy (defaults filled,
+    numbers as float where fractional values make sense). Raises ConfigError."""
+    _obj(cfg, "config")
+    known = (
+        "station_id", "buses", "pack_types", "compatibility", "authorisation", "slots",
+        "isolation_bay", "limits", "tou", "bay", "timeouts_ms", "journal",
+    )
+    for key in cfg:
+        if key not in known and not (type(key) is str and key.startswith("_")):
+            raise ConfigError(str(key), "unknown field")
+    for key in known:
+        if key not in cfg and key not in ("tou", "journal", "authorisation"):
+            raise ConfigError(key, "missing")
+    out = {}
+    out["station_id"] = _str(cfg["station_id"], "station_id", 1, 32)
+    buses = cfg["buses"]
+    _obj(buses, "buses")
+    for key in buses:
+        if key not in ("chargers", "bay_io") and not key.startswith("_"):
+            raise ConfigError("buses." + key, "unknown field")
+    for key in ("chargers", "bay_io"):
+        if key not in buses:
+            raise ConfigError("buses." + key, "missing")
+    out["buses"] = {
+        "chargers": _fields(buses["chargers"], "buses.chargers", _BUS),
+        "bay_io": _fields(buses["bay_io"], "buses.bay_io", _BAY_IO_BUS),
+    }
+    out["pack_types"] = _pack_types(cfg["pack_types"])
+    out["compatibility"] = _compatibility(cfg["compatibility"], out["pack_types"])
+    auth = _fields(cfg.get("authorisation", {}), "authorisation", _AUTH)
+    if not auth["subscription"] and not auth["allow"]:
+        raise ConfigError("authorisation", "no vehicle could be authorised: set subscription or allow")
+    out["authorisation"] = auth
+    lim = _fields(cfg["limits"], "limits", _LIMITS)
+    _check_limits(lim)
+    out["limits"] = lim
+    out["slots"] = _slots(cfg["slots"], lim)
+    iso = _fields(cfg["isolation_bay"], "isolation_bay", _ISOLATION)
+    for i, s in enumerate(out["slots"]):
+        if s["id"] == iso["id"]:
+            raise ConfigError("isolation_bay.id", "same id as slots[%d]" % i)
+    out["isolation_bay"] = iso
+    tou = cfg.get("tou")
+    if tou is not None:
+        tou = _fields(tou, "tou", _TOU)
+        _check_tou(tou)
+    out["tou"] = tou
+    out["bay"] = _fields(cfg["bay"], "bay", _BAY)
+    out["timeouts_ms"] = _fields(cfg["timeouts_ms"], "timeouts_ms", _TIMEOUTS)
+    out["journal"] = _fields(cfg.get("journal", {}), "journal", _JOURNAL)
+    return out
+
+
+def loads(text, source="<text>"):
+    """Parse JSON text and validate it. A syntax error is a ConfigError too."""
+    try:
+        cfg = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(source, "invalid JSON (%s)" % (e,)) from None
+    return validate(cfg)
+
+
+def default_path():
+    """firmware/station.json next to this package (works on boards and CPython)."""
+    f = globals().get("__file__")
+    if f:
+        i = f.rfind("/core/")
+        if i >= 0:
+            return f[:i] + "/station.json"
+    return "firmware/station.json"
+
+
+def load(path=None):
+    """Read and validate a config file (path or open text file; default station.json)."""
+    if path is None:
+        path = default_path()
+    if hasattr(path, "read"):
+        return loads(path.read(), "<file>")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(path, "cannot read (%s)" % (e,)) from None
+    return loads(text, path)
+
+
+def tou_price(cfg, minute_of_day):
+    """Price of the band holding ``minute_of_day`` (0..1439), or None without bands."""
+    tou = cfg.get("tou")
+    if not tou:
+        return None
+    m = minute_of_day % 1440
+    for b in tou["bands"]:
+        if b["start_min"] <= m < b["end_min"]:
+            return b["price"]
+    return None

@@ -1,0 +1,199 @@
+import json
+
+from fwtest import raises
+
+from firmware.core import config
+from firmware.core.config import ConfigError
+
+with open(config.default_path()) as _f:
+    _TEXT = _f.read()
+
+
+def _cfg():
+    return json.loads(_TEXT)  # a fresh deep copy each time
+
+
+def _bad(mutate, path, reason_part):
+    cfg = _cfg()
+    mutate(cfg)
+    e = raises(ConfigError, config.validate, cfg)
+    assert e.path == path, (e.path, str(e))
+    assert reason_part in e.reason, str(e)
+    assert str(e).startswith(path + ": "), str(e)
+    return e
+
+
+def test_station_json_is_valid():
+    cfg = config.load()
+    assert len(cfg["slots"]) == 23
+    assert [s["charger_unit"] for s in cfg["slots"]] == list(range(1, 24))
+    assert cfg["buses"]["bay_io"]["unit"] == 1
+    assert cfg["slots"][0]["charger_kw"] == cfg["limits"]["charger_kw"]
+    assert "NIO-100" in cfg["compatibility"]["NIO-ES6"]
+    assert cfg["isolation_bay"]["id"] == "ISO"
+    assert set(cfg["timeouts_ms"]) == set(config.SWAP_STEPS)
+    assert type(cfg["limits"]["grid_kw"]) is float
+
+
+def test_defaults_are_filled():
+    cfg = _cfg()
+    del cfg["journal"]
+    del cfg["tou"]
+    del cfg["buses"]["chargers"]["retries"]
+    del cfg["limits"]["derate_min_pct"]
+    out = config.validate(cfg)
+    assert out["journal"] == {"max_bytes": 32768, "checkpoint_every": 200}
+    assert out["tou"] is None
+    assert out["buses"]["chargers"]["retries"] == 2
+    assert out["limits"]["derate_min_pct"] == 25
+
+
+def test_comments_are_dropped():
+    cfg = _cfg()
+    cfg["limits"]["_note"] = "why"
+    out = config.validate(cfg)
+    assert "_note" not in out["limits"] and "_comment" not in out
+
+
+def test_wrong_types():
+    _bad(lambda c: c.__setitem__("station_id", 7), "station_id", "expected a string")
+    _bad(lambda c: c["limits"].__setitem__("grid_kw", "1000"), "limits.grid_kw", "expected a number")
+    _bad(lambda c: c["limits"].__setitem__("grid_kw", True), "limits.grid_kw", "expected a number")
+    _bad(lambda c: c["slots"][2].__setitem__("charger_unit", 3.0), "slots[2].charger_unit", "integer")
+    _bad(lambda c: c.__setitem__("slots", {}), "slots", "expected a list")
+    _bad(lambda c: c.__setitem__("limits", []), "limits", "expected an object")
+    _bad(lambda c: c["bay"].__setitem__("torque_nm", 120), "bay.torque_nm", "[min, max]")
+    _bad(
+        lambda c: c["authorisation"].__setitem__("subscription", 1),
+        "authorisation.subscription",
+        "true or false",
+    )
+    _bad(lambda c: c["authorisation"].__setitem__("allow", ["A", 5]), "authorisation.allow[1]", "string")
+    e = raises(ConfigError, config.validate, [])
+    assert e.path == "config"
+
+
+def test_missing_fields():
+    _bad(lambda c: c.__delitem__("slots"), "slots", "missing")
+    _bad(lambda c: c["buses"].__delitem__("bay_io"), "buses.bay_io", "missing")
+    _bad(lambda c: c["buses"]["bay_io"].__delitem__("unit"), "buses.bay_io.unit", "missing")
+    _bad(lambda c: c["slots"][5].__delitem__("charger_unit"), "slots[5].charger_unit", "missing")
+    _bad(lambda c: c["limits"]["runaway"].__delitem__("over_temp_c"), "limits.runaway.over_temp_c", "missing")
+    _bad(lambda c: c["timeouts_ms"].__delitem__("unbolt"), "timeouts_ms.unbolt", "missing")
+    _bad(
+        lambda c: c["pack_types"]["NIO-75"].__delitem__("capacity_kwh"),
+        "pack_types.NIO-75.capacity_kwh",
+        "missing",
+    )
+
+
+def test_unknown_fields_are_typos():
+    _bad(lambda c: c["limits"].__setitem__("gird_kw", 5), "limits.gird_kw", "unknown field")
+    _bad(lambda c: c.__setitem__("slot", []), "slot", "unknown field")
+    _bad(lambda c: c["buses"].__setitem__("can", {}), "buses.can", "unknown field")
+
+
+def test_duplicate_addresses_and_ids():
+    _bad(
+        lambda c: c["slots"][3].__setitem__("charger_unit", 4 - 3),
+        "slots[3].charger_unit",
+        "duplicate address 1 (also slots[0])",
+    )
+    _bad(lambda c: c["slots"][7].__setitem__("id", "S02"), "slots[7].id", "duplicate id")
+    _bad(lambda c: c["isolation_bay"].__setitem__("id", "S05"), "isolation_bay.id", "slots[4]")
+    _bad(lambda c: c["authorisation"].__setitem__("allow", ["A", "A"]), "authorisation.allow[1]", "duplicate")
+
+
+def test_addresses_out_of_range():
+    _bad(lambda c: c["slots"][0].__setitem__("charger_unit", 0), "slots[0].charger_unit", ">= 1")
+    _bad(lambda c: c["slots"][0].__setitem__("charger_unit", 248), "slots[0].charger_unit", "<= 247")
+    _bad(lambda c: c["buses"]["bay_io"].__setitem__("unit", 255), "buses.bay_io.unit", "<= 247")
+    _bad(lambda c: c["buses"]["bay_io"].__setitem__("unit", -1), "buses.bay_io.unit", ">= 1")
+
+
+def test_compatibility_table():
+    _bad(
+        lambda c: c["compatibility"]["NIO-ES6"].append("NIO-999"),
+        "compatibility.NIO-ES6[3]",
+        "unknown pack type 'NIO-999'",
+    )
+    _bad(lambda c: c["compatibility"].__setitem__("X", []), "compatibility.X", "non-empty")
+    _bad(
+        lambda c: c["compatibility"].__setitem__("X", ["NIO-75", "NIO-75"]), "compatibility.X[1]", "duplicate"
+    )
+    _bad(lambda c: c.__setitem__("compatibility", {}), "compatibility", "at least one")
+    _bad(lambda c: c.__setitem__("pack_types", {}), "pack_types", "at least one")
+
+
+def test_negative_and_zero_limits():
+    _bad(lambda c: c["limits"].__setitem__("grid_kw", -5), "limits.grid_kw", "must be > 0")
+    _bad(lambda c: c["limits"].__setitem__("charger_kw", 0), "limits.charger_kw", "must be > 0")
+    _bad(
+        lambda c: c["pack_types"]["NIO-75"].__setitem__("max_charge_a", -1),
+        "pack_types.NIO-75.max_charge_a",
+        "> 0",
+    )
+    _bad(lambda c: c["slots"][1].__setitem__("charger_kw", -20), "slots[1].charger_kw", "> 0")
+    _bad(lambda c: c["timeouts_ms"].__setitem__("bolt", -1), "timeouts_ms.bolt", ">= 100")
+    _bad(lambda c: c["buses"]["chargers"].__setitem__("retries", -1), "buses.chargers.retries", ">= 0")
+    _bad(lambda c: c["journal"].__setitem__("max_bytes", 100), "journal.max_bytes", ">= 4096")
+
+
+def test_handover_soc_range():
+    _bad(lambda c: c["limits"].__setitem__("handover_soc", 0), "limits.handover_soc", "> 0")
+    _bad(lambda c: c["limits"].__setitem__("handover_soc", 101), "limits.handover_soc", "<= 100")
+    _bad(lambda c: c["limits"].__setitem__("full_soc", 80), "limits.handover_soc", "full_soc")
+
+
+def test_temperature_bands_must_be_ordered():
+    _bad(lambda c: c["limits"].__setitem__("derate_from_c", 60), "limits.derate_from_c", "stop_above_c")
+    _bad(lambda c: c["limits"].__setitem__("cold_full_c", -5), "limits.stop_below_c", "cold_full_c")
+    _bad(
+        lambda c: c["limits"]["runaway"].__setitem__("over_temp_c", 50),
+        "limits.runaway.over_temp_c",
+        "stop_above_c",
+    )
+    _bad(
+        lambda c: c["pack_types"]["NIO-75"].update({"cell_temp_min_c": 30, "cell_temp_max_c": 25}),
+        "pack_types.NIO-75.cell_temp_min_c",
+        "below cell_temp_max_c",
+    )
+    _bad(lambda c: c["bay"].__setitem__("torque_nm", [130, 110]), "bay.torque_nm", "below max")
+    _bad(lambda c: c["limits"].__setitem__("heartbeat_ms", 9000), "limits.heartbeat_ms", "telemetry_stale_ms")
+
+
+def test_authorisation_must_admit_someone():
+    def m(c):
+        c["authorisation"] = {"subscription": False, "allow": []}
+
+    _bad(m, "authorisation", "no vehicle")
+
+
+def test_tou_bands():
+    _bad(lambda c: c["tou"]["bands"][1].__setitem__("start_min", 400), "tou.bands", "overlap")
+    _bad(lambda c: c["tou"]["bands"][0].__setitem__("end_min", 0), "tou.bands[0].end_min", ">= 1")
+    cfg = config.validate(_cfg())
+    assert config.tou_price(cfg, 0) == 0.31
+    assert config.tou_price(cfg, 700) == 1.05
+    assert config.tou_price(cfg, 1440 + 481) == 0.62
+
+
+def test_slot_count_bounds():
+    _bad(lambda c: c.__setitem__("slots", []), "slots", "1..64")
+
+
+def test_json_syntax_error_is_config_error():
+    e = raises(ConfigError, config.loads, '{"station_id": "x"')
+    assert e.path == "<text>" and "invalid JSON" in e.reason
+    e = raises(ConfigError, config.loads, "")
+    assert "invalid JSON" in str(e)
+
+
+def test_load_missing_file():
+    e = raises(ConfigError, config.load, "/nonexistent/station.json")
+    assert e.path == "/nonexistent/station.json" and "cannot read" in e.reason
+
+
+def test_loads_round_trip():
+    cfg = config.loads(_TEXT)
+    assert cfg["station_id"] == "PSS4-DEMO-001"
