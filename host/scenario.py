@@ -1,0 +1,501 @@
+"""Simulation scenarios: TOML or JSON files describing a station, its demand and what goes wrong.
+
+``load(name_or_path) -> Scenario`` reads a file (or a built-in scenario by name, see
+``builtin_names()``) and validates every field; a problem raises ``ScenarioError`` whose
+message names the file and the field path, e.g.
+``highway.toml: demand.rate_per_hour[3]: must be >= 0 (got -2)``. The schema is in
+docs/scenarios.md; the firmware's own station config is referenced by the scenario and
+validated by ``firmware.core.config`` after the scenario's overrides are merged in.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firmware.core import config as fwconfig
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
+DEFAULT_SCENARIO = "pss4-urban-day"
+MODES = ("direct", "wire")
+FAULT_KINDS = ("charger_dropout", "charger_fault", "jammed_bolt", "thermal_event", "grid_outage", "smoke")
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be run; ``path`` is the field (dotted, with [i] for list items)."""
+
+    def __init__(self, path: str, reason: str, source: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{path}: {reason}" if path else f"{where}{reason}")
+
+
+# --- value parsers -------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
+_UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_CLOCK = re.compile(r"^(\d{1,3}):([0-5]\d)(?::([0-5]\d))?$")
+
+
+def parse_duration(v: object) -> float:
+    """Seconds from ``90`` (s), ``"1d"``, ``"2h30m"``, ``"144s"``, ``"250ms"`` or ``"14:30"`` (h:m[:s])."""
+    if isinstance(v, bool):
+        raise ValueError("expected a duration such as 90, \"30m\", \"1d\"")
+    if isinstance(v, int | float):
+        if not math.isfinite(v):
+            raise ValueError("must be finite")
+        return float(v)
+    if not isinstance(v, str):
+        raise ValueError("expected a duration such as 90, \"30m\", \"1d\"")
+    s = v.strip().lower()
+    m = _CLOCK.match(s)
+    if m:
+        return int(m.group(1)) * 3600.0 + int(m.group(2)) * 60.0 + int(m.group(3) or 0)
+    pos, total = 0, 0.0
+    for part in _DURATION_PART.finditer(s):
+        if part.start() != pos:
+            break
+        total += float(part.group(1)) * _UNIT_S[part.group(2)]
+        pos = part.end()
+    if pos != len(s) or not s:
+        raise ValueError(f"cannot read {v!r} as a duration (use e.g. 90, 144s, 30m, 1d, 1h30m, 14:00)")
+    return total
+
+
+# --- schema machinery ------------------------------------------------------------------------
+
+
+class _Reader:
+    """Walks one table, checks types and bounds, and reports leftovers as unknown fields."""
+
+    def __init__(self, data: object, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ScenarioError(path or "scenario", "expected a table")
+        self.data: dict[str, Any] = data
+        self.path = path
+        self.used: set[str] = set()
+
+    def sub(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def raw(self, key: str) -> Any:
+        self.used.add(key)
+        return self.data.get(key)
+
+    def table(self, key: str) -> _Reader:
+        self.used.add(key)
+        return _Reader(self.data.get(key, {}), self.sub(key))
+
+    def num(self, key: str, default: float | None = None, lo: float | None = None, hi: float | None = None,
+            positive: bool = False) -> float:
+        return _number(self._get(key, default), self.sub(key), lo, hi, positive)
+
+    def integer(self, key: str, default: int | None = None, lo: int | None = None,
+                hi: int | None = None) -> int:
+        v = self._get(key, default)
+        p = self.sub(key)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ScenarioError(p, f"expected an integer (got {_show(v)})")
+        _bounds(v, p, lo, hi, False)
+        return v
+
+    def text(self, key: str, default: str | None = None, choices: tuple[str, ...] | None = None) -> str:
+        v = self._get(key, default)
+        p = self.sub(key)
+        if not isinstance(v, str):
+            raise ScenarioError(p, f"expected a string (got {_show(v)})")
+        if choices is not None and v not in choices:
+            raise ScenarioError(p, f"must be one of {', '.join(choices)} (got {v!r})")
+        return v
+
+    def flag(self, key: str, default: bool) -> bool:
+        v = self._get(key, default)
+        if not isinstance(v, bool):
+            raise ScenarioError(self.sub(key), f"expected true or false (got {_show(v)})")
+        return v
+
+    def duration(self, key: str, default: object = None, positive: bool = False) -> float:
+        v = self._get(key, default)
+        p = self.sub(key)
+        try:
+            s = parse_duration(v)
+        except ValueError as e:
+            raise ScenarioError(p, str(e)) from None
+        _bounds(s, p, 0.0, None, positive)
+        return s
+
+    def num_range(self, key: str, default: tuple[float, float], lo: float, hi: float) -> tuple[float, float]:
+        v = self._get(key, list(default))
+        p = self.sub(key)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            x = _number(v, p, lo, hi, False)
+            return (x, x)
+        if not isinstance(v, list) or len(v) != 2:
+            raise ScenarioError(p, f"expected [min, max] or a number (got {_show(v)})")
+        a = _number(v[0], p + "[0]", lo, hi, False)
+        b = _number(v[1], p + "[1]", lo, hi, False)
+        if a > b:
+            raise ScenarioError(p, f"min {a:g} is above max {b:g}")
+        return (a, b)
+
+    def list_of_tables(self, key: str) -> list[_Reader]:
+        self.used.add(key)
+        v = self.data.get(key, [])
+        p = self.sub(key)
+        if not isinstance(v, list):
+            raise ScenarioError(p, f"expected a list of tables (got {_show(v)})")
+        return [_Reader(item, f"{p}[{i}]") for i, item in enumerate(v)]
+
+    def _get(self, key: str, default: object) -> Any:
+        self.used.add(key)
+        if key in self.data:
+            return self.data[key]
+        if default is None:
+            raise ScenarioError(self.sub(key), "missing")
+        return default
+
+    def done(self) -> None:
+        for key in self.data:
+            if key not in self.used:
+                raise ScenarioError(self.sub(str(key)), "unknown field")
+
+
+def _show(v: object) -> str:
+    if isinstance(v, dict):
+        return "a table"
+    if isinstance(v, list):
+        return "a list"
+    return repr(v)
+
+
+def _bounds(v: float, path: str, lo: float | None, hi: float | None, positive: bool) -> None:
+    if positive and not v > 0:
+        raise ScenarioError(path, f"must be > 0 (got {v:g})")
+    if lo is not None and v < lo:
+        raise ScenarioError(path, f"must be >= {lo:g} (got {v:g})")
+    if hi is not None and v > hi:
+        raise ScenarioError(path, f"must be <= {hi:g} (got {v:g})")
+
+
+def _number(v: object, path: str, lo: float | None, hi: float | None, positive: bool) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ScenarioError(path, f"expected a number (got {_show(v)})")
+    if not math.isfinite(v):
+        raise ScenarioError(path, "must be finite")
+    _bounds(float(v), path, lo, hi, positive)
+    return float(v)
+
+
+def _weights(r: _Reader, key: str, allowed: Mapping[str, object], what: str) -> dict[str, float]:
+    """A table name -> weight (>= 0, not all zero), names checked against ``allowed``."""
+    t = r.table(key)
+    out: dict[str, float] = {}
+    for name in t.data:
+        if name not in allowed:
+            raise ScenarioError(t.sub(name), f"unknown {what} {name!r} (known: {', '.join(sorted(allowed))})")
+        out[name] = t.num(name, lo=0.0)
+    if out and sum(out.values()) <= 0:
+        raise ScenarioError(t.path, "weights must not all be zero")
+    return out
+
+
+# --- the scenario ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RackPacks:
+    """``count`` packs of ``pack_type`` in the rack at the start, SoC uniform in ``soc`` (%)."""
+
+    pack_type: str
+    count: int
+    soc: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Demand:
+    rate_per_hour: tuple[float, ...]  # one value (constant) or 24 hourly values, repeated each day
+    scale: float
+    models: dict[str, float]  # vehicle model -> weight
+    arrival_soc: tuple[float, float]  # % SoC of the pack a vehicle brings
+    balk_queue: int  # a vehicle drives on when this many are already waiting (0: never balks)
+    balk_slope: float  # extra balk probability per waiting vehicle below balk_queue
+    patience_s: float  # mean (exponential) patience while waiting; 0: waits for ever
+
+    def rate_at(self, t_s: float) -> float:
+        """Vehicles per second at virtual time ``t_s`` (seconds from midnight of day 0)."""
+        r = self.rate_per_hour
+        per_h = r[0] if len(r) == 1 else r[int(t_s // 3600.0) % 24]
+        return per_h * self.scale / 3600.0
+
+    @property
+    def max_rate(self) -> float:
+        return max(self.rate_per_hour) * self.scale / 3600.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Something that goes wrong at ``at_s`` for ``duration_s`` (0: latched until cleared)."""
+
+    kind: str
+    at_s: float
+    duration_s: float
+    target: str  # slot id for charger/thermal faults, "" otherwise
+    bolt: int  # for jammed_bolt
+
+
+@dataclass(frozen=True)
+class Queueing:
+    """Queueing-validation mode: exponential charge work, zero-time swaps, patient vehicles."""
+
+    chargers: int  # C: the firmware's grid limit is set to C chargers' power
+    packs: int  # N: packs in the rack (the rest of the slots stay empty)
+    mu_per_hour: float  # each charger finishes a pack at this exponential rate
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    source: str  # file it came from ("" when built in code)
+    duration_s: float
+    seed: int
+    mode: str
+    sample_period_s: float
+    station: dict[str, Any]  # validated firmware config (after overrides)
+    rack: list[RackPacks]
+    demand: Demand
+    swap_time_scale: float  # 1.0: mechanics calibrated to PSS 4.0 (144 s); 0: instantaneous
+    ambient_c: float
+    grid_capacity_kw: float  # the connection's physical limit (plant); the firmware's is limits.grid_kw
+    outages: list[tuple[float, float]] = field(default_factory=list)  # (at_s, duration_s)
+    faults: list[Fault] = field(default_factory=list)
+    queueing: Queueing | None = None
+
+    @property
+    def slot_ids(self) -> list[str]:
+        return [s["id"] for s in self.station["slots"]]
+
+    def price_at(self, t_s: float) -> float:
+        """Energy price at virtual time ``t_s`` from the station's TOU bands (0 without bands)."""
+        p = fwconfig.tou_price(self.station, int(t_s // 60.0) % 1440)
+        return 0.0 if p is None else p
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _station(r: _Reader, base_dir: Path) -> dict[str, Any]:
+    cfg_name = r.text("config", "") if r.has("config") else ""
+    cfg_path = (base_dir / cfg_name) if cfg_name else Path(fwconfig.default_path())
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except OSError as e:
+        raise ScenarioError(r.sub("config"), f"cannot read station config {cfg_path} ({e.strerror})") \
+            from None
+    except ValueError as e:
+        raise ScenarioError(r.sub("config"), f"station config {cfg_path} is not valid JSON ({e})") from None
+    over = r.raw("overrides")
+    if over is not None:
+        if not isinstance(over, dict):
+            raise ScenarioError(r.sub("overrides"), "expected a table")
+        raw = _deep_merge(raw, over)
+    slots = r.raw("slots")
+    if slots is not None:
+        n = len(raw.get("slots", []))
+        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= n:
+            raise ScenarioError(r.sub("slots"), f"expected an integer 1..{n} (got {_show(slots)})")
+        raw["slots"] = raw["slots"][:slots]
+    r.done()
+    try:
+        return dict(fwconfig.validate(raw))
+    except fwconfig.ConfigError as e:
+        raise ScenarioError(f"station ({cfg_path.name}) {e.path}", e.reason) from None
+
+
+def _rack(r: _Reader, station: dict[str, Any]) -> list[RackPacks]:
+    items = r.list_of_tables("packs")
+    r.done()
+    out = []
+    for t in items:
+        ptype = t.text("type")
+        if ptype not in station["pack_types"]:
+            known = ", ".join(sorted(station["pack_types"]))
+            raise ScenarioError(t.sub("type"), f"unknown pack type {ptype!r} (known: {known})")
+        out.append(RackPacks(ptype, t.integer("count", lo=0), t.num_range("soc", (100.0, 100.0), 0.0, 100.0)))
+        t.done()
+    total = sum(p.count for p in out)
+    if total > len(station["slots"]):
+        raise ScenarioError(r.sub("packs"), f"{total} packs do not fit in {len(station['slots'])} slots")
+    return out
+
+
+def _demand(r: _Reader, station: dict[str, Any]) -> Demand:
+    rate = r.raw("rate_per_hour")
+    p = r.sub("rate_per_hour")
+    if rate is None:
+        raise ScenarioError(p, "missing")
+    rates = rate if isinstance(rate, list) else [rate]
+    if len(rates) not in (1, 24):
+        raise ScenarioError(p, f"expected one number or 24 hourly numbers (got {len(rates)})")
+    values = tuple(_number(v, f"{p}[{i}]" if isinstance(rate, list) else p, 0.0, None, False)
+                   for i, v in enumerate(rates))
+    models = _weights(r, "models", station["compatibility"], "vehicle model")
+    if not models:
+        models = {m: 1.0 for m in station["compatibility"]}
+    d = Demand(
+        rate_per_hour=values,
+        scale=r.num("scale", 1.0, lo=0.0),
+        models=models,
+        arrival_soc=r.num_range("arrival_soc", (10.0, 40.0), 0.0, 100.0),
+        balk_queue=r.integer("balk_queue", 0, lo=0),
+        balk_slope=r.num("balk_slope", 0.0, lo=0.0, hi=1.0),
+        patience_s=r.duration("patience", 0),
+    )
+    r.done()
+    return d
+
+
+def _faults(items: list[_Reader], station: dict[str, Any]) -> list[Fault]:
+    slots = {s["id"] for s in station["slots"]}
+    out = []
+    for t in items:
+        kind = t.text("kind", choices=FAULT_KINDS)
+        target = ""
+        if kind in ("charger_dropout", "charger_fault", "thermal_event"):
+            target = t.text("slot")
+            if target not in slots:
+                raise ScenarioError(t.sub("slot"), f"unknown slot {target!r}")
+        bolt = t.integer("bolt", 0, lo=0, hi=15) if kind == "jammed_bolt" else 0
+        default_len: object = "10m" if kind in ("charger_dropout", "grid_outage", "smoke") else 0
+        out.append(Fault(kind, t.duration("at"), t.duration("duration", default_len), target, bolt))
+        t.done()
+    return sorted(out, key=lambda f: f.at_s)
+
+
+def _queueing(r: _Reader, station: dict[str, Any]) -> Queueing:
+    q = Queueing(
+        chargers=r.integer("chargers", lo=1),
+        packs=r.integer("packs", lo=1, hi=len(station["slots"])),
+        mu_per_hour=r.num("mu_per_hour", positive=True),
+    )
+    r.done()
+    if q.packs < q.chargers:
+        raise ScenarioError(r.sub("packs"), f"must be >= chargers ({q.chargers})")
+    return q
+
+
+def from_dict(data: Mapping[str, Any], source: str = "", base_dir: Path | None = None) -> Scenario:
+    """Validate a parsed scenario; ``base_dir`` resolves ``station.config``."""
+    try:
+        return _from_dict(dict(data), source, base_dir or BUILTIN_DIR)
+    except ScenarioError as e:
+        if e.source or not source:
+            raise
+        raise ScenarioError(e.path, e.reason, source) from None
+
+
+def _from_dict(data: dict[str, Any], source: str, base_dir: Path) -> Scenario:
+    top = _Reader(data, "")
+    run = top.table("run")
+    station = _station(top.table("station"), base_dir)
+    rack = _rack(top.table("rack"), station)
+    demand = _demand(top.table("demand"), station)
+    mech = top.table("mechanics")
+    grid = top.table("grid")
+    outages = []
+    for t in grid.list_of_tables("outages"):
+        outages.append((t.duration("at"), t.duration("duration", positive=True)))
+        t.done()
+    qtable = top.table("queueing") if top.has("queueing") else None
+    sc = Scenario(
+        name=top.text("name", Path(source).stem if source else "scenario"),
+        description=top.text("description", ""),
+        source=source,
+        duration_s=run.duration("duration", "1d", positive=True),
+        seed=run.integer("seed", 1, lo=0, hi=2**63 - 1),
+        mode=run.text("mode", "direct", choices=MODES),
+        sample_period_s=run.duration("sample_period", "1m", positive=True),
+        station=station,
+        rack=rack,
+        demand=demand,
+        swap_time_scale=mech.num("swap_time_scale", 1.0, lo=0.0, hi=100.0),
+        ambient_c=mech.num("ambient_c", 25.0, lo=-40.0, hi=60.0),
+        grid_capacity_kw=grid.num("capacity_kw", station["limits"]["grid_kw"], positive=True),
+        outages=outages,
+        faults=_faults(top.list_of_tables("faults"), station),
+        queueing=_queueing(qtable, station) if qtable is not None else None,
+    )
+    for r in (run, mech, grid, top):
+        r.done()
+    if not sc.rack and sc.queueing is None:
+        raise ScenarioError("rack.packs", "no packs in the rack: nothing to swap")
+    return sc
+
+
+def _parse_text(text: str, source: str, suffix: str) -> dict[str, Any]:
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise ScenarioError("", f"invalid JSON ({e})", source) from None
+        if not isinstance(data, dict):
+            raise ScenarioError("", "the top level must be an object", source)
+        return data
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError("", f"TOML syntax error ({e})", source) from None
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
+
+
+def resolve(name_or_path: str) -> Path:
+    """A built-in scenario name or a file path -> the file; ScenarioError when neither exists."""
+    p = Path(name_or_path)
+    if p.suffix in (".toml", ".json") or p.exists() or "/" in name_or_path:
+        if not p.is_file():
+            raise ScenarioError("", f"no such scenario file: {name_or_path}")
+        return p
+    builtin = BUILTIN_DIR / f"{name_or_path}.toml"
+    if builtin.is_file():
+        return builtin
+    raise ScenarioError("", f"no built-in scenario {name_or_path!r} and no such file "
+                            f"(built-ins: {', '.join(builtin_names())})")
+
+
+def load(name_or_path: str = DEFAULT_SCENARIO) -> Scenario:
+    """Read and validate a scenario file or built-in; raises ScenarioError."""
+    path = resolve(name_or_path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ScenarioError("", f"cannot read {path} ({e.strerror})") from None
+    data = _parse_text(text, path.name, path.suffix)
+    return from_dict(data, path.name, path.parent)
+
+
+def describe(sc: Scenario) -> str:
+    """One line for ``--list``."""
+    return f"{sc.name:<22} {sc.description}"
+

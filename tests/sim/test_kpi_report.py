@@ -1,0 +1,124 @@
+"""KPI integration and report writers."""
+
+import csv
+import io
+import json
+import math
+
+import pytest
+
+from host import report
+from host.kpi import SERIES_COLUMNS, KpiRecorder, histogram, percentile
+
+
+def test_percentile_interpolates():
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile([5], 95) == 5
+    assert percentile([10, 0, 20], 100) == 20
+    assert math.isnan(percentile([], 50))
+
+
+def test_histogram_puts_overflow_in_last_bin():
+    h = histogram([0, 59, 60, 144, 1000], [0, 60, 150, 300])
+    assert h["counts"] == [2.0, 2.0, 1.0]
+
+
+def recorder() -> KpiRecorder:
+    price = lambda t: 1.0 if t < 3600 else 2.0  # noqa: E731
+    k = KpiRecorder(chargers_total=4, price_at=price)
+    k.levels(0.0, grid_kw=100.0, queue=0, chargers_busy=2)
+    k.levels(1800.0, grid_kw=200.0, queue=3, chargers_busy=4)
+    k.levels(3600.0, grid_kw=50.0, queue=1, chargers_busy=1)
+    return k
+
+
+def test_levels_integrate_piecewise_constant():
+    k = recorder()
+    s = k.summary(7200.0)
+    # 100 kW * 0.5 h + 200 kW * 0.5 h + 50 kW * 1 h
+    assert s["energy"]["grid_kwh"] == pytest.approx(200.0)
+    assert s["energy"]["cost"] == pytest.approx(50 * 1 + 100 * 1 + 50 * 2)
+    assert s["energy"]["peak_grid_kw"] == 200.0
+    assert s["queue"]["mean"] == pytest.approx((3 * 1800 + 1 * 3600) / 7200)
+    assert s["queue"]["max"] == 3
+    assert s["chargers"]["utilisation"] == pytest.approx((2 * 1800 + 4 * 1800 + 1 * 3600) / (4 * 7200))
+
+
+def test_vehicle_counts_and_waits():
+    k = KpiRecorder(chargers_total=1, warmup_s=100.0)
+    for _ in range(5):
+        k.arrival()
+    k.balk()
+    k.renege(30.0)
+    k.served(50.0, 10.0)  # before warm-up: counted as served, left out of wait statistics
+    k.served(150.0, 0.0)
+    k.served(200.0, 40.0)
+    k.swap_done(144.0, 95.0, 20.0, "NIO-75")
+    k.swap_done(150.0, 92.0, 30.0, "NIO-100")
+    k.swap_failed("jammed_bolt")
+    k.alarm("smoke")
+    k.alarm("smoke")
+    s = k.summary(86400.0)
+    assert s["vehicles"] == {"arrived": 5, "served": 3, "balked": 1, "reneged": 1, "failed_swaps": 1}
+    assert s["wait_s"]["count"] == 2 and s["wait_s"]["mean"] == 20.0
+    assert s["wait_probability"] == 0.5
+    assert s["swaps"] == 2 and s["swaps_per_day"] == 2.0
+    assert s["swap_duration_s"]["p50"] == 147.0
+    assert s["soc_handed_over_pct"]["min"] == 92.0
+    assert s["swaps_by_pack_type"] == {"NIO-100": 1, "NIO-75": 1}
+    assert s["alarms"] == {"smoke": 2}
+    assert s["swap_failures"] == {"jammed_bolt": 1}
+
+
+def test_report_files(tmp_path):
+    k = recorder()
+    k.sample(0.0, True, 10, 91.5)
+    k.sample(60.0, False, 9, 90.0)
+    s = k.summary(7200.0)
+    s.update(scenario="unit", seed=1, mode="direct", wall_s=0.1)
+    written = report.write_report(tmp_path / "out", s, k.series, [(1, 2.5)], ("vehicle", "wait_s"))
+    names = sorted(p.name for p in written)
+    assert names == sorted([report.SUMMARY_FILE, report.SERIES_FILE, report.SWAPS_FILE, *report.PLOT_FILES])
+    back = json.loads((tmp_path / "out" / report.SUMMARY_FILE).read_text())
+    assert back["energy"]["grid_kwh"] == pytest.approx(200.0)
+    assert back["wait_s"]["mean"] is None  # NaN is written as null
+    rows = list(csv.reader((tmp_path / "out" / report.SERIES_FILE).open()))
+    assert rows[0] == list(SERIES_COLUMNS)
+    assert len(rows) == 3 and rows[1][4] == "91.5"
+    for p in report.PLOT_FILES:
+        assert (tmp_path / "out" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_mentions_every_kpi():
+    s = recorder().summary(7200.0)
+    s.update(scenario="unit", seed=4, mode="wire")
+    text = report.format_table(s)
+    for word in ("swaps served", "balked", "reneged", "p95", "swap duration", "SoC handed over",
+                 "peak", "energy cost", "charger use", "alarms", "faults", "seed 4", "mode wire"):
+        assert word in text, word
+
+
+class FakeTty(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_only_on_a_terminal():
+    quiet = FakeTty(False)
+    p = report.Progress(100.0, stream=quiet)
+    p.update(100.0)
+    p.close()
+    assert quiet.getvalue() == ""
+    loud = FakeTty(True)
+    p = report.Progress(100.0, stream=loud)
+    p.update(100.0)
+    p.close()
+    assert "100.0%" in loud.getvalue()
+    off = FakeTty(True)
+    p = report.Progress(100.0, enabled=False, stream=off)
+    p.update(100.0)
+    assert off.getvalue() == ""
