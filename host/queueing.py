@@ -184,7 +184,7 @@ def t_interval(samples: Sequence[float], level: float = 0.99) -> Interval:
 
 
 def batch_means(values: Sequence[float], batches: int) -> list[float]:
-    """Means of ``batches`` consecutive equal batches of ``values`` (the tail that does not fit is dropped)."""
+    """Means of ``batches`` consecutive equal batches of ``values`` (a tail that does not fit is dropped)."""
     if batches < 2:
         raise ValueError("need at least two batches")
     size = len(values) // batches
