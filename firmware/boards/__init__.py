@@ -1,0 +1,1 @@
+# Board configurations (one JSON file per supported board) and their validator.

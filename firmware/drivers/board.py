@@ -1,0 +1,264 @@
+"""HAL on MicroPython's ``machine``: RS-485 UARTs, pins, watchdog, status LED, flash storage.
+
+Only this driver imports ``machine``. Tests put a fake ``machine`` in ``sys.modules``
+before importing it. ``open_board(board_cfg, station_cfg)`` builds everything a
+board config (firmware/boards/*.json) describes; the watchdog is started separately
+because a started ``machine.WDT`` can never be stopped.
+"""
+
+import machine
+
+from firmware.compat import const, ticks_add, ticks_diff, ticks_ms, ticks_us
+from firmware.hal import DigitalIn, DigitalOut, SerialPort, Watchdog
+
+_UART_PARITY = {"none": None, "even": 0, "odd": 1}
+
+_HEARTBEAT_MS = const(500)  # slow blink: running
+_FAULT_BLINK_MS = const(100)  # fast blink: a fault is raised
+
+
+def char_time_us(baudrate, bits):
+    """Time of one character of ``bits`` bits on the wire, rounded up."""
+    return (bits * 1000000 + baudrate - 1) // baudrate
+
+
+class Rs485Uart(SerialPort):
+    """A ``machine.UART`` driving a half-duplex RS-485 transceiver through a DE pin.
+
+    DE is asserted before the first byte is queued and released by ``tx_done`` only
+    once the last stop bit has left: ``UART.txdone()`` must say so AND one more
+    character time must have passed since it first did, because txdone/flush returned
+    while the last byte was still shifting out on some ports and versions (rp2 before
+    late 2024, esp8266). The release also waits at least the wire time of every byte
+    written since DE went up. Without ``txdone`` only that wire-time bound is used.
+    """
+
+    def __init__(self, uart, de_pin, baudrate, bits=11, de_active_low=False, clock_us=ticks_us):
+        self._uart = uart
+        self._de = de_pin
+        self.baudrate = baudrate
+        self.char_us = char_time_us(baudrate, bits)
+        self._on = 0 if de_active_low else 1
+        self._clock_us = clock_us
+        self._has_txdone = hasattr(uart, "txdone")
+        self._busy = False
+        self._start_us = 0  # when DE went up
+        self._sent = 0  # bytes queued since then
+        self._idle_seen = False  # txdone() has said True since the last write
+        self._idle_us = 0  # ... first at this time
+        self._scratch = bytearray(32)
+        de_pin.value(1 - self._on)
+
+    def write(self, buf):
+        if not self._busy:
+            self._de.value(self._on)
+            self._busy = True
+            self._start_us = self._clock_us()
+            self._sent = 0
+        n = self._uart.write(buf)
+        if n is None:  # MicroPython returns None when nothing could be queued
+            n = 0
+        self._sent += n
+        self._idle_seen = False
+        return n
+
+    def _elapsed(self, now, since, need):
+        d = ticks_diff(now, since)
+        # A negative difference means the ticks wrapped: far more than ``need`` has passed.
+        return d < 0 or d >= need
+
+    def tx_done(self):
+        if not self._busy:
+            return True
+        now = self._clock_us()
+        if not self._elapsed(now, self._start_us, (self._sent + 1) * self.char_us):
+            return False
+        if self._has_txdone:
+            if not self._uart.txdone():
+                self._idle_seen = False
+                return False
+            if not self._idle_seen:
+                self._idle_seen = True
+                self._idle_us = now
+                return False
+            if not self._elapsed(now, self._idle_us, self.char_us):
+                return False
+        self._de.value(1 - self._on)
+        self._busy = False
+        return True
+
+    def readinto(self, buf):
+        n = self._uart.any()
+        if n <= 0:
+            return 0
+        if n > len(buf):
+            n = len(buf)
+        got = self._uart.readinto(buf, n)
+        return got or 0
+
+    def flush_input(self):
+        # Bounded: the UART cannot hold more than its rx buffer, plus what arrives meanwhile.
+        for _ in range(256):
+            if not self._uart.any():
+                return
+            self._uart.readinto(self._scratch)
+
+    def close(self):
+        if self._busy:
+            self._de.value(1 - self._on)
+            self._busy = False
+        deinit = getattr(self._uart, "deinit", None)
+        if deinit is not None:
+            deinit()
+
+
+class PinIn(DigitalIn):
+    """A GPIO input; ``value()`` is 1 when the input is active (``active_low`` inverts)."""
+
+    def __init__(self, pin, active_low=False):
+        self._pin = pin
+        self._inv = 1 if active_low else 0
+
+    def value(self):
+        return self._pin.value() ^ self._inv
+
+
+class PinOut(DigitalOut):
+    """A GPIO output, ``value(1)`` drives the active level. Starts inactive."""
+
+    def __init__(self, pin, active_low=False):
+        self._pin = pin
+        self._inv = 1 if active_low else 0
+        self._v = 0
+        pin.value(self._inv)
+
+    def value(self, v=None):
+        if v is None:
+            return self._v
+        self._v = 1 if v else 0
+        self._pin.value(self._v ^ self._inv)
+        return self._v
+
+
+class StatusLed:
+    """Heartbeat: a slow blink while the station runs, a fast one while a fault is raised."""
+
+    def __init__(self, out):
+        self._out = out
+        self._next = None
+        self._fault = False
+
+    def set_fault(self, fault):
+        self._fault = bool(fault)
+
+    def tick(self, now_ms):
+        """Toggle when due; returns ms until the next toggle."""
+        period = _FAULT_BLINK_MS if self._fault else _HEARTBEAT_MS
+        if self._next is None or ticks_diff(now_ms, self._next) >= 0:
+            self._out.value(0 if self._out.value() else 1)
+            self._next = ticks_add(now_ms, period)
+            return period
+        wait = ticks_diff(self._next, now_ms)
+        return wait if wait < period else period
+
+
+class MachineWatchdog(Watchdog):
+    """``machine.WDT``. Constructing it starts it; nothing can stop it afterwards."""
+
+    def __init__(self, timeout_ms):
+        self.timeout_ms = timeout_ms
+        self._wdt = machine.WDT(timeout=timeout_ms)
+        self.last_feed = ticks_ms()
+
+    def feed(self):
+        self._wdt.feed()
+        self.last_feed = ticks_ms()
+
+
+_PULL = {"none": None, "up": "PULL_UP", "down": "PULL_DOWN"}
+
+
+def make_pin_in(spec):
+    pull = _PULL[spec["pull"]]
+    p = machine.Pin(spec["pin"], machine.Pin.IN, None if pull is None else getattr(machine.Pin, pull))
+    return PinIn(p, spec["active_low"])
+
+
+def make_pin_out(spec):
+    p = machine.Pin(spec["pin"], machine.Pin.OUT, value=1 if spec["active_low"] else 0)
+    return PinOut(p, spec["active_low"])
+
+
+def open_bus(bus, baudrate, clock_us=ticks_us):
+    """One RS-485 line from a normalised board bus entry and the station's baudrate."""
+    from firmware.boards.board_config import frame_bits
+
+    # value= sets the released level before the pin drives: no glitch on the line.
+    de = machine.Pin(bus["de"], machine.Pin.OUT, value=1 if bus["de_active_low"] else 0)
+    uart = machine.UART(
+        bus["uart"],
+        baudrate=baudrate,
+        bits=8,
+        parity=_UART_PARITY[bus["parity"]],
+        stop=bus["stop"],
+        tx=machine.Pin(bus["tx"]),
+        rx=machine.Pin(bus["rx"]),
+        txbuf=bus["txbuf"],
+        rxbuf=bus["rxbuf"],
+        timeout=0,  # never wait in read/write: the main loop polls
+        timeout_char=0,
+    )
+    return Rs485Uart(uart, de, baudrate, frame_bits(bus), bus["de_active_low"], clock_us)
+
+
+class Board:
+    """Everything a board config describes, opened. ``buses`` maps the station's bus
+    names to ``Rs485Uart``; ``inputs``/``outputs`` map names to pins."""
+
+    def __init__(self, cfg, buses, inputs, outputs, led, storage):
+        self.cfg = cfg
+        self.buses = buses
+        self.inputs = inputs
+        self.outputs = outputs
+        self.led = led
+        self.storage = storage
+        self.watchdog = None
+
+    def start_watchdog(self):
+        """Start ``machine.WDT`` with the board's timeout. Call once setup has succeeded."""
+        if self.watchdog is None:
+            self.watchdog = MachineWatchdog(self.cfg["watchdog_ms"])
+        return self.watchdog
+
+    def close(self):
+        for name in self.buses:
+            self.buses[name].close()
+
+
+def open_storage(root):
+    """The flash filesystem folder the journal lives in (LittleFS on rp2 and esp32)."""
+    from firmware.drivers.vfs_storage import VfsStorage
+
+    return VfsStorage(root)
+
+
+def open_board(cfg, station_cfg, storage_factory=open_storage, clock_us=ticks_us):
+    """Open the UARTs, pins and storage of a validated board config.
+
+    Baud rates come from the station config (``buses.<name>.baudrate``): the line speed
+    is agreed with the chargers and the bay I/O module, the pins are this board's.
+    """
+    buses = {}
+    for name in cfg["buses"]:
+        buses[name] = open_bus(cfg["buses"][name], station_cfg["buses"][name]["baudrate"], clock_us)
+    inputs = {}
+    for name in cfg["inputs"]:
+        inputs[name] = make_pin_in(cfg["inputs"][name])
+    outputs = {}
+    for name in cfg["outputs"]:
+        outputs[name] = make_pin_out(cfg["outputs"][name])
+    led = None
+    if cfg["led"] is not None:
+        led = StatusLed(make_pin_out(cfg["led"]))
+    storage = storage_factory(cfg["storage"]["root"])
+    return Board(cfg, buses, inputs, outputs, led, storage)

@@ -1,0 +1,111 @@
+"""A stand-in for MicroPython's ``machine`` module, enough for firmware/drivers/board.py.
+
+Records what the driver asks of the hardware so tests can check it. ``install()``
+puts it in ``sys.modules`` and imports the board driver against it.
+"""
+
+import sys
+
+created = []  # every object the driver made, in order
+
+
+def reset():
+    created.clear()
+
+
+class Pin:
+    IN = 0
+    OUT = 1
+    PULL_UP = 1
+    PULL_DOWN = 2
+
+    def __init__(self, id, mode=-1, pull=None, value=None):
+        self.id = id
+        self.mode = mode
+        self.pull = pull
+        self.level = 0 if value is None else value
+        self.history = [self.level]
+        created.append(self)
+
+    def value(self, v=None):
+        if v is None:
+            return self.level
+        self.level = 1 if v else 0
+        self.history.append(self.level)
+        return None
+
+
+class UARTNoTxdone:
+    """A UART without txdone() (MicroPython before 1.20)."""
+
+    def __init__(self, id, **kw):
+        self.id = id
+        self.kw = kw
+        self.wire = bytearray()
+        self.rx = bytearray()
+        self.done = True  # what txdone() answers
+        self.on_write = None  # called at each write, e.g. to sample the DE pin
+        self.accept = None  # bytes taken per write; None: all
+        created.append(self)
+
+    def write(self, buf):
+        if self.on_write is not None:
+            self.on_write()
+        n = len(buf) if self.accept is None else min(self.accept, len(buf))
+        if n == 0:
+            return None  # MicroPython's answer when nothing could be queued
+        self.wire.extend(buf[:n])
+        self.done = False
+        return n
+
+    def any(self):
+        return len(self.rx)
+
+    def readinto(self, buf, n=None):
+        if n is None:
+            n = len(buf)
+        n = min(n, len(self.rx), len(buf))
+        if n == 0:
+            return None
+        buf[:n] = self.rx[:n]
+        self.rx = self.rx[n:]
+        return n
+
+    def deinit(self):
+        self.deinited = True
+
+
+class UART(UARTNoTxdone):
+    def txdone(self):
+        return self.done
+
+
+class WDT:
+    def __init__(self, id=0, timeout=5000):
+        self.timeout = timeout
+        self.feeds = 0
+        created.append(self)
+
+    def feed(self):
+        self.feeds += 1
+
+
+def install():
+    """Import firmware.drivers.board against this fake; the real ``machine`` (the unix
+    port has one) is restored in sys.modules afterwards, the driver keeps the fake."""
+    me = sys.modules[__name__]
+    old = sys.modules.get("machine")
+    sys.modules["machine"] = me
+    try:
+        if "firmware.drivers.board" in sys.modules:
+            del sys.modules["firmware.drivers.board"]
+        from firmware.drivers import board
+
+        if board.machine is not me:
+            raise AssertionError("board driver did not pick up the fake machine")
+        return board
+    finally:
+        if old is None:
+            del sys.modules["machine"]
+        else:
+            sys.modules["machine"] = old
