@@ -20,19 +20,19 @@ SWAPS_FILE = "swaps.csv"
 PLOT_FILES = ("queue.png", "rack_soc.png", "grid_power.png")
 
 
-def _clean(x: Any) -> Any:
+def json_safe(x: Any) -> Any:
     """NaN/inf are not JSON: write them as null."""
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
+        return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
+        return [json_safe(v) for v in x]
     return x
 
 
 def write_summary(summary: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(_clean(summary), indent=2, sort_keys=False) + "\n")
+    path.write_text(json.dumps(json_safe(summary), indent=2, sort_keys=False) + "\n")
 
 
 def write_series(rows: Sequence[Sequence[Any]], path: Path, columns: Sequence[str] = SERIES_COLUMNS) -> None:

@@ -278,6 +278,7 @@ class Scenario:
     demand: Demand
     swap_time_scale: float  # 1.0: mechanics calibrated to PSS 4.0 (144 s); 0: instantaneous
     ambient_c: float
+    operator_response_s: float  # an operator confirms a latched stop this long after its cause is gone
     grid_capacity_kw: float  # the connection's physical limit (plant); the firmware's is limits.grid_kw
     outages: list[tuple[float, float]] = field(default_factory=list)  # (at_s, duration_s)
     faults: list[Fault] = field(default_factory=list)
@@ -420,6 +421,7 @@ def _from_dict(data: dict[str, Any], source: str, base_dir: Path) -> Scenario:
     rack = _rack(top.table("rack"), station)
     demand = _demand(top.table("demand"), station)
     mech = top.table("mechanics")
+    oper = top.table("operator")
     grid = top.table("grid")
     outages = []
     for t in grid.list_of_tables("outages"):
@@ -439,12 +441,13 @@ def _from_dict(data: dict[str, Any], source: str, base_dir: Path) -> Scenario:
         demand=demand,
         swap_time_scale=mech.num("swap_time_scale", 1.0, lo=0.0, hi=100.0),
         ambient_c=mech.num("ambient_c", 25.0, lo=-40.0, hi=60.0),
+        operator_response_s=oper.duration("response", "3m"),
         grid_capacity_kw=grid.num("capacity_kw", station["limits"]["grid_kw"], positive=True),
         outages=outages,
         faults=_faults(top.list_of_tables("faults"), station),
         queueing=_queueing(qtable, station) if qtable is not None else None,
     )
-    for r in (run, mech, grid, top):
+    for r in (run, mech, oper, grid, top):
         r.done()
     if not sc.rack and sc.queueing is None:
         raise ScenarioError("rack.packs", "no packs in the rack: nothing to swap")
