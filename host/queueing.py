@@ -12,7 +12,10 @@ quantiles by bisection on the regularised incomplete beta function.
 
 from __future__ import annotations
 
+import heapq
 import math
+import random
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -191,3 +194,52 @@ def batch_means(values: Sequence[float], batches: int) -> list[float]:
     if size < 1:
         raise ValueError(f"{len(values)} values cannot fill {batches} batches")
     return [math.fsum(values[i * size : (i + 1) * size]) / size for i in range(batches)]
+
+
+def simulate_swap_queue(c: int, n: int, lam: float, mu: float, vehicles: int, seed: int,
+                        warmup: int = 0) -> list[float]:
+    """Firmware-free reference of the validation model: waits of ``vehicles`` arrivals.
+
+    Event by event: Poisson arrivals at ``lam``; a vehicle takes a full pack if one is
+    ready, else waits (FIFO) for the next one to finish; every depleted pack needs a
+    charger, ``c`` of them, each finishing at exponential rate ``mu``. The first
+    ``warmup`` waits are dropped. It checks the statistics of the validation test and
+    is the baseline the firmware-in-the-loop run is compared with.
+    """
+    rng = random.Random(seed)
+    full, busy, backlog = n, 0, 0
+    done: list[float] = []  # completion times of the packs on chargers
+    waiting: deque[float] = deque()  # arrival times of vehicles waiting for a pack
+    waits: list[float] = []
+    next_arrival = rng.expovariate(lam)
+
+    def depleted(t: float) -> None:
+        nonlocal busy, backlog
+        if busy < c:
+            busy += 1
+            heapq.heappush(done, t + rng.expovariate(mu))
+        else:
+            backlog += 1
+
+    while len(waits) < vehicles + warmup:
+        if done and done[0] <= next_arrival:
+            t = heapq.heappop(done)
+            busy -= 1
+            if backlog:
+                backlog -= 1
+                depleted(t)
+            if waiting:
+                waits.append(t - waiting.popleft())
+                depleted(t)
+            else:
+                full += 1
+        else:
+            t = next_arrival
+            next_arrival = t + rng.expovariate(lam)
+            if full:
+                full -= 1
+                waits.append(0.0)
+                depleted(t)
+            else:
+                waiting.append(t)
+    return waits[warmup:]

@@ -77,3 +77,28 @@ def test_batch_means():
     assert q.batch_means([1, 2, 3, 4, 5, 6, 7], 3) == [1.5, 3.5, 5.5]
     with pytest.raises(ValueError):
         q.batch_means([1.0], 2)
+
+
+def test_reference_queue_reproduces_closed_form():
+    # Independent replications of the firmware-free reference: a 99 % t-interval of the
+    # replication means must contain the closed-form P(wait) and mean wait.
+    c, n, lam, mu = 4, 6, 6.0, 2.0  # per hour: a = 3, rho = 0.75
+    pw, mw = [], []
+    for seed in range(20):
+        w = q.simulate_swap_queue(c, n, lam, mu, vehicles=5000, seed=seed, warmup=500)
+        pw.append(sum(1 for x in w if x > 0) / len(w))
+        mw.append(sum(w) / len(w))
+    p_ci, w_ci = q.t_interval(pw, 0.99), q.t_interval(mw, 0.99)
+    assert p_ci.contains(q.swap_wait_probability(c, n, lam, mu)), p_ci
+    assert w_ci.contains(q.swap_mean_wait(c, n, lam, mu)), w_ci
+    # and the intervals are tight enough to mean something
+    assert p_ci.half_width < 0.1 * p_ci.mean and w_ci.half_width < 0.2 * w_ci.mean
+
+
+def test_reference_queue_detects_a_wrong_model():
+    # The same check rejects a model with one pack fewer: the test has power.
+    c, n, lam, mu = 4, 6, 6.0, 2.0
+    mw = [
+        sum(w) / len(w) for w in (q.simulate_swap_queue(c, n - 1, lam, mu, 5000, s, 500) for s in range(20))
+    ]
+    assert not q.t_interval(mw, 0.99).contains(q.swap_mean_wait(c, n, lam, mu))
