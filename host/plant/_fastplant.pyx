@@ -1,7 +1,378 @@
-# cython: language_level=3
-"""Compiled plant kernels (struct-of-arrays over typed memoryviews)."""
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled plant kernel: packs and chargers of whole racks, struct-of-arrays over typed memoryviews.
+
+``RackKernel`` binds the arrays that :class:`host.plant.rack.Plant` owns (one 1-D array per
+field, one element per slot or per station) and advances them in one call. The equations
+are documented, and written once more in pure Python, in :mod:`host.plant.refkernel`; the
+two must stay line-for-line the same.
+"""
+
+from libc.math cimport exp, sqrt, fabs, INFINITY
+
+from firmware.proto import regmap
+from host.plant import params as _p
+
+cdef int F_HEARTBEAT = regmap.CHG_FAULT_HEARTBEAT
+cdef int F_GRID = regmap.CHG_FAULT_GRID
+cdef int F_COOLANT = regmap.CHG_FAULT_COOLANT
+cdef int F_OVER_TEMP = regmap.CHG_FAULT_OVER_TEMP
+cdef int F_RUNAWAY = regmap.CHG_FAULT_THERMAL_RUNAWAY
+cdef int F_BMS_COMM = regmap.CHG_FAULT_BMS_COMM
+cdef int ST_STANDBY = regmap.CHG_ST_STANDBY
+cdef int ST_READY = regmap.CHG_ST_READY
+cdef int ST_CHARGING = regmap.CHG_ST_CHARGING
+cdef int ST_FULL = regmap.CHG_ST_FULL
+cdef int ST_DERATED = regmap.CHG_ST_DERATED
+cdef int ST_FAULT = regmap.CHG_ST_FAULT
+cdef int ST_WATCHDOG = regmap.CHG_ST_WATCHDOG
+cdef int INJ_STUCK = _p.INJ_STUCK
+cdef int INJ_PUMP = _p.INJ_PUMP
+cdef int INJ_BMS_COMM = _p.INJ_BMS_COMM
+cdef int PHASE_OFF = _p.PHASE_OFF
+cdef int PHASE_CC = _p.PHASE_CC
+cdef int PHASE_TAPER = _p.PHASE_TAPER
+cdef int PHASE_FULL = _p.PHASE_FULL
+cdef double LN2 = 0.6931471805599453
 
 
 def compiled():
     """True: lets tests prove the extension was built and imported."""
     return True
+
+
+cdef inline double dmin(double a, double b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef class RackKernel:
+    """Steps every slot of stations ``s_lo..s_hi-1``; see :class:`host.plant.refkernel.RefKernel`."""
+
+    # pack state
+    cdef double[::1] soc, v_rc, temp, soh, efc, q_fault
+    cdef int[::1] present, bms_open
+    # pack parameters
+    cdef double[::1] n_s, cap_ah, r0, r1, tau, c_th, h_amb, i_bms, p_bms, v_max, t_min, t_max
+    cdef double[::1] fade, r_growth
+    # rack
+    cdef double[::1] t_amb, cool_g, cool_set
+    # charger state
+    cdef double[::1] i_out, v_term, p_out, p_in, ch_temp, hb_age, i_stuck, e_in, e_out, e_ch_loss, e_pack_heat
+    cdef int[::1] enable, faults, status, phase, fault_inj
+    # charger parameters and setpoints
+    cdef double[::1] p_rated, i_rated, v_rated, ramp, loss0, loss1, loss2, standby
+    cdef double[::1] ch_c, ch_h, wd_timeout, set_i, set_v, set_p, target_soc
+    # stations
+    cdef int[::1] sta_lo, sta_hi, grid_up
+    cdef double[::1] grid_limit, p_sta, e_sta
+    # tables and scratch
+    cdef double[::1] ocv, decay, s_i, s_ocv, s_vrc0, s_r0e, s_b, s_prev
+    cdef int[::1] s_der, s_pprev
+    cdef int npts
+    # scalars
+    cdef double knee, floor, term_c, t_cold, f_cold, t_derate, f_hot, bms_cut, bms_ov, stress_ref, stress_k
+    cdef double spread_a, spread_b, pump_factor, coolant_trip, derate_k, cell_trip, runaway_c
+    cdef readonly dict arrays
+
+    def __init__(self, dict arrays, dict scalars):
+        self.arrays = arrays
+        a = arrays
+        self.soc = a["soc"]; self.v_rc = a["v_rc"]; self.temp = a["temp"]; self.soh = a["soh"]
+        self.efc = a["efc"]; self.q_fault = a["q_fault"]
+        self.present = a["present"]; self.bms_open = a["bms_open"]
+        self.n_s = a["n_s"]; self.cap_ah = a["cap_ah"]; self.r0 = a["r0"]; self.r1 = a["r1"]
+        self.tau = a["tau"]; self.c_th = a["c_th"]; self.h_amb = a["h_amb"]; self.i_bms = a["i_bms"]
+        self.p_bms = a["p_bms"]; self.v_max = a["v_max"]; self.t_min = a["t_min"]; self.t_max = a["t_max"]
+        self.fade = a["fade"]; self.r_growth = a["r_growth"]
+        self.t_amb = a["t_amb"]; self.cool_g = a["cool_g"]; self.cool_set = a["cool_set"]
+        self.i_out = a["i_out"]; self.v_term = a["v_term"]; self.p_out = a["p_out"]; self.p_in = a["p_in"]
+        self.ch_temp = a["ch_temp"]; self.hb_age = a["hb_age"]; self.i_stuck = a["i_stuck"]
+        self.e_in = a["e_in"]; self.e_out = a["e_out"]; self.e_ch_loss = a["e_ch_loss"]
+        self.e_pack_heat = a["e_pack_heat"]
+        self.enable = a["enable"]; self.faults = a["faults"]; self.status = a["status"]
+        self.phase = a["phase"]; self.fault_inj = a["fault_inj"]
+        self.p_rated = a["p_rated"]; self.i_rated = a["i_rated"]; self.v_rated = a["v_rated"]
+        self.ramp = a["ramp"]; self.loss0 = a["loss0"]; self.loss1 = a["loss1"]; self.loss2 = a["loss2"]
+        self.standby = a["standby"]; self.ch_c = a["ch_c"]; self.ch_h = a["ch_h"]
+        self.wd_timeout = a["wd_timeout"]; self.set_i = a["set_i"]; self.set_v = a["set_v"]
+        self.set_p = a["set_p"]; self.target_soc = a["target_soc"]
+        self.sta_lo = a["sta_lo"]; self.sta_hi = a["sta_hi"]; self.grid_up = a["grid_up"]
+        self.grid_limit = a["grid_limit"]; self.p_sta = a["p_sta"]; self.e_sta = a["e_sta"]
+        self.ocv = a["ocv"]; self.decay = a["s_decay"]; self.s_i = a["s_i"]; self.s_ocv = a["s_ocv"]
+        self.s_vrc0 = a["s_vrc0"]; self.s_r0e = a["s_r0e"]; self.s_b = a["s_b"]; self.s_prev = a["s_prev"]
+        self.s_der = a["s_der"]; self.s_pprev = a["s_pprev"]
+        self.npts = self.ocv.shape[0] - 1
+        s = scalars
+        self.knee = s["knee"]; self.floor = s["floor"]; self.term_c = s["term_c"]; self.t_cold = s["t_cold"]; self.f_cold = s["f_cold"]
+        self.t_derate = s["t_derate"]; self.f_hot = s["f_hot"]; self.bms_cut = s["bms_cut"]
+        self.bms_ov = s["bms_ov"]; self.stress_ref = s["stress_ref"]; self.stress_k = s["stress_k"]
+        self.spread_a = s["spread_a"]; self.spread_b = s["spread_b"]; self.pump_factor = s["pump_factor"]
+        self.coolant_trip = s["coolant_trip"]; self.derate_k = s["derate_k"]; self.cell_trip = s["cell_trip"]
+        self.runaway_c = s["runaway_c"]
+
+    cdef void _prepare(self, double h, int s_lo, int s_hi) noexcept nogil:
+        cdef int i
+        for i in range(self.sta_lo[s_lo], self.sta_hi[s_hi - 1]):
+            self.decay[i] = exp(-h / self.tau[i])
+
+    cdef void _substep(self, double h, int s_lo, int s_hi) noexcept nogil:
+        cdef int s, i, j, fl, inj, stuck, g, pres, on, ph, der, st
+        cdef double soc_i, temp_i, soh_i, r0e, x, ocv, a, b, vrc0, t_hot, v0, rt, cap
+        cdef double ft, fs, i_acc, i_full, vlim, i_cv, plim, i_p, i_ch, itgt, p, loss, pin
+        cdef double total, fixed, k, cur, vrc, vt, q, cool, dah, stress, chh
+        for s in range(s_lo, s_hi):
+            g = self.grid_up[s]
+            total = 0.0
+            fixed = 0.0
+            # pass 1: what each charger would deliver on its own
+            for i in range(self.sta_lo[s], self.sta_hi[s]):
+                fl = self.faults[i]
+                inj = self.fault_inj[i]
+                stuck = inj & INJ_STUCK
+                pres = self.present[i]
+                ocv = 0.0
+                vrc0 = 0.0
+                r0e = 0.0
+                b = 0.0
+                soc_i = 0.0
+                temp_i = 0.0
+                cap = 1.0
+                if pres:
+                    soc_i = self.soc[i]
+                    temp_i = self.temp[i]
+                    soh_i = self.soh[i]
+                    cap = self.cap_ah[i] * soh_i
+                    r0e = self.r0[i] * (1.0 + self.r_growth[i] * (1.0 - soh_i))
+                    x = soc_i * self.npts
+                    j = <int>x
+                    if j < 0:
+                        j = 0
+                    elif j > self.npts - 1:
+                        j = self.npts - 1
+                    ocv = self.n_s[i] * (self.ocv[j] + (x - j) * (self.ocv[j + 1] - self.ocv[j]))
+                    a = self.decay[i]
+                    b = self.r1[i] * (1.0 - a)
+                    vrc0 = self.v_rc[i] * a
+                self.s_ocv[i] = ocv
+                self.s_vrc0[i] = vrc0
+                self.s_r0e[i] = r0e
+                self.s_b[i] = b
+                der = 0
+                itgt = 0.0
+                if not stuck:
+                    if self.wd_timeout[i] > 0.0:
+                        self.hb_age[i] += h
+                        if self.hb_age[i] >= self.wd_timeout[i] and not (fl & F_HEARTBEAT):
+                            fl = fl | F_HEARTBEAT
+                            self.enable[i] = 0
+                    if not g:
+                        fl = fl | F_GRID
+                    if self.ch_temp[i] >= self.coolant_trip:
+                        fl = fl | F_COOLANT
+                    if pres:
+                        t_hot = temp_i + 0.5 * (self.spread_a + self.spread_b * fabs(self.i_out[i]))
+                        if t_hot >= self.cell_trip:
+                            fl = fl | F_OVER_TEMP
+                        if t_hot >= self.runaway_c:
+                            fl = fl | F_RUNAWAY
+                        if inj & INJ_BMS_COMM:
+                            fl = fl | F_BMS_COMM
+                    self.faults[i] = fl
+                    on = pres and self.enable[i] and fl == 0
+                    ph = PHASE_OFF
+                    if on:
+                        if soc_i >= self.target_soc[i]:
+                            ph = PHASE_FULL
+                        else:
+                            if temp_i <= self.t_min[i] or temp_i >= self.t_max[i]:
+                                ft = 0.0
+                            elif temp_i < self.t_cold:
+                                ft = self.f_cold
+                            elif temp_i <= self.t_derate:
+                                ft = 1.0
+                            else:
+                                ft = 1.0 - (1.0 - self.f_hot) * (temp_i - self.t_derate) / (
+                                    self.t_max[i] - self.t_derate)
+                            if soc_i <= self.knee:
+                                fs = 1.0
+                            else:
+                                fs = (1.0 - soc_i) / (1.0 - self.knee)
+                                if fs < self.floor:
+                                    fs = self.floor
+                            i_acc = self.i_bms[i] * ft * fs
+                            i_full = (1.0 - soc_i) * 3600.0 * cap / h
+                            vlim = dmin(dmin(self.set_v[i], self.v_rated[i]), self.v_max[i])
+                            rt = r0e + b
+                            v0 = ocv + vrc0
+                            i_cv = (vlim - v0) / rt
+                            if soc_i > self.knee and dmin(self.i_bms[i] * fs, i_cv) < self.term_c * cap:
+                                ph = PHASE_FULL  # CV termination current reached
+                            else:
+                                plim = dmin(dmin(self.set_p[i], self.p_rated[i]), self.p_bms[i])
+                                if self.ch_temp[i] > self.coolant_trip - self.derate_k:
+                                    plim = plim * (self.coolant_trip - self.ch_temp[i]) / self.derate_k
+                                i_p = 0.0
+                                if plim > 0.0:
+                                    i_p = 2.0 * plim / (v0 + sqrt(v0 * v0 + 4.0 * rt * plim))
+                                i_ch = dmin(dmin(self.set_i[i], self.i_rated[i]), i_p)
+                                itgt = dmin(dmin(i_ch, i_acc), dmin(i_cv, i_full))
+                                if itgt < 0.0:
+                                    itgt = 0.0
+                                if fs >= 1.0 and i_cv >= dmin(i_ch, i_acc):
+                                    ph = PHASE_CC
+                                else:
+                                    ph = PHASE_TAPER
+                                if itgt < i_ch:
+                                    der = 1
+                                if itgt > self.i_out[i] + self.ramp[i] * h:
+                                    itgt = self.i_out[i] + self.ramp[i] * h
+                        if self.bms_open[i]:
+                            itgt = 0.0
+                    self.phase[i] = ph
+                elif pres and g and not self.bms_open[i]:
+                    itgt = self.i_stuck[i]
+                self.s_i[i] = itgt
+                self.s_der[i] = der
+                if g:
+                    if itgt > 0.0:
+                        p = (ocv + vrc0 + (r0e + b) * itgt) * itgt
+                        loss = self.loss0[i] + self.loss1[i] * p + self.loss2[i] * p * p
+                        total += p + loss
+                        if stuck:
+                            fixed += p + loss
+                        else:
+                            fixed += self.loss0[i]
+                    else:
+                        total += self.standby[i]
+                        fixed += self.standby[i]
+            # grid connection: curtail every charger by the same factor, exactly to the limit
+            k = 1.0
+            if total > self.grid_limit[s] and total > fixed:
+                k = (self.grid_limit[s] - fixed) / (total - fixed)
+                if k < 0.0:
+                    k = 0.0
+            # pass 2: integrate
+            total = 0.0
+            for i in range(self.sta_lo[s], self.sta_hi[s]):
+                stuck = self.fault_inj[i] & INJ_STUCK
+                cur = self.s_i[i]
+                if not stuck:
+                    cur = cur * k
+                p = 0.0
+                if self.present[i]:
+                    b = self.s_b[i]
+                    r0e = self.s_r0e[i]
+                    vrc = self.s_vrc0[i] + b * cur
+                    vt = self.s_ocv[i] + r0e * cur + vrc
+                    p = vt * cur
+                    soh_i = self.soh[i]
+                    self.soc[i] += cur * h / (3600.0 * self.cap_ah[i] * soh_i)
+                    q = cur * cur * r0e + vrc * vrc / self.r1[i]
+                    temp_i = self.temp[i]
+                    cool = 0.0
+                    if temp_i > self.cool_set[i]:
+                        cool = self.cool_g[i] * (temp_i - self.cool_set[i])
+                    self.temp[i] = temp_i + h * (q + self.q_fault[i] + self.h_amb[i] * (self.t_amb[i] - temp_i)
+                                                 - cool) / self.c_th[i]
+                    self.e_pack_heat[i] += q * h
+                    if cur > 0.0:
+                        dah = cur * h / 3600.0
+                        self.efc[i] += dah / self.cap_ah[i]
+                        stress = 1.0
+                        if temp_i > self.stress_ref:
+                            stress = exp(LN2 * (temp_i - self.stress_ref) / self.stress_k)
+                        self.soh[i] = soh_i - self.fade[i] * dah / self.cap_ah[i] * stress
+                    if self.soc[i] > 1.000001 or self.temp[i] >= self.bms_cut or vt > self.bms_ov * self.v_max[i]:
+                        self.bms_open[i] = 1
+                    self.v_rc[i] = vrc
+                    self.v_term[i] = vt
+                else:
+                    self.v_term[i] = 0.0
+                if not self.grid_up[s]:
+                    loss = 0.0
+                elif cur > 0.0:
+                    loss = self.loss0[i] + self.loss1[i] * p + self.loss2[i] * p * p
+                else:
+                    loss = self.standby[i]
+                pin = p + loss
+                chh = self.ch_h[i]
+                if self.fault_inj[i] & INJ_PUMP:
+                    chh = chh * self.pump_factor
+                self.ch_temp[i] += h * (loss - chh * (self.ch_temp[i] - self.t_amb[i])) / self.ch_c[i]
+                self.i_out[i] = cur
+                self.p_out[i] = p
+                self.p_in[i] = pin
+                self.e_in[i] += pin * h
+                self.e_out[i] += p * h
+                self.e_ch_loss[i] += loss * h
+                total += pin
+                if not stuck:
+                    fl = self.faults[i]
+                    ph = self.phase[i]
+                    if fl & F_HEARTBEAT:
+                        st = ST_WATCHDOG
+                    elif fl:
+                        st = ST_FAULT
+                    elif not self.present[i]:
+                        st = ST_STANDBY
+                    elif ph == PHASE_FULL:
+                        st = ST_FULL
+                    elif ph != PHASE_OFF:
+                        st = ST_DERATED if (self.s_der[i] or k < 1.0) else ST_CHARGING
+                    else:
+                        st = ST_READY
+                    self.status[i] = st
+            self.p_sta[s] = total
+            self.e_sta[s] += total * h
+
+    def step(self, double dt, int nsub, int s_lo, int s_hi):
+        """Advance stations ``s_lo..s_hi-1`` by ``dt`` seconds in ``nsub`` equal sub-steps."""
+        cdef int k
+        cdef double h
+        if dt <= 0.0 or nsub < 1 or s_hi <= s_lo:
+            return
+        h = dt / nsub
+        with nogil:
+            self._prepare(h, s_lo, s_hi)
+            for k in range(nsub):
+                self._substep(h, s_lo, s_hi)
+
+    def first_crossing(self, int kind, double target, double h, int max_steps, int[::1] watch,
+                       int s_lo, int s_hi):
+        """Step in sub-steps of ``h`` until a watched slot crosses; return ``(seconds, slot)``.
+
+        kind 0: SoC rises through ``target`` (time interpolated inside the sub-step);
+        kind 1: a slot in the CC phase leaves it. ``(inf, -1)`` if none within ``max_steps``.
+        Advances this kernel's own arrays: run it on a copy of the plant state.
+        """
+        cdef int n, i, lo, hi, best = -1
+        cdef double t, tbest = INFINITY, before, after
+        if s_hi <= s_lo or max_steps < 1:
+            return INFINITY, -1
+        lo = self.sta_lo[s_lo]
+        hi = self.sta_hi[s_hi - 1]
+        with nogil:
+            self._prepare(h, s_lo, s_hi)
+            for n in range(max_steps):
+                for i in range(lo, hi):
+                    self.s_prev[i] = self.soc[i]
+                    self.s_pprev[i] = self.phase[i]
+                self._substep(h, s_lo, s_hi)
+                for i in range(lo, hi):
+                    if not watch[i]:
+                        continue
+                    if kind == 0:
+                        before = self.s_prev[i]
+                        after = self.soc[i]
+                        if before < target <= after:
+                            t = (n + (target - before) / (after - before)) * h
+                            if t < tbest:
+                                tbest = t
+                                best = i
+                    elif self.s_pprev[i] == PHASE_CC and self.phase[i] != PHASE_CC:
+                        t = (n + 1) * h
+                        if t < tbest:
+                            tbest = t
+                            best = i
+                if best >= 0:
+                    break
+        return tbest, best

@@ -1,0 +1,167 @@
+"""The charger register map (docs/register-map.md) over the plant's arrays.
+
+``read_input`` / ``read_holding`` / ``write_holding`` behave as a charger module on the
+bus: unmapped addresses raise :class:`ModbusError` with exception code 02, values out
+of range code 03 (and nothing is written), a charger with an injected ``dropout``
+raises :class:`NoReply`. A ``stuck`` charger answers with the registers it had when
+it froze and ignores writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from firmware.proto import regmap
+from host.plant import params as P
+
+if TYPE_CHECKING:
+    from host.plant.rack import Plant
+
+ILLEGAL_ADDRESS = 2
+ILLEGAL_VALUE = 3
+FW_VERSION = 0x0100
+
+
+class ModbusError(Exception):
+    """A Modbus exception reply: ``code`` is the exception code (02 address, 03 value)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"exception {code:02d}: {message}")
+        self.code = code
+
+
+class NoReply(Exception):
+    """The device does not answer (dropout): the master sees a timeout."""
+
+
+def _s16(value: float) -> int:
+    return regmap.u16(max(-0x8000, min(0x7FFF, round(value))))
+
+
+def _u16(value: float) -> int:
+    return max(0, min(0xFFFF, round(value)))
+
+
+def snapshot(plant: Plant, slot: int) -> dict[int, int]:
+    """Every mapped input register of charger ``slot``, as it reads now."""
+    a = plant.arrays
+    present = bool(a["present"][slot])
+    bms_ok = present and not a["fault_inj"][slot] & P.INJ_BMS_COMM
+    name = plant.pack_type_name[slot]
+    pt = P.PACK_TYPES[name] if (present and name) else None
+    pid_hi, pid_lo = regmap.split32(int(plant.pack_id[slot]) & 0xFFFFFFFF) if bms_ok else (0, 0)
+    e_hi, e_lo = regmap.split32(int(a["e_out"][slot] / 3600.0) & 0xFFFFFFFF)
+    r = {
+        regmap.CHG_IR_STATUS: int(a["status"][slot]),
+        regmap.CHG_IR_PACK_PRESENT: 1 if bms_ok else 0,
+        regmap.CHG_IR_PACK_ID_HI: pid_hi,
+        regmap.CHG_IR_PACK_ID_LO: pid_lo,
+        regmap.CHG_IR_PACK_TYPE: pt.code if (bms_ok and pt) else regmap.PACK_NONE,
+        regmap.CHG_IR_SOC: min(1000, _u16(a["soc"][slot] * 1000.0)) if bms_ok else 0,
+        regmap.CHG_IR_SOH: min(1000, _u16(a["soh"][slot] * 1000.0)) if bms_ok else 0,
+        regmap.CHG_IR_VOLTAGE: _u16(a["v_term"][slot] * 10.0) if present else 0,
+        regmap.CHG_IR_CURRENT: _s16(a["i_out"][slot] * 10.0),
+        regmap.CHG_IR_POWER: _s16(a["p_out"][slot] / 100.0),
+        regmap.CHG_IR_TEMP_MAX: _s16(plant.cell_temp_max(slot) * 10.0) if bms_ok else 0,
+        regmap.CHG_IR_TEMP_MIN: _s16(plant.cell_temp_min(slot) * 10.0) if bms_ok else 0,
+        regmap.CHG_IR_FAULTS: int(a["faults"][slot]),
+        regmap.CHG_IR_ENERGY_HI: e_hi,
+        regmap.CHG_IR_ENERGY_LO: e_lo,
+        regmap.CHG_IR_HEARTBEAT: int(plant.time_s(plant.station_of(slot))) & 0xFFFF,
+        regmap.CHG_IR_MODEL: regmap.CHG_MODEL_CODE,
+        regmap.CHG_IR_FW_VERSION: FW_VERSION,
+        regmap.CHG_IR_RATED_POWER: _u16(plant.charger.p_rated_w / 100.0),
+        regmap.CHG_IR_RATED_V_MAX: _u16(plant.charger.v_rated_max * 10.0),
+        regmap.CHG_IR_RATED_V_MIN: _u16(plant.charger.v_rated_min * 10.0),
+        regmap.CHG_IR_RATED_I_MAX: _u16(plant.charger.i_rated_a * 10.0),
+        regmap.CHG_IR_PACK_CAPACITY: _u16(pt.capacity_kwh * 10.0) if (bms_ok and pt) else 0,
+        regmap.CHG_IR_PACK_CYCLES: _u16(a["efc"][slot]) if bms_ok else 0,
+        regmap.CHG_IR_COOLANT_TEMP: _s16(a["ch_temp"][slot] * 10.0),
+    }
+    return r
+
+
+def _check_online(plant: Plant, slot: int) -> None:
+    if plant.arrays["fault_inj"][slot] & P.INJ_DROPOUT:
+        raise NoReply(f"charger in slot {slot} does not answer")
+
+
+def read_input(plant: Plant, slot: int, address: int, count: int) -> list[int]:
+    """FC04: ``count`` input registers from ``address``."""
+    _check_online(plant, slot)
+    if count < 1 or count > 125:
+        raise ModbusError(ILLEGAL_VALUE, f"count {count}")
+    regs = plant.frozen_inputs.get(slot) or snapshot(plant, slot)
+    try:
+        return [regs[k] for k in range(address, address + count)]
+    except KeyError as e:
+        raise ModbusError(ILLEGAL_ADDRESS, f"input register {e.args[0]} is not mapped") from None
+
+
+# Holding registers: (address, lowest, highest) of the accepted raw values.
+_HOLDING_RANGES = {
+    regmap.CHG_HR_ENABLE: (0, 1),
+    regmap.CHG_HR_I_LIMIT: (0, regmap.CHG_RATED_I_MAX),
+    regmap.CHG_HR_V_LIMIT: (0, regmap.CHG_RATED_V_MAX),
+    regmap.CHG_HR_P_LIMIT: (0, regmap.CHG_RATED_POWER),
+    regmap.CHG_HR_TARGET_SOC: (0, 1000),
+    regmap.CHG_HR_HEARTBEAT: (0, 0xFFFF),
+    regmap.CHG_HR_WATCHDOG_MS: (regmap.CHG_WATCHDOG_MIN_MS, regmap.CHG_WATCHDOG_MAX_MS),
+    regmap.CHG_HR_FAULT_RESET: (0, 1),
+}
+
+
+def _check_holding_span(address: int, count: int) -> None:
+    if address < 0 or address + count > regmap.CHG_HOLDING_COUNT:
+        raise ModbusError(ILLEGAL_ADDRESS, f"holding registers {address}..{address + count - 1}")
+
+
+def read_holding(plant: Plant, slot: int, address: int, count: int) -> list[int]:
+    """FC03: the setpoints as written (fault reset reads 0)."""
+    _check_online(plant, slot)
+    _check_holding_span(address, count)
+    a = plant.arrays
+    regs = [
+        int(a["enable"][slot]),
+        _u16(a["set_i"][slot] * 10.0),
+        _u16(a["set_v"][slot] * 10.0),
+        _u16(a["set_p"][slot] / 100.0),
+        _u16(a["target_soc"][slot] * 1000.0),
+        int(plant.heartbeat_value[slot]) & 0xFFFF,
+        _u16(a["wd_timeout"][slot] * 1000.0),
+        0,
+    ]
+    return regs[address:address + count]
+
+
+def write_holding(plant: Plant, slot: int, address: int, values: Sequence[int]) -> None:
+    """FC06/FC16: check every value, then apply them in address order."""
+    _check_online(plant, slot)
+    if not values:
+        raise ModbusError(ILLEGAL_VALUE, "no values")
+    _check_holding_span(address, len(values))
+    for k, raw in enumerate(values):
+        lo, hi = _HOLDING_RANGES[address + k]
+        if not lo <= raw <= hi:
+            raise ModbusError(ILLEGAL_VALUE, f"holding register {address + k}: {raw} outside {lo}..{hi}")
+    if plant.arrays["fault_inj"][slot] & P.INJ_STUCK:
+        return  # a frozen charger acknowledges and does nothing
+    for k, raw in enumerate(values):
+        reg = address + k
+        if reg == regmap.CHG_HR_ENABLE:
+            plant.set_enable(slot, raw == 1)
+        elif reg == regmap.CHG_HR_I_LIMIT:
+            plant.set_limits(slot, current_a=raw * 0.1)
+        elif reg == regmap.CHG_HR_V_LIMIT:
+            plant.set_limits(slot, voltage_v=raw * 0.1)
+        elif reg == regmap.CHG_HR_P_LIMIT:
+            plant.set_limits(slot, power_w=raw * 100.0)
+        elif reg == regmap.CHG_HR_TARGET_SOC:
+            plant.set_target_soc(slot, raw / 1000.0)
+        elif reg == regmap.CHG_HR_HEARTBEAT:
+            plant.heartbeat(slot, raw)
+        elif reg == regmap.CHG_HR_WATCHDOG_MS:
+            plant.set_watchdog(slot, raw / 1000.0)
+        elif reg == regmap.CHG_HR_FAULT_RESET and raw == 1:
+            plant.fault_reset(slot)
