@@ -65,12 +65,12 @@ cdef class RackKernel:
     cdef int[::1] sta_lo, sta_hi, grid_up
     cdef double[::1] grid_limit, p_sta, e_sta
     # tables and scratch
-    cdef double[::1] ocv, decay, s_i, s_ocv, s_vrc0, s_r0e, s_b, s_prev
+    cdef double[::1] ocv, decay, s_i, s_pw, s_ocv, s_vrc0, s_r0e, s_b, s_prev
     cdef int[::1] s_der, s_pprev
     cdef int npts
     # scalars
     cdef double knee, floor, term_c, t_cold, f_cold, t_derate, f_hot, bms_cut, bms_ov, stress_ref, stress_k
-    cdef double spread_a, spread_b, pump_factor, coolant_trip, derate_k, cell_trip, runaway_c
+    cdef double spread_a, spread_b, pump_factor, coolant_trip, derate_k, derate_floor, cell_trip, runaway_c
     cdef readonly dict arrays
 
     def __init__(self, dict arrays, dict scalars):
@@ -97,7 +97,8 @@ cdef class RackKernel:
         self.set_p = a["set_p"]; self.target_soc = a["target_soc"]
         self.sta_lo = a["sta_lo"]; self.sta_hi = a["sta_hi"]; self.grid_up = a["grid_up"]
         self.grid_limit = a["grid_limit"]; self.p_sta = a["p_sta"]; self.e_sta = a["e_sta"]
-        self.ocv = a["ocv"]; self.decay = a["s_decay"]; self.s_i = a["s_i"]; self.s_ocv = a["s_ocv"]
+        self.ocv = a["ocv"]; self.decay = a["s_decay"]; self.s_i = a["s_i"]; self.s_pw = a["s_pw"]
+        self.s_ocv = a["s_ocv"]
         self.s_vrc0 = a["s_vrc0"]; self.s_r0e = a["s_r0e"]; self.s_b = a["s_b"]; self.s_prev = a["s_prev"]
         self.s_der = a["s_der"]; self.s_pprev = a["s_pprev"]
         self.npts = self.ocv.shape[0] - 1
@@ -106,7 +107,7 @@ cdef class RackKernel:
         self.t_derate = s["t_derate"]; self.f_hot = s["f_hot"]; self.bms_cut = s["bms_cut"]
         self.bms_ov = s["bms_ov"]; self.stress_ref = s["stress_ref"]; self.stress_k = s["stress_k"]
         self.spread_a = s["spread_a"]; self.spread_b = s["spread_b"]; self.pump_factor = s["pump_factor"]
-        self.coolant_trip = s["coolant_trip"]; self.derate_k = s["derate_k"]; self.cell_trip = s["cell_trip"]
+        self.coolant_trip = s["coolant_trip"]; self.derate_k = s["derate_k"]; self.derate_floor = s["derate_floor"]; self.cell_trip = s["cell_trip"]
         self.runaway_c = s["runaway_c"]
 
     cdef void _prepare(self, double h, int s_lo, int s_hi) noexcept nogil:
@@ -118,11 +119,13 @@ cdef class RackKernel:
         cdef int s, i, j, fl, inj, stuck, g, pres, on, ph, der, st
         cdef double soc_i, temp_i, soh_i, r0e, x, ocv, a, b, vrc0, t_hot, v0, rt, cap
         cdef double ft, fs, i_acc, i_full, vlim, i_cv, plim, i_p, i_ch, itgt, p, loss, pin
-        cdef double total, fixed, k, cur, vrc, vt, q, cool, dah, stress, chh
+        cdef double total, fixed, k, cur, vrc, vt, q, cool, dah, stress, chh, qa, qb, qc
         for s in range(s_lo, s_hi):
             g = self.grid_up[s]
             total = 0.0
             fixed = 0.0
+            qa = 0.0
+            qb = 0.0
             # pass 1: what each charger would deliver on its own
             for i in range(self.sta_lo[s], self.sta_hi[s]):
                 fl = self.faults[i]
@@ -209,7 +212,9 @@ cdef class RackKernel:
                             else:
                                 plim = dmin(dmin(self.set_p[i], self.p_rated[i]), self.p_bms[i])
                                 if self.ch_temp[i] > self.coolant_trip - self.derate_k:
-                                    plim = plim * (self.coolant_trip - self.ch_temp[i]) / self.derate_k
+                                    plim = plim * (1.0 - (1.0 - self.derate_floor) * (
+                                        self.ch_temp[i] - self.coolant_trip + self.derate_k) / self.derate_k)
+                                    der = 1
                                 i_p = 0.0
                                 if plim > 0.0:
                                     i_p = 2.0 * plim / (v0 + sqrt(v0 * v0 + 4.0 * rt * plim))
@@ -235,28 +240,39 @@ cdef class RackKernel:
                 if g:
                     if itgt > 0.0:
                         p = (ocv + vrc0 + (r0e + b) * itgt) * itgt
+                        self.s_pw[i] = p
                         loss = self.loss0[i] + self.loss1[i] * p + self.loss2[i] * p * p
                         total += p + loss
                         if stuck:
                             fixed += p + loss
                         else:
                             fixed += self.loss0[i]
+                            qa += self.loss2[i] * self.s_pw[i] * self.s_pw[i]
+                            qb += (1.0 + self.loss1[i]) * self.s_pw[i]
                     else:
                         total += self.standby[i]
                         fixed += self.standby[i]
-            # grid connection: curtail every charger by the same factor, exactly to the limit
+            # grid connection: scale every charger's power by one factor k so that the input,
+            # sum(k p + loss0 + loss1 k p + loss2 k^2 p^2) + fixed, equals the limit
             k = 1.0
-            if total > self.grid_limit[s] and total > fixed:
-                k = (self.grid_limit[s] - fixed) / (total - fixed)
-                if k < 0.0:
+            if total > self.grid_limit[s]:
+                qc = fixed - self.grid_limit[s]
+                if qc >= 0.0 or qb <= 0.0:
                     k = 0.0
+                elif qa > 0.0:
+                    k = 2.0 * (-qc) / (qb + sqrt(qb * qb - 4.0 * qa * qc))
+                else:
+                    k = -qc / qb
             # pass 2: integrate
             total = 0.0
             for i in range(self.sta_lo[s], self.sta_hi[s]):
                 stuck = self.fault_inj[i] & INJ_STUCK
                 cur = self.s_i[i]
-                if not stuck:
-                    cur = cur * k
+                if k < 1.0 and not stuck and cur > 0.0:
+                    p = k * self.s_pw[i]
+                    v0 = self.s_ocv[i] + self.s_vrc0[i]
+                    rt = self.s_r0e[i] + self.s_b[i]
+                    cur = 2.0 * p / (v0 + sqrt(v0 * v0 + 4.0 * rt * p)) if p > 0.0 else 0.0
                 p = 0.0
                 if self.present[i]:
                     b = self.s_b[i]

@@ -117,7 +117,8 @@ class ChargerParams:
     coolant_h_w_per_k: float = 150.0
     pump_failed_factor: float = 0.05  # coolant exchange left when the pump fails
     coolant_trip_c: float = 75.0  # COOLANT fault at or above
-    coolant_derate_k: float = 10.0  # power derates linearly over this band below the trip
+    coolant_derate_k: float = 10.0  # power derates linearly over this band below the trip ...
+    coolant_derate_floor: float = 0.3  # ... down to this fraction of the limit at the trip
     cell_trip_c: float = 60.0  # OVER_TEMP fault: hottest cell at or above
     runaway_c: float = 80.0  # THERMAL_RUNAWAY fault: hottest cell at or above
     watchdog_s: float = regmap.CHG_WATCHDOG_DEFAULT_MS / 1000.0

@@ -42,7 +42,7 @@ SLOT_FLOAT_SETTINGS = (
     "target_soc",
 )
 SLOT_INT_SETTINGS = ("present", "fault_inj")
-SCRATCH_FLOAT = ("s_decay", "s_i", "s_ocv", "s_vrc0", "s_r0e", "s_b", "s_prev")
+SCRATCH_FLOAT = ("s_decay", "s_i", "s_pw", "s_ocv", "s_vrc0", "s_r0e", "s_b", "s_prev")
 SCRATCH_INT = ("s_der", "s_pprev")
 
 SOC_EVENT = 0
@@ -79,6 +79,7 @@ def kernel_scalars(charger: ChargerParams) -> dict[str, float]:
         "stress_ref": P.STRESS_REF_C, "stress_k": P.STRESS_DOUBLING_K, "spread_a": P.CELL_SPREAD_K,
         "spread_b": P.CELL_SPREAD_K_PER_A, "pump_factor": charger.pump_failed_factor,
         "coolant_trip": charger.coolant_trip_c, "derate_k": charger.coolant_derate_k,
+        "derate_floor": charger.coolant_derate_floor,
         "cell_trip": charger.cell_trip_c, "runaway_c": charger.runaway_c,
     }
 

@@ -30,7 +30,8 @@ Charger::
     P_in   = P + loss;  Cc dTc/dt = loss - h_c (Tc - T_amb)
 
 A station's chargers share the grid connection: when their input exceeds it, every
-variable part is scaled by one factor so the sum equals the limit.
+charger's output power is scaled by one factor ``k``, solved exactly (a quadratic, as
+the losses are) so that the station's input equals the limit.
 """
 
 from __future__ import annotations
@@ -142,12 +143,11 @@ class RefKernel:
         i_out, hb_age, faults, enable, phase = v["i_out"], v["hb_age"], v["faults"], v["enable"], v["phase"]
         fault_inj, ch_temp = v["fault_inj"], v["ch_temp"]
         n = len(soc_a)
-        s_i, s_ocv, s_vrc0, s_r0e, s_b = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
+        s_i, s_pw, s_ocv, s_vrc0, s_r0e, s_b = ([0.0] * n for _ in range(6))
         s_der = [0] * n
         for s in range(s_lo, s_hi):
             g = v["grid_up"][s]
-            total = 0.0
-            fixed = 0.0
+            total = fixed = qa = qb = 0.0
             lo, hi = v["sta_lo"][s], v["sta_hi"][s]
             # pass 1: what each charger would deliver on its own
             for i in range(lo, hi):
@@ -223,7 +223,9 @@ class RefKernel:
                             else:
                                 plim = min(v["set_p"][i], v["p_rated"][i], v["p_bms"][i])
                                 if ch_temp[i] > sc["coolant_trip"] - sc["derate_k"]:
-                                    plim = plim * (sc["coolant_trip"] - ch_temp[i]) / sc["derate_k"]
+                                    plim = plim * (1.0 - (1.0 - sc["derate_floor"]) * (
+                                        ch_temp[i] - sc["coolant_trip"] + sc["derate_k"]) / sc["derate_k"])
+                                    der = 1
                                 i_p = 0.0
                                 if plim > 0.0:
                                     i_p = 2.0 * plim / (v0 + math.sqrt(v0 * v0 + 4.0 * rt * plim))
@@ -244,24 +246,40 @@ class RefKernel:
                 if g:
                     if itgt > 0.0:
                         p = (ocv + vrc0 + (r0e + b) * itgt) * itgt
+                        s_pw[i] = p
                         loss = v["loss0"][i] + v["loss1"][i] * p + v["loss2"][i] * p * p
                         total += p + loss
-                        fixed += (p + loss) if stuck else v["loss0"][i]
+                        if stuck:
+                            fixed += p + loss
+                        else:
+                            fixed += v["loss0"][i]
+                            qa += v["loss2"][i] * s_pw[i] * s_pw[i]
+                            qb += (1.0 + v["loss1"][i]) * s_pw[i]
                     else:
                         total += v["standby"][i]
                         fixed += v["standby"][i]
-            # grid connection: curtail every charger by the same factor, exactly to the limit
+            # grid connection: scale every charger's power by one factor k so that the input,
+            # sum(k p + loss0 + loss1 k p + loss2 k^2 p^2) + fixed, equals the limit
             k = 1.0
             limit = v["grid_limit"][s]
-            if total > limit and total > fixed:
-                k = max((limit - fixed) / (total - fixed), 0.0)
+            if total > limit:
+                qc = fixed - limit
+                if qc >= 0.0 or qb <= 0.0:
+                    k = 0.0
+                elif qa > 0.0:
+                    k = 2.0 * (-qc) / (qb + math.sqrt(qb * qb - 4.0 * qa * qc))
+                else:
+                    k = -qc / qb
             # pass 2: integrate
             total = 0.0
             for i in range(lo, hi):
                 stuck = fault_inj[i] & _p.INJ_STUCK
                 cur = s_i[i]
-                if not stuck:
-                    cur = cur * k
+                if k < 1.0 and not stuck and cur > 0.0:
+                    p = k * s_pw[i]
+                    v0 = s_ocv[i] + s_vrc0[i]
+                    rt = s_r0e[i] + s_b[i]
+                    cur = 2.0 * p / (v0 + math.sqrt(v0 * v0 + 4.0 * rt * p)) if p > 0.0 else 0.0
                 p = 0.0
                 if present[i]:
                     b, r0e = s_b[i], s_r0e[i]
