@@ -1,0 +1,148 @@
+"""Bay-only test rig: the swap-bay state machine wired straight to the plant's bay
+module (no bus, no supervisor), with a rack port that reads the plant's slots.
+MicroPython-compatible."""
+
+import json
+
+from plant import Pack, Plant, Vehicle
+
+from firmware.core import bay as bay_mod
+from firmware.core import config
+from firmware.proto import regmap as rm
+
+MODEL_CODES = {1: "NIO-ES6", 2: "NIO-ET5", 3: "PARTNER-A-SUV"}
+PACK_CODES = {rm.PACK_75: "NIO-75", rm.PACK_100: "NIO-100", rm.PACK_150: "NIO-150",
+              rm.PACK_100_HV: "STD-A-60"}
+
+_cfg_text = None
+
+
+def station_cfg(mutate=None):
+    """A fresh, validated copy of the default station config."""
+    global _cfg_text
+    if _cfg_text is None:
+        with open(config.default_path()) as f:
+            _cfg_text = f.read()
+    raw = json.loads(_cfg_text)
+    if mutate is not None:
+        mutate(raw)
+    return config.validate(raw)
+
+
+class RackPort:
+    """The rack as the bay sees it, answered from the plant (tests only)."""
+
+    def __init__(self, plant, handover_soc=90):
+        self.plant = plant
+        self.handover = handover_soc
+        self.reserved = set()
+        self.faulty = set()
+        self.isolated = []
+
+    def reserve_for(self, model, now):
+        for k, p in enumerate(self.plant.slots):
+            if p is not None and k not in self.reserved and k not in self.faulty and p.soc >= self.handover:
+                self.reserved.add(k)
+                return k
+        return None
+
+    def reserve_slot(self, slot):
+        self.reserved.add(slot)
+        return True
+
+    def release(self, slot):
+        self.reserved.discard(slot)
+
+    def free_slot(self):
+        for k, p in enumerate(self.plant.slots):
+            if p is None and k not in self.reserved:
+                return k
+        return None
+
+    def holds(self, slot, pack):
+        p = self.plant.slots[slot]
+        return p is not None and p.id == pack
+
+    def take(self, slot, now):
+        self.reserved.discard(slot)
+        p = self.plant.bay.carrier_pack
+        return p.id if p is not None else None
+
+    def set_fault(self, slot, why):
+        self.faulty.add(slot)
+
+    def to_isolation(self, pack, now):
+        self.isolated.append(pack)
+
+
+class BayRig:
+    def __init__(self, packs=None, cfg=None, n_slots=23, now=0):
+        self.cfg = cfg or station_cfg()
+        self.plant = Plant(n_slots=n_slots, bolts=self.cfg["bay"]["bolt_count"], now=now)
+        if packs is None:
+            bolts = self.plant.bolts
+            packs = [Pack(1000 + k, rm.PACK_100, soc=95.0, bolts=bolts) for k in range(n_slots - 1)]
+        self.plant.fill(packs)
+        self.rack = RackPort(self.plant)
+        self.events = []
+        self.bay = bay_mod.Bay(self.cfg, self.rack, self._emit, MODEL_CODES, PACK_CODES)
+        self.n = 0
+        self.dev = self.plant.bay
+
+    def _emit(self, kind, a, b):
+        if kind == "begin":
+            self.n += 1
+            a.n = self.n
+        if kind == "step":
+            self.events.append(("step", bay_mod.PLAN_NAMES[self.bay.plan], bay_mod.SWAP_STEPS[self.bay.step]))
+        elif kind == "end":
+            self.events.append(("end", b, a.ms))
+        elif kind == "begin":
+            self.events.append(("begin", a.n))
+        else:
+            self.events.append((kind, a, b))
+
+    def _write(self):
+        b = self.bay
+        if b.written != b.gen:
+            g = b.gen
+            self.dev.write(16, 0, b.hr)
+            self.dev.write(15, 0, b.coils)
+            b.outputs_written(g)
+
+    def cycle(self):
+        """One control cycle: inputs in, sequence, outputs out (same cycle)."""
+        b = self.bay
+        self._write()
+        di = self.dev.read(2, 0, rm.BAY_DI_COUNT)
+        ir = self.dev.read(4, 0, rm.BAY_IR_COUNT)
+        b.set_inputs(di, ir)
+        b.update(self.plant.now)
+        self._write()
+
+    def run(self, ms, period=100, until=None):
+        end = self.plant.now + ms
+        while self.plant.now < end:
+            self.cycle()
+            if until is not None and until(self):
+                return True
+            self.plant.advance(period)
+        return False
+
+    def vehicle(self, vid=7001, model=1, pack_id=555, soc=12.0, ptype=rm.PACK_100):
+        v = Vehicle(vid, model, Pack(pack_id, ptype, soc=soc, bolts=self.plant.bolts))
+        self.plant.arrive(v)
+        return v
+
+    def confirm(self):
+        self.cycle()
+        assert self.bay.confirm()
+
+    def outcomes(self):
+        return [e[1] for e in self.events if e[0] == "end"]
+
+    def steps(self):
+        return [(e[1], e[2]) for e in self.events if e[0] == "step"]
+
+    def alarms(self):
+        return [(e[1], e[2]) for e in self.events if e[0] == "alarm"]

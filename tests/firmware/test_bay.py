@@ -1,0 +1,425 @@
+"""Swap-bay sequence against the plant's bay module (no bus): the normal swap, a
+failure in every step and its way out, e-stop in every step, interlocks, manual mode."""
+
+from bayrig import BayRig
+
+from firmware.core import bay as B
+from firmware.core import safety as sf
+from firmware.proto import regmap as rm
+
+_RUN_COILS = (rm.BAY_CO_LIFT_UP, rm.BAY_CO_LIFT_DOWN, rm.BAY_CO_TOOL_UNBOLT, rm.BAY_CO_TOOL_BOLT,
+              rm.BAY_CO_CARRIER_TO_RACK, rm.BAY_CO_CARRIER_TO_BAY, rm.BAY_CO_DOOR_OPEN, rm.BAY_CO_EXIT_OPEN)
+_LIMIT = 400000  # ms of virtual time any one scenario may take
+
+
+def _rig(**kw):
+    r = BayRig(**kw)
+    r.confirm()  # boot holds until an operator confirms
+    return r
+
+
+def _until_step(r, step, sub=0):
+    ok = r.run(_LIMIT, until=lambda r: r.bay.step == step and r.bay.sub >= sub)
+    assert ok, ("never reached", B.SWAP_STEPS[step], r.bay.step, r.alarms())
+
+
+def _until_end(r):
+    n = len(r.outcomes())
+    assert r.run(_LIMIT, until=lambda r: len(r.outcomes()) > n), (r.bay.step, r.bay.sub, r.alarms())
+    r.cycle()
+    return r.outcomes()[-1]
+
+
+def _until_alarm(r, code):
+    assert r.run(_LIMIT, until=lambda r: code in [a[0] for a in r.alarms()]), (code, r.alarms())
+
+
+def _positions(dev):
+    """Axes driven by run coils. Positioner, platform, grip and doors have one level coil
+    each in the I/O map, with no stop state: only the safety relay stops them."""
+    return (dev.lift.pos, dev.carrier_at, dev.move_ms, dev.tool, dev.tool_ms)
+
+
+def _all_positions(dev):
+    return _positions(dev) + (dev.rgv.pos, dev.positioner.pos, dev.door.pos, dev.grip.pos)
+
+
+def test_normal_swap_records_every_step():
+    r = _rig()
+    v = r.vehicle(vid=7001, model=1, pack_id=555, soc=12.0)
+    assert _until_end(r) == "ok"
+    assert [s for p, s in r.steps()] == list(B.SWAP_STEPS[B.POSITION:])
+    assert all(p == "swap" for p, s in r.steps())
+    assert v in r.plant.departed and v.pack.id == 1000  # the charged pack of slot 0
+    assert v.pack.tight()
+    assert r.plant.slots[22].id == 555  # its own pack went to the free slot
+    assert r.plant.slots[0] is None
+    b = r.bay
+    assert b.swaps_ok == 1 and b.swap is None and b.step == B.IDLE
+    assert all(ms > 0 for ms in b.last_step_ms[B.POSITION:]), b.last_step_ms
+    assert b.last_swap_ms >= sum(b.last_step_ms) - 200
+    assert b.last_swap_ms < 300000  # GB/T 29772-2024: 300 s for a car
+    ends = [e for e in r.events if e[0] == "end"]
+    assert ends[0][2] == b.last_swap_ms
+
+
+def test_nothing_moves_before_boot_confirmation():
+    r = BayRig()
+    r.vehicle()
+    r.run(60000)
+    assert r.bay.swap is None
+    assert r.plant.bay.vehicle is None  # door never opened
+    assert r.bay.coils[rm.BAY_CO_BEACON_RED] == 1
+    assert not any(r.dev.coils[c] for c in _RUN_COILS)
+    r.confirm()
+    assert _until_end(r) == "ok"
+
+
+def test_identify_timeout_rejects_without_motion():
+    r = _rig()
+    r.plant.reader = False
+    v = r.vehicle()
+    assert _until_end(r) == "rejected"
+    assert v in r.plant.departed and v.pack.id == 555
+    assert r.dev.lift.low() and r.dev.positioner.low()
+    assert ("step_failed", "identify: timeout") in r.alarms()
+    assert not any(e[0] == "begin" for e in r.events)  # no swap transaction without a reservation
+
+
+def test_unknown_tag_and_unauthorised_vehicle_are_rejected():
+    r = _rig(cfg=None)
+    r.bay.subscription = False
+    r.vehicle(vid=0)  # reader: unknown tag
+    assert _until_end(r) == "rejected"
+    r.vehicle(vid=42)
+    assert _until_end(r) == "rejected"
+    assert ("step_failed", "authorise: not authorised") in r.alarms()
+
+
+def test_incompatible_pack_type_is_rejected():
+    r = _rig()
+    r.vehicle(model=3, ptype=rm.PACK_100)  # PARTNER-A-SUV takes STD-A-60 only
+    assert _until_end(r) == "rejected"
+    assert ("step_failed", "authorise: pack type not compatible") in r.alarms()
+
+
+def test_authorise_waits_for_a_charged_pack_then_times_out():
+    r = _rig()
+    for p in r.plant.slots:
+        if p is not None:
+            p.soc = 50.0
+    v = r.vehicle()
+    assert _until_end(r) == "rejected"
+    assert ("step_failed", "authorise: timeout") in r.alarms()
+    assert v.pack.id == 555 and r.dev.lift.low()
+    assert not r.rack.reserved
+
+
+def test_authorise_needs_a_free_slot_for_the_depleted_pack():
+    r = _rig()
+    r.plant.slots[22] = r.plant.slots[0].__class__(2000, rm.PACK_100, soc=95.0, bolts=r.plant.bolts)
+    r.vehicle()
+    assert _until_end(r) == "rejected"
+    assert not r.rack.reserved
+
+
+def _fail_then(r, step, inject, fix, confirm):
+    _until_step(r, step)
+    inject(r)
+    _until_alarm(r, "step_failed")
+    fix(r)
+    if confirm:
+        _until_alarm(r, "operator")
+        assert r.bay.safety.hold & sf.CONFIRM
+        held = _positions(r.dev)
+        r.run(5000)
+        assert _positions(r.dev) == held  # nothing moves while waiting for the operator
+        r.confirm()
+    return _until_end(r)
+
+
+def _stick(name):
+    return lambda r: r.dev.stuck.add(name)
+
+
+def _unstick(name):
+    return lambda r: r.dev.stuck.discard(name)
+
+
+def _dev_flag(name, value):
+    return lambda r: setattr(r.dev, name, value)
+
+
+def test_position_timeout_aborts_and_releases():
+    r = _rig()
+    v = r.vehicle()
+    assert _fail_then(r, B.POSITION, _stick("positioner"), _unstick("positioner"), False) == "aborted"
+    assert ("step_failed", "position: timeout") in r.alarms()
+    assert ("abort", "lower") in r.steps()
+    assert v in r.plant.departed and v.pack.id == 555 and v.pack.tight()
+    assert not r.rack.reserved
+
+
+def test_lift_timeout_lowers_and_releases():
+    r = _rig()
+    v = r.vehicle()
+    assert _fail_then(r, B.LIFT, _stick("lift"), _unstick("lift"), False) == "aborted"
+    assert v.pack.id == 555 and r.dev.lift.low()
+    assert r.plant.slots[0].id == 1000  # reservation released, pack untouched
+
+
+def test_unbolt_platform_timeout_aborts():
+    r = _rig()
+    v = r.vehicle()
+    assert _fail_then(r, B.UNBOLT, _stick("rgv"), _unstick("rgv"), False) == "aborted"
+    assert v.pack.id == 555 and v.pack.tight()
+
+
+def test_stuck_bolt_rebolts_own_pack():
+    r = _rig()
+    v = r.vehicle()
+    v.pack.stuck_bolt = 3
+    assert _until_end(r) == "aborted"
+    assert ("step_failed", "unbolt: bolt 4 not released") in r.alarms()
+    assert [s for p, s in r.steps() if p == "rebolt"] == ["bolt", "verify", "lower", "release"]
+    assert v in r.plant.departed and v.pack.id == 555 and v.pack.tight()
+
+
+def test_unbolt_tool_timeout_rebolts():
+    r = _rig()
+    v = r.vehicle()
+    _until_step(r, B.UNBOLT, 1)
+    stall, unstall = _dev_flag("tool_stall", True), _dev_flag("tool_stall", False)
+    assert _fail_then(r, B.UNBOLT, stall, unstall, False) == "aborted"
+    assert v.pack.id == 555 and v.pack.tight()
+
+
+def test_remove_timeout_holds_for_operator_then_resumes():
+    r = _rig()
+    v = r.vehicle()
+    assert _fail_then(r, B.REMOVE, _stick("rgv"), _unstick("rgv"), True) == "ok"
+    assert v.pack.id == 1000 and v.pack.tight()
+
+
+def test_store_timeout_holds_for_operator():
+    r = _rig()
+    v = r.vehicle()
+    assert _fail_then(r, B.STORE, _stick("carrier"), _unstick("carrier"), True) == "ok"
+    assert v.pack.id == 1000 and r.plant.slots[22].id == 555
+
+
+def test_fetch_timeout_holds_for_operator():
+    r = _rig()
+    v = r.vehicle()
+    assert _fail_then(r, B.FETCH, _stick("carrier"), _unstick("carrier"), True) == "ok"
+    assert v.pack.id == 1000
+
+
+def test_install_timeout_holds_for_operator():
+    r = _rig()
+    r.vehicle()
+    assert _fail_then(r, B.INSTALL, _stick("rgv"), _unstick("rgv"), True) == "ok"
+
+
+def test_bolt_failure_reinstalls_the_vehicles_own_pack():
+    r = _rig()
+    v = r.vehicle()
+    r.plant.slots[0].weak_bolt = 2  # the charged pack's bolt 3 never reaches torque
+    assert _until_end(r) == "aborted"
+    assert ("bolt_retry", "bolt 3 torque not ok") in r.alarms()
+    assert [s for p, s in r.steps() if p == "reswap"] == list(B.SWAP_STEPS[B.UNBOLT:])
+    assert v in r.plant.departed and v.pack.id == 555 and v.pack.tight()
+    assert r.plant.slots[0].id == 1000  # the faulty pack went back to its own slot
+    assert 0 in r.rack.faulty  # and is not offered again
+    assert r.plant.slots[22] is None
+
+
+def test_bolt_timeout_reinstalls_own_pack():
+    r = _rig()
+    v = r.vehicle()
+    stall, unstall = _dev_flag("tool_stall", True), _dev_flag("tool_stall", False)
+    assert _fail_then(r, B.BOLT, stall, unstall, False) == "aborted"
+    assert v.pack.id == 555 and v.pack.tight()
+
+
+def test_verify_timeout_reinstalls_own_pack():
+    r = _rig()
+    v = r.vehicle()
+    r.plant.slots[0].no_contact = True
+    assert _until_end(r) == "aborted"
+    assert ("step_failed", "verify: timeout") in r.alarms()
+    assert v.pack.id == 555 and v.pack.tight() and r.plant.slots[0].id == 1000
+
+
+def test_second_failure_after_rollback_needs_operator():
+    r = _rig()
+    v = r.vehicle()
+    v.pack.no_contact = True  # this vehicle fails its self-check whatever the pack
+    r.plant.slots[0].no_contact = True
+    _until_alarm(r, "operator")
+    assert r.bay.plan == B.P_RESWAP and r.bay.step == B.VERIFY
+    assert r.bay.fault == "verify: timeout"
+    assert r.dev.vehicle is v and not r.dev.lift.low()  # still on the lift
+    # The operator takes over by hand and closes the record.
+    assert r.bay.abort_swap(r.plant.now)
+    assert r.outcomes() == ["failed"]
+
+
+def test_lower_timeout_holds_then_completes():
+    r = _rig()
+    r.vehicle()
+    assert _fail_then(r, B.LOWER, _stick("lift"), _unstick("lift"), True) == "ok"
+
+
+def test_release_timeout_holds_then_completes():
+    r = _rig()
+    v = r.vehicle()
+    block, unblock = _dev_flag("exit_blocked", True), _dev_flag("exit_blocked", False)
+    assert _fail_then(r, B.RELEASE, block, unblock, True) == "ok"
+    assert v in r.plant.departed
+
+
+def _estop_in(step, sub):
+    r = _rig()
+    v = r.vehicle()
+    _until_step(r, step, sub)
+    r.run(700)  # part way into the step
+    r.dev.estop = True
+    r.cycle()  # the cycle that sees the input...
+    assert not any(r.dev.coils[c] for c in _RUN_COILS), (B.SWAP_STEPS[step], list(r.dev.coils))  # ...stops
+    assert r.dev.coils[rm.BAY_CO_BEACON_RED] == 1
+    assert r.bay.safety.hold & sf.ESTOP
+    held = _all_positions(r.dev)
+    r.run(5000)
+    assert _all_positions(r.dev) == held  # the safety relay has cut every drive
+    held = _positions(r.dev)
+    r.dev.estop = False
+    r.run(3000)
+    assert r.bay.safety.hold & sf.ESTOP  # latched: released button is not enough
+    assert _positions(r.dev) == held
+    assert not r.bay.confirm()
+    r.cycle()
+    assert r.bay.ack() & sf.ESTOP
+    out = _until_end(r)
+    return out, v
+
+
+def test_estop_in_every_step_stops_at_once_and_resumes_after_ack():
+    for step in range(B.STEP_COUNT):
+        out, v = _estop_in(step, 0)
+        assert out == "ok", (B.SWAP_STEPS[step], out)
+        assert v.pack.id == 1000 and v.pack.tight()
+
+
+def test_estop_during_tool_runs():
+    for step in (B.UNBOLT, B.BOLT):
+        for sub in (1, 2) if step == B.BOLT else (1,):
+            out, v = _estop_in(step, sub)
+            assert out == "ok", (step, sub, out)
+            assert v.pack.tight()
+
+
+def test_estop_not_acknowledged_while_pressed():
+    r = _rig()
+    r.vehicle()
+    _until_step(r, B.LIFT)
+    r.dev.estop = True
+    r.cycle()
+    assert not r.bay.ack()
+    assert r.bay.safety.hold & sf.ESTOP
+
+
+def test_controller_estop_pin_acts_without_bus():
+    r = _rig()
+    r.vehicle()
+    _until_step(r, B.LIFT)
+    r.run(500)
+    assert r.bay.coils[rm.BAY_CO_LIFT_UP] == 1
+    r.bay.estop_pin(False)
+    assert r.bay.coils[rm.BAY_CO_LIFT_UP] == 0  # image off before any bus traffic
+    r.bay.estop_pin(True)
+    assert r.bay.ack() & sf.ESTOP
+    assert _until_end(r) == "ok"
+
+
+def test_light_curtain_and_door_interlocks():
+    r = _rig()
+    r.vehicle()
+    _until_step(r, B.IDENTIFY)
+    r.dev.curtain_broken = True  # somebody walks past while the car is identified: fine
+    r.run(1000)
+    assert not r.bay.safety.hold
+    r.dev.curtain_broken = False
+    _until_step(r, B.LIFT)
+    r.run(500)
+    r.dev.curtain_broken = True
+    r.cycle()
+    assert r.bay.safety.hold & sf.INTERLOCK
+    assert not any(r.dev.coils[c] for c in _RUN_COILS)
+    r.dev.curtain_broken = False
+    r.cycle()
+    assert r.bay.safety.hold & sf.INTERLOCK
+    assert r.bay.ack() & sf.INTERLOCK
+    _until_step(r, B.STORE)
+    r.dev.door.pos = r.dev.door.travel_ms  # door forced open
+    r.cycle()
+    assert r.bay.safety.hold & sf.INTERLOCK
+    r.dev.door.pos = 0
+    r.cycle()
+    r.bay.ack()
+    assert _until_end(r) == "ok"
+
+
+def test_manual_mode_pauses_and_needs_confirmation():
+    r = _rig()
+    r.vehicle()
+    _until_step(r, B.LIFT)
+    r.run(1000)
+    r.dev.manual_key = True
+    r.cycle()
+    assert r.bay.safety.hold & sf.MANUAL
+    assert r.dev.coils[rm.BAY_CO_LIFT_UP] == 0
+    r.bay.jog[rm.BAY_CO_LIFT_UP] = 1  # operator jogs the lift
+    r.run(1000)
+    assert r.dev.coils[rm.BAY_CO_LIFT_UP] == 1
+    r.bay.jog[rm.BAY_CO_LIFT_UP] = 0
+    r.dev.manual_key = False
+    r.run(1000)
+    assert r.bay.safety.hold == sf.CONFIRM  # leaving manual mode needs a confirmation
+    r.confirm()
+    assert _until_end(r) == "ok"
+
+
+def test_smoke_stops_and_ventilates():
+    r = _rig()
+    r.vehicle()
+    _until_step(r, B.UNBOLT)
+    r.dev.smoke = True
+    r.cycle()
+    assert r.bay.safety.hold & sf.SMOKE
+    assert r.dev.coils[rm.BAY_CO_VENTILATION] == 1
+    r.dev.smoke = False
+    r.run(2000)
+    assert r.dev.coils[rm.BAY_CO_VENTILATION] == 1  # latched until an operator clears it
+    assert r.bay.ack() & sf.SMOKE
+    assert _until_end(r) == "ok"
+    assert r.dev.coils[rm.BAY_CO_VENTILATION] == 0
+
+
+def test_queued_identity_drives_in_after_authorisation():
+    r = _rig()
+    r.plant.reader = False
+    v = r.vehicle(vid=9)
+    r.bay.offer_identity("9", "NIO-ES6", 555, "NIO-100", 12.0, True)
+    assert _until_end(r) == "ok"
+    assert v.pack.id == 1000
+
+
+def test_isolation_move_carries_pack_to_isolation_bay():
+    r = _rig()
+    r.cycle()
+    assert r.bay.start_isolation(5, r.plant.now)
+    assert _until_end(r) == "isolated"
+    assert r.plant.slots[5] is None
+    assert [p.id for p in r.plant.isolation] == [1005]
+    assert r.rack.isolated == [1005]
