@@ -1,0 +1,113 @@
+"""What the journal's records say now: rack slots, pack assets, alarms, the open swap
+and counters. ``Journal`` rebuilds it on boot and keeps it current on every append;
+``snapshot()`` gives the checkpoint lines that rebuild it after a compaction."""
+
+from firmware.compat import const
+
+_PACK_HISTORY = const(8)  # departed packs a checkpoint keeps
+# Fields a swap step may set on the open swap: what a resume needs.
+SWAP_KEYS = ("po", "so", "pi", "si", "rs", "ss", "e")
+
+
+class JournalState:
+    """What the records say now. ``slots``: slot index -> last RK fields
+    (p pack id or None, ty type, soc, soh, cy cycles, st state); ``packs``:
+    pack id -> [type, cycles, soh, swaps, seq last seen]; ``alarms``: "slot:code" ->
+    AL fields; ``open_swap``: SB fields plus the last step (s, r, ts) or None."""
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self):
+        self.seq = self.ckpt_seq = self.boots = self.swap_no = self.exported = 0
+        self.last_swap_seq = self.swaps_ok = self.swaps_failed = 0
+        self.energy_kwh = 0.0
+        self.slots, self.packs, self.alarms = {}, {}, {}
+        self.open_swap = None
+
+    def pack_seen(self, seq, pid, ty=None, cy=None, soh=None, swaps=0):
+        p = self.packs.get(pid)
+        if p is None:
+            p = [ty, cy, soh, 0, seq]
+            self.packs[pid] = p
+        for i, v in ((0, ty), (1, cy), (2, soh)):
+            if v is not None:
+                p[i] = v
+        p[3] += swaps
+        p[4] = seq
+
+    def apply(self, seq, kind, f):
+        if kind == "RK" or kind == "CS":
+            self.slots[f["s"]] = f
+            if f.get("p"):
+                self.pack_seen(seq, f["p"], f.get("ty"), f.get("cy"), f.get("soh"))
+        elif kind == "SS":
+            sw = self.open_swap
+            if sw is not None and sw["n"] == f["n"]:
+                sw["s"], sw["r"], sw["ts"] = f["s"], f["r"], f.get("t")
+                for k in SWAP_KEYS:
+                    if k in f:
+                        sw[k] = f[k]
+        elif kind == "SB" or kind == "CO":
+            self.open_swap = f
+            self.swap_no = max(self.swap_no, f["n"])
+        elif kind == "SW":
+            if self.open_swap is not None and self.open_swap["n"] == f["n"]:
+                self.open_swap = None
+            self.swap_no = max(self.swap_no, f["n"])
+            if f["o"] == "ok":
+                self.swaps_ok += 1
+            else:
+                self.swaps_failed += 1
+            self.energy_kwh += f.get("e") or 0.0
+            self.last_swap_seq = seq
+            for k in ("po", "pi"):
+                if f.get(k):
+                    self.pack_seen(seq, f[k], swaps=1)
+        elif kind == "AL" or kind == "CA":
+            key = "%s:%s" % (f["s"], f["c"])
+            if f["on"]:
+                self.alarms[key] = f
+            else:
+                self.alarms.pop(key, None)
+        elif kind == "EX":
+            self.exported = max(self.exported, f["q"])
+        elif kind == "BT":
+            self.boots = f["n"]
+        elif kind == "CK":
+            self.clear()
+            self.ckpt_seq = self.seq = f["q"]
+            self.boots, self.swap_no, self.exported = f["b"], f["n"], f["x"]
+            self.last_swap_seq, self.swaps_ok, self.swaps_failed = f["ls"], f["ok"], f["nf"]
+            self.energy_kwh = f["e"]
+        elif kind == "CP":
+            self.packs[f["p"]] = [f["ty"], f["cy"], f["soh"], f["sw"], f["q"]]
+
+    def snapshot(self):
+        """Checkpoint lines (kind, fields) that rebuild this state."""
+        yield "CK", {"q": self.seq, "b": self.boots, "n": self.swap_no, "x": self.exported,
+                     "ls": self.last_swap_seq, "ok": self.swaps_ok, "nf": self.swaps_failed,
+                     "e": self.energy_kwh}
+        n = 1
+        present = {}
+        for s in self.slots:
+            yield "CS", self.slots[s]
+            present[self.slots[s].get("p")] = 1
+            n += 1
+        sw = self.open_swap
+        if sw is not None:
+            present[sw.get("po")] = present[sw.get("pi")] = 1
+        others = [(p[4], pid) for pid, p in self.packs.items() if pid not in present]
+        others.sort()
+        for _, pid in others[:-_PACK_HISTORY]:  # departed long ago: the back office has them
+            del self.packs[pid]
+        for pid, p in self.packs.items():
+            yield "CP", {"p": pid, "ty": p[0], "cy": p[1], "soh": p[2], "sw": p[3], "q": p[4]}
+            n += 1
+        for key in self.alarms:
+            yield "CA", self.alarms[key]
+            n += 1
+        if sw is not None:
+            yield "CO", sw
+            n += 1
+        yield "CE", {"k": n + 1}
