@@ -175,12 +175,14 @@ class MachineWatchdog(Watchdog):
         self.last_feed = ticks_ms()
 
 
-_PULL = {"none": None, "up": "PULL_UP", "down": "PULL_DOWN"}
-
-
 def make_pin_in(spec):
-    pull = _PULL[spec["pull"]]
-    p = machine.Pin(spec["pin"], machine.Pin.IN, None if pull is None else getattr(machine.Pin, pull))
+    pull = spec["pull"]
+    if pull == "up":
+        p = machine.Pin(spec["pin"], machine.Pin.IN, machine.Pin.PULL_UP)
+    elif pull == "down":
+        p = machine.Pin(spec["pin"], machine.Pin.IN, machine.Pin.PULL_DOWN)
+    else:
+        p = machine.Pin(spec["pin"], machine.Pin.IN)
     return PinIn(p, spec["active_low"])
 
 
@@ -235,10 +237,26 @@ class Board:
             self.buses[name].close()
 
 
+def ensure_dir(path):
+    """Create ``path`` and its parents on the flash filesystem (no os.makedirs on MicroPython)."""
+    import os
+
+    at = ""
+    for part in path.split("/"):
+        if not part:
+            continue
+        at = at + "/" + part
+        try:
+            os.stat(at)
+        except OSError:
+            os.mkdir(at)
+
+
 def open_storage(root):
     """The flash filesystem folder the journal lives in (LittleFS on rp2 and esp32)."""
     from firmware.drivers.vfs_storage import VfsStorage
 
+    ensure_dir(root)
     return VfsStorage(root)
 
 

@@ -1,0 +1,77 @@
+"""Controller entry point: MicroPython runs /main.py after boot.
+
+Checks the image (refuses a half-written one), reads board.json and the station
+config, opens the board's HAL and runs the station supervisor. Nothing here blocks
+but the idle sleep between supervisor ticks. Any failure before the loop prints why,
+leaves the watchdog unstarted and returns to the REPL, so mpremote can still reach
+the board.
+"""
+
+from firmware.compat import const, sleep_ms, ticks_diff, ticks_ms
+
+_MAX_IDLE_MS = const(20)  # longest sleep between ticks: bounds reaction time and WDT feeds
+
+
+def start(root=""):
+    """Check the image and open everything; returns (manifest, board, station)."""
+    from firmware.boards import image
+
+    manifest = image.check(root, full=True)
+    from firmware.boards import board_config
+    from firmware.core import config
+
+    bcfg = board_config.load(root + "board.json")
+    scfg = config.load(root + "firmware/station.json")
+    from firmware.drivers.board import open_board
+
+    board = open_board(bcfg, scfg)
+    try:
+        station = make_station(scfg, board)
+    except Exception:
+        board.close()
+        raise
+    return manifest, board, station
+
+
+def make_station(scfg, board):
+    from firmware.core.supervisor import Supervisor
+
+    return Supervisor(scfg, board.buses, board.storage, board.inputs, board.outputs)
+
+
+def run(board, station, loops=-1, clock=ticks_ms, sleep=sleep_ms):
+    """The main loop. ``loops`` < 0 runs for ever (tests pass a count)."""
+    wdt = board.start_watchdog()
+    led = board.led
+    while loops != 0:
+        loops -= 1
+        now = clock()
+        wait = station.tick(now)
+        wdt.feed()  # only after a tick came back: a hung supervisor lets the WDT reset us
+        if led is not None:
+            led.set_fault(getattr(station, "fault", False))
+            w = led.tick(now)
+            if wait is None or w < wait:
+                wait = w
+        if wait is None or wait > _MAX_IDLE_MS:
+            wait = _MAX_IDLE_MS
+        spent = ticks_diff(clock(), now)
+        if wait > spent:
+            sleep(wait - spent)
+
+
+def main(root=""):
+    try:
+        manifest, board, station = start(root)
+    except Exception as e:  # not KeyboardInterrupt: mpremote's Ctrl-C must still stop us
+        print("swapstation: not starting:", type(e).__name__, e)
+        return None
+    fw = manifest["firmware"]
+    print("swapstation %s (%s) image %s station %s" % (
+        fw["version"], fw["revision"][:12], manifest["image_sha256"][:12], manifest["station_id"]))
+    run(board, station)
+    return None
+
+
+if __name__ == "__main__":
+    main()

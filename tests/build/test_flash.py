@@ -1,0 +1,339 @@
+"""`swapstation flash` against a fake board (tests/build/fake_mpremote.py): the mpremote
+commands, copying only what changed, and every failure leaving no half-written image
+running."""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from firmware.boards import image as board_image
+from host import build, flash
+from host.cli import main as cli_main
+from tests.build.fake_mpremote import FakeBoard, parse, put_files
+
+PORT = "/dev/ttyACM0"
+JOURNAL = {"data/journal.log": b"1 boot\n2 swap\n"}  # station data: never the flasher's to touch
+
+
+@pytest.fixture(scope="module")
+def images(source_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Image A, and image B with one module changed, one added and one removed."""
+    base = tmp_path_factory.mktemp("images")
+    a = base / "a"
+    build.build_image(a, "pico", root=source_tree)
+    src_b = base / "src-b"
+    import shutil
+
+    shutil.copytree(source_tree, src_b)
+    hal = src_b / "firmware" / "hal" / "__init__.py"
+    hal.write_text(hal.read_text() + "\n\nEXTRA = 1\n")
+    (src_b / "firmware" / "core" / "added_in_b.py").write_text("X = 2\n")
+    (src_b / "firmware" / "proto" / "regmap.py").unlink()
+    b = base / "b"
+    build.build_image(b, "pico", root=src_b)
+    return {"a": a, "b": b}
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> FakeBoard:
+    b = FakeBoard(tmp_path / "board", PORT)
+    put_files(b, JOURNAL)
+    return b
+
+
+def _flasher(image: Path, board: FakeBoard, **kw) -> flash.Flasher:
+    logs: list[str] = []
+    f = flash.Flasher(
+        image,
+        PORT,
+        ["mpremote"],
+        runner=board,
+        device_root=board.device_root,
+        log=logs.append,
+        sleep=lambda s: None,
+        **kw,
+    )
+    f.logs = logs  # type: ignore[attr-defined]
+    return f
+
+
+def _image_files(image: Path) -> dict[str, bytes]:
+    return {p.relative_to(image).as_posix(): p.read_bytes() for p in sorted(image.rglob("*")) if p.is_file()}
+
+
+def _manifest(image: Path) -> dict:
+    return json.loads((image / "manifest.json").read_text())
+
+
+def _copied(board: FakeBoard) -> list[str]:
+    return [w[: -len(board_image.STAGING)] for w in board.writes]
+
+
+def test_first_flash(images, board) -> None:
+    result = _flasher(images["a"], board).flash()
+    assert board.tree() == {**_image_files(images["a"]), **JOURNAL}  # exactly the image, data kept
+    m = _manifest(images["a"])
+    assert sorted(result["copied"]) == sorted(m["files"])
+    assert board.writes[-1] == "manifest.json.new"  # the manifest is written last
+    assert sorted(_copied(board)[:-1]) == sorted(m["files"])
+    assert board.boots[0].startswith("refuses: a flash is in progress")  # the reset into the marker
+    assert board.boots[-1] == "starts " + m["image_sha256"][:12]
+    assert board_image.check(board.device_root)["image_sha256"] == m["image_sha256"]
+
+
+def test_reflash_copies_only_the_manifest(images, board) -> None:
+    _flasher(images["a"], board).flash()
+    board.writes.clear()
+    result = _flasher(images["a"], board).flash()
+    assert result["copied"] == [] and result["removed"] == []
+    assert board.writes == ["manifest.json.new"]
+    assert board.tree() == {**_image_files(images["a"]), **JOURNAL}
+
+
+def test_update_copies_changes_and_removes_old_files(images, board) -> None:
+    _flasher(images["a"], board).flash()
+    board.writes.clear()
+    result = _flasher(images["b"], board).flash()
+    assert sorted(result["copied"]) == ["firmware/core/added_in_b.mpy", "firmware/hal/__init__.mpy"]
+    assert result["removed"] == ["firmware/proto/regmap.mpy"]
+    assert board.tree() == {**_image_files(images["b"]), **JOURNAL}
+    assert board.boots[-1] == "starts " + _manifest(images["b"])["image_sha256"][:12]
+
+
+def test_commands_are_valid_mpremote(images, board) -> None:
+    _flasher(images["a"], board).flash()
+    for argv in board.calls:
+        parsed = parse(argv[1:])  # raises on anything mpremote would refuse
+        assert parsed[0][0] == "connect" and parsed[0][1].device == [PORT]
+    copies = [argv for argv in board.calls if "cp" in argv]
+    assert len(copies) == 2  # one mpremote run for the image, one for the manifest
+    assert copies[0].count("+") == len(_manifest(images["a"])["files"]) - 1
+
+
+def test_dry_run_prints_commands_and_touches_nothing(images, tmp_path) -> None:
+    def no_board(argv):
+        raise AssertionError("dry run ran " + " ".join(argv))
+
+    f = flash.Flasher(images["a"], PORT, ["mpremote"], runner=no_board)
+    lines = f.dry_run()
+    assert all(line.startswith(f"mpremote connect {PORT} ") for line in lines)
+    assert lines[0] == f"mpremote connect {PORT} exec '<firmware/boards/image.py> board_info(\"/\")'"
+    assert lines[-1] == f"mpremote connect {PORT} reset"
+    cp = [line for line in lines if " fs cp -f " in line]
+    assert len(cp) == 2
+    for rel in _manifest(images["a"])["files"]:
+        assert f"{images['a'] / rel} :/{rel}.new" in cp[0]
+
+
+# ---------------------------------------------------------------- refusals before anything is written
+
+
+def _refused(images, board, patch: dict, message: str) -> flash.FlashError:
+    _flasher(images["a"], board).flash()
+    board.info_patch = patch
+    before = board.tree()
+    calls = len(board.calls)
+    with pytest.raises(flash.FlashError) as e:
+        _flasher(images["b"], board).flash()
+    assert message in str(e.value)
+    assert e.value.state == "nothing was written to the board"
+    assert board.tree() == before
+    assert len(board.calls) == calls + 1  # only the question
+    return e.value
+
+
+def test_no_board(images, tmp_path) -> None:
+    board = FakeBoard(tmp_path / "b", port="/dev/ttyUSB3")  # the board is on another port
+    with pytest.raises(flash.FlashError) as e:
+        _flasher(images["a"], board).flash()
+    assert f"no MicroPython board answered on {PORT}" in str(e.value)
+    assert len(board.calls) == 1
+
+
+def test_wrong_micropython_version(images, board) -> None:
+    e = _refused(
+        images, board, {"version": [1, 24, 1]}, "the board runs MicroPython 1.24.1, the image is built for"
+    )
+    assert "--micropython 1.24.1" in str(e)
+
+
+def test_wrong_mpy_version(images, board) -> None:
+    m = _manifest(images["a"])
+    major, minor = (int(x) for x in m["target"]["micropython"].split("."))
+    _refused(
+        images,
+        board,
+        {"mpy": 5, "version": [major, minor, 0]},
+        "the board loads .mpy 5.0, the image has .mpy 6.3 files",
+    )
+
+
+def test_wrong_port(images, board) -> None:
+    _refused(images, board, {"platform": "esp32"}, "the image is for rp2 (pico), the board is 'esp32'")
+
+
+def test_not_micropython(images, board) -> None:
+    _refused(images, board, {"name": "circuitpython"}, "not MicroPython")
+
+
+# ---------------------------------------------------------------- failures while copying: the old image stays
+
+
+def _failed_update(images, board, fault: dict, message: str) -> flash.FlashError:
+    _flasher(images["a"], board).flash()
+    for k, v in fault.items():
+        setattr(board, k, v)
+    before = board.tree()
+    with pytest.raises(flash.FlashError) as e:
+        _flasher(images["b"], board).flash()
+    assert message in str(e.value), str(e.value)
+    assert e.value.state == "the old image is intact and was restarted"
+    assert board.tree() == before  # no copies, no marker left behind
+    assert board.boots[-1] == "starts " + _manifest(images["a"])["image_sha256"][:12]
+    return e.value
+
+
+def test_failed_copy(images, board) -> None:
+    _failed_update(images, board, {"fail_copy": "firmware/hal/__init__.mpy.new"}, "copying failed")
+
+
+def test_copy_that_lands_damaged(images, board) -> None:
+    e = _failed_update(
+        images,
+        board,
+        {"corrupt_copy": "firmware/hal/__init__.mpy.new"},
+        "copy firmware/hal/__init__.mpy.new does not match the image",
+    )
+    assert "read back" in str(e)
+
+
+def test_full_filesystem_found_before_copying(images, board) -> None:
+    _flasher(images["a"], board).flash()
+    board.capacity = board.used() + 1000  # the changed files need blocks this board lacks
+    before = board.tree()
+    writes = len(board.writes)
+    with pytest.raises(flash.FlashError) as e:
+        _flasher(images["b"], board).flash()
+    assert "filesystem is full: the 2 changed files need about" in str(e.value) and "are free" in str(e.value)
+    assert e.value.state == "the old image is intact and was restarted"
+    assert board.tree() == before
+    assert len(board.writes) == writes  # refused before copying anything
+
+
+def test_full_filesystem_while_copying(images, board) -> None:
+    _flasher(images["a"], board).flash()
+    board.capacity = board.used() + 200  # the board says there is room, then has none
+    board.info_patch = {"free": 10**6}
+    before = board.tree()
+    with pytest.raises(flash.FlashError) as e:
+        _flasher(images["b"], board).flash()
+    assert "copying: the board's filesystem is full" in str(e.value)
+    assert e.value.state == "the old image is intact and was restarted"
+    assert board.tree() == before
+
+
+def test_board_lost_after_the_move_does_not_start(images, board) -> None:
+    _flasher(images["a"], board).flash()
+    board.gone_after = None
+
+    moved = []
+
+    def watch(code: str) -> None:
+        if "commit(" in code and not moved:
+            moved.append(len(board.calls))
+            board.gone_after = len(board.calls)  # unplugged right after this command
+
+    board.on_exec = watch
+    with pytest.raises(flash.FlashError) as e:
+        _flasher(images["b"], board).flash()
+    assert "no MicroPython board answered" in str(e.value)
+    assert e.value.state == "the board has no manifest and will not start: flash again"
+    with pytest.raises(board_image.ImageError):
+        board_image.check(board.device_root)
+    # and flashing again repairs it
+    board.gone_after = None
+    board.on_exec = None
+    _flasher(images["b"], board).flash()
+    assert board.tree() == {**_image_files(images["b"]), **JOURNAL}
+
+
+def test_leftovers_of_an_interrupted_flash_are_cleaned(images, board) -> None:
+    _flasher(images["a"], board).flash()
+    put_files(board, {".flashing": b"x", "firmware/core/added_in_b.mpy.new": b"half", "main.py.new": b"hal"})
+    with pytest.raises(board_image.ImageError, match="in progress"):
+        board_image.check(board.device_root)
+    _flasher(images["b"], board).flash()
+    assert board.tree() == {**_image_files(images["b"]), **JOURNAL}
+
+
+def test_cleanup_failure_is_reported(images, board) -> None:
+    _flasher(images["a"], board).flash()
+    board.fail_copy = "firmware/hal/__init__.mpy.new"
+
+    def vanish(code: str) -> None:
+        if "abandon(" in code:
+            board.gone_after = len(board.calls) - 1
+
+    board.on_exec = vanish
+    with pytest.raises(flash.FlashError) as e:
+        _flasher(images["b"], board).flash()
+    assert "cleaning up failed too" in e.value.state and ".flashing marker" in e.value.state
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_cli_bad_image_folder(capsys, tmp_path) -> None:
+    code = cli_main(["flash", str(tmp_path), "--port", PORT, "--dry-run"])
+    assert code == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_cli_tampered_image(capsys, images, tmp_path) -> None:
+    import shutil
+
+    img = tmp_path / "img"
+    shutil.copytree(images["a"], img)
+    (img / "firmware" / "compat.mpy").write_bytes(b"M\x06junk")
+    code = cli_main(["flash", str(img), "--port", PORT, "--dry-run"])
+    assert code == 2
+    assert "firmware/compat.mpy does not match the manifest; rebuild the image" in capsys.readouterr().err
+
+
+def test_cli_dry_run(capsys, images) -> None:
+    code = cli_main(["flash", str(images["a"]), "--port", PORT, "--dry-run", "--mpremote", "mpr"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[0].startswith(f"mpr connect {PORT} exec ")
+
+
+def test_cli_real_mpremote_without_a_board(capsys, images) -> None:
+    """The installed mpremote on a port with nothing behind it: its real message is recognised."""
+    code = cli_main(["flash", str(images["a"]), "--port", "/dev/swapstation-no-such-port"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "no MicroPython board answered on /dev/swapstation-no-such-port" in err
+    assert "nothing was written to the board" in err
+
+
+def test_cli_fake_mpremote_on_path(capsys, images, tmp_path) -> None:
+    """An mpremote executable that fails a copy, named with --mpremote as a user would."""
+    board_dir = tmp_path / "dev"
+    script = tmp_path / "mpremote"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "print('mpremote: failed to access ' + sys.argv[2] + ' (it may be in use by another program)',"
+        " file=sys.stderr)\n"
+        "sys.exit(1)\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    code = cli_main(["flash", str(images["a"]), "--port", "/dev/ttyACM7", "--mpremote", str(script)])
+    assert code == 1
+    assert "no MicroPython board answered on /dev/ttyACM7" in capsys.readouterr().err
+    assert not board_dir.exists()
