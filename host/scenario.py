@@ -228,9 +228,9 @@ class Demand:
     rate_per_hour: tuple[float, ...]  # one value (constant) or 24 hourly values, repeated each day
     scale: float
     models: dict[str, float]  # vehicle model -> weight
-    arrival_soc: tuple[float, float]  # % SoC of the pack a vehicle brings
-    balk_queue: int  # a vehicle drives on when this many are already waiting (0: never balks)
-    balk_slope: float  # extra balk probability per waiting vehicle below balk_queue
+    arrival_soc: tuple[float, float]  # % SoC range of the pack a vehicle brings (Beta(2, 5) inside)
+    balk_from: int  # a driver who finds this many waiting may balk (0: nobody balks) ...
+    balk_all: int  # ... and one who finds this many always does (linear in between)
     patience_s: float  # mean (exponential) patience while waiting; 0: waits for ever
 
     def rate_at(self, t_s: float) -> float:
@@ -367,11 +367,13 @@ def _demand(r: _Reader, station: dict[str, Any]) -> Demand:
         scale=r.num("scale", 1.0, lo=0.0),
         models=models,
         arrival_soc=r.num_range("arrival_soc", (10.0, 40.0), 0.0, 100.0),
-        balk_queue=r.integer("balk_queue", 0, lo=0),
-        balk_slope=r.num("balk_slope", 0.0, lo=0.0, hi=1.0),
+        balk_from=r.integer("balk_from", 0, lo=0),
+        balk_all=r.integer("balk_all", 0, lo=0),
         patience_s=r.duration("patience", 0),
     )
     r.done()
+    if d.balk_from and d.balk_all < d.balk_from:
+        raise ScenarioError(r.sub("balk_all"), f"must be >= balk_from ({d.balk_from})")
     return d
 
 

@@ -38,7 +38,7 @@ def test_every_builtin_loads_and_default_is_pss4():
     d = sc.load()
     assert d.name == sc.DEFAULT_SCENARIO
     assert len(d.station["slots"]) == 23
-    assert d.demand.balk_queue > 0
+    assert 0 < d.demand.balk_from < d.demand.balk_all
 
 
 def test_fault_storm_has_every_fault_family():
