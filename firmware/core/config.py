@@ -43,8 +43,10 @@ _BUS = (
 _BAY_IO_BUS = _BUS + (("unit", "int", MODBUS_MIN_UNIT, MODBUS_MAX_UNIT, _REQ),)
 
 _PACK_TYPE = (
+    ("code", "int", 1, 65535, None),  # the charger's / reader's pack type code (regmap PACK_*)
     ("capacity_kwh", "num", _POS, 1000, _REQ),
     ("nominal_v", "num", _POS, 1500, _REQ),
+    ("max_charge_v", "num", _POS, 1500, None),  # None: nominal_v * 1.15
     ("max_charge_kw", "num", _POS, 1000, _REQ),
     ("max_charge_a", "num", _POS, 2000, _REQ),
     ("cell_temp_min_c", "num", -40, 40, 0),
@@ -99,7 +101,7 @@ _TOU = (
 )
 
 _BAY = (
-    ("bolt_count", "int", 1, 64, _REQ),
+    ("bolt_count", "int", 1, 16, _REQ),  # the bay I/O map has room for 16
     ("torque_nm", "window", 0, 2000, _REQ),
     ("angle_deg", "window", 0, 36000, _REQ),
     ("docking_rpm", "num", _POS, 10000, _REQ),
@@ -230,20 +232,45 @@ def _keyed(src, path, what):
 def _pack_types(src):
     _keyed(src, "pack_types", "pack type")
     out = {}
-    for tid in src:
+    by_code = {}
+    for tid in sorted(src):  # sorted: the same error on every interpreter
         p = "pack_types." + tid
         _ident(tid, p)
         pt = _fields(src[tid], p, _PACK_TYPE)
         if pt["cell_temp_min_c"] >= pt["cell_temp_max_c"]:
             raise ConfigError(p + ".cell_temp_min_c", "must be below cell_temp_max_c")
+        if pt["max_charge_v"] is None:
+            pt["max_charge_v"] = pt["nominal_v"] * 1.15
+        elif pt["max_charge_v"] < pt["nominal_v"]:
+            raise ConfigError(p + ".max_charge_v", "must not be below nominal_v")
+        _unique_code(by_code, pt["code"], tid, p + ".code")
         out[tid] = pt
-    return out
+    return out, by_code
+
+
+def _unique_code(by_code, code, name, path):
+    if code is None:
+        return
+    if code in by_code:
+        raise ConfigError(path, "duplicate code %d (also %s)" % (code, by_code[code]))
+    by_code[code] = name
+
+
+def _model_codes(src, compat):
+    _obj(src, "model_codes")
+    by_code = {}
+    for model in sorted(src):
+        p = "model_codes." + model
+        if model not in compat:
+            raise ConfigError(p, "unknown vehicle model (not in compatibility)")
+        _unique_code(by_code, _value(src[model], p, "int", 1, 65535), model, p)
+    return by_code
 
 
 def _compatibility(src, pack_types):
     _keyed(src, "compatibility", "vehicle model")
     out = {}
-    for model in src:
+    for model in sorted(src):
         p = "compatibility." + model
         _ident(model, p)
         types = src[model]
@@ -319,14 +346,14 @@ def validate(cfg):
     numbers as float where fractional values make sense). Raises ConfigError."""
     _obj(cfg, "config")
     known = (
-        "station_id", "buses", "pack_types", "compatibility", "authorisation", "slots",
+        "station_id", "buses", "pack_types", "compatibility", "model_codes", "authorisation", "slots",
         "isolation_bay", "limits", "tou", "bay", "timeouts_ms", "journal",
     )
     for key in cfg:
         if key not in known and not (type(key) is str and key.startswith("_")):
             raise ConfigError(str(key), "unknown field")
     for key in known:
-        if key not in cfg and key not in ("tou", "journal", "authorisation"):
+        if key not in cfg and key not in ("tou", "journal", "authorisation", "model_codes"):
             raise ConfigError(key, "missing")
     out = {}
     out["station_id"] = _str(cfg["station_id"], "station_id", 1, 32)
@@ -342,8 +369,9 @@ def validate(cfg):
         "chargers": _fields(buses["chargers"], "buses.chargers", _BUS),
         "bay_io": _fields(buses["bay_io"], "buses.bay_io", _BAY_IO_BUS),
     }
-    out["pack_types"] = _pack_types(cfg["pack_types"])
+    out["pack_types"], out["pack_type_by_code"] = _pack_types(cfg["pack_types"])
     out["compatibility"] = _compatibility(cfg["compatibility"], out["pack_types"])
+    out["model_by_code"] = _model_codes(cfg.get("model_codes", {}), out["compatibility"])
     auth = _fields(cfg.get("authorisation", {}), "authorisation", _AUTH)
     if not auth["subscription"] and not auth["allow"]:
         raise ConfigError("authorisation", "no vehicle could be authorised: set subscription or allow")

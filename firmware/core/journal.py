@@ -21,9 +21,10 @@ from firmware.core.journal_state import SWAP_KEYS as _SWAP_KEYS
 from firmware.core.journal_state import JournalState
 
 try:
-    from binascii import crc32 as _crc32
+    from binascii import crc32 as _bin_crc32
 except ImportError:  # some ports build binascii without crc32
-    _crc32 = None
+    _bin_crc32 = None  # type: ignore[assignment]
+_crc32 = _bin_crc32
 
 LOG_NAME = "journal.log"
 NEW_NAME = "journal.new"
@@ -175,6 +176,13 @@ def _text(v, path, max_len=32, none_ok=False):
     if type(v) is not str or not 1 <= len(v) <= max_len:
         raise ValueError("%s: expected a string of 1..%d characters" % (path, max_len))
     return v
+
+
+def _pid(v, path):
+    """A pack id: the u32 serial chargers report, or a string; None for no pack."""
+    if type(v) is int and 0 <= v <= 0xFFFFFFFF:
+        return v
+    return _text(v, path, none_ok=True)
 
 
 def _num(v, path, lo, hi, none_ok=True):
@@ -329,7 +337,7 @@ class Journal:
             raise ValueError("swap %d is still open" % self.state.open_swap["n"])
         f = {"n": self.state.swap_no + 1, "v": _text(vehicle_id, "vehicle_id"), "m": _text(model, "model"),
              "t": _t(now_ms), "rs": None if slot is None else _idx(slot, 0, "slot"),
-             "pi": _text(pack_in, "pack_in", none_ok=True)}
+             "pi": _pid(pack_in, "pack_in")}
         self._append("SB", f)
         return f["n"]
 
@@ -355,14 +363,14 @@ class Journal:
         """Close the open swap with its transaction record (outcome "ok" or a reason)."""
         sw = self._open(n)
         f = {"n": n, "v": sw["v"], "m": sw["m"], "o": _text(outcome, "outcome", 16),
-             "po": _text(pack_out, "pack_out", none_ok=True), "so": _num(soc_out, "soc_out", 0, 100),
-             "pi": _text(pack_in, "pack_in", none_ok=True), "si": _num(soc_in, "soc_in", 0, 100),
+             "po": _pid(pack_out, "pack_out"), "so": _num(soc_out, "soc_out", 0, 100),
+             "pi": _pid(pack_in, "pack_in"), "si": _num(soc_in, "soc_in", 0, 100),
              "e": _num(energy_kwh, "energy_kwh", 0, 10000, False), "t0": sw["t"], "t1": _t(now_ms),
              "b": self.state.boots, "w": _num(wall_s, "wall_s", 0, 1 << 40)}
         return self._append("SW", f)
 
     def rack_change(self, slot, pack_id, pack_type=None, soc=None, soh=None, cycles=None, state="EMPTY"):
-        f = {"s": _idx(slot, 0, "slot"), "p": _text(pack_id, "pack_id", none_ok=True),
+        f = {"s": _idx(slot, 0, "slot"), "p": _pid(pack_id, "pack_id"),
              "ty": _text(pack_type, "pack_type", none_ok=True), "soc": _num(soc, "soc", 0, 100),
              "soh": _num(soh, "soh", 0, 100), "cy": _num(cycles, "cycles", 0, 1000000),
              "st": _text(state, "state", 12)}

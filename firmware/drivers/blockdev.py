@@ -79,6 +79,12 @@ class _CutBlockDev:
             raise OSError(_EIO)
         return block_num * self.block_size + offset
 
+    def _get(self, addr, buf):
+        raise NotImplementedError
+
+    def _put(self, addr, data, n):
+        raise NotImplementedError
+
     # -- MicroPython block protocol
     def readblocks(self, block_num, buf, offset=0):
         if self._retired:

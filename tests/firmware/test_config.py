@@ -1,6 +1,6 @@
 import json
 
-from fwtest import raises
+from fwtest import approx, raises
 
 from firmware.core import config
 from firmware.core.config import ConfigError
@@ -27,7 +27,7 @@ def test_station_json_is_valid():
     cfg = config.load()
     assert len(cfg["slots"]) == 23
     assert [s["charger_unit"] for s in cfg["slots"]] == list(range(1, 24))
-    assert cfg["buses"]["bay_io"]["unit"] == 1
+    assert cfg["buses"]["bay_io"]["unit"] == 100
     assert cfg["slots"][0]["charger_kw"] == cfg["limits"]["charger_kw"]
     assert "NIO-100" in cfg["compatibility"]["NIO-ES6"]
     assert cfg["isolation_bay"]["id"] == "ISO"
@@ -197,3 +197,35 @@ def test_load_missing_file():
 def test_loads_round_trip():
     cfg = config.loads(_TEXT)
     assert cfg["station_id"] == "PSS4-DEMO-001"
+
+
+def test_codes_map_register_values_to_names():
+    cfg = config.load()
+    assert cfg["pack_type_by_code"] == {1: "NIO-75", 2: "NIO-100", 3: "NIO-150"}
+    assert cfg["model_by_code"][1] == "NIO-ES6" and cfg["model_by_code"][11] == "PARTNER-A-SUV"
+    assert cfg["pack_types"]["STD-A-60"]["code"] is None
+    assert cfg["pack_types"]["NIO-75"]["max_charge_v"] == 420
+
+
+def test_bad_codes():
+    _bad(
+        lambda c: c["pack_types"]["NIO-100"].__setitem__("code", 1),
+        "pack_types.NIO-75.code",  # pack types are checked in sorted order
+        "duplicate code 1 (also NIO-100)",
+    )
+    _bad(lambda c: c["pack_types"]["NIO-100"].__setitem__("code", 0), "pack_types.NIO-100.code", ">= 1")
+    _bad(lambda c: c["model_codes"].__setitem__("NIO-XX", 9), "model_codes.NIO-XX", "unknown vehicle model")
+    _bad(lambda c: c["model_codes"].__setitem__("NIO-ET7", 1), "model_codes.NIO-ET7", "duplicate code 1")
+    _bad(lambda c: c["model_codes"].__setitem__("NIO-ET7", "4"), "model_codes.NIO-ET7", "integer")
+    _bad(
+        lambda c: c["pack_types"]["NIO-75"].__setitem__("max_charge_v", 300),
+        "pack_types.NIO-75.max_charge_v",
+        "nominal_v",
+    )
+    _bad(lambda c: c["bay"].__setitem__("bolt_count", 17), "bay.bolt_count", "<= 16")
+    cfg = _cfg()
+    del cfg["model_codes"]
+    del cfg["pack_types"]["NIO-75"]["max_charge_v"]
+    out = config.validate(cfg)
+    assert out["model_by_code"] == {}
+    assert approx(out["pack_types"]["NIO-75"]["max_charge_v"], 370 * 1.15, 1e-6)

@@ -91,9 +91,11 @@ def test_state_is_rebuilt_on_replay():
     j.swap_step(n, "unbolt", "ok", 1100, {"po": "P9", "so": 12.0})
     j.swap_end(n, "ok", 1200, "P9", 12.0, "P2", 95.0, 2.5, wall_s=1760000000)
     j.append("NT", {"text": "door opened", "n": [1, 2]})
+    j.rack_change(2, 0xFEDCBA98, "NIO-150", 30.0, 91.0, 800, "CHARGING")  # u32 serial from a charger
     j = _reopen(d, j)
     s = j.state
-    assert j.report.clean and j.report.records == 11
+    assert j.report.clean and j.report.records == 12
+    assert s_packs_ok(j.state)
     assert s.slots[0]["p"] == "P1" and s.slots[0]["cy"] == 312 and s.slots[1]["st"] == "READY"
     assert list(s.alarms) == ["0:OVERTEMP"] and s.alarms["0:OVERTEMP"]["d"] == "66.0C"
     assert s.open_swap is None and s.swap_no == 1 and s.swaps_ok == 1 and s.energy_kwh == 2.5
@@ -114,6 +116,10 @@ def test_state_is_rebuilt_on_replay():
     assert f["b"] == 1 and f["w"] == 1760000000
     j.close()
     d.done()
+
+
+def s_packs_ok(s):
+    return s.slots[2]["p"] == 0xFEDCBA98 and s.packs[0xFEDCBA98][1] == 800
 
 
 def test_interrupted_swap_shows_where_it_stopped():
@@ -205,7 +211,9 @@ def test_bad_inputs_are_refused_and_write_nothing():
         (j.swap_end, (n + 5, "ok", 1)),
         (j.rack_change, (-1, "P1")),
         (j.rack_change, ("1", "P1")),
-        (j.rack_change, (1, 5)),
+        (j.rack_change, (1, -5)),
+        (j.rack_change, (1, 1 << 32)),
+        (j.rack_change, (1, 2.5)),
         (j.rack_change, (1, "P1", "NIO-75", 50.0, 101.0)),
         (j.alarm, (0, "OT", 1, 5)),
         (j.alarm, (-2, "OT", True, 5)),
