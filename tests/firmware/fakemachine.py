@@ -99,7 +99,10 @@ def install():
     try:
         if "firmware.drivers.board" in sys.modules:
             del sys.modules["firmware.drivers.board"]
-        from firmware.drivers import board
+        # Not `from firmware.drivers import board`: MicroPython would hand back the package's
+        # attribute, the module already imported against another machine.
+        __import__("firmware.drivers.board")
+        board = sys.modules["firmware.drivers.board"]
 
         if board.machine is not me:
             raise AssertionError("board driver did not pick up the fake machine")

@@ -1,0 +1,125 @@
+"""firmware/main.py: refuses to start a half-written or misconfigured image (watchdog not
+started, so the board stays reachable), and the main loop's feeding and idling."""
+
+import fakemachine
+from fwtest import raises
+from scratchfs import Board, write_image
+
+from firmware import main
+from firmware.boards import board_config, image
+from firmware.compat import ticks_add, ticks_max
+
+board = fakemachine.install()
+
+with open("firmware/boards/pico.json", "rb") as _f:
+    PICO = _f.read()
+with open("firmware/station.json", "rb") as _f:
+    STATION = _f.read()
+
+
+def _wdts():
+    return [o for o in fakemachine.created if isinstance(o, fakemachine.WDT)]
+
+
+def _start_fails(files, exc, part, flashing=False):
+    fakemachine.reset()
+    b = Board()
+    try:
+        write_image(b, files)
+        if flashing:
+            image.set_flashing(b.root, True)
+        e = raises(exc, main.start, b.root)
+        assert part in str(e), str(e)
+        assert main.main(b.root) is None  # prints why and returns to the REPL
+        assert _wdts() == []  # never started: mpremote can still reach the board
+    finally:
+        b.done()
+
+
+def test_refuses_while_a_flash_is_under_way():
+    _start_fails({"board.json": PICO, "firmware/station.json": STATION}, image.ImageError, "in progress",
+                 flashing=True)
+
+
+def test_refuses_an_image_without_its_board_config():
+    _start_fails({"firmware/station.json": STATION}, board_config.BoardConfigError, "cannot read")
+
+
+def test_refuses_a_bad_board_config():
+    bad = PICO.replace(b'"tx": 0', b'"tx": 3')
+    _start_fails({"board.json": bad, "firmware/station.json": STATION}, board_config.BoardConfigError,
+                 "buses.chargers.tx: GPIO3 cannot be UART0 TX")
+
+
+def test_refuses_a_bad_station_config():
+    bad = STATION.replace(b'"station_id": "', b'"station_idx": "')
+    _start_fails({"board.json": PICO, "firmware/station.json": bad}, ValueError, "station_idx: unknown field")
+
+
+def test_refuses_without_a_manifest():
+    fakemachine.reset()
+    b = Board()
+    try:
+        b.put("board.json", PICO)
+        e = raises(image.ImageError, main.start, b.root)
+        assert "no manifest.json" in str(e)
+        assert _wdts() == []
+    finally:
+        b.done()
+
+
+class FakeStation:
+    def __init__(self, waits):
+        self.waits = waits
+        self.ticks = []
+        self.fault = False
+
+    def tick(self, now):
+        self.ticks.append(now)
+        return self.waits[len(self.ticks) - 1]
+
+
+class Clock:
+    def __init__(self, t, step):
+        self.t = t
+        self.step = step  # how long each tick takes
+
+    def __call__(self):
+        t = self.t
+        self.t = ticks_add(self.t, self.step)
+        return t
+
+
+def _board(led=True):
+    fakemachine.reset()
+    cfg = board_config.loads(PICO.decode())
+    if not led:
+        cfg["led"] = None
+    return board.open_board(cfg, {"buses": {"chargers": {"baudrate": 115200}, "bay_io": {"baudrate": 115200}}},
+                            lambda root: None)
+
+
+def test_loop_feeds_after_each_tick_and_sleeps_what_is_left():
+    b = _board(led=False)
+    station = FakeStation([5, 100, None, 0])
+    slept = []
+    clock = Clock(ticks_add(ticks_max(), -3), 2)  # each tick takes 2 ms, across the wraparound
+    main.run(b, station, loops=4, clock=clock, sleep=slept.append)
+    assert len(station.ticks) == 4
+    assert _wdts()[0].feeds == 4 and _wdts()[0].timeout == 5000
+    assert slept == [3, 18, 18]  # 5-2; capped at 20 then -2; None -> 20-2; 0 -> no sleep
+
+
+def test_loop_blinks_the_led_and_shows_faults():
+    b = _board()
+    station = FakeStation([1000] * 8)
+    slept = []
+    clock = Clock(0, 0)
+    main.run(b, station, loops=1, clock=clock, sleep=slept.append)
+    led_pin = [o for o in fakemachine.created if isinstance(o, fakemachine.Pin) and o.id == 25][0]
+    assert led_pin.level == 1
+    assert slept == [20]
+    station.fault = True
+    clock.t = 600
+    main.run(b, station, loops=1, clock=clock, sleep=slept.append)
+    assert led_pin.level == 0
