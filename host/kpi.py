@@ -95,6 +95,7 @@ class KpiRecorder:
     _grid_kw: float = 0.0
     _queue: int = 0
     _busy: int = 0
+    _meter_kwh: float = 0.0
     grid_kwh: float = 0.0
     cost: float = 0.0
     peak_grid_kw: float = 0.0
@@ -137,12 +138,17 @@ class KpiRecorder:
         self.faults[code] += 1
 
     # --- levels ---
-    def advance(self, t_s: float) -> None:
-        """Integrate the current levels up to ``t_s`` (monotonic)."""
+    def advance(self, t_s: float, meter_kwh: float | None = None) -> None:
+        """Integrate the current levels up to ``t_s`` (monotonic). With ``meter_kwh`` (a
+        cumulative energy meter) the energy is the meter's increase, not power times time."""
         dt = t_s - self._t
         if dt <= 0:
             return
-        e = self._grid_kw * dt / 3600.0
+        if meter_kwh is None:
+            e = self._grid_kw * dt / 3600.0
+        else:
+            e = meter_kwh - self._meter_kwh
+            self._meter_kwh = meter_kwh
         self.grid_kwh += e
         if self.price_at is not None and e:
             self.cost += e * self.price_at(self._t)
@@ -150,9 +156,10 @@ class KpiRecorder:
         self.busy_area += self._busy * dt
         self._t = t_s
 
-    def levels(self, t_s: float, grid_kw: float, queue: int, chargers_busy: int) -> None:
+    def levels(self, t_s: float, grid_kw: float, queue: int, chargers_busy: int,
+               meter_kwh: float | None = None) -> None:
         """The levels from ``t_s`` on (integrates the old ones up to ``t_s`` first)."""
-        self.advance(t_s)
+        self.advance(t_s, meter_kwh)
         self._grid_kw = grid_kw
         self._queue = queue
         self._busy = chargers_busy

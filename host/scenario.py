@@ -25,7 +25,9 @@ from firmware.core import config as fwconfig
 BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_SCENARIO = "pss4-urban-day"
 MODES = ("direct", "wire")
-FAULT_KINDS = ("charger_dropout", "charger_fault", "jammed_bolt", "thermal_event", "grid_outage", "smoke")
+FAULT_KINDS = ("charger_dropout", "charger_stuck", "charger_pump", "bms_comm", "jammed_bolt", "thermal_event",
+               "grid_outage", "smoke")
+SLOT_FAULTS = ("charger_dropout", "charger_stuck", "charger_pump", "bms_comm", "thermal_event")
 
 
 class ScenarioError(ValueError):
@@ -383,12 +385,12 @@ def _faults(items: list[_Reader], station: dict[str, Any]) -> list[Fault]:
     for t in items:
         kind = t.text("kind", choices=FAULT_KINDS)
         target = ""
-        if kind in ("charger_dropout", "charger_fault", "thermal_event"):
+        if kind in SLOT_FAULTS:
             target = t.text("slot")
             if target not in slots:
                 raise ScenarioError(t.sub("slot"), f"unknown slot {target!r}")
         bolt = t.integer("bolt", 0, lo=0, hi=15) if kind == "jammed_bolt" else 0
-        default_len: object = "10m" if kind in ("charger_dropout", "grid_outage", "smoke") else 0
+        default_len: object = 0 if kind in ("jammed_bolt", "thermal_event") else "10m"
         out.append(Fault(kind, t.duration("at"), t.duration("duration", default_len), target, bolt))
         t.done()
     return sorted(out, key=lambda f: f.at_s)

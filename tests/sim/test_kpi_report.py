@@ -44,6 +44,16 @@ def test_levels_integrate_piecewise_constant():
     assert s["chargers"]["utilisation"] == pytest.approx((2 * 1800 + 4 * 1800 + 1 * 3600) / (4 * 7200))
 
 
+def test_metered_energy_replaces_power_times_time():
+    k = KpiRecorder(chargers_total=1, price_at=lambda t: 2.0)
+    k.levels(0.0, grid_kw=100.0, queue=0, chargers_busy=1, meter_kwh=0.0)
+    k.levels(3600.0, grid_kw=50.0, queue=0, chargers_busy=1, meter_kwh=80.0)  # tapered: 80 kWh, not 100
+    k.advance(7200.0, meter_kwh=120.0)
+    s = k.summary(7200.0)
+    assert s["energy"]["grid_kwh"] == pytest.approx(120.0)
+    assert s["energy"]["cost"] == pytest.approx(240.0)
+
+
 def test_vehicle_counts_and_waits():
     k = KpiRecorder(chargers_total=1, warmup_s=100.0)
     for _ in range(5):
