@@ -2,8 +2,9 @@
 
 Plant devices (chargers, the bay I/O module) are seen through one small interface,
 ``Device``: ``read(fc, address, count) -> list[int]`` and ``write(fc, address, values)``,
-raising ``SlaveError(code)`` for a Modbus exception, or ``NoReply`` when the device is
-off the bus (dropout). Two buses put those devices behind the firmware:
+raising the plant's ``ModbusError(code, why)`` (``SlaveError`` here) for a Modbus
+exception, or its ``NoReply`` when the device is off the bus (dropout). Two buses put
+those devices behind the firmware:
 
 - ``wire``: ``RtuLine`` is the far end of the firmware master's in-memory serial port.
   It decodes the complete RTU request frames the master wrote (CRC, unit, function,
@@ -17,70 +18,42 @@ off the bus (dropout). Two buses put those devices behind the firmware:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
+from firmware.compat import ticks_add, ticks_diff
 from firmware.hal import char_time_us
+from firmware.proto import modbus_rtu as mb
+from firmware.proto.crc16 import crc16
+from host.plant.charger_regs import ModbusError, NoReply
 
-# Function codes
-FC_READ_COILS = 1
-FC_READ_DISCRETE = 2
-FC_READ_HOLDING = 3
-FC_READ_INPUT = 4
-FC_WRITE_COIL = 5
-FC_WRITE_REGISTER = 6
-FC_WRITE_COILS = 15
-FC_WRITE_REGISTERS = 16
-
-# Exception codes
-EX_ILLEGAL_FUNCTION = 1
-EX_ILLEGAL_ADDRESS = 2
-EX_ILLEGAL_VALUE = 3
-EX_DEVICE_FAILURE = 4
+# Function and exception codes, as the firmware's master names them
+FC_READ_COILS = mb.FC_READ_COILS
+FC_READ_DISCRETE = mb.FC_READ_DISCRETE_INPUTS
+FC_READ_HOLDING = mb.FC_READ_HOLDING_REGISTERS
+FC_READ_INPUT = mb.FC_READ_INPUT_REGISTERS
+FC_WRITE_COIL = mb.FC_WRITE_SINGLE_COIL
+FC_WRITE_REGISTER = mb.FC_WRITE_SINGLE_REGISTER
+FC_WRITE_COILS = mb.FC_WRITE_MULTIPLE_COILS
+FC_WRITE_REGISTERS = mb.FC_WRITE_MULTIPLE_REGISTERS
+EX_ILLEGAL_FUNCTION = mb.EXC_ILLEGAL_FUNCTION
+EX_ILLEGAL_ADDRESS = mb.EXC_ILLEGAL_ADDRESS
+EX_ILLEGAL_VALUE = mb.EXC_ILLEGAL_VALUE
 
 _READ_LIMITS = {FC_READ_COILS: 2000, FC_READ_DISCRETE: 2000, FC_READ_HOLDING: 125, FC_READ_INPUT: 125}
 _WRITE_LIMITS = {FC_WRITE_COILS: 1968, FC_WRITE_REGISTERS: 123}
 
 
-class SlaveError(Exception):
-    """A Modbus exception reply with ``code``."""
+class SlaveError(ModbusError):
+    """A Modbus exception reply with ``code`` (the plant's ``ModbusError`` is one too)."""
 
-    def __init__(self, code: int) -> None:
-        super().__init__(f"modbus exception {code}")
-        self.code = code
-
-
-class NoReply(Exception):
-    """The device is off the bus: the request goes unanswered (the master times out)."""
+    def __init__(self, code: int, message: str = "") -> None:
+        super().__init__(code, message or "exception reply")
 
 
 class Device(Protocol):
     def read(self, fc: int, address: int, count: int) -> list[int]: ...
 
     def write(self, fc: int, address: int, values: list[int]) -> None: ...
-
-
-# --- CRC-16/MODBUS ---------------------------------------------------------------------------
-
-
-def _crc_table() -> list[int]:
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_CRC_TABLE = _crc_table()
-
-
-def crc16(data: bytes | bytearray | memoryview) -> int:
-    crc = 0xFFFF
-    t = _CRC_TABLE
-    for b in data:
-        crc = (crc >> 8) ^ t[(crc ^ b) & 0xFF]
-    return crc
 
 
 def with_crc(body: bytes) -> bytes:
@@ -112,7 +85,7 @@ def handle_pdu(device: Device, pdu: bytes) -> bytes:
     fc = pdu[0]
     try:
         return bytes((fc,)) + _dispatch(device, fc, pdu)
-    except SlaveError as e:
+    except ModbusError as e:
         return bytes((fc | 0x80, e.code))
 
 
@@ -226,3 +199,115 @@ class RtuLine:
         self.port.inject(self.reply)  # type: ignore[attr-defined]
         self.reply = b""
         self.reply_due_us = -1
+
+
+# --- direct mode -------------------------------------------------------------------------------
+
+
+class DirectBus(mb.BusMaster):
+    """The firmware master's API and bookkeeping (queue, pool, retries, health, offline
+    probing: ``firmware.proto.modbus_rtu.BusMaster``) with the framing replaced by direct
+    calls into the plant devices.
+
+    ``poll(now)`` serves every queued request at once, in order: values, exceptions and
+    writes are the devices' own. A device that does not answer (``NoReply``) costs what it
+    costs on a line: the attempt stays on the bus until ``timeout_ms`` has passed, then
+    counts as a timeout and is retried like the RTU master does.
+    """
+
+    def __init__(self, devices: Mapping[int, Device], timeout_ms: int = 100, retries: int = 1,
+                 offline_after: int = 3, probe_interval_ms: int = 5000, turnaround_ms: int = 100,
+                 log: Any = None, queue_size: int = 8) -> None:
+        mb.BusMaster.__init__(self, timeout_ms, retries, offline_after, probe_interval_ms, turnaround_ms,
+                              log, queue_size)
+        self.devices = dict(devices)
+        self._deadline = 0
+        self.requests = 0
+
+    def poll(self, now_ms: int) -> None:
+        tx = self._active
+        if tx is not None:  # an attempt waiting for its timeout
+            if ticks_diff(now_ms, self._deadline) < 0:
+                return
+            self._attempt_failed(tx, mb.ERR_TIMEOUT)
+            if not self._attempts_left(tx):
+                self._finish(tx, mb.ERR_TIMEOUT, now_ms)
+            elif self._try(tx, now_ms):
+                return
+        while True:
+            tx = self._next_tx(now_ms)
+            if tx is None or self._try(tx, now_ms):
+                return
+
+    def _try(self, tx: Any, now_ms: int) -> bool:
+        """One attempt; True when it is left waiting for its timeout."""
+        tx.attempts += 1
+        self.requests += 1
+        fc = tx.fc
+        try:
+            if tx.unit == 0:
+                for d in self.devices.values():
+                    try:
+                        d.write(fc, tx.address, [tx.written(i) for i in range(tx.count)])
+                    except NoReply:
+                        pass
+                self._finish(tx, mb.ERR_NONE, now_ms)
+                return False
+            device = self.devices.get(tx.unit)
+            if device is None:
+                raise NoReply
+            if fc <= 4:
+                got = device.read(fc, tx.address, tx.count)
+                v = tx.result_list()
+                v[:] = got
+            else:
+                device.write(fc, tx.address, [tx.written(i) for i in range(tx.count)])
+        except ModbusError as e:
+            self._finish(tx, mb.ERR_EXCEPTION, now_ms, e.code)
+            return False
+        except NoReply:
+            self._deadline = ticks_add(now_ms, self.timeout_ms)
+            self._active = tx
+            return True
+        self._finish(tx, mb.ERR_NONE, now_ms)
+        return False
+
+    def next_poll_ms(self, now_ms: int) -> int:
+        if self._active is not None:
+            return max(0, ticks_diff(self._deadline, now_ms))
+        return 0 if self._qlen else mb.IDLE_POLL_MS
+
+
+class WireLink:
+    """One simulated RS-485 line for ``wire`` mode: the firmware's own ``ModbusMaster`` on a
+    ``MemSerialPort``, the plant devices behind an ``RtuLine``, all on a virtual clock.
+
+    ``clock_ms()`` is the engine's virtual time in ms (not wrapped). The master gets a
+    ``us_clock`` derived from it. After the firmware ran, ``sent(now_ms)`` collects the
+    request it put on the line; ``due_ms()`` says when the reply has crossed the line and
+    ``deliver()`` puts it into the master's receive buffer.
+    """
+
+    def __init__(self, devices: Mapping[int, Device], baudrate: int, clock_ms: Callable[[], int],
+                 **master_kw: Any) -> None:
+        from firmware.drivers.mem import MemSerialPort
+
+        self.port = MemSerialPort(baudrate)
+        self.line = RtuLine(self.port, devices)
+        self._clock_ms = clock_ms
+        self.master = mb.ModbusMaster(self.port, us_clock=self._us, **master_kw)
+
+    def _us(self) -> int:
+        return int(ticks_add(0, self._clock_ms() * 1000))
+
+    def sent(self, now_ms: int) -> None:
+        if self.port.peer_rx:
+            self.line.take_request(now_ms * 1000)
+
+    def due_ms(self) -> int:
+        """Virtual ms at which the pending reply has arrived (-1: none pending)."""
+        due = self.line.reply_due_us
+        return -1 if due < 0 else (due + 999) // 1000
+
+    def deliver(self) -> None:
+        self.line.deliver()
