@@ -34,22 +34,28 @@ def start(root=""):
 
 
 def make_station(scfg, board):
+    """The supervisor on a board's buses, storage and pins. It feeds the board's watchdog
+    gate itself, only while every subsystem is alive; a board without one (the HIL unix
+    target) feeds from its own loop."""
     from firmware.core.supervisor import Supervisor
 
-    return Supervisor(scfg, board.buses, board.storage, board.inputs, board.outputs)
+    gate = getattr(board, "watchdog_gate", None)
+    return Supervisor(scfg, board.buses, board.storage, board.inputs, board.outputs, gate)
 
 
 def run(board, station, loops=-1, clock=ticks_ms, sleep=sleep_ms):
     """The main loop. ``loops`` < 0 runs for ever (tests pass a count)."""
     wdt = board.start_watchdog()
+    feed_here = getattr(board, "watchdog_gate", None) is None
     led = board.led
     while loops != 0:
         loops -= 1
         now = clock()
         wait = station.tick(now)
-        wdt.feed()  # only after a tick came back: a hung supervisor lets the WDT reset us
+        if feed_here:
+            wdt.feed()  # only after a tick came back: a hung loop lets the WDT reset us
         if led is not None:
-            led.set_fault(getattr(station, "fault", False))
+            led.set_fault(station.error is not None or len(station.alarms) > 0)
             w = led.tick(now)
             if wait is None or w < wait:
                 wait = w

@@ -212,9 +212,10 @@ def firmware_sources(root: Path, host_only: bool) -> list[str]:
 
 
 def _jsonable(v: Any) -> Any:
-    """The normalised config has tuples (windows); JSON has lists."""
+    """The normalised config has tuples (windows) and int keys (code tables); JSON has
+    lists and string keys."""
     if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
+        return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
         return [_jsonable(x) for x in v]
     return v
@@ -298,7 +299,9 @@ def build_image(
             "files": files,
             "image_sha256": image_digest(files),
         }
-        (work / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+        (work / MANIFEST).write_text(text)
+        manifest = json.loads(text)  # what flash and the board will read
 
         old = None
         if out.exists():

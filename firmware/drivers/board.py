@@ -213,6 +213,21 @@ def open_bus(bus, baudrate, clock_us=ticks_us):
     return Rs485Uart(uart, de, baudrate, frame_bits(bus), bus["de_active_low"], clock_us)
 
 
+class WatchdogGate(Watchdog):
+    """The watchdog handed to the supervisor, which feeds it only while every subsystem is
+    alive. Feeds pass to ``machine.WDT`` once the board has started it; during setup,
+    before that, they do nothing."""
+
+    def __init__(self):
+        self.wdt = None
+        self.feeds = 0
+
+    def feed(self):
+        if self.wdt is not None:
+            self.wdt.feed()
+            self.feeds += 1
+
+
 class Board:
     """Everything a board config describes, opened. ``buses`` maps the station's bus
     names to ``Rs485Uart``; ``inputs``/``outputs`` map names to pins."""
@@ -225,11 +240,14 @@ class Board:
         self.led = led
         self.storage = storage
         self.watchdog = None
+        self.watchdog_gate = WatchdogGate()
 
     def start_watchdog(self):
         """Start ``machine.WDT`` with the board's timeout. Call once setup has succeeded."""
         if self.watchdog is None:
             self.watchdog = MachineWatchdog(self.cfg["watchdog_ms"])
+            if self.watchdog_gate is not None:
+                self.watchdog_gate.wdt = self.watchdog
         return self.watchdog
 
     def close(self):

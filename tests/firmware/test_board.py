@@ -262,3 +262,17 @@ def test_board_json_files_are_valid():
     assert esp["port"] == "esp32" and esp["arch"] == "xtensawin"
     assert esp["buses"]["bay_io"]["uart"] == 2
     assert board_config.frame_bits(pico["buses"]["chargers"]) == 11
+
+
+def test_ensure_dir_creates_the_storage_folder():
+    from scratchfs import Board
+
+    b = Board()
+    try:
+        board.ensure_dir(b.dir + "/data/journal")
+        board.ensure_dir(b.dir + "/data/journal")  # already there: nothing to do
+        assert b.exists("data/journal")
+        b.put("data/journal/x", b"1")
+        assert b.get("data/journal/x") == b"1"
+    finally:
+        b.done()

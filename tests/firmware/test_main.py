@@ -69,13 +69,21 @@ def test_refuses_without_a_manifest():
 
 
 class FakeStation:
-    def __init__(self, waits):
+    """The supervisor's loop contract: tick() returns ms until it needs to run again and
+    feeds the watchdog it was given while ``alive``."""
+
+    def __init__(self, waits, watchdog=None):
         self.waits = waits
+        self.watchdog = watchdog
         self.ticks = []
-        self.fault = False
+        self.alive = True
+        self.error = None
+        self.alarms = {}
 
     def tick(self, now):
         self.ticks.append(now)
+        if self.alive and self.watchdog is not None:
+            self.watchdog.feed()
         return self.waits[len(self.ticks) - 1]
 
 
@@ -95,18 +103,31 @@ def _board(led=True):
     cfg = board_config.loads(PICO.decode())
     if not led:
         cfg["led"] = None
-    return board.open_board(cfg, {"buses": {"chargers": {"baudrate": 115200}, "bay_io": {"baudrate": 115200}}},
-                            lambda root: None)
+    station_buses = {"chargers": {"baudrate": 115200}, "bay_io": {"baudrate": 115200}}
+    return board.open_board(cfg, {"buses": station_buses}, lambda root: None)
 
 
-def test_loop_feeds_after_each_tick_and_sleeps_what_is_left():
+def test_the_supervisor_feeds_the_watchdog_not_the_loop():
     b = _board(led=False)
+    station = FakeStation([5] * 6, b.watchdog_gate)
+    station.tick(0)  # setup time: the WDT is not running, a feed goes nowhere
+    assert _wdts() == [] and b.watchdog_gate.feeds == 0
+    main.run(b, station, loops=3, clock=Clock(0, 1), sleep=lambda ms: None)
+    assert _wdts()[0].feeds == 3 and _wdts()[0].timeout == 5000
+    station.alive = False  # a subsystem stopped: the loop goes on, the WDT starves
+    main.run(b, station, loops=2, clock=Clock(0, 1), sleep=lambda ms: None)
+    assert _wdts()[0].feeds == 3 and len(_wdts()) == 1
+
+
+def test_loop_without_a_gate_feeds_after_each_tick_and_sleeps_what_is_left():
+    b = _board(led=False)
+    b.watchdog_gate = None  # a board like the HIL unix target's
     station = FakeStation([5, 100, None, 0])
     slept = []
     clock = Clock(ticks_add(ticks_max(), -3), 2)  # each tick takes 2 ms, across the wraparound
     main.run(b, station, loops=4, clock=clock, sleep=slept.append)
     assert len(station.ticks) == 4
-    assert _wdts()[0].feeds == 4 and _wdts()[0].timeout == 5000
+    assert _wdts()[0].feeds == 4
     assert slept == [3, 18, 18]  # 5-2; capped at 20 then -2; None -> 20-2; 0 -> no sleep
 
 
@@ -119,7 +140,14 @@ def test_loop_blinks_the_led_and_shows_faults():
     led_pin = [o for o in fakemachine.created if isinstance(o, fakemachine.Pin) and o.id == 25][0]
     assert led_pin.level == 1
     assert slept == [20]
-    station.fault = True
-    clock.t = 600
+    station.alarms["3:over_temp"] = "61 C"
+    clock.t = 500
     main.run(b, station, loops=1, clock=clock, sleep=slept.append)
     assert led_pin.level == 0
+    assert slept[-1] == 20  # next toggle in 100 ms (fast blink), capped by the idle limit
+    clock.t = 599
+    main.run(b, station, loops=1, clock=clock, sleep=slept.append)
+    assert led_pin.level == 0
+    clock.t = 600
+    main.run(b, station, loops=1, clock=clock, sleep=slept.append)
+    assert led_pin.level == 1  # toggled after 100 ms, not 500
