@@ -116,22 +116,114 @@ cdef class RackKernel:
             self.decay[i] = exp(-h / self.tau[i])
 
     cdef void _substep(self, double h, int s_lo, int s_hi) noexcept nogil:
+        # local pointers and scalars: Python extensions build with -fno-strict-aliasing, so
+        # every store through a double* would otherwise reload each field from self
+        cdef double* soc = &self.soc[0]
+        cdef double* v_rc = &self.v_rc[0]
+        cdef double* temp = &self.temp[0]
+        cdef double* soh = &self.soh[0]
+        cdef double* efc = &self.efc[0]
+        cdef double* q_fault = &self.q_fault[0]
+        cdef double* n_s = &self.n_s[0]
+        cdef double* cap_ah = &self.cap_ah[0]
+        cdef double* r0 = &self.r0[0]
+        cdef double* r1 = &self.r1[0]
+        cdef double* c_th = &self.c_th[0]
+        cdef double* h_amb = &self.h_amb[0]
+        cdef double* i_bms = &self.i_bms[0]
+        cdef double* p_bms = &self.p_bms[0]
+        cdef double* v_max = &self.v_max[0]
+        cdef double* t_min = &self.t_min[0]
+        cdef double* t_max = &self.t_max[0]
+        cdef double* fade = &self.fade[0]
+        cdef double* r_growth = &self.r_growth[0]
+        cdef double* t_amb = &self.t_amb[0]
+        cdef double* cool_g = &self.cool_g[0]
+        cdef double* cool_set = &self.cool_set[0]
+        cdef double* i_out = &self.i_out[0]
+        cdef double* v_term = &self.v_term[0]
+        cdef double* p_out = &self.p_out[0]
+        cdef double* p_in = &self.p_in[0]
+        cdef double* ch_temp = &self.ch_temp[0]
+        cdef double* hb_age = &self.hb_age[0]
+        cdef double* i_stuck = &self.i_stuck[0]
+        cdef double* e_in = &self.e_in[0]
+        cdef double* e_out = &self.e_out[0]
+        cdef double* e_ch_loss = &self.e_ch_loss[0]
+        cdef double* e_pack_heat = &self.e_pack_heat[0]
+        cdef double* p_rated = &self.p_rated[0]
+        cdef double* i_rated = &self.i_rated[0]
+        cdef double* v_rated = &self.v_rated[0]
+        cdef double* ramp = &self.ramp[0]
+        cdef double* loss0 = &self.loss0[0]
+        cdef double* loss1 = &self.loss1[0]
+        cdef double* loss2 = &self.loss2[0]
+        cdef double* standby = &self.standby[0]
+        cdef double* ch_c = &self.ch_c[0]
+        cdef double* ch_h = &self.ch_h[0]
+        cdef double* wd_timeout = &self.wd_timeout[0]
+        cdef double* set_i = &self.set_i[0]
+        cdef double* set_v = &self.set_v[0]
+        cdef double* set_p = &self.set_p[0]
+        cdef double* target_soc = &self.target_soc[0]
+        cdef double* grid_limit = &self.grid_limit[0]
+        cdef double* p_sta = &self.p_sta[0]
+        cdef double* e_sta = &self.e_sta[0]
+        cdef double* tab = &self.ocv[0]
+        cdef double* decay = &self.decay[0]
+        cdef double* s_i = &self.s_i[0]
+        cdef double* s_pw = &self.s_pw[0]
+        cdef double* s_ocv = &self.s_ocv[0]
+        cdef double* s_vrc0 = &self.s_vrc0[0]
+        cdef double* s_r0e = &self.s_r0e[0]
+        cdef double* s_b = &self.s_b[0]
+        cdef int* present = &self.present[0]
+        cdef int* bms_open = &self.bms_open[0]
+        cdef int* enable = &self.enable[0]
+        cdef int* faults = &self.faults[0]
+        cdef int* status = &self.status[0]
+        cdef int* phase = &self.phase[0]
+        cdef int* fault_inj = &self.fault_inj[0]
+        cdef int* sta_lo = &self.sta_lo[0]
+        cdef int* sta_hi = &self.sta_hi[0]
+        cdef int* grid_up = &self.grid_up[0]
+        cdef int* s_der = &self.s_der[0]
+        cdef double knee = self.knee
+        cdef double floor = self.floor
+        cdef double term_c = self.term_c
+        cdef double t_cold = self.t_cold
+        cdef double f_cold = self.f_cold
+        cdef double t_derate = self.t_derate
+        cdef double f_hot = self.f_hot
+        cdef double bms_cut = self.bms_cut
+        cdef double bms_ov = self.bms_ov
+        cdef double stress_ref = self.stress_ref
+        cdef double stress_k = self.stress_k
+        cdef double spread_a = self.spread_a
+        cdef double spread_b = self.spread_b
+        cdef double pump_factor = self.pump_factor
+        cdef double coolant_trip = self.coolant_trip
+        cdef double derate_k = self.derate_k
+        cdef double derate_floor = self.derate_floor
+        cdef double cell_trip = self.cell_trip
+        cdef double runaway_c = self.runaway_c
+        cdef int npts = self.npts
         cdef int s, i, j, fl, inj, stuck, g, pres, on, ph, der, st
         cdef double soc_i, temp_i, soh_i, r0e, x, ocv, a, b, vrc0, t_hot, v0, rt, cap
         cdef double ft, fs, i_acc, i_full, vlim, i_cv, plim, i_p, i_ch, itgt, p, loss, pin
         cdef double total, fixed, k, cur, vrc, vt, q, cool, dah, stress, chh, qa, qb, qc
         for s in range(s_lo, s_hi):
-            g = self.grid_up[s]
+            g = grid_up[s]
             total = 0.0
             fixed = 0.0
             qa = 0.0
             qb = 0.0
             # pass 1: what each charger would deliver on its own
-            for i in range(self.sta_lo[s], self.sta_hi[s]):
-                fl = self.faults[i]
-                inj = self.fault_inj[i]
+            for i in range(sta_lo[s], sta_hi[s]):
+                fl = faults[i]
+                inj = fault_inj[i]
                 stuck = inj & INJ_STUCK
-                pres = self.present[i]
+                pres = present[i]
                 ocv = 0.0
                 vrc0 = 0.0
                 r0e = 0.0
@@ -140,85 +232,85 @@ cdef class RackKernel:
                 temp_i = 0.0
                 cap = 1.0
                 if pres:
-                    soc_i = self.soc[i]
-                    temp_i = self.temp[i]
-                    soh_i = self.soh[i]
-                    cap = self.cap_ah[i] * soh_i
-                    r0e = self.r0[i] * (1.0 + self.r_growth[i] * (1.0 - soh_i))
-                    x = soc_i * self.npts
+                    soc_i = soc[i]
+                    temp_i = temp[i]
+                    soh_i = soh[i]
+                    cap = cap_ah[i] * soh_i
+                    r0e = r0[i] * (1.0 + r_growth[i] * (1.0 - soh_i))
+                    x = soc_i * npts
                     j = <int>x
                     if j < 0:
                         j = 0
-                    elif j > self.npts - 1:
-                        j = self.npts - 1
-                    ocv = self.n_s[i] * (self.ocv[j] + (x - j) * (self.ocv[j + 1] - self.ocv[j]))
-                    a = self.decay[i]
-                    b = self.r1[i] * (1.0 - a)
-                    vrc0 = self.v_rc[i] * a
-                self.s_ocv[i] = ocv
-                self.s_vrc0[i] = vrc0
-                self.s_r0e[i] = r0e
-                self.s_b[i] = b
+                    elif j > npts - 1:
+                        j = npts - 1
+                    ocv = n_s[i] * (tab[j] + (x - j) * (tab[j + 1] - tab[j]))
+                    a = decay[i]
+                    b = r1[i] * (1.0 - a)
+                    vrc0 = v_rc[i] * a
+                s_ocv[i] = ocv
+                s_vrc0[i] = vrc0
+                s_r0e[i] = r0e
+                s_b[i] = b
                 der = 0
                 itgt = 0.0
                 if not stuck:
-                    if self.wd_timeout[i] > 0.0:
-                        self.hb_age[i] += h
-                        if self.hb_age[i] >= self.wd_timeout[i] and not (fl & F_HEARTBEAT):
+                    if wd_timeout[i] > 0.0:
+                        hb_age[i] += h
+                        if hb_age[i] >= wd_timeout[i] and not (fl & F_HEARTBEAT):
                             fl = fl | F_HEARTBEAT
-                            self.enable[i] = 0
+                            enable[i] = 0
                     if not g:
                         fl = fl | F_GRID
-                    if self.ch_temp[i] >= self.coolant_trip:
+                    if ch_temp[i] >= coolant_trip:
                         fl = fl | F_COOLANT
                     if pres:
-                        t_hot = temp_i + 0.5 * (self.spread_a + self.spread_b * fabs(self.i_out[i]))
-                        if t_hot >= self.cell_trip:
+                        t_hot = temp_i + 0.5 * (spread_a + spread_b * fabs(i_out[i]))
+                        if t_hot >= cell_trip:
                             fl = fl | F_OVER_TEMP
-                        if t_hot >= self.runaway_c:
+                        if t_hot >= runaway_c:
                             fl = fl | F_RUNAWAY
                         if inj & INJ_BMS_COMM:
                             fl = fl | F_BMS_COMM
-                    self.faults[i] = fl
-                    on = pres and self.enable[i] and fl == 0
+                    faults[i] = fl
+                    on = pres and enable[i] and fl == 0
                     ph = PHASE_OFF
                     if on:
-                        if soc_i >= self.target_soc[i]:
+                        if soc_i >= target_soc[i]:
                             ph = PHASE_FULL
                         else:
-                            if temp_i <= self.t_min[i] or temp_i >= self.t_max[i]:
+                            if temp_i <= t_min[i] or temp_i >= t_max[i]:
                                 ft = 0.0
-                            elif temp_i < self.t_cold:
-                                ft = self.f_cold
-                            elif temp_i <= self.t_derate:
+                            elif temp_i < t_cold:
+                                ft = f_cold
+                            elif temp_i <= t_derate:
                                 ft = 1.0
                             else:
-                                ft = 1.0 - (1.0 - self.f_hot) * (temp_i - self.t_derate) / (
-                                    self.t_max[i] - self.t_derate)
-                            if soc_i <= self.knee:
+                                ft = 1.0 - (1.0 - f_hot) * (temp_i - t_derate) / (
+                                    t_max[i] - t_derate)
+                            if soc_i <= knee:
                                 fs = 1.0
                             else:
-                                fs = (1.0 - soc_i) / (1.0 - self.knee)
-                                if fs < self.floor:
-                                    fs = self.floor
-                            i_acc = self.i_bms[i] * ft * fs
+                                fs = (1.0 - soc_i) / (1.0 - knee)
+                                if fs < floor:
+                                    fs = floor
+                            i_acc = i_bms[i] * ft * fs
                             i_full = (1.0 - soc_i) * 3600.0 * cap / h
-                            vlim = dmin(dmin(self.set_v[i], self.v_rated[i]), self.v_max[i])
+                            vlim = dmin(dmin(set_v[i], v_rated[i]), v_max[i])
                             rt = r0e + b
                             v0 = ocv + vrc0
                             i_cv = (vlim - v0) / rt
-                            if soc_i > self.knee and dmin(self.i_bms[i] * fs, i_cv) < self.term_c * cap:
+                            if soc_i > knee and dmin(i_bms[i] * fs, i_cv) < term_c * cap:
                                 ph = PHASE_FULL  # CV termination current reached
                             else:
-                                plim = dmin(dmin(self.set_p[i], self.p_rated[i]), self.p_bms[i])
-                                if self.ch_temp[i] > self.coolant_trip - self.derate_k:
-                                    plim = plim * (1.0 - (1.0 - self.derate_floor) * (
-                                        self.ch_temp[i] - self.coolant_trip + self.derate_k) / self.derate_k)
+                                plim = dmin(dmin(set_p[i], p_rated[i]), p_bms[i])
+                                if ch_temp[i] > coolant_trip - derate_k:
+                                    plim = plim * (1.0 - (1.0 - derate_floor) * (
+                                        ch_temp[i] - coolant_trip + derate_k) / derate_k)
                                     der = 1
                                 i_p = 0.0
                                 if plim > 0.0:
                                     i_p = 2.0 * plim / (v0 + sqrt(v0 * v0 + 4.0 * rt * plim))
-                                i_ch = dmin(dmin(self.set_i[i], self.i_rated[i]), i_p)
+                                i_ch = dmin(dmin(set_i[i], i_rated[i]), i_p)
                                 itgt = dmin(dmin(i_ch, i_acc), dmin(i_cv, i_full))
                                 if itgt < 0.0:
                                     itgt = 0.0
@@ -228,35 +320,35 @@ cdef class RackKernel:
                                     ph = PHASE_TAPER
                                 if itgt < i_ch:
                                     der = 1
-                                if itgt > self.i_out[i] + self.ramp[i] * h:
-                                    itgt = self.i_out[i] + self.ramp[i] * h
-                        if self.bms_open[i]:
+                                if itgt > i_out[i] + ramp[i] * h:
+                                    itgt = i_out[i] + ramp[i] * h
+                        if bms_open[i]:
                             itgt = 0.0
-                    self.phase[i] = ph
-                elif pres and g and not self.bms_open[i]:
-                    itgt = self.i_stuck[i]
-                self.s_i[i] = itgt
-                self.s_der[i] = der
+                    phase[i] = ph
+                elif pres and g and not bms_open[i]:
+                    itgt = i_stuck[i]
+                s_i[i] = itgt
+                s_der[i] = der
                 if g:
                     if itgt > 0.0:
                         p = (ocv + vrc0 + (r0e + b) * itgt) * itgt
-                        self.s_pw[i] = p
-                        loss = self.loss0[i] + self.loss1[i] * p + self.loss2[i] * p * p
+                        s_pw[i] = p
+                        loss = loss0[i] + loss1[i] * p + loss2[i] * p * p
                         total += p + loss
                         if stuck:
                             fixed += p + loss
                         else:
-                            fixed += self.loss0[i]
-                            qa += self.loss2[i] * self.s_pw[i] * self.s_pw[i]
-                            qb += (1.0 + self.loss1[i]) * self.s_pw[i]
+                            fixed += loss0[i]
+                            qa += loss2[i] * s_pw[i] * s_pw[i]
+                            qb += (1.0 + loss1[i]) * s_pw[i]
                     else:
-                        total += self.standby[i]
-                        fixed += self.standby[i]
+                        total += standby[i]
+                        fixed += standby[i]
             # grid connection: scale every charger's power by one factor k so that the input,
             # sum(k p + loss0 + loss1 k p + loss2 k^2 p^2) + fixed, equals the limit
             k = 1.0
-            if total > self.grid_limit[s]:
-                qc = fixed - self.grid_limit[s]
+            if total > grid_limit[s]:
+                qc = fixed - grid_limit[s]
                 if qc >= 0.0 or qb <= 0.0:
                     k = 0.0
                 elif qa > 0.0:
@@ -265,80 +357,80 @@ cdef class RackKernel:
                     k = -qc / qb
             # pass 2: integrate
             total = 0.0
-            for i in range(self.sta_lo[s], self.sta_hi[s]):
-                stuck = self.fault_inj[i] & INJ_STUCK
-                cur = self.s_i[i]
+            for i in range(sta_lo[s], sta_hi[s]):
+                stuck = fault_inj[i] & INJ_STUCK
+                cur = s_i[i]
                 if k < 1.0 and not stuck and cur > 0.0:
-                    p = k * self.s_pw[i]
-                    v0 = self.s_ocv[i] + self.s_vrc0[i]
-                    rt = self.s_r0e[i] + self.s_b[i]
+                    p = k * s_pw[i]
+                    v0 = s_ocv[i] + s_vrc0[i]
+                    rt = s_r0e[i] + s_b[i]
                     cur = 2.0 * p / (v0 + sqrt(v0 * v0 + 4.0 * rt * p)) if p > 0.0 else 0.0
                 p = 0.0
-                if self.present[i]:
-                    b = self.s_b[i]
-                    r0e = self.s_r0e[i]
-                    vrc = self.s_vrc0[i] + b * cur
-                    vt = self.s_ocv[i] + r0e * cur + vrc
+                if present[i]:
+                    b = s_b[i]
+                    r0e = s_r0e[i]
+                    vrc = s_vrc0[i] + b * cur
+                    vt = s_ocv[i] + r0e * cur + vrc
                     p = vt * cur
-                    soh_i = self.soh[i]
-                    self.soc[i] += cur * h / (3600.0 * self.cap_ah[i] * soh_i)
-                    q = cur * cur * r0e + vrc * vrc / self.r1[i]
-                    temp_i = self.temp[i]
+                    soh_i = soh[i]
+                    soc[i] += cur * h / (3600.0 * cap_ah[i] * soh_i)
+                    q = cur * cur * r0e + vrc * vrc / r1[i]
+                    temp_i = temp[i]
                     cool = 0.0
-                    if temp_i > self.cool_set[i]:
-                        cool = self.cool_g[i] * (temp_i - self.cool_set[i])
-                    self.temp[i] = temp_i + h * (q + self.q_fault[i] + self.h_amb[i] * (self.t_amb[i] - temp_i)
-                                                 - cool) / self.c_th[i]
-                    self.e_pack_heat[i] += q * h
+                    if temp_i > cool_set[i]:
+                        cool = cool_g[i] * (temp_i - cool_set[i])
+                    temp[i] = temp_i + h * (q + q_fault[i] + h_amb[i] * (t_amb[i] - temp_i)
+                                                 - cool) / c_th[i]
+                    e_pack_heat[i] += q * h
                     if cur > 0.0:
                         dah = cur * h / 3600.0
-                        self.efc[i] += dah / self.cap_ah[i]
+                        efc[i] += dah / cap_ah[i]
                         stress = 1.0
-                        if temp_i > self.stress_ref:
-                            stress = exp(LN2 * (temp_i - self.stress_ref) / self.stress_k)
-                        self.soh[i] = soh_i - self.fade[i] * dah / self.cap_ah[i] * stress
-                    if self.soc[i] > 1.000001 or self.temp[i] >= self.bms_cut or vt > self.bms_ov * self.v_max[i]:
-                        self.bms_open[i] = 1
-                    self.v_rc[i] = vrc
-                    self.v_term[i] = vt
+                        if temp_i > stress_ref:
+                            stress = exp(LN2 * (temp_i - stress_ref) / stress_k)
+                        soh[i] = soh_i - fade[i] * dah / cap_ah[i] * stress
+                    if soc[i] > 1.000001 or temp[i] >= bms_cut or vt > bms_ov * v_max[i]:
+                        bms_open[i] = 1
+                    v_rc[i] = vrc
+                    v_term[i] = vt
                 else:
-                    self.v_term[i] = 0.0
-                if not self.grid_up[s]:
+                    v_term[i] = 0.0
+                if not grid_up[s]:
                     loss = 0.0
                 elif cur > 0.0:
-                    loss = self.loss0[i] + self.loss1[i] * p + self.loss2[i] * p * p
+                    loss = loss0[i] + loss1[i] * p + loss2[i] * p * p
                 else:
-                    loss = self.standby[i]
+                    loss = standby[i]
                 pin = p + loss
-                chh = self.ch_h[i]
-                if self.fault_inj[i] & INJ_PUMP:
-                    chh = chh * self.pump_factor
-                self.ch_temp[i] += h * (loss - chh * (self.ch_temp[i] - self.t_amb[i])) / self.ch_c[i]
-                self.i_out[i] = cur
-                self.p_out[i] = p
-                self.p_in[i] = pin
-                self.e_in[i] += pin * h
-                self.e_out[i] += p * h
-                self.e_ch_loss[i] += loss * h
+                chh = ch_h[i]
+                if fault_inj[i] & INJ_PUMP:
+                    chh = chh * pump_factor
+                ch_temp[i] += h * (loss - chh * (ch_temp[i] - t_amb[i])) / ch_c[i]
+                i_out[i] = cur
+                p_out[i] = p
+                p_in[i] = pin
+                e_in[i] += pin * h
+                e_out[i] += p * h
+                e_ch_loss[i] += loss * h
                 total += pin
                 if not stuck:
-                    fl = self.faults[i]
-                    ph = self.phase[i]
+                    fl = faults[i]
+                    ph = phase[i]
                     if fl & F_HEARTBEAT:
                         st = ST_WATCHDOG
                     elif fl:
                         st = ST_FAULT
-                    elif not self.present[i]:
+                    elif not present[i]:
                         st = ST_STANDBY
                     elif ph == PHASE_FULL:
                         st = ST_FULL
                     elif ph != PHASE_OFF:
-                        st = ST_DERATED if (self.s_der[i] or k < 1.0) else ST_CHARGING
+                        st = ST_DERATED if (s_der[i] or k < 1.0) else ST_CHARGING
                     else:
                         st = ST_READY
-                    self.status[i] = st
-            self.p_sta[s] = total
-            self.e_sta[s] += total * h
+                    status[i] = st
+            p_sta[s] = total
+            e_sta[s] += total * h
 
     def step(self, double dt, int nsub, int s_lo, int s_hi):
         """Advance stations ``s_lo..s_hi-1`` by ``dt`` seconds in ``nsub`` equal sub-steps."""

@@ -108,6 +108,7 @@ class BayModel:
     def __post_init__(self) -> None:
         t = self.timing
         self.rng = np.random.Generator(np.random.PCG64(self.seed))
+        self._normals: list[float] = []  # jitter draws, taken in blocks
         self.coils = [0] * R.BAY_COIL_COUNT
         self.holding = [0] * R.BAY_HOLDING_COUNT
         self.inputs = [0] * R.BAY_DI_COUNT
@@ -133,7 +134,9 @@ class BayModel:
 
     # ---- time ------------------------------------------------------------------------------
     def _dur(self, mean_s: float) -> float:
-        return mean_s * max(0.5, 1.0 + self.timing.jitter * float(self.rng.standard_normal()))
+        if not self._normals:
+            self._normals = self.rng.standard_normal(1024).tolist()
+        return mean_s * max(0.5, 1.0 + self.timing.jitter * self._normals.pop())
 
     def _fails(self, kind: str) -> tuple[bool, int | None]:
         """Whether the step of ``kind`` fails this time (an injected failure is used up)."""
