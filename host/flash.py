@@ -5,9 +5,9 @@ Order of work, so that a board never runs a half-written image:
 1. Ask the board what it is (MicroPython version, .mpy version, port, free space, the
    manifest of the image it has). Refuse a board that cannot load the image. Nothing
    has been written yet.
-2. Leave the ``.flashing`` marker, and reset the board if an image may be running
-   (a started watchdog cannot be stopped; after the reset main.py sees the marker and
-   stays at the REPL).
+2. Leave the ``.flashing`` marker and reset the board: a running image has started a
+   watchdog that nothing can stop; after the reset main.py sees the marker and stays
+   at the REPL.
 3. Hash the files on the board; copy only those that differ, to ``<name>.new``; hash
    the copies on the board. On any failure here the copies are removed, the marker
    cleared and the board reset: the old image, untouched, runs again.
