@@ -1,0 +1,336 @@
+"""Modbus RTU master: RTU framing for the field-bus API of firmware.proto.fieldbus.
+
+``ModbusMaster(port, timeout_ms=100, retries=1, offline_after=3,
+probe_interval_ms=5000, turnaround_ms=100, log=None)`` with ``port`` a
+firmware.hal.SerialPort; read/write/poll/idle/next_poll_ms/health and the FC_*,
+ERR_*, EXC_* names are those of fieldbus (re-exported here).
+
+Framing: a reply is complete as soon as the expected length (or a 5-byte
+exception) has arrived with a good CRC, so no frame-end silence is waited for.
+Frames from other units and garbage are dropped and the wait goes on. A frame
+from our unit that ends (silence of ``frame_gap_us``, or a gap over
+``char_gap_us`` inside it) without validating fails the attempt at once with
+ERR_CRC or ERR_FRAME. Gaps are measured with ``us_clock`` (default ticks_us) and
+count only when proven by an empty read, so a slow main loop never invents one.
+Defaults follow the spec (t1.5 / t3.5 of 11-bit characters, fixed 0.75 / 1.75 ms
+above 19200 baud). Ptys and USB-RS485 adapters deliver bytes in bursts, so a
+port may carry ``rtu_char_gap_us`` / ``rtu_frame_gap_us`` to override them
+(firmware.drivers.posix_serial turns the t1.5 check off and widens t3.5); an
+argument beats both; ``char_gap_us=0`` turns the t1.5 check off. A request
+starts no sooner than ``send_gap_us`` (t3.5) after the last byte on the line.
+In virtual time pass a ``us_clock`` derived from the virtual ms clock.
+"""
+
+from firmware.compat import const, ticks_add, ticks_diff, ticks_us
+from firmware.hal import char_time_us
+from firmware.proto.crc16 import check_crc
+from firmware.proto.fieldbus import (  # noqa: F401  (re-exported API names)
+    ADU_MAX,
+    ERR_CRC,
+    ERR_EXCEPTION,
+    ERR_FRAME,
+    ERR_NONE,
+    ERR_OFFLINE,
+    ERR_TIMEOUT,
+    ERROR_NAMES,
+    EXC_ACKNOWLEDGE,
+    EXC_DEVICE_BUSY,
+    EXC_DEVICE_FAILURE,
+    EXC_ILLEGAL_ADDRESS,
+    EXC_ILLEGAL_FUNCTION,
+    EXC_ILLEGAL_VALUE,
+    FC_READ_COILS,
+    FC_READ_DISCRETE_INPUTS,
+    FC_READ_HOLDING_REGISTERS,
+    FC_READ_INPUT_REGISTERS,
+    FC_WRITE_MULTIPLE_COILS,
+    FC_WRITE_MULTIPLE_REGISTERS,
+    FC_WRITE_SINGLE_COIL,
+    FC_WRITE_SINGLE_REGISTER,
+    IDLE_POLL_MS,
+    BusMaster,
+    Health,
+    Transaction,
+)
+
+_RX_SIZE = const(512)
+_CHUNK = const(64)
+
+_S_IDLE = const(0)
+_S_WAIT_BUS = const(1)  # request ready, waiting for line silence
+_S_TX = const(2)  # writing / waiting for the last stop bit
+_S_RX = const(3)  # waiting for the reply
+
+
+class ModbusMaster(BusMaster):
+    """RTU framing over a firmware.hal.SerialPort; see the module doc."""
+
+    def __init__(self, port, timeout_ms=100, retries=1, offline_after=3, probe_interval_ms=5000,
+                 turnaround_ms=100, log=None, queue_size=8, char_gap_us=None, frame_gap_us=None,
+                 send_gap_us=None, us_clock=None):
+        BusMaster.__init__(self, timeout_ms, retries, offline_after, probe_interval_ms,
+                           turnaround_ms, log, queue_size)
+        self._port = port
+        baud = port.baudrate or 19200
+        self.char_us = char_time_us(baud)
+        slow = baud <= 19200
+        t15 = (15 * self.char_us + 9) // 10 if slow else 750
+        t35 = (35 * self.char_us + 9) // 10 if slow else 1750
+        if char_gap_us is None:
+            char_gap_us = getattr(port, "rtu_char_gap_us", None)
+        if frame_gap_us is None:
+            frame_gap_us = getattr(port, "rtu_frame_gap_us", None)
+        self.char_gap_us = t15 if char_gap_us is None else char_gap_us
+        self.frame_gap_us = t35 if frame_gap_us is None else frame_gap_us
+        self.send_gap_us = t35 if send_gap_us is None else send_gap_us
+        self._us = us_clock or ticks_us
+        self._rx = bytearray(_RX_SIZE)
+        self._rxlen = 0
+        self._chunk = bytearray(_CHUNK)
+        self._state = _S_IDLE
+        self._sent = 0
+        self._txmv = None
+        self._deadline = 0
+        self._reply_due = 0
+        t = self._us()
+        self._last_rx_us = t  # last read that returned bytes
+        self._last_empty_us = t  # last read that returned none
+        self._bus_free_us = t  # no request before this
+        self._quiet_until_ms = None  # broadcast turnaround end
+        self._pending_err = ERR_NONE
+        self.stray_frames = 0  # frames ignored: other units, garbage, noise
+        self.stray_bytes = 0
+
+    # ---- main loop ---------------------------------------------------------------------
+    def poll(self, now_ms):
+        """Advance the bus; returns quickly and never waits for the line."""
+        for _ in range(4):  # a few state steps per call, bounded
+            st = self._state
+            if st == _S_IDLE:
+                self._drain()
+                if self._quiet_until_ms is not None:
+                    if ticks_diff(now_ms, self._quiet_until_ms) < 0:
+                        return
+                    self._quiet_until_ms = None
+                tx = self._next_tx(now_ms)
+                if tx is None:
+                    return
+                self._state = _S_WAIT_BUS
+            elif st == _S_WAIT_BUS:
+                self._drain()
+                if ticks_diff(self._us(), self._bus_free_us) < 0:
+                    return
+                self._start_send(now_ms)
+            elif st == _S_TX:
+                if not self._send_more(now_ms):
+                    return
+            else:
+                if not self._receive(now_ms):
+                    return
+
+    def next_poll_ms(self, now_ms):
+        """Ms until the master next needs a poll (rounded up: a loop sleeping this
+        long never spins). While a reply is due, poll more often for full speed."""
+        st = self._state
+        if st == _S_IDLE:
+            if self._qlen == 0:
+                return IDLE_POLL_MS
+            if self._quiet_until_ms is not None:
+                return max(0, ticks_diff(self._quiet_until_ms, now_ms))
+            return 0
+        if st == _S_WAIT_BUS:
+            return max(0, (ticks_diff(self._bus_free_us, self._us()) + 999) // 1000)
+        if st == _S_TX:
+            return 1
+        left = ticks_diff(self._deadline, now_ms)
+        due = ticks_diff(self._reply_due, now_ms)
+        return max(0, min(left, due if due > 1 else 1))
+
+    # ---- steps ----------------------------------------------------------------------------
+    def _drain(self):
+        # Bytes outside a transaction belong to no one: read them so they cannot
+        # pollute the next reply, and let them hold off the next request.
+        n = self._port.readinto(self._chunk)
+        if n:
+            while n:
+                self.stray_bytes += n
+                n = self._port.readinto(self._chunk)
+            t = self._us()
+            self._last_rx_us = t
+            self._bus_free_us = ticks_add(t, self.send_gap_us)
+
+    def _start_send(self, now_ms):
+        tx = self._active
+        tx.attempts += 1
+        # Guard against a port whose tx_done never comes: the attempt times out.
+        self._deadline = ticks_add(now_ms, self.timeout_ms + (tx.req_len * self.char_us) // 1000)
+        self._port.flush_input()
+        self._rxlen = 0
+        self._pending_err = ERR_NONE
+        self._txmv = tx.req_mv[: tx.req_len]  # the one allocation per request
+        self._sent = 0
+        self._state = _S_TX
+
+    def _send_more(self, now_ms):
+        tx = self._active
+        if self._sent < tx.req_len:
+            mv = self._txmv
+            n = self._port.write(mv if self._sent == 0 else mv[self._sent :])
+            self._sent += n or 0
+            if self._sent < tx.req_len:
+                return self._tx_stuck(now_ms)
+        if not self._port.tx_done():
+            return self._tx_stuck(now_ms)
+        self._txmv = None
+        t = self._us()
+        self._last_rx_us = t
+        self._last_empty_us = t
+        self._bus_free_us = ticks_add(t, self.send_gap_us)
+        if tx.unit == 0:
+            self._state = _S_IDLE
+            self._quiet_until_ms = ticks_add(now_ms, self.turnaround_ms)
+            self._finish(tx, ERR_NONE, now_ms)
+            return True
+        self._deadline = ticks_add(now_ms, self.timeout_ms)
+        self._reply_due = ticks_add(now_ms, (tx.expect * self.char_us + self.send_gap_us + 999) // 1000)
+        self._state = _S_RX
+        return True  # read at once: a fast device may have answered already
+
+    def _tx_stuck(self, now_ms):
+        if ticks_diff(now_ms, self._deadline) < 0:
+            return False
+        self._txmv = None
+        self._attempt_end(ERR_TIMEOUT, now_ms)
+        return True
+
+    def _receive(self, now_ms):
+        """Read what waits and judge it; True when the attempt ended."""
+        port = self._port
+        rx = self._rx
+        chunk = self._chunk
+        got = False
+        while True:
+            n = port.readinto(chunk)
+            t = self._us()
+            if not n:
+                if self._rxlen and ticks_diff(t, self._last_rx_us) >= self.frame_gap_us:
+                    if self._frame_ended(now_ms):
+                        return True
+                self._last_empty_us = t
+                break
+            if (self._rxlen and self.char_gap_us
+                    and ticks_diff(self._last_empty_us, self._last_rx_us) > self.char_gap_us):
+                # Proven gap inside the frame: what came before is a broken frame.
+                if self._frame_ended(now_ms):
+                    return True
+            L = self._rxlen
+            if L + n > _RX_SIZE:
+                # Noise flood: keep the newest half, a reply is at most 256 bytes.
+                keep = ADU_MAX - n
+                base = L - keep
+                for i in range(keep):
+                    rx[i] = rx[base + i]
+                L = keep
+            for i in range(n):
+                rx[L + i] = chunk[i]
+            self._rxlen = L + n
+            self._last_rx_us = t
+            got = True
+        if got:
+            r = self._scan(now_ms)
+            if r:
+                return True
+        self._bus_free_us = ticks_add(self._last_rx_us, self.send_gap_us)
+        if ticks_diff(now_ms, self._deadline) >= 0:
+            self._attempt_end(self._pending_err or ERR_TIMEOUT, now_ms)
+            return True
+        return False
+
+    def _scan(self, now_ms):
+        """Look for our reply anywhere in the buffer; True when the attempt ended."""
+        tx = self._active
+        rx = self._rx
+        L = self._rxlen
+        unit = tx.unit
+        fc = tx.fc
+        exp = tx.expect
+        for off in range(L - 1):
+            if rx[off] != unit:
+                continue
+            f = rx[off + 1]
+            if f == fc:
+                if fc < 5 and L - off >= 3 and rx[off + 2] != exp - 5:
+                    # Byte count not what we asked for: an error if the frame checks out.
+                    own = rx[off + 2] + 5
+                    if L - off >= own and check_crc(rx, off, own):
+                        self._attempt_end(ERR_FRAME, now_ms)
+                        return True
+                    continue
+                if L - off < exp:
+                    continue
+                if not check_crc(rx, off, exp):
+                    continue
+                if fc < 5:
+                    self._decode(tx, off)
+                    self._done_ok(now_ms, off, exp)
+                    return True
+                req = tx.req
+                for i in range(6):
+                    if rx[off + i] != req[i]:
+                        self._attempt_end(ERR_FRAME, now_ms)
+                        return True
+                self._done_ok(now_ms, off, exp)
+                return True
+            if f == (fc | 0x80) and L - off >= 5 and check_crc(rx, off, 5):
+                self._rxlen = 0
+                self._state = _S_IDLE
+                self._finish(tx, ERR_EXCEPTION, now_ms, rx[off + 2])
+                return True
+        return False
+
+    def _frame_ended(self, now_ms):
+        """The bytes so far form a closed frame that did not validate.
+        Ours (address + function match): fail the attempt. Anyone else's: drop it."""
+        tx = self._active
+        rx = self._rx
+        L = self._rxlen
+        err = ERR_NONE
+        for off in range(L - 1):
+            if rx[off] == tx.unit and (rx[off + 1] & 0x7F) == tx.fc:
+                full = 5 if rx[off + 1] & 0x80 else tx.expect
+                err = ERR_CRC if L - off >= full else ERR_FRAME
+                break
+        self._rxlen = 0
+        if err:
+            self._attempt_end(err, now_ms)
+            return True
+        self.stray_frames += 1
+        return False
+
+    def _attempt_end(self, err, now_ms):
+        tx = self._active
+        self._attempt_failed(tx, err)
+        self._rxlen = 0
+        if self._attempts_left(tx):
+            self._state = _S_WAIT_BUS  # retry once the line is quiet
+        else:
+            self._state = _S_IDLE
+            self._finish(tx, err, now_ms)
+
+    def _done_ok(self, now_ms, off, length):
+        self.stray_bytes += self._rxlen - length  # noise around the reply
+        self._rxlen = 0
+        self._state = _S_IDLE
+        self._bus_free_us = ticks_add(self._last_rx_us, self.send_gap_us)
+        self._finish(self._active, ERR_NONE, now_ms)
+
+    def _decode(self, tx, off):
+        v = tx.result_list()
+        rx = self._rx
+        base = off + 3
+        if tx.fc < 3:
+            for i in range(tx.count):
+                v[i] = (rx[base + (i >> 3)] >> (i & 7)) & 1
+        else:
+            for i in range(tx.count):
+                v[i] = (rx[base + 2 * i] << 8) | rx[base + 2 * i + 1]
