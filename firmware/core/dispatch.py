@@ -1,0 +1,215 @@
+"""Charge dispatch: per-slot setpoints that share the grid connection.
+
+``update(now_ms, price=None, demand=None, other_kw=0)`` fills preallocated arrays,
+in the charger's register units so the supervisor writes them as they are:
+
+    enable[i]  0/1              p_dkw[i]  power limit, 0.1 kW
+    i_da[i]    current, 0.1 A   v_dv[i]   voltage limit, 0.1 V
+    target_d[i] stop SoC, 0.1 % why[i]    WHY_* reason (OK when enabled)
+
+``control_regs(slot, heartbeat)`` gives the FC16 control block (``CHG_HR_ENABLE`` ..
+``CHG_HR_HEARTBEAT``).
+
+Rules, per slot: a slot charges only with a pack of a known type, fresh telemetry
+and no charger fault, thermal alarm, quarantine or reservation, below
+``limits.full_soc``. Its cap is the least of its charger's limit, the pack type's
+power limit and its current limit at the measured voltage, times a JEITA factor:
+none below ``stop_below_c`` (or the pack's cell minimum) and above ``stop_above_c``
+(or the pack's cell maximum), ``cold_derate_pct`` below ``cold_full_c``, falling
+linearly from 100 % at ``derate_from_c`` to ``derate_min_pct`` at the stop. In an
+expensive time-of-use band (``price > tou.expensive_above``) with at least
+``tou.min_ready`` packs ready, caps shrink to ``tou.expensive_pct``.
+
+The grid budget (``grid_kw - other_kw``) goes to slots in priority order, each up to
+its cap: first packs of a type that ``demand`` ({pack type: vehicles expected soon})
+says will run short, then packs nearest to the hand-over SoC (ready soonest), then
+packs above hand-over topping up. A slot whose share would be under 1 kW stays off.
+"""
+
+from firmware.compat import const
+from firmware.core import rack as rk
+from firmware.proto import regmap as rm
+
+OK = const(0)
+EMPTY = const(1)
+STALE = const(2)
+FAULT = const(3)
+ALARM = const(4)
+RESERVED = const(5)
+FULL = const(6)
+TEMP = const(7)
+GRID = const(8)
+UNKNOWN_TYPE = const(9)
+TOU = const(10)
+WHY_NAMES = ("ok", "empty", "stale", "fault", "alarm", "reserved", "full", "temp", "grid", "unknown_type",
+             "tou")
+
+_MIN_DKW = const(10)  # 1 kW: less is not worth switching a module on for
+_GROUP = const(100000000)  # priority key = group * _GROUP + energy to go
+
+
+def _d(x):
+    return int(round(x * 10))
+
+
+class Dispatch:
+    def __init__(self, cfg, rack):
+        lim = cfg["limits"]
+        self.rack = rack
+        self.n = n = rack.n
+        self.grid_dkw = _d(lim["grid_kw"])
+        self.slot_dkw = [_d(s["charger_kw"]) for s in cfg["slots"]]
+        self.stop_below = _d(lim["stop_below_c"])
+        self.cold_full = _d(lim["cold_full_c"])
+        self.cold_pm = _d(lim["cold_derate_pct"])  # per mille
+        self.derate_from = _d(lim["derate_from_c"])
+        self.min_pm = _d(lim["derate_min_pct"])
+        self.stop_above = _d(lim["stop_above_c"])
+        self.full_d = _d(lim["full_soc"])
+        self.handover_d = _d(lim["handover_soc"])
+        # per pack type: (max 0.1 kW, max 0.1 A, max 0.1 V, cell min, cell max 0.1 degC, kWh)
+        self.ptypes = {}
+        for name, pt in cfg["pack_types"].items():
+            self.ptypes[name] = (
+                _d(pt["max_charge_kw"]), _d(pt["max_charge_a"]), _d(pt["max_charge_v"]),
+                _d(pt["cell_temp_min_c"]), _d(pt["cell_temp_max_c"]), int(pt["capacity_kwh"]),
+            )
+        tou = cfg.get("tou")
+        self.tou = (tou["expensive_above"], tou["min_ready"], int(tou["expensive_pct"] * 10)) if tou else None
+        self.enable = bytearray(n)
+        self.p_dkw = [0] * n
+        self.i_da = [0] * n
+        self.v_dv = [0] * n
+        self.target_d = [0] * n
+        self.why = bytearray(n)
+        self.total_dkw = 0  # power granted in the last update
+        self.slowed = False  # the last update applied the time-of-use cap
+        self._cap = [0] * n
+        self._key = [0] * n
+        self._order = list(range(n))
+        self._ready = {name: 0 for name in cfg["pack_types"]}
+        self._regs = [0] * rm.CHG_CONTROL_COUNT
+
+    def jeita_pm(self, t_max, t_min, cell_min, cell_max):
+        """Charge factor in per mille for cell temperatures in 0.1 degC."""
+        hot = min(self.stop_above, cell_max)
+        cold = max(self.stop_below, cell_min)
+        if t_max > hot or t_min < cold:
+            return 0
+        f = 1000
+        if t_min < self.cold_full:
+            f = self.cold_pm
+        if t_max > self.derate_from:
+            span = hot - self.derate_from
+            g = self.min_pm if span <= 0 else 1000 - (1000 - self.min_pm) * (t_max - self.derate_from) // span
+            f = min(f, g)
+        return f
+
+    def _off(self, i, why):
+        self.enable[i] = 0
+        self.p_dkw[i] = self.i_da[i] = self.v_dv[i] = self._cap[i] = 0
+        self.target_d[i] = self.full_d
+        self.why[i] = why
+
+    def _cap_of(self, i, now_ms):
+        """Cap in 0.1 kW for slot i, or 0 with why[i] set."""
+        r = self.rack
+        st = r.state[i]
+        if r.pack[i] is None or st == rk.EMPTY:
+            return EMPTY
+        if not r.fresh(i, now_ms):
+            return STALE
+        th = r.thermal
+        if st == rk.QUARANTINED or (th is not None and th.blocked(i)):
+            return ALARM
+        if st == rk.FAULT or r.faults[i]:
+            return FAULT
+        if st == rk.RESERVED:
+            return RESERVED
+        pt = self.ptypes.get(r.ptype[i])
+        if pt is None:
+            return UNKNOWN_TYPE
+        if r.soc[i] >= self.full_d:
+            return FULL
+        f = self.jeita_pm(r.t_max[i], r.t_min[i], pt[3], pt[4])
+        if not f:
+            return TEMP
+        v = r.volt[i] if r.volt[i] > 0 else pt[2]
+        cap = min(self.slot_dkw[i], pt[0], pt[1] * v // 10000)  # 0.1 A x 0.1 V -> 0.1 kW
+        self._cap[i] = cap * f // 1000
+        self.i_da[i] = pt[1] * f // 1000
+        self.v_dv[i] = pt[2]
+        return OK
+
+    def update(self, now_ms, price=None, demand=None, other_kw=0):
+        """Recompute every slot's setpoint. Returns the number of slots enabled."""
+        if other_kw < 0:
+            raise ValueError("other_kw must be >= 0")
+        r = self.rack
+        ready = self._ready
+        for k in ready:
+            ready[k] = 0
+        total_ready = 0
+        for i in range(self.n):
+            if r.available(i, now_ms) and r.ptype[i] in ready:
+                ready[r.ptype[i]] += 1
+                total_ready += 1
+        slow = 1000
+        if self.tou is not None and price is not None and price > self.tou[0] and total_ready >= self.tou[1]:
+            slow = self.tou[2]
+        self.slowed = slow < 1000
+        cands = 0
+        order = self._order
+        for i in range(self.n):
+            why = self._cap_of(i, now_ms)
+            if why != OK:
+                self._off(i, why)
+                continue
+            if self._cap[i] * slow // 1000 < _MIN_DKW:
+                self._off(i, TOU if self._cap[i] >= _MIN_DKW else TEMP)
+                continue
+            self._cap[i] = self._cap[i] * slow // 1000
+            t = r.ptype[i]
+            short = demand is not None and demand.get(t, 0) > ready[t]
+            togo = self.handover_d - r.soc[i]
+            group = 0 if short else (1 if togo > 0 else 2)
+            energy = (togo if togo > 0 else self.full_d - r.soc[i]) * self.ptypes[t][5]
+            key = group * _GROUP + energy
+            self._key[i] = key
+            j = cands  # insertion sort by key; ties keep slot order
+            while j > 0 and self._key[order[j - 1]] > key:
+                order[j] = order[j - 1]
+                j -= 1
+            order[j] = i
+            cands += 1
+        budget = self.grid_dkw - _d(other_kw)
+        granted = on = 0
+        for k in range(cands):
+            i = order[k]
+            give = min(self._cap[i], budget)
+            if give < _MIN_DKW:
+                self._off(i, GRID)
+                continue
+            budget -= give
+            granted += give
+            on += 1
+            self.enable[i] = 1
+            self.p_dkw[i] = give
+            self.target_d[i] = self.full_d
+            self.why[i] = OK
+        self.total_dkw = granted
+        return on
+
+    def control_regs(self, slot, heartbeat, out=None):
+        """The FC16 control block for one charger: enable, I, V, P limits, target SoC,
+        heartbeat. Fills ``out`` (or an internal list reused on every call)."""
+        if type(slot) is not int or not 0 <= slot < self.n:
+            raise ValueError("slot must be 0..%d, got %r" % (self.n - 1, slot))
+        o = self._regs if out is None else out
+        o[rm.CHG_HR_ENABLE - rm.CHG_CONTROL_BASE] = self.enable[slot]
+        o[rm.CHG_HR_I_LIMIT - rm.CHG_CONTROL_BASE] = self.i_da[slot]
+        o[rm.CHG_HR_V_LIMIT - rm.CHG_CONTROL_BASE] = self.v_dv[slot]
+        o[rm.CHG_HR_P_LIMIT - rm.CHG_CONTROL_BASE] = self.p_dkw[slot]
+        o[rm.CHG_HR_TARGET_SOC - rm.CHG_CONTROL_BASE] = self.target_d[slot]
+        o[rm.CHG_HR_HEARTBEAT - rm.CHG_CONTROL_BASE] = heartbeat & 0xFFFF
+        return o

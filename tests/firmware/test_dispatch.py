@@ -1,0 +1,209 @@
+from fwtest import raises
+from racktest import fill, station_cfg, status_regs
+
+from firmware.compat import micropython_heap
+from firmware.core.dispatch import (
+    ALARM,
+    EMPTY,
+    FAULT,
+    FULL,
+    GRID,
+    OK,
+    RESERVED,
+    STALE,
+    TEMP,
+    TOU,
+    UNKNOWN_TYPE,
+    WHY_NAMES,
+    Dispatch,
+)
+from firmware.core.rack import Rack
+from firmware.core.thermal import Thermal
+from firmware.proto import regmap as rm
+
+CFG = station_cfg()  # grid 1000 kW, chargers 62.5 kW, NIO packs 62.5 kW / 180 A / 420 V
+
+
+def _station(cfg=CFG, packs=None, now=0, thermal=True):
+    r = Rack(cfg, thermal=Thermal(cfg) if thermal else None)
+    fill(r, now, packs or {})
+    return r, Dispatch(cfg, r)
+
+
+def test_empty_rack_charges_nothing():
+    r, d = _station()
+    assert d.update(0) == 0 and d.total_dkw == 0
+    assert all(d.why[i] == EMPTY and not d.enable[i] for i in range(d.n))
+
+
+def test_grid_limit_is_shared_and_nearest_to_handover_go_first():
+    packs = {i: dict(pack=100 + i, code=1, soc=20.0 + 3 * i, volt=400.0) for i in range(23)}
+    r, d = _station(packs=packs)
+    on = d.update(0)
+    assert d.total_dkw <= 10000 and on == 16  # 16 x 62.5 kW fill 1000 kW
+    for i in range(23):
+        if d.enable[i]:
+            assert d.p_dkw[i] == 625 and d.why[i] == OK
+    # the 16 packs nearest to hand-over (highest SoC) charge, the 7 lowest wait for the grid
+    assert [i for i in range(23) if not d.enable[i]] == list(range(7))
+    assert all(d.why[i] == GRID for i in range(7))
+    d.update(0, other_kw=400.0)  # the bay and site loads take 400 kW
+    assert d.total_dkw == 6000 and sum(d.enable) == 10  # nine at 62.5 kW, the tenth gets the rest
+    assert d.p_dkw[13] == 375 and d.p_dkw[14] == 625
+    raises(ValueError, d.update, 0, None, None, -1)
+
+
+def test_per_charger_pack_and_current_limits():
+    def mutate(raw):
+        raw["slots"][1]["charger_kw"] = 30
+
+    cfg = station_cfg(mutate)
+    packs = {
+        0: dict(pack=1, code=1, soc=50.0, volt=400.0),
+        1: dict(pack=2, code=1, soc=50.0, volt=400.0),
+        2: dict(pack=3, code=4, soc=50.0, volt=400.0),  # STD-A-60: 50 kW, 125 A
+        3: dict(pack=4, code=4, soc=50.0, volt=300.0),
+    }  # 125 A x 300 V = 37.5 kW
+    r, d = _station(cfg, packs)
+    d.update(0)
+    assert (d.p_dkw[0], d.p_dkw[1], d.p_dkw[2], d.p_dkw[3]) == (625, 300, 500, 375)
+    assert d.i_da[0] == 1800 and d.v_dv[0] == 4200 and d.i_da[2] == 1250 and d.target_d[0] == 1000
+
+
+def test_jeita_factor():
+    r, d = _station()
+    nio75 = d.ptypes["NIO-75"]  # cells 0..58 degC; station stops above 55
+    cases = [
+        (250, 230, 1000),
+        (450, 400, 1000),
+        (500, 400, 625),
+        (550, 500, 250),
+        (551, 500, 0),
+        (300, 90, 500),
+        (300, 0, 500),
+        (300, -1, 0),
+        (600, 300, 0),
+    ]
+    for t_max, t_min, want in cases:
+        assert d.jeita_pm(t_max, t_min, nio75[3], nio75[4]) == want, (t_max, t_min)
+    nio150 = d.ptypes["NIO-150"]
+    assert d.jeita_pm(500, 300, 0, 500) == 250  # a pack whose cells stop at 50 degC: floor there
+    assert d.jeita_pm(501, 300, 0, 500) == 0
+    assert nio150[4] == 550
+    packs = {
+        0: dict(pack=1, soc=50.0, t_max=50.0, volt=400.0),
+        1: dict(pack=2, soc=50.0, t_max=56.0),
+        2: dict(pack=3, soc=50.0, t_max=20.0, t_min=-2.0),
+        3: dict(pack=4, soc=50.0, t_max=12.0, t_min=5.0),
+    }
+    r, d = _station(packs=packs, thermal=False)
+    d.update(0)
+    assert d.p_dkw[0] == 625 * 625 // 1000 and d.enable[0]
+    assert d.why[1] == TEMP and d.why[2] == TEMP and not d.enable[1] and not d.enable[2]
+    assert d.p_dkw[3] == 312 and d.i_da[3] == 900
+
+
+def test_never_charges_a_faulted_alarmed_stale_reserved_unknown_or_full_slot():
+    packs = {
+        0: dict(pack=1, soc=50.0),
+        1: dict(pack=2, soc=50.0, faults=rm.CHG_FAULT_ISOLATION),
+        2: dict(pack=3, soc=50.0, t_max=70.0),
+        3: dict(pack=4, soc=95.0),
+        4: dict(pack=5, soc=50.0, code=9),
+        5: dict(pack=6, soc=100.0),
+        6: dict(pack=7, soc=50.0),
+        7: dict(pack=8, soc=50.0),
+    }
+    r, d = _station(packs=packs)
+    assert r.reserve_slot(3)
+    r.charger_offline(6)
+    r.quarantine(7, "operator")
+    d.update(0)
+    want = [OK, FAULT, ALARM, RESERVED, UNKNOWN_TYPE, FULL, STALE, ALARM]
+    assert [d.why[i] for i in range(8)] == want, [WHY_NAMES[d.why[i]] for i in range(8)]
+    assert [d.enable[i] for i in range(8)] == [1, 0, 0, 0, 0, 0, 0, 0]
+
+
+def test_charging_stops_when_telemetry_goes_stale_or_an_alarm_latches():
+    r, d = _station(packs={0: dict(pack=1, soc=50.0), 1: dict(pack=2, soc=50.0)})
+    d.update(0)
+    assert d.enable[0] and d.enable[1]
+    r.update_from_charger(1, status_regs(2, soc=51.0), 4000)
+    d.update(5001)  # slot 0 last read at 0: stale (5000 ms)
+    assert not d.enable[0] and d.why[0] == STALE and d.enable[1]
+    r.thermal.smoke(True)  # store-wide smoke: everything stops
+    d.update(5001)
+    assert not any(d.enable) and d.why[1] == ALARM
+
+
+def test_time_of_use_slows_down_only_with_enough_ready_packs():
+    # tou: expensive above 1.0, min_ready 4, 30 %
+    packs = {i: dict(pack=10 + i, soc=95.0) for i in range(3)}
+    packs[5] = dict(pack=50, soc=40.0, volt=400.0)
+    r, d = _station(packs=packs)
+    d.update(0, price=1.05)
+    assert d.p_dkw[5] == 625 and not d.slowed  # only 3 ready: keep charging hard
+    r.update_from_charger(3, status_regs(13, soc=95.0), 0)
+    d.update(0, price=1.05)
+    assert d.slowed and d.p_dkw[5] == 625 * 300 // 1000
+    d.update(0, price=0.31)
+    assert not d.slowed and d.p_dkw[5] == 625
+
+
+def test_tou_cap_below_a_kilowatt_switches_off():
+    def mutate(raw):
+        raw["tou"]["expensive_pct"] = 1
+
+    r, d = _station(station_cfg(mutate), {i: dict(pack=10 + i, soc=95.0) for i in range(4)})
+    r.update_from_charger(5, status_regs(50, soc=40.0), 0)
+    d.update(0, price=2.0)
+    assert d.why[5] == TOU and not d.enable[5]
+
+
+def test_demand_puts_the_short_pack_type_first():
+    def mutate(raw):
+        raw["limits"]["grid_kw"] = 100
+
+    packs = {0: dict(pack=1, code=1, soc=85.0), 1: dict(pack=2, code=4, soc=30.0, volt=400.0)}
+    r, d = _station(station_cfg(mutate), packs)
+    d.update(0)
+    assert d.p_dkw[0] == 625 and d.p_dkw[1] == 375  # NIO pack is nearer hand-over
+    d.update(0, demand={"STD-A-60": 2})  # two partner cars queued, none of their packs ready
+    assert d.p_dkw[1] == 500 and d.p_dkw[0] == 500
+
+
+def test_control_block_matches_the_register_map():
+    r, d = _station(packs={2: dict(pack=1, soc=50.0, volt=400.0)})
+    d.update(0)
+    regs = d.control_regs(2, 0x12345)
+    assert len(regs) == rm.CHG_CONTROL_COUNT
+    assert regs[rm.CHG_HR_ENABLE] == 1 and regs[rm.CHG_HR_P_LIMIT] == 625 and regs[rm.CHG_HR_I_LIMIT] == 1800
+    assert regs[rm.CHG_HR_V_LIMIT] == 4200 and regs[rm.CHG_HR_TARGET_SOC] == 1000
+    assert regs[rm.CHG_HR_HEARTBEAT] == 0x2345
+    off = d.control_regs(0, 7, [0] * 6)
+    assert off == [0, 0, 0, 0, 1000, 7]
+    raises(ValueError, d.control_regs, 23, 0)
+    raises(ValueError, d.control_regs, "1", 0)
+
+
+def test_update_does_not_allocate():
+    packs = {i: dict(pack=100 + i, soc=20.0 + 3 * i, volt=400.0) for i in range(23)}
+    r, d = _station(packs=packs)
+    demand = {"NIO-100": 1}
+    d.update(0, price=1.05, demand=demand)
+    if micropython_heap() is None:  # CPython: behaviour only
+        for _ in range(20):
+            assert d.update(100, 1.05, demand) == 16
+        return
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        for _ in range(20):
+            d.update(100, None, demand)
+        grew = gc.mem_alloc() - before
+    finally:
+        gc.enable()
+    assert grew == 0, grew
