@@ -51,10 +51,10 @@ class Rack:
         self.iso_capacity = cfg["isolation_bay"]["capacity"]
         self.thermal = thermal
         self.journal = journal
-        self.pack = [None] * n  # serial (u32) or None
+        self.pack = [None] * n  # type: list  # serial (u32) or None
         self._hi = [-1] * n  # raw serial words of the last read, to spot a change cheaply
         self._lo = [-1] * n
-        self.ptype = [None] * n  # pack type id from the config, None if the code is unknown
+        self.ptype = [None] * n  # type: list  # pack type id from the config, None if the code is unknown
         self.soc = [0] * n  # 0.1 %
         self.soh = [0] * n
         self.t_max = [0] * n  # 0.1 degC
@@ -69,9 +69,9 @@ class Rack:
         self.online = bytearray(n)
         self.state = bytearray(n)
         self.sticky = bytearray(n)  # operator-cleared fault or quarantine
-        self.reason = [None] * n  # why FAULT / QUARANTINED
-        self.reserved_model = [None] * n
-        self.expect = [None] * n  # pack that should be here: from the journal or a store move
+        self.reason = [None] * n  # type: list  # why FAULT / QUARANTINED
+        self.reserved_model = [None] * n  # type: list
+        self.expect = [None] * n  # type: list  # pack that should be here: journal or a store move
         self._exp_boot = bytearray(n)  # 1: the journal's view, where a missing pack counts too
         self._known = bytearray(n)  # the journal holds this slot's pack and state
         self.isolation = []  # packs in the isolation bay
@@ -346,7 +346,8 @@ class Rack:
         self.isolation.append(pack)
         if self.journal is not None:
             k = self.n + len(self.isolation) - 1
-            self.journal.rack_change(k, pack, self.assets.get(pack, (None,))[0], state="QUARANTINED")
+            ty = self.assets[pack][0] if pack in self.assets else None
+            self.journal.rack_change(k, pack, ty, None, None, None, "QUARANTINED")  # positional: any hook
 
     def leave_isolation(self, pack):
         """Operator took ``pack`` out of the isolation bay."""
@@ -355,7 +356,7 @@ class Rack:
         k = self.isolation.index(pack)
         self.isolation.remove(pack)
         if self.journal is not None:
-            self.journal.rack_change(self.n + k, None, state="EMPTY")
+            self.journal.rack_change(self.n + k, None, None, None, None, None, "EMPTY")
 
     def needs_isolation(self):
         """A quarantined slot whose pack waits for the robot, or None."""

@@ -261,3 +261,25 @@ def test_steady_reads_do_not_allocate():
     finally:
         gc.enable()
     assert grew == 0, grew
+
+
+def test_isolation_bay_is_journalled_and_restored():
+    path = tempdir("iso")
+    st = VfsStorage(path)
+    j = Journal(st, 8192, 500)
+    j.open()
+    r = Rack(CFG, thermal=Thermal(CFG), journal=j)
+    fill(r, 0, {5: dict(pack=55, soc=80.0, t_max=67.0)})
+    assert r.needs_isolation() == 5
+    r.to_isolation(55, 100)
+    assert j.state.slots[23]["p"] == 55 and j.state.slots[5]["p"] is None
+    j.close()
+    j = Journal(st, 8192, 500)
+    j.open()
+    r = Rack(CFG, journal=j)
+    r.restore(j.state)
+    assert r.isolation == [55]
+    r.leave_isolation(55)
+    assert j.state.slots[23]["p"] is None and r.isolation == []
+    j.close()
+    rmtree(path)
