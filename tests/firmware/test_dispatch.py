@@ -1,4 +1,5 @@
 from fwtest import raises
+from jtest import rmtree, tempdir
 from racktest import fill, station_cfg, status_regs
 
 from firmware.compat import micropython_heap
@@ -17,8 +18,11 @@ from firmware.core.dispatch import (
     WHY_NAMES,
     Dispatch,
 )
+from firmware.core.journal import Journal
 from firmware.core.rack import Rack
 from firmware.core.thermal import Thermal
+from firmware.drivers.blockdev import FileBlockDev
+from firmware.drivers.vfs_storage import VfsStorage
 from firmware.proto import regmap as rm
 
 CFG = station_cfg()  # grid 1000 kW, chargers 62.5 kW, NIO packs 62.5 kW / 180 A / 420 V
@@ -207,3 +211,92 @@ def test_update_does_not_allocate():
     finally:
         gc.enable()
     assert grew == 0, grew
+
+
+def _heap_now():
+    if micropython_heap() is None:
+        return 0
+    import gc
+
+    gc.collect()
+    return gc.mem_alloc()
+
+
+def test_an_hour_of_charging_and_swaps_with_bounded_memory():
+    """Rack, thermal, dispatch and journal together for a simulated hour: a read of
+    every charger and a dispatch each second, a swap every three minutes, the journal
+    on LittleFS under MicroPython. Under MicroPython the objects' own heap (code
+    excluded: a board runs it frozen or as .mpy) stays small and does not grow."""
+    path = tempdir("hour")
+    dev = None
+    base = _heap_now()
+    try:
+        import vfs
+
+        # flash in a host file: on a board the medium is not in the heap either
+        dev = FileBlockDev(path + "/flash.img", 512, 48)
+        vfs.VfsLfs2.mkfs(dev)
+        storage = VfsStorage(vfs.VfsLfs2(dev))
+    except ImportError:  # CPython has no LittleFS: a host directory
+        storage = VfsStorage(path)
+    j = Journal(storage, 8192, 100)
+    j.open()
+    th = Thermal(CFG)
+    r = Rack(CFG, thermal=th, journal=j)
+    d = Dispatch(CFG, r)
+    n = r.n
+    soc = [50.0 + 2 * i for i in range(n)]
+    serial = [1000 + i for i in range(n)]
+    regs = [status_regs(serial[i], soc=soc[i], volt=380.0) for i in range(n)]
+    footprint = _heap_now() - base
+    samples = []
+    next_serial = 5000
+    swaps = 0
+    for sec in range(3600):
+        now = sec * 1000
+        for i in range(n):
+            if d.enable[i]:  # plant: energy in raises SoC
+                soc[i] = min(100.0, soc[i] + d.p_dkw[i] / 10 / 3600 / 75 * 100)
+            rg = regs[i]
+            rg[rm.CHG_IR_SOC] = int(soc[i] * 10)
+            r.update_from_charger(i, rg, now)
+        d.update(now)
+        for i in range(n):
+            d.control_regs(i, sec)
+        j.service(8)
+        if sec % 180 == 90:
+            slot = r.reserve_for("NIO-ES6", now)
+            assert slot is not None, sec
+            k = j.swap_begin(f"V{sec}", "NIO-ES6", now, slot, serial[slot])
+            out = next_serial
+            next_serial += 1
+            j.swap_step(k, "unbolt", "ok", now, {"po": out, "so": 15.0})
+            given = r.take(slot, now)
+            r.insert_pack(slot, out)  # the vehicle's pack goes into the slot just emptied
+            serial[slot] = out
+            soc[slot] = 15.0
+            regs[slot] = status_regs(out, soc=15.0, volt=380.0)
+            j.swap_end(k, "ok", now + 140000, out, 15.0, given, 95.0, 1.0)
+            swaps += 1
+            if swaps % 5 == 0:
+                last = 0
+                for seq, _ in j.swap_records():
+                    last = seq
+                j.mark_exported(last)
+        if sec % 600 == 599:
+            samples.append(_heap_now() - base)
+    assert swaps == 20 and j.state.swaps_ok == 20
+    assert j.size < 8192 * 3 // 2 and j.state.ckpt_seq > 0
+    assert d.total_dkw <= d.grid_dkw
+    if micropython_heap() is not None:
+        # 64-bit unix port; a 32-bit board needs about half
+        assert footprint < 32 * 1024, footprint
+        assert max(samples) - min(samples) < 4096, samples
+        assert max(samples) < 48 * 1024, samples  # working set: journal state, assets
+    j.close()
+    j = Journal(storage, 8192, 100)
+    assert j.open().clean and j.state.swaps_ok == 20
+    j.close()
+    if dev is not None:
+        dev.close()
+    rmtree(path)
