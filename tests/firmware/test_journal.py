@@ -327,6 +327,7 @@ def _cut_runs(fresh, reboot, swaps, label):
     j.open()
     swap_workload(j, Tally(), swaps)
     total = st.ops
+    assert j.state.ckpt_seq > 0  # the cuts also land inside compactions and their rename
     j.close()
     assert total > 30, total
     for k in range(total):
