@@ -212,7 +212,7 @@ class Journal:
         self.report = self._f = self._new = None  # _new: journal.new while compacting
         self._reader = _Reader(bytearray(_BUF_LEN))
         self.size = self._since_ckpt = self._copy_off = self._new_size = self._new_since = 0
-        self._ck = self._ck_x = 0  # seq and exported seq the running compaction started from
+        self._ck = self._ck_x = self._copy_n = 0  # compaction: start seq, exported seq, last swap
         self._fix_tail = False  # the file ends inside a line: write a newline first
         self._compact_at = max_bytes
 
@@ -292,7 +292,8 @@ class Journal:
 
     def _apply(self, rep, seq, kind, fields):
         try:
-            self.state.apply(seq, kind, fields)
+            if self.state.apply(seq, kind, fields) is False:
+                rep.dups += 1
         except (KeyError, TypeError, ValueError, AttributeError):
             rep.bad_fields += 1
 
@@ -308,8 +309,13 @@ class Journal:
             self._f.write(b"\n")
             self.size += 1
         self._fix_tail = True  # until this line is whole on flash
-        self._f.write(line)
-        self._f.flush()
+        try:
+            self._f.write(line)
+            self._f.flush()
+        except Exception:
+            # The line may have landed: never hand its number out again.
+            self.state.seq = seq
+            raise
         self._fix_tail = False
         self.size += len(line)
         self.state.apply(seq, kind, fields)
@@ -400,11 +406,14 @@ class Journal:
         yet exported), in sequence order. Do not append or service while iterating."""
         if after is None:
             after = self.state.exported
+        last_n = 0
         for line in self._scan(_Reader(bytearray(_BUF_LEN))):
             if line[:1] != b"\x00" and b" SW " in line:
                 rec = decode(line)
-                if rec is not None and rec[1] == "SW" and rec[0] > after:
-                    yield rec[0], rec[2]
+                if rec is not None and rec[1] == "SW" and rec[2].get("n", 0) > last_n:
+                    last_n = rec[2]["n"]  # a retried record of the same swap comes once
+                    if rec[0] > after:
+                        yield rec[0], rec[2]
 
     def _scan(self, r):
         f = self.storage.open(LOG_NAME, "rb")
@@ -487,8 +496,7 @@ class Journal:
             self._new.write(line)
             n += len(line)
         self._new_size = n
-        self._new_since = 0
-        self._copy_off = 0
+        self._new_since = self._copy_off = self._copy_n = 0
 
     def _copy(self, budget):
         f = self.storage.open(LOG_NAME, "rb")
@@ -504,6 +512,11 @@ class Journal:
                 rec = split_line(line)
                 if rec is None or rec[1][0] == "C":
                     continue
+                if rec[1] == "SW":
+                    n = decode(line)[2].get("n", 0)
+                    if n <= self._copy_n:
+                        continue  # a retried record of a swap already copied
+                    self._copy_n = n
                 if rec[0] > self._ck or (rec[1] == "SW" and rec[0] > self._ck_x):
                     self._new.write(line)
                     self._new.write(b"\n")

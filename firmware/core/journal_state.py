@@ -19,7 +19,7 @@ class JournalState:
         self.clear()
 
     def clear(self):
-        self.seq = self.ckpt_seq = self.boots = self.swap_no = self.exported = 0
+        self.seq = self.ckpt_seq = self.boots = self.swap_no = self.exported = self.closed_n = 0
         self.last_swap_seq = self.swaps_ok = self.swaps_failed = 0
         self.energy_kwh = 0.0
         self.slots, self.packs, self.alarms = {}, {}, {}
@@ -52,6 +52,9 @@ class JournalState:
             self.open_swap = f
             self.swap_no = max(self.swap_no, f["n"])
         elif kind == "SW":
+            if f["n"] <= self.closed_n:
+                return False  # a second record of a closed swap (retry after a write error)
+            self.closed_n = f["n"]
             if self.open_swap is not None and self.open_swap["n"] == f["n"]:
                 self.open_swap = None
             self.swap_no = max(self.swap_no, f["n"])
@@ -80,6 +83,7 @@ class JournalState:
             self.boots, self.swap_no, self.exported = f["b"], f["n"], f["x"]
             self.last_swap_seq, self.swaps_ok, self.swaps_failed = f["ls"], f["ok"], f["nf"]
             self.energy_kwh = f["e"]
+            self.closed_n = f.get("cn", 0)
         elif kind == "CP":
             self.packs[f["p"]] = [f["ty"], f["cy"], f["soh"], f["sw"], f["q"]]
 
@@ -87,7 +91,7 @@ class JournalState:
         """Checkpoint lines (kind, fields) that rebuild this state."""
         yield "CK", {"q": self.seq, "b": self.boots, "n": self.swap_no, "x": self.exported,
                      "ls": self.last_swap_seq, "ok": self.swaps_ok, "nf": self.swaps_failed,
-                     "e": self.energy_kwh}
+                     "cn": self.closed_n, "e": self.energy_kwh}
         n = 1
         present = {}
         for s in self.slots:

@@ -504,3 +504,58 @@ def test_ram_block_device_checks_its_arguments():
     b = bytearray(4)
     copy.readblocks(1, b, 508)
     assert b == bytearray(b"yyyy") and dev.writes == 2
+
+
+class _FlakyFile:
+    def __init__(self, f, owner):
+        self.f, self.owner = f, owner
+
+    def write(self, b):
+        return self.f.write(b)
+
+    def flush(self):
+        self.f.flush()  # the bytes are on the medium...
+        if self.owner.fail_next:
+            self.owner.fail_next = False
+            raise OSError(5)  # ...but the driver reports an error
+
+    def close(self):
+        self.f.close()
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+class _FlakyStorage(VfsStorage):
+    fail_next = False
+
+    def open(self, name, mode):
+        f = super().open(name, mode)
+        return _FlakyFile(f, self) if "a" in mode else f
+
+
+def test_a_retried_record_after_a_write_error_is_neither_lost_nor_doubled():
+    d = _Dir("flaky")
+    st = _FlakyStorage(d.path)
+    j = Journal(st, 4096, 1000)
+    j.open()
+    n = j.swap_begin("V1", "NIO-ES6", 0, 2, 77)
+    seq_before = j.state.seq
+    st.fail_next = True
+    raises(OSError, j.swap_end, n, "ok", 10, 5, 20.0, 77, 95.0, 1.0)
+    assert j.state.open_swap is not None  # the caller was told it failed...
+    j.swap_end(n, "ok", 11, 5, 20.0, 77, 95.0, 1.0)  # ...and retries
+    assert j.state.seq == seq_before + 2 and j.state.swaps_ok == 1
+    recs = list(j.swap_records())
+    assert len(recs) == 1 and recs[0][1]["t1"] == 10  # the first copy landed and counts
+    j.close()
+    j = Journal(st, 4096, 1000)
+    rep = j.open()
+    assert rep.dups == 1 and rep.gaps == 0 and j.state.swaps_ok == 1 and j.state.open_swap is None
+    j.compact()
+    with open(d.path + "/" + LOG_NAME, "rb") as f:
+        assert f.read().count(b" SW ") == 1  # compaction keeps one
+    j = _reopen(d, j)
+    assert j.report.clean and len(list(j.swap_records())) == 1 and j.state.swaps_ok == 1
+    j.close()
+    d.done()
