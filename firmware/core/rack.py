@@ -175,11 +175,7 @@ class Rack:
         pack = self.pack[i]
         if changed:
             self.reserved_model[i] = None
-            if self.sticky[i] == _STICKY_QUARANTINE:  # the quarantined pack left the slot
-                self.sticky[i] = 0
-                self.reason[i] = None
-            if self.thermal is not None:
-                self.thermal.forget(i)
+            self._pack_left(i)
         if pack is not None:
             a = self._asset(pack, self.ptype[i])
             a[2] = self.soh[i]
@@ -324,13 +320,21 @@ class Rack:
         self._asset(pack, self.ptype[slot])[3] += 1
         self.pack[slot] = self.ptype[slot] = self.reserved_model[slot] = None
         self._hi[slot] = self._lo[slot] = -1
-        if self.sticky[slot] == _STICKY_QUARANTINE:
-            self.sticky[slot] = 0
-            self.reason[slot] = None
-        if self.thermal is not None:
-            self.thermal.forget(slot)
+        self._pack_left(slot)
         self._update_state(slot, force=True)
         return pack
+
+    def _pack_left(self, i):
+        """A quarantine goes with its pack; a latched thermal alarm keeps the slot
+        itself out of service until an operator has inspected and cleared it."""
+        if self.sticky[i] == _STICKY_QUARANTINE:
+            self.sticky[i] = 0
+            self.reason[i] = None
+        if self.thermal is not None:
+            if self.thermal.cause[i] and self.sticky[i] != _STICKY_FAULT:
+                self.sticky[i] = _STICKY_FAULT
+                self.reason[i] = "thermal_event"
+            self.thermal.forget(i)
 
     remove_pack = take
 
@@ -382,8 +386,11 @@ class Rack:
         self._update_state(slot, force=True)
 
     def clear_fault(self, slot):
-        """Operator: the slot is good again; the pack it reports now is accepted."""
+        """Operator: the slot is good again (its thermal alarm too); the pack it reports
+        now is accepted."""
         self._slot(slot)
+        if self.thermal is not None:
+            self.thermal.clear(slot)
         self.sticky[slot] = 0
         self.reason[slot] = None
         self.expect[slot] = None

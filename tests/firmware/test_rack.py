@@ -133,7 +133,13 @@ def test_thermal_alarm_quarantines_at_once_and_isolation_follows():
     assert th.pop() == (3, OVER_TEMP, 660)
     assert r.needs_isolation() == 3 and r.select("NIO-ES6", 1000) is None
     r.to_isolation(33, 2000)
-    assert r.state[3] == EMPTY and r.isolation == [33] and r.needs_isolation() is None
+    assert r.isolation == [33] and r.needs_isolation() is None
+    # the slot where it happened stays out of service until an operator clears it
+    assert r.state[3] == FAULT and r.reason[3] == "thermal_event" and r.free_slot() != 3
+    r.update_from_charger(3, status_regs(), 2500)
+    assert r.state[3] == FAULT
+    r.clear_fault(3)
+    assert r.state[3] == EMPTY and not th.blocked(3)
     raises(ValueError, r.to_isolation, 33)
     raises(ValueError, r.to_isolation, 34)  # capacity 1
     r.leave_isolation(33)
