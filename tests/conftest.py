@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.mpy_dual"]
+pytest_plugins = ["tests.mpy_dual", "hil.pytest_plugin"]

@@ -1,0 +1,429 @@
+"""HIL ``unix`` target: the station firmware under the MicroPython unix port.
+
+Run by the rig as ``micropython hil/unix_target_main.py args.json`` (or the JSON
+itself as the argument, if shorter than 256 bytes) with ``MICROPYPATH`` at the
+repository root. It does what a controller does at boot, with
+the desktop's stand-ins for the hardware:
+
+- flash: a LittleFS image (``vfs.VfsLfs2``) on a file-backed block device, formatted on
+  first use, so the journal survives a restart; ``cut`` tears the k-th next flash write
+  and stops the process on the spot (SIGKILL to itself), like a power cut mid-write;
+- RS-485 lines: the line emulator's ptys, through the POSIX serial driver;
+- controller inputs (e-stop pin ...): in-memory pins the operator channel sets;
+- the supervisor from the station config, ticked on real time.
+
+Operator/status channel: one JSON object per line. The rig writes requests on stdin,
+``{"id": 3, "op": "ack"}``; the target answers on stdout with lines starting with
+``@@HIL `` followed by JSON: ``{"k": "reply", "id": 3, "ok": true, "r": ...}``,
+``{"k": "status", ...}`` (pushed every ``status_ms`` and after every request),
+``{"k": "boot", ...}``, ``{"k": "fatal", ...}`` (cannot start), ``{"k": "powercut", ...}``.
+End of stdin (the rig went away) stops the target.
+
+Arguments (JSON object): ``config`` (station.json path), ``image`` (flash image path),
+``block_size``, ``block_count``, ``buses`` ({"chargers": pty path, "bay_io": pty path}),
+``inputs`` ({name: initial level}), ``status_ms``, ``cut_after`` (arm a flash cut at boot),
+``max_idle_ms``.
+"""
+
+import sys
+
+try:
+    import json
+except ImportError:  # pragma: no cover
+    import ujson as json  # type: ignore
+
+import os
+import select
+
+from firmware.compat import ticks_diff, ticks_ms
+from firmware.drivers.blockdev import FileBlockDev
+
+TAG = "@@HIL "
+EXIT_FATAL = 3  # the station could not start (bad config, missing port ...)
+EXIT_EOF = 0  # stdin closed: the rig stopped us
+
+
+def emit(kind, fields=None):
+    out = {"k": kind}
+    if fields:
+        for key in fields:
+            out[key] = fields[key]
+    sys.stdout.write(TAG + json.dumps(out) + "\n")
+
+
+def _own_pid():
+    try:
+        with open("/proc/self/stat") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError):
+        return None
+
+
+class CutFlash(FileBlockDev):
+    """The image file with a power-cut switch that ends the process at the torn write:
+    nothing after the cut runs, exactly as on a controller losing its supply."""
+
+    pid = None
+
+    def _modify(self, addr, data, n):
+        try:
+            FileBlockDev._modify(self, addr, data, n)
+        except OSError:
+            if not self._dead:
+                raise
+            emit("powercut", {"writes": self.writes, "addr": addr})
+            if self.pid is not None:
+                os.system(f"kill -9 {self.pid}")
+            raise
+
+
+def mount_flash(path, block_size, block_count):
+    """The flash filesystem on ``path``: (VFS object, block device, formatted now?)."""
+    import vfs
+
+    bdev = CutFlash(path, block_size, block_count)
+    bdev.pid = _own_pid()
+    try:
+        fs = vfs.VfsLfs2(bdev)
+        fresh = False
+    except OSError:
+        vfs.VfsLfs2.mkfs(bdev)
+        fs = vfs.VfsLfs2(bdev)
+        fresh = True
+    return fs, bdev, fresh
+
+
+class LoopWatchdog:
+    """Records feeds; the status reports the longest gap (a board's WDT would reset there)."""
+
+    def __init__(self):
+        self.last = ticks_ms()
+        self.longest_ms = 0
+        self.feeds = 0
+
+    def feed(self):
+        now = ticks_ms()
+        gap = ticks_diff(now, self.last)
+        if gap > self.longest_ms:
+            self.longest_ms = gap
+        self.last = now
+        self.feeds += 1
+
+
+class UnixBoard:
+    """What ``firmware.main.make_station`` needs from a board."""
+
+    def __init__(self, buses, inputs, outputs, storage):
+        self.buses = buses
+        self.inputs = inputs
+        self.outputs = outputs
+        self.storage = storage
+        self.led = None
+        self.watchdog = None
+
+    def start_watchdog(self):
+        if self.watchdog is None:
+            self.watchdog = LoopWatchdog()
+        return self.watchdog
+
+    def close(self):
+        for name in self.buses:
+            self.buses[name].close()
+
+
+def _jsonable(v, depth=0):
+    """A JSON-safe copy of a status value (tuples become lists, unknown objects text)."""
+    t = type(v)
+    if v is None or t is bool or t is int or t is str:
+        return v
+    if t is float:
+        return v if -1e300 < v < 1e300 else None
+    if depth > 8:
+        return str(v)
+    if t is dict:
+        out = {}
+        for k in v:
+            out[str(k)] = _jsonable(v[k], depth + 1)
+        return out
+    if t is list or t is tuple:
+        return [_jsonable(x, depth + 1) for x in v]
+    if t is bytes or t is bytearray:
+        return list(v)
+    return str(v)
+
+
+class Channel:
+    """Operator/status line protocol on stdin/stdout."""
+
+    def __init__(self, target, status_ms, wake_fds=()):
+        self.target = target  # a Station
+        self.status_ms = status_ms
+        self.poll = select.poll()
+        self.poll.register(sys.stdin, select.POLLIN)
+        for fd in wake_fds:  # serial ports: a reply arriving ends the wait at once
+            self.poll.register(fd, select.POLLIN)
+        self.buf = bytearray()
+        self.last_status = ticks_ms()
+        self.eof = False
+        self.requests = 0
+
+    def wait(self, ms):
+        """Wait up to ``ms`` for a request; handle the ones that came. True if any did."""
+        handled = False
+        events = self.poll.poll(ms if ms > 0 else 0)
+        while events:
+            if not self._stdin(events):
+                return handled  # only the serial ports: back to the station
+            b = sys.stdin.buffer.read(1)
+            if not b:
+                self.eof = True
+                return handled
+            if b == b"\n":
+                line = bytes(self.buf)
+                self.buf = bytearray()
+                if line.strip():
+                    self.handle(line)
+                    handled = True
+            else:
+                self.buf.extend(b)
+            events = self.poll.poll(0)
+        return handled
+
+    @staticmethod
+    def _stdin(events):
+        for obj, _ in events:
+            if type(obj) is not int:
+                return True
+        return False
+
+    def handle(self, line):
+        self.requests += 1
+        rid = None
+        try:
+            req = json.loads(line)
+            rid = req.get("id")
+            result = self.target.request(req.get("op"), req)
+            emit("reply", {"id": rid, "ok": True, "r": _jsonable(result)})
+        except Exception as e:  # a bad request must not stop the station
+            emit("reply", {"id": rid, "ok": False, "error": f"{type(e).__name__}: {e}"})
+        self.push_status()
+
+    def push_status(self):
+        self.last_status = ticks_ms()
+        emit("status", self.target.status())
+
+    def due(self, now):
+        return ticks_diff(now, self.last_status) >= self.status_ms
+
+
+class Station:
+    """The running station with its stand-in (or real) hardware, and the operator requests."""
+
+    def __init__(self, station, board, flash=None, max_idle_ms=20):
+        self.station = station
+        self.board = board
+        self.flash = flash  # CutFlash on the unix target, None on a board
+        self.max_idle_ms = max_idle_ms
+        self.boot_ms = ticks_ms()
+        self.ticks = 0
+        self.tick_us_max = 0
+        self.quit = False
+        self._sig = None
+
+    def _signature(self):
+        """What a test waits for: a change of it pushes a status line at once, so no
+        swap step or hold goes unseen between two periodic lines."""
+        st = self.station
+        bay = getattr(st, "bay", None)
+        if bay is None:
+            return None
+        return (bay.step, bay.plan, bay.safety.hold, getattr(st, "_booting", False), len(st.alarms),
+                bay.swaps_ok, bay.swaps_other)
+
+    # ---- operator requests --------------------------------------------------------
+    def request(self, op, req):
+        if op == "status":
+            return None  # the status line follows every reply
+        if op == "pin":
+            pin = self.board.inputs[req["name"]]
+            pin.value(req["value"])
+            return pin.value()
+        if op == "cut":
+            if self.flash is None:
+                raise ValueError("this target has no flash cut switch")
+            self.flash.cut_after(int(req.get("after", 0)))
+            return self.flash.writes
+        if op == "quit":
+            self.quit = True
+            return None
+        if op == "probe":
+            return self.probe(req["what"])
+        if op == "call":
+            # Operator actions are supervisor methods: ack, confirm, manual, jog, abort_swap ...
+            name = req["name"]
+            if name.startswith("_") or name == "tick":
+                raise ValueError("not an operator action: " + name)
+            return getattr(self.station, name)(*req.get("args", ()))
+        raise ValueError(f"unknown op {op!r}")
+
+    def probe(self, what):
+        """Test probes into the station's own view (read only): ``rack`` (pack and state
+        per slot), ``swaps`` (every swap transaction in the journal), ``journal``."""
+        st = self.station
+        if what == "rack":
+            rk = st.rack
+            from firmware.core.rack import STATE_NAMES
+
+            out = []
+            for k in range(rk.n):
+                out.append({"slot": k, "pack": rk.pack[k], "state": STATE_NAMES[rk.state[k]],
+                            "soc": rk.soc[k], "online": rk.online[k], "reason": rk.reason[k]})
+            return {"slots": out, "isolation": list(rk.isolation)}
+        if what == "swaps":
+            return [[seq, fields] for seq, fields in st.journal.swap_records(0)]
+        if what == "journal":
+            js = st.journal.state
+            rep = st.replay
+            return {"seq": js.seq, "boots": js.boots, "swap_no": js.swap_no, "ok": js.swaps_ok,
+                    "failed": js.swaps_failed, "open_swap": js.open_swap,
+                    "replay": None if rep is None else {"records": rep.records, "torn": rep.torn,
+                                                         "corrupt": rep.corrupt, "clean": rep.clean}}
+        raise ValueError(f"unknown probe {what!r}")
+
+    def status(self):
+        st = self.station
+        wd = self.board.watchdog
+        outs = self.board.outputs
+        return {
+            "t": ticks_diff(ticks_ms(), self.boot_ms),
+            "s": _jsonable(st.status()),
+            "ticks": self.ticks,
+            "tick_us_max": self.tick_us_max,
+            "flash_writes": self.flash.writes if self.flash is not None else None,
+            "wd_gap_ms": wd.longest_ms if isinstance(wd, LoopWatchdog) else None,
+            "outputs": {n: outs[n].value() for n in outs},
+        }
+
+    def run(self, channel):
+        """The controller's main loop (as ``firmware.main.run``), waiting on the channel
+        instead of sleeping so a request is served at once."""
+        from firmware.compat import ticks_us
+
+        wdt = self.board.start_watchdog()
+        feed_here = getattr(self.board, "watchdog_gate", None) is None
+        st = self.station
+        while not self.quit:
+            t0 = ticks_us()
+            now = ticks_ms()
+            wait = st.tick(now)
+            self.ticks += 1
+            dt = ticks_diff(ticks_us(), t0)
+            if dt > self.tick_us_max:
+                self.tick_us_max = dt
+            if feed_here:
+                wdt.feed()
+            sig = self._signature()
+            if sig != self._sig or channel.due(now):
+                self._sig = sig
+                channel.push_status()
+            if wait is None or wait > self.max_idle_ms:
+                wait = self.max_idle_ms
+            spent = ticks_diff(ticks_ms(), now)
+            channel.wait(wait - spent if wait > spent else 0)
+            if channel.eof:
+                break
+
+
+def _read_config(path):
+    """The station config as parsed JSON, unvalidated: judging it is the supervisor's job
+    (a wrong config must put the station in its safe state, not crash the launcher)."""
+    with open(path) as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # not an object: the supervisor refuses it and says so
+
+
+def _baudrate(raw, bus):
+    try:
+        return int(raw["buses"][bus]["baudrate"])
+    except (KeyError, TypeError, ValueError):
+        return 115200
+
+
+def start_unix(args):
+    """Mount the flash image, open the ptys, build the supervisor: a ``Station``."""
+    from firmware.drivers.mem import MemPin
+    from firmware.drivers.posix_serial import PosixSerialPort
+    from firmware.drivers.vfs_storage import VfsStorage
+    from firmware.main import make_station
+
+    fs, flash, fresh = mount_flash(args["image"], args.get("block_size", 4096), args.get("block_count", 256))
+    if args.get("cut_after") is not None:
+        flash.cut_after(args["cut_after"])
+    raw = _read_config(args["config"])
+    buses = {}
+    for name in args["buses"]:
+        buses[name] = PosixSerialPort(args["buses"][name], _baudrate(raw, name), args.get("parity", "E"))
+    inputs = {}
+    for name in args.get("inputs", {}):
+        inputs[name] = MemPin(args["inputs"][name])
+    outputs = {}
+    for name in args.get("outputs", ()):
+        outputs[name] = MemPin(0)
+    board = UnixBoard(buses, inputs, outputs, VfsStorage(fs))
+    station = make_station(raw, board)
+    st = station.status()
+    emit("boot", {"fresh_flash": fresh, "pid": flash.pid, "flash_writes": flash.writes,
+                  "error": st.get("error") if type(st) is dict else None})
+    return Station(station, board, flash, args.get("max_idle_ms", 20))
+
+
+def serve(station, status_ms):
+    fds = []
+    for name in station.board.buses:
+        fileno = getattr(station.board.buses[name], "fileno", None)
+        if fileno is not None:
+            fds.append(fileno())
+    channel = Channel(station, status_ms, fds)
+    channel.push_status()
+    station.run(channel)
+    station.board.close()
+
+
+def board_main(status_ms=100):
+    """On a controller: open the board as ``main.py`` does and serve the channel on the
+    USB serial (the REPL's stdin/stdout). The rig types this at the REPL."""
+    import main as fw_main  # the image's main.py
+
+    try:
+        manifest, board, station = fw_main.start()
+    except Exception as e:
+        emit("fatal", {"error": f"{type(e).__name__}: {e}"})
+        return
+    emit("boot", {"image": manifest["image_sha256"][:12], "error": station.status().get("error")})
+    serve(Station(station, board), status_ms)
+
+
+def main(argv):
+    if len(argv) < 2:
+        emit("fatal", {"error": "usage: unix_target_main.py <args.json | '<json args>'>"})
+        return EXIT_FATAL
+    text = argv[1]
+    if not text.startswith("{"):
+        # A file: the unix port of MicroPython 1.29 aborts on an argument of 256 bytes or more.
+        with open(text) as f:
+            text = f.read()
+    args = json.loads(text)
+    try:
+        station = start_unix(args)
+    except Exception as e:  # cannot start at all (no image, no pty): say why
+        emit("fatal", {"error": f"{type(e).__name__}: {e}"})
+        return EXIT_FATAL
+    serve(station, args.get("status_ms", 200))
+    return EXIT_EOF
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
