@@ -33,14 +33,14 @@ def start(root=""):
     return manifest, board, station
 
 
-def make_station(scfg, board):
+def make_station(scfg, board, now_ms=None):
     """The supervisor on a board's buses, storage and pins. It feeds the board's watchdog
     gate itself, only while every subsystem is alive; a board without one (the HIL unix
-    target) feeds from its own loop."""
+    target) feeds from its own loop. ``now_ms``: the clock's reading, for virtual time."""
     from firmware.core.supervisor import Supervisor
 
     gate = getattr(board, "watchdog_gate", None)
-    return Supervisor(scfg, board.buses, board.storage, board.inputs, board.outputs, gate)
+    return Supervisor(scfg, board.buses, board.storage, board.inputs, board.outputs, gate, now_ms)
 
 
 def run(board, station, loops=-1, clock=ticks_ms, sleep=sleep_ms):

@@ -24,14 +24,19 @@ class Pin:
         self.mode = mode
         self.pull = pull
         self.level = 0 if value is None else value
-        self.history = [self.level]
+        self.history = [self.level]  # the first levels written, for edge checks in short tests
+        self.rises = 0  # every low-to-high edge, for long runs
         created.append(self)
 
     def value(self, v=None):
         if v is None:
             return self.level
-        self.level = 1 if v else 0
-        self.history.append(self.level)
+        v = 1 if v else 0
+        if v > self.level:
+            self.rises += 1
+        self.level = v
+        if len(self.history) < 64:
+            self.history.append(v)
         return None
 
 
