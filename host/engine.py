@@ -1,0 +1,587 @@
+"""Virtual-time simulator: the station firmware, unchanged, against the plant models.
+
+One ``Engine`` runs one scenario. Virtual time is an integer count of milliseconds
+from the start (midnight of day 0); the firmware sees it as board ticks
+(``ticks_add(TICKS_START, t_ms)``, wrapping like a 30-bit port's ``ticks_ms``, ten
+minutes into the run on purpose). The engine jumps from one moment that matters to
+the next:
+
+- the firmware's own deadline: ``Supervisor.tick(now)`` returns the milliseconds until
+  it next needs to run, and is called then (and when a reply frame lands on its line,
+  as a UART interrupt would wake the board's main loop);
+- in ``wire`` mode, the moment a reply frame has crossed the line;
+- the plant's events: the next vehicle arrival, a waiting driver's patience running
+  out, the bay mechanics' next sensor change, scenario faults and outages, the
+  time-series sample clock.
+
+Nothing is ticked while nothing is due, so an idle station costs almost nothing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from firmware.compat import ticks_add
+from firmware.hal import Storage
+from firmware.proto import regmap as R
+from host import buses
+from host.kpi import KpiRecorder
+from host.plant import charger_regs
+from host.plant.bay import BayModel, BayTiming, BayVehicle
+from host.plant.params import PACK_TYPES, RackParams
+from host.plant.rack import PackRecord, Plant
+from host.plant.vehicles import NIO_FLEET, PARTNER_MODELS, Arrival, ArrivalProcess, VehicleModel
+from host.scenario import Scenario
+
+TICKS_START = (1 << 30) - 600_000  # ticks wrap 10 minutes into every run
+BAY_UNIT = R.BAY_IO_UNIT_FIRST
+
+SWAP_COLUMNS = ("vehicle", "model", "arrived_s", "outcome", "wait_s", "in_bay_s", "soc_in_pct",
+                "soc_out_pct", "pack_type")
+
+
+class SimulationError(RuntimeError):
+    """The run could not go on (firmware exception, plant error, a stuck clock)."""
+
+
+@dataclass
+class RunResult:
+    summary: dict[str, Any]
+    series: list[tuple[float, ...]]
+    swaps: list[tuple[Any, ...]]
+    swap_columns: tuple[str, ...] = SWAP_COLUMNS
+
+
+# --- HAL pieces the simulator hands the firmware ---------------------------------------------
+
+
+class MemStorage(Storage):
+    """Flat in-memory file store (the journal's flash) for virtual-time runs."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytearray] = {}
+
+    def open(self, name: str, mode: str) -> Any:
+        import io
+
+        if "r" in mode:
+            if name not in self.files:
+                raise OSError(2, "no such file")
+            data = bytes(self.files[name])
+            return io.BytesIO(data) if "b" in mode else io.StringIO(data.decode())
+        store = self.files
+        if "w" in mode or name not in store:
+            store[name] = bytearray()
+
+        class _W(io.RawIOBase):
+            def writable(self) -> bool:
+                return True
+
+            def write(self, b: Any) -> int:
+                data = b.encode() if isinstance(b, str) else bytes(b)
+                store[name].extend(data)
+                return len(data)
+
+        return _W()
+
+    def exists(self, name: str) -> bool:
+        return name in self.files
+
+    def size(self, name: str) -> int:
+        if name not in self.files:
+            raise OSError(2, "no such file")
+        return len(self.files[name])
+
+    def remove(self, name: str) -> None:
+        if name not in self.files:
+            raise OSError(2, "no such file")
+        del self.files[name]
+
+    def rename(self, old: str, new: str) -> None:
+        if old not in self.files:
+            raise OSError(2, "no such file")
+        self.files[new] = self.files.pop(old)
+
+
+# --- plant devices as Modbus slaves -----------------------------------------------------------
+
+
+class ChargerDevice:
+    """Charger ``slot`` of the plant, as the register map presents it."""
+
+    def __init__(self, plant: Plant, slot: int) -> None:
+        self.plant = plant
+        self.slot = slot
+
+    def read(self, fc: int, address: int, count: int) -> list[int]:
+        if fc == buses.FC_READ_INPUT:
+            return charger_regs.read_input(self.plant, self.slot, address, count)
+        if fc == buses.FC_READ_HOLDING:
+            return charger_regs.read_holding(self.plant, self.slot, address, count)
+        raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
+
+    def write(self, fc: int, address: int, values: list[int]) -> None:
+        if fc in (buses.FC_WRITE_REGISTER, buses.FC_WRITE_REGISTERS):
+            charger_regs.write_holding(self.plant, self.slot, address, values)
+            return
+        raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
+
+
+class BayDevice:
+    """The bay remote-I/O module of the plant; ``now`` reads the engine's clock (seconds)."""
+
+    def __init__(self, bay: BayModel, now: Callable[[], float]) -> None:
+        self.bay = bay
+        self.now = now
+
+    def read(self, fc: int, address: int, count: int) -> list[int]:
+        b, t = self.bay, self.now()
+        if fc == buses.FC_READ_COILS:
+            return _span(b.read_coils, address, count, R.BAY_COIL_COUNT, t)
+        if fc == buses.FC_READ_DISCRETE:
+            return _span(b.read_discrete_inputs, address, count, R.BAY_DI_COUNT, t)
+        if fc == buses.FC_READ_INPUT:
+            return _span(b.read_input_registers, address, count, R.BAY_IR_COUNT, t)
+        if fc == buses.FC_READ_HOLDING:
+            return _span(b.read_holding, address, count, R.BAY_HOLDING_COUNT, t)
+        raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
+
+    def write(self, fc: int, address: int, values: list[int]) -> None:
+        b, t = self.bay, self.now()
+        try:
+            if fc in (buses.FC_WRITE_COIL, buses.FC_WRITE_COILS):
+                b.write_coils(address, values, t)
+            elif fc in (buses.FC_WRITE_REGISTER, buses.FC_WRITE_REGISTERS):
+                b.write_holding(address, values, t)
+            else:
+                raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
+        except ValueError:
+            raise buses.SlaveError(buses.EX_ILLEGAL_ADDRESS) from None
+
+
+def _span(fn: Callable[[int, int, float], list[int]], address: int, count: int, size: int,
+          t: float) -> list[int]:
+    if address < 0 or address + count > size:
+        raise buses.SlaveError(buses.EX_ILLEGAL_ADDRESS)
+    return fn(address, count, t)
+
+
+# --- the engine ------------------------------------------------------------------------------
+
+
+@dataclass(order=True)
+class _Event:
+    t_ms: int
+    seq: int
+    fn: Callable[[], None] = field(compare=False)
+
+
+@dataclass
+class _Visit:
+    """One vehicle's visit, for swaps.csv and the KPIs."""
+
+    arrival: Arrival
+    entered_s: float = -1.0
+    outcome: str = "waiting"
+    left_s: float = -1.0
+    soc_out: float = math.nan
+
+
+def fleet_for(sc: Scenario) -> list[VehicleModel]:
+    """The plant's vehicle models, weighted as the scenario's demand says."""
+    known = {m.name: m for m in (*NIO_FLEET, *PARTNER_MODELS)}
+    codes = {name: code for code, name in sc.station.get("model_by_code", {}).items()}
+    out: list[VehicleModel] = []
+    for name, w in sc.demand.models.items():
+        base = known.get(name)
+        if base is None:  # a model from a custom config: it brings its first compatible pack type
+            types = [t for t in sc.station["compatibility"][name] if t in PACK_TYPES]
+            base = VehicleModel(name, 0, 1.0, {types[0]: 1.0})
+        if w > 0:
+            out.append(VehicleModel(base.name, codes.get(name, base.code), w, base.packs))
+    return out
+
+
+def _scaled_timing(scale: float) -> BayTiming:
+    base = BayTiming()
+    if scale == 1.0:
+        return base
+    kw = {k: (v * scale if k.endswith("_s") else v) for k, v in base.__dict__.items()}
+    if scale == 0.0:
+        kw["jitter"] = 0.0
+    return BayTiming(**kw)
+
+
+class Engine:
+    """One scenario run. ``plant`` picks the plant kernels: "fast" (Cython) or "python"."""
+
+    def __init__(self, sc: Scenario, plant: str = "fast",
+                 progress: Callable[[float], None] | None = None) -> None:
+        self.sc = sc
+        self.progress = progress
+        self.t_ms = 0
+        self._seq = 0
+        self._events: list[_Event] = []
+        self.end_ms = int(round(sc.duration_s * 1000))
+        slots = sc.station["slots"]
+        self.n_slots = len(slots)
+        self.rng = np.random.Generator(np.random.PCG64(sc.seed))
+        backend = "cython" if plant == "fast" else "python"
+        self.plant = Plant(1, self.n_slots, grid_limit_kw=sc.grid_capacity_kw, backend=backend,
+                           rack=RackParams(t_amb_c=sc.ambient_c))
+        self._stock_rack()
+        self.bay = BayModel(self.plant, seed=sc.seed + 1, timing=_scaled_timing(sc.swap_time_scale),
+                            bolt_count=min(sc.station["bay"]["bolt_count"], R.BOLT_MAX),
+                            torque_window_nm=tuple(sc.station["bay"]["torque_nm"]),  # type: ignore[arg-type]
+                            angle_window_deg=tuple(sc.station["bay"]["angle_deg"]))  # type: ignore[arg-type]
+        d = sc.demand
+        rates = list(d.rate_per_hour) * (24 if len(d.rate_per_hour) == 1 else 1)
+        patient = sc.queueing is not None or d.patience_s <= 0
+        self.arrivals = ArrivalProcess(
+            seed=sc.seed, rates_per_hour=[r * d.scale for r in rates], fleet=fleet_for(sc),
+            soc_lo=d.arrival_soc[0] / 100.0, soc_hi=d.arrival_soc[1] / 100.0,
+            patience_mean_s=math.inf if patient else d.patience_s,
+            balk_from=d.balk_from if d.balk_from else 10**9, balk_all=max(d.balk_all, d.balk_from + 1),
+        )
+        self.kpi = KpiRecorder(chargers_total=self.n_slots, price_at=sc.price_at)
+        self.visits: list[_Visit] = []
+        self._waiting: dict[int, _Visit] = {}  # vehicle id -> visit, while in the entry queue
+        self._in_bay: _Visit | None = None
+        self._departed_seen = 0
+        self.devices: dict[int, buses.Device] = {
+            s["charger_unit"]: ChargerDevice(self.plant, i) for i, s in enumerate(slots)
+        }
+        self.bay_device = BayDevice(self.bay, lambda: self.t_ms / 1000.0)
+
+    # --- set-up ---
+    def _stock_rack(self) -> None:
+        slot = 0
+        pid = 1
+        for group in self.sc.rack:
+            lo, hi = group.soc
+            for _ in range(group.count):
+                soc = (lo + (hi - lo) * float(self.rng.random())) / 100.0
+                self.plant.put_pack(slot, PackRecord(pid, group.pack_type, soc, temp_c=self.sc.ambient_c))
+                slot += 1
+                pid += 1
+
+    # --- scheduling ---
+    def at(self, t_ms: int, fn: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, _Event(t_ms, self._seq, fn))
+
+    def ticks(self, t_ms: int | None = None) -> int:
+        return int(ticks_add(TICKS_START, self.t_ms if t_ms is None else t_ms))
+
+    @property
+    def t_s(self) -> float:
+        return self.t_ms / 1000.0
+
+    # --- vehicles ---
+    def _schedule_arrival(self) -> None:
+        a = next(self.arrivals, None)
+        if a is None:
+            return
+        t = int(math.ceil(a.t_s * 1000.0))
+        if t < self.end_ms:
+            self.at(t, lambda: self._arrive(a))
+
+    def _arrive(self, a: Arrival) -> None:
+        self._schedule_arrival()
+        self.kpi.arrival()
+        visit = _Visit(a)
+        self.visits.append(visit)
+        queue_len = len(self.bay.queue)
+        if self.arrivals.balks(a, queue_len):
+            visit.outcome = "balked"
+            visit.left_s = self.t_s
+            self.kpi.balk()
+            return
+        self._waiting[a.vehicle_id] = visit
+        self.bay.vehicle_arrives(BayVehicle(a.vehicle_id, a.model.code, a.pack), self.t_s)
+        if math.isfinite(a.patience_s):
+            self.at(self.t_ms + int(math.ceil(a.patience_s * 1000.0)), lambda: self._renege(a.vehicle_id))
+
+    def _renege(self, vehicle_id: int) -> None:
+        visit = self._waiting.pop(vehicle_id, None)
+        if visit is None:
+            return  # already driving in
+        self.bay.queue[:] = [v for v in self.bay.queue if v.vehicle_id != vehicle_id]
+        visit.outcome = "reneged"
+        visit.left_s = self.t_s
+        self.kpi.renege(self.t_s - visit.arrival.t_s)
+
+    def _follow_bay(self) -> None:
+        """Bookkeeping of the vehicles the bay model moves. A vehicle's wait ends when it starts
+        to drive in: it is first in the entry queue, the bay is empty and the door is open."""
+        bay = self.bay
+        while self._departed_seen < len(bay.departed):
+            t, dv = bay.departed[self._departed_seen]
+            self._departed_seen += 1
+            visit = self._in_bay
+            if visit is None or visit.arrival.vehicle_id != dv.vehicle_id:
+                raise SimulationError(f"vehicle {dv.vehicle_id} left the bay without entering it")
+            self._in_bay = None
+            visit.left_s = t
+            a = visit.arrival
+            if dv.pack is not None and dv.pack.pack_id != a.pack.pack_id:
+                visit.outcome = "served"
+                visit.soc_out = dv.pack.soc
+                self.kpi.swap_done(t - visit.entered_s, 100.0 * dv.pack.soc, 100.0 * a.pack.soc,
+                                   dv.pack.type_name)
+            else:
+                visit.outcome = "not_swapped"
+                self.kpi.swap_failed("no_swap")
+        if bay.queue and bay.vehicle is None and self._in_bay is None and bay.door.at(bay.now) >= 1.0:
+            visit = self._waiting.pop(bay.queue[0].vehicle_id)
+            visit.entered_s = bay.now
+            self._in_bay = visit
+            self.kpi.served(visit.arrival.t_s, visit.entered_s - visit.arrival.t_s)
+
+    # --- scenario events ---
+    def _schedule_scenario(self) -> None:
+        sc = self.sc
+        grid_down = partial(self.plant.set_grid, 0, up=False)
+        grid_up = partial(self.plant.set_grid, 0, up=True)
+        for at_s, dur_s in sc.outages:
+            if self._window(at_s, dur_s, grid_down, grid_up):
+                self.kpi.fault("grid_outage")
+        slot_index = {sid: i for i, sid in enumerate(sc.slot_ids)}
+        for f in sc.faults:
+            if f.kind == "grid_outage":
+                started = self._window(f.at_s, f.duration_s, grid_down, grid_up)
+            elif f.kind == "smoke":
+                started = self._window(f.at_s, f.duration_s,
+                             lambda: self.bay.set_input(R.BAY_DI_SMOKE_CLEAR, 0, self.t_s),
+                             lambda: self.bay.set_input(R.BAY_DI_SMOKE_CLEAR, 1, self.t_s))
+            elif f.kind == "jammed_bolt":
+                started = self._window(f.at_s, 0, partial(self.bay.inject, "jammed_bolt", f.bolt), None)
+            else:
+                slot = slot_index[f.target]
+                name = _PLANT_FAULT[f.kind]
+                started = self._window(f.at_s, f.duration_s, partial(self.plant.inject, slot, name),
+                                       partial(self.plant.clear, slot, name))
+            if started:
+                self.kpi.fault(f.kind)
+
+    def _window(self, at_s: float, dur_s: float, start: Callable[[], None],
+                stop: Callable[[], None] | None) -> bool:
+        """Schedule ``start`` at ``at_s`` and ``stop`` ``dur_s`` later; False if past the end."""
+        t0 = int(round(at_s * 1000))
+        if t0 >= self.end_ms:
+            return False
+        self.at(t0, start)
+        if stop is not None and dur_s > 0:
+            self.at(t0 + int(round(dur_s * 1000)), stop)
+        return True
+
+    def _sample(self) -> None:
+        a = self.plant.arrays
+        present = a["present"] > 0
+        n = int(present.sum())
+        soc = a["soc"][present]
+        ready = int((soc >= self._ready_soc).sum()) if n else 0
+        mean_soc = 100.0 * float(soc.mean()) if n else 0.0
+        self.kpi.sample(self.t_s, self.bay.vehicle is not None, ready, mean_soc)
+        nxt = self.t_ms + self._sample_ms
+        if nxt < self.end_ms:
+            self.at(nxt, self._sample)
+
+    # --- the loop ---
+    def _levels(self) -> None:
+        a = self.plant.arrays
+        self.kpi.levels(self.t_s, float(a["p_sta"][0]) / 1000.0, len(self.bay.queue),
+                        int((a["p_out"] > 1.0).sum()), meter_kwh=float(a["e_sta"][0]) / 3.6e6)
+
+    def _advance_to(self, t_ms: int) -> None:
+        if t_ms < self.t_ms:
+            raise SimulationError(f"time went backwards: {t_ms} < {self.t_ms}")
+        if t_ms > self.t_ms:
+            self.t_ms = t_ms
+            self.plant.step_to(self.t_s)
+        self.bay.advance(self.t_s)
+        self._follow_bay()
+
+    def _summary(self) -> dict[str, Any]:
+        a = self.plant.arrays
+        self.kpi.advance(self.t_s, meter_kwh=float(a["e_sta"][0]) / 3.6e6)
+        sc = self.sc
+        s: dict[str, Any] = {"scenario": sc.name, "seed": sc.seed, "mode": sc.mode,
+                             "plant": self.plant.backend}
+        s.update(self.kpi.summary(self.t_s))
+        s["operator_actions"] = dict(sorted(self.fw.operator_actions.items()))
+        s["firmware_ticks"] = self.fw.sup.ticks
+        return s
+
+    def _swap_rows(self) -> list[tuple[Any, ...]]:
+        rows = []
+        for v in self.visits:
+            a = v.arrival
+            end = v.entered_s if v.entered_s >= 0 else v.left_s
+            wait = round(end - a.t_s, 3) if end >= 0 else math.nan
+            in_bay = round(v.left_s - v.entered_s, 3) if v.entered_s >= 0 and v.left_s >= 0 else math.nan
+            rows.append((a.vehicle_id, a.model.name, round(a.t_s, 3), v.outcome, wait, in_bay,
+                         round(100 * a.pack.soc, 2), round(100 * v.soc_out, 2), a.pack_type))
+        return rows
+
+    def _start(self) -> None:
+        sc = self.sc
+        self._ready_soc = sc.station["limits"]["handover_soc"] / 100.0
+        self._sample_ms = max(1, int(round(sc.sample_period_s * 1000)))
+        self._schedule_scenario()
+        self._schedule_arrival()
+        self.at(0, self._sample)
+        self.fw = Firmware(self)
+
+    def run(self) -> RunResult:
+        """Run to the scenario's end; raises SimulationError when the firmware or plant fails."""
+        self._start()
+        fw = self.fw
+        events = self._events
+        end = self.end_ms
+        fw_due = 0
+        report_every = max(1, end // 200)
+        next_report = 0
+        try:
+            while True:
+                t = min(fw_due, fw.line_due_ms(), end)
+                if events and events[0].t_ms < t:
+                    t = events[0].t_ms
+                bay_next = self.bay.next_event_s()
+                if bay_next * 1000.0 < t:
+                    t = max(self.t_ms, int(math.ceil(bay_next * 1000.0)))
+                self._advance_to(t)
+                if t >= end:
+                    break
+                while events and events[0].t_ms <= t:
+                    heapq.heappop(events).fn()
+                if fw.deliver(t):
+                    fw_due = t  # a reply landed: the board wakes up
+                if fw_due <= t:
+                    fw_due = t + fw.tick(t)
+                    fw.after_tick(t)
+                self._levels()
+                if self.progress is not None and t >= next_report:
+                    self.progress(self.t_s)
+                    next_report = t + report_every
+        except SimulationError:
+            raise
+        except Exception as e:  # firmware or plant raised: the run cannot go on
+            raise SimulationError(f"at t={self.t_s:.3f} s: {type(e).__name__}: {e}") from e
+        if self.progress is not None:
+            self.progress(self.t_s)
+        return RunResult(self._summary(), self.kpi.series, self._swap_rows())
+
+
+class Firmware:
+    """The station firmware as the controller runs it, on simulated buses and storage."""
+
+    def __init__(self, eng: Engine) -> None:
+        from firmware.core.supervisor import Supervisor
+
+        self.eng = eng
+        cfg = eng.sc.station
+        self.storage = MemStorage()
+        self.links: list[buses.WireLink] = []
+        bus_map: dict[str, Any] = {}
+        bay_unit = cfg["buses"]["bay_io"]["unit"]
+        lines: dict[str, dict[int, buses.Device]] = {"chargers": eng.devices,
+                                                     "bay_io": {bay_unit: eng.bay_device}}
+        for name, devices in lines.items():
+            b = cfg["buses"][name]
+            kw = {"timeout_ms": b["timeout_ms"], "retries": b["retries"], "offline_after": b["offline_after"],
+                  "probe_interval_ms": b["probe_interval_ms"], "queue_size": 8}
+            if eng.sc.mode == "wire":
+                link = buses.WireLink(devices, b["baudrate"], lambda: eng.t_ms, **kw)
+                self.links.append(link)
+                bus_map[name] = link.master
+            else:
+                bus_map[name] = buses.DirectBus(devices, **kw)
+        self.buses = bus_map
+        self.sup = Supervisor(cfg, bus_map, self.storage, now_ms=eng.ticks(0))
+        self._zero_waits = 0
+        self._alarm_keys: set[str] = set()
+        self._visit_due = False
+        self._booted = False
+        self._held_swap: Any = None
+        self.operator_actions: dict[str, int] = {}
+
+    def tick(self, t_ms: int) -> int:
+        """Run the supervisor once; ms until it wants to run again (at least 1 after a run of zeros)."""
+        wait = self.sup.tick(self.eng.ticks(t_ms))
+        if wait is None:
+            raise SimulationError("supervisor.tick returned no wait time")
+        if wait <= 0:
+            self._zero_waits += 1
+            if self._zero_waits > 1000:
+                raise SimulationError("the firmware asks to run again at once, over and over (busy loop)")
+            return 0
+        self._zero_waits = 0
+        return int(wait)
+
+    def after_tick(self, t_ms: int) -> None:
+        for link in self.links:
+            link.sent(t_ms)
+        sup = self.sup
+        if sup.alarms.keys() != self._alarm_keys:
+            now = set(sup.alarms)
+            for key in sorted(now - self._alarm_keys):
+                self.eng.kpi.alarm(key.split(":", 1)[1])
+            self._alarm_keys = now
+        if not self._visit_due and sup.state() == "hold":
+            # The operator is on site at start-up; later a held station waits for someone to come.
+            delay = int(round(self.eng.sc.operator_response_s * 1000)) if self._booted else 0
+            self._visit_due = True
+            self.eng.at(t_ms + delay, self._operator_visit)
+
+    def _act(self, name: str, ok: bool) -> None:
+        if ok:
+            self.operator_actions[name] = self.operator_actions.get(name, 0) + 1
+
+    def _operator_visit(self) -> None:
+        """What an operator does at a held station: reset latches whose cause is gone, confirm,
+        and close a swap that is still held after one retry."""
+        self._visit_due = False
+        sup = self.sup
+        st = sup.status()
+        if st["state"] != "hold":
+            return
+        if set(st["hold"]) & {"estop", "interlock", "smoke", "comms"}:
+            self._act("ack", sup.ack())
+        if st["swap"] is not None and st["fault"]:
+            if self._held_swap == st["swap"]:
+                self._act("abort_swap", sup.abort_swap())
+            self._held_swap = st["swap"]
+        ok = sup.confirm()
+        self._act("confirm", ok)
+        if ok:
+            self._booted = True
+
+    def line_due_ms(self) -> int:
+        due = [d for d in (link.due_ms() for link in self.links) if d >= 0]
+        return min(due) if due else 1 << 62
+
+    def deliver(self, t_ms: int) -> bool:
+        landed = False
+        for link in self.links:
+            d = link.due_ms()
+            if 0 <= d <= t_ms:
+                link.deliver()
+                landed = True
+        return landed
+
+
+_PLANT_FAULT = {"charger_dropout": "dropout", "charger_stuck": "stuck", "charger_pump": "pump",
+                "bms_comm": "bms_comm", "thermal_event": "runaway"}
+
+
+def run(sc: Scenario, plant: str = "fast", progress: Callable[[float], None] | None = None) -> RunResult:
+    """Run scenario ``sc`` (its duration, seed and mode) and return the KPIs and series."""
+    return Engine(sc, plant=plant, progress=progress).run()
