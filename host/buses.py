@@ -259,7 +259,8 @@ class DirectBus(mb.BusMaster):
             if fc <= 4:
                 got = device.read(fc, tx.address, tx.count)
                 v = tx.result_list()
-                v[:] = got
+                for i in range(tx.count):
+                    v[i] = got[i]
             else:
                 device.write(fc, tx.address, [tx.written(i) for i in range(tx.count)])
         except ModbusError as e:
