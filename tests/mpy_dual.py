@@ -4,7 +4,9 @@ Test modules under ``tests/firmware/`` are plain functions with ``assert``s that
 both interpreters can import. pytest collects them as usual (the CPython run) and
 this plugin adds a ``test_x[micropython]`` item for each, run in one ``micropython``
 (unix port) subprocess per module. A module may set ``MICROPYTHON_HEAPSIZE = "128K"``
-to run under ``-X heapsize=...``.
+to run under ``-X heapsize=...``, and ``MICROPYTHON_IMAGE = "mpy"`` to import the
+firmware precompiled with mpy-cross, as a board does: compiling source needs far more
+heap than running it, so small-heap tests must use the compiled image.
 
 For tests that need CPython-side peers (pymodbus on a pty, say), the
 ``fw_interpreter`` fixture gives the command line of each interpreter in turn.
@@ -47,6 +49,26 @@ def micropython_env(extra_paths: list[Path] | None = None) -> dict[str, str]:
     return env
 
 
+_MPY_CACHE: dict[str, Path] = {}
+
+
+def firmware_mpy_image() -> Path:
+    """The firmware compiled to .mpy (bytecode, loadable by the unix port), once per session."""
+    if "dir" not in _MPY_CACHE:
+        from host.build import MpyCross, firmware_sources, host_arch
+
+        out = ROOT / "build" / "mpy-test"
+        shutil.rmtree(out, ignore_errors=True)
+        compiler = MpyCross(None)
+        for rel in firmware_sources(ROOT, host_only=True):
+            target = out / rel[:-3]
+            target = target.with_suffix(".mpy")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            compiler.compile(ROOT / rel, rel, target, host_arch())
+        _MPY_CACHE["dir"] = out
+    return _MPY_CACHE["dir"]
+
+
 def _module_setting(tree: ast.Module, name: str) -> str | None:
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
@@ -59,6 +81,7 @@ class MicroPythonFile(pytest.File):
     def collect(self):
         tree = ast.parse(self.path.read_text(), filename=str(self.path))
         self.heapsize = _module_setting(tree, "MICROPYTHON_HEAPSIZE")
+        self.image = _module_setting(tree, "MICROPYTHON_IMAGE")
         self._results: dict[str, tuple[str, str]] | None = None
         self._output = ""
         for node in tree.body:
@@ -71,10 +94,13 @@ class MicroPythonFile(pytest.File):
             if self.heapsize:
                 cmd += ["-X", f"heapsize={self.heapsize}"]
             cmd += [str(RUNNER), self.path.stem]
+            paths = [self.path.parent]
+            if self.image == "mpy":
+                paths.insert(0, firmware_mpy_image())
             proc = subprocess.run(
                 cmd,
                 cwd=str(ROOT),
-                env=micropython_env([self.path.parent]),
+                env=micropython_env(paths),
                 capture_output=True,
                 text=True,
                 timeout=MODULE_TIMEOUT_S,
