@@ -32,79 +32,69 @@ Identity: primary path is the reader in the module's input registers
 (``ID_STATUS`` valid with a new ``ID_SEQ``); ``offer_identity`` queues an identity
 for scenario drivers whose plant has no reader. The register path decodes the
 vehicle id as a decimal string and the model / pack type codes through
-``model_codes`` / ``pack_codes`` (code -> config name; default: config names in
-sorted order, code 1 first), because the config has no code fields yet.
+``model_codes`` / ``pack_codes`` (code -> config name; default: the config's
+``model_by_code`` / ``pack_type_by_code``).
 
 Events go out through ``emit(kind, a, b)`` for the supervisor to journal:
 ``("begin", swap, None)`` once the vehicle is authorised and a charged pack reserved
 (or an isolation move starts; the handler sets ``swap.n``), ``("step", swap, None)``
 at the start of every later step (``bay.plan``/``bay.step`` name it, so a restart
 resumes exactly there), ``("end", swap, outcome)`` with ``swap.ms`` and
-``swap.step_ms``, ``("alarm", code, detail)``. Outcomes: ok, rejected (no motion),
+``swap.step_ms``, ``("alarm", code, detail)`` for events (a failed step, a bolt
+re-run, an operator hold with its reason); hold reasons themselves are the bit set
+``safety.hold``, for the supervisor to journal as they come and go. Outcomes: ok, rejected (no motion),
 aborted (the vehicle leaves with its own pack), failed (closed by an operator),
 isolated.
 
 The rack port (``rack``) answers: ``reserve_for(model, now)`` -> slot or None,
 ``reserve_slot(slot)``, ``release(slot)``, ``free_slot()`` -> slot or None,
-``holds(slot, pack)`` (that slot's charger reports that pack), ``take(slot, now)``
+``holds(slot, pack)`` (that slot's charger reports that pack), ``insert_pack(slot,
+pack)`` (the carrier is handing it over), ``take(slot, now)``
 -> serial of the pack the carrier took, ``set_fault(slot, why)``,
-``to_isolation(pack, now)``.
+``to_isolation(pack, now)``, and the array ``pack[slot]`` (serial or None).
 """
 
-from firmware.compat import const, ticks_add, ticks_diff
+from firmware.compat import ticks_add, ticks_diff
 from firmware.core import safety as sf
-from firmware.core.config import SWAP_STEPS
+from firmware.core.bay_steps import (  # noqa: F401  (re-exported: the bay's step and plan names)
+    AUTHORISE,
+    BEACONS,
+    BOLT,
+    FETCH,
+    IDENTIFY,
+    IDLE,
+    INSTALL,
+    LIFT,
+    LOWER,
+    P_ABORT,
+    P_ISOLATE,
+    P_REBOLT,
+    P_REJECT,
+    P_RESWAP,
+    P_SWAP,
+    PLAN_NAMES,
+    PLANS,
+    POSITION,
+    RELEASE,
+    REMOVE,
+    RUN,
+    STEP_COUNT,
+    STEPS,
+    STORE,
+    UNBOLT,
+    VERIFY,
+    image,
+)
+from firmware.core.config import SWAP_STEPS  # noqa: F401  (re-exported)
 from firmware.proto import regmap as rm
 
-IDLE = const(-1)
-IDENTIFY = const(0)
-AUTHORISE = const(1)
-POSITION = const(2)
-LIFT = const(3)
-UNBOLT = const(4)
-REMOVE = const(5)
-STORE = const(6)
-FETCH = const(7)
-INSTALL = const(8)
-BOLT = const(9)
-VERIFY = const(10)
-LOWER = const(11)
-RELEASE = const(12)
-STEP_COUNT = const(13)
 
-P_SWAP = const(0)
-P_REJECT = const(1)
-P_ABORT = const(2)
-P_REBOLT = const(3)
-P_RESWAP = const(4)
-P_ISOLATE = const(5)
-PLANS = (
-    tuple(range(STEP_COUNT)),
-    (RELEASE,),
-    (LOWER, RELEASE),
-    (BOLT, VERIFY, LOWER, RELEASE),
-    (UNBOLT, REMOVE, STORE, FETCH, INSTALL, BOLT, VERIFY, LOWER, RELEASE),
-    (FETCH, STORE),
-)
-PLAN_NAMES = ("swap", "reject", "abort", "rebolt", "reswap", "isolate")
-
-# Coils that run a drive; a stop forces them to 0. The others (positioner, platform,
-# grip, doors) command a position: 0 is itself a motion (retract, lower, close), so a
-# stop holds them as they were and the bay's safety relay cuts their drives.
-_RUN = (rm.BAY_CO_LIFT_UP, rm.BAY_CO_LIFT_DOWN, rm.BAY_CO_TOOL_UNBOLT, rm.BAY_CO_TOOL_BOLT,
-        rm.BAY_CO_CARRIER_TO_RACK, rm.BAY_CO_CARRIER_TO_BAY)
-_BEACONS = (rm.BAY_CO_BEACON_GREEN, rm.BAY_CO_BEACON_AMBER, rm.BAY_CO_BEACON_RED)
-
-# Loosening window relative to the tightening torque window: a bolt that breaks away
-# below half the minimum was loose; above 1.5x the maximum it is seized.
-_BREAKAWAY_LO = 0.5
-_BREAKAWAY_HI = 1.5
-_RETRIES_BOLT = const(1)  # extra locking runs before bolting counts as failed
-
-
-def _codes(names, given):
+def _codes(given, cfg, key, names):
+    """code -> config name: as given, else the config's table, else names in sorted order."""
     if given:
         return given
+    if cfg.get(key):
+        return cfg[key]
     out = {}
     for i, n in enumerate(sorted(names)):
         out[i + 1] = n
@@ -124,7 +114,8 @@ class Swap:
         self.model = None
         self.pack = None  # serial of the pack the vehicle came with
         self.ptype = None
-        self.soc = None
+        self.soc = None  # of the vehicle's pack, if the identity carried it
+        self.soc_new = None  # of the pack to install, when reserved
         self.subscribed = False
         self.why = None  # reason of a rejection
         self.fetch_slot = -1  # slot of the pack going into the vehicle
@@ -151,8 +142,8 @@ class Bay:
         self.torque = bay["torque_nm"]
         self.angle = bay["angle_deg"]
         self.isolation_target = len(cfg["slots"])  # carrier target for the isolation bay
-        self.model_codes = _codes(cfg["compatibility"], model_codes)
-        self.pack_codes = _codes(cfg["pack_types"], pack_codes)
+        self.model_codes = _codes(model_codes, cfg, "model_by_code", cfg["compatibility"])
+        self.pack_codes = _codes(pack_codes, cfg, "pack_type_by_code", cfg["pack_types"])
         auth = cfg["authorisation"]
         self.allow = auth["allow"]
         self.subscription = auth["subscription"]
@@ -184,7 +175,7 @@ class Bay:
         self._rgv_hold = 0
         self._retry = 0
         self._angle = [0] * rm.BOLT_MAX  # locking angle per bolt, summed over re-runs
-        self._cut = False  # a stop cut a tool run short: its angle is not judged
+        self._cut = False  # a stop cut a tool run short: its angle (unbolting: torque) tells nothing
         self.fault = None
         self.last_id_seq = None
         self.queue = []  # identities offered by scenario drivers
@@ -195,8 +186,9 @@ class Bay:
 
     # ---- supervisor side ------------------------------------------------------------
     def set_inputs(self, di, ir=None):
-        """Sensor image just read (FC02 values, optionally FC04 values), sampled after
-        the module acknowledged output generation ``self.written``."""
+        """Sensor image just read (FC02 values, optionally FC04 values). It counts as
+        seen by output generation ``self.written``: report every acknowledged output
+        write (``outputs_written``) before the reads that followed it on the bus."""
         for i in range(min(len(di), rm.BAY_DI_COUNT)):
             self.di[i] = 1 if di[i] else 0
         self.di_gen = self.written
@@ -205,19 +197,24 @@ class Bay:
                 self.ir[i] = ir[i]
             self.ir_gen = self.written
 
+    def adopt(self, coils):
+        """Boot: take the module's present coils as the held image, so nothing that is
+        in position is commanded elsewhere; run coils drop."""
+        for i in range(rm.BAY_COIL_COUNT):
+            self.coils[i] = 1 if coils[i] else 0
+        self._outputs()
+        self.gen += 1  # write it back even if nothing changed
+
     def outputs_written(self, gen):
         self.written = gen
 
     def comms(self, online):
         self.online = online
-        new = self.safety.comms(online, self._guarded())
-        if new:
-            self._alarm("bay_io_offline", None)
+        self.safety.comms(online, self._guarded())
 
     def estop_pin(self, ok):
         """Controller's own e-stop input: checked every tick, acts at once."""
         if self.safety.pin(ok):
-            self._alarm("estop", "controller input")
             self._stopped()
             self._outputs()
 
@@ -226,6 +223,10 @@ class Bay:
 
     def busy(self):
         return self.swap is not None
+
+    def carrier_home(self):
+        """The carrier waits at the bay, empty: where a swap needs it."""
+        return self.di[rm.BAY_DI_CARRIER_AT_BAY] and not self.di[rm.BAY_DI_PACK_ON_CARRIER]
 
     def guarded_motion(self):
         return self._guarded()
@@ -254,9 +255,17 @@ class Bay:
         self.pi = PLANS[p].index(st)
         self.step = st
         self.sub = 0
+        self._cut = True  # a tool run the outage cut short tells nothing by its angle
         self._t_step = t0
         self.safety.trip(sf.CONFIRM)
         self._held = True
+
+    def hold_fault(self, why):
+        """Stop for an operator (a fault found outside the sequence, e.g. the journal)."""
+        self.fault = why
+        self._alarm("operator", why)
+        self.safety.trip(sf.CONFIRM)
+        self._stopped()
 
     # ---- operator -------------------------------------------------------------------
     def ack(self):
@@ -296,14 +305,10 @@ class Bay:
     def update(self, now):
         """Advance the sequence on the latest inputs and recompute the outputs."""
         di = self.di
-        new = self.safety.sense(
+        self.safety.sense(
             di[rm.BAY_DI_ESTOP_OK], di[rm.BAY_DI_DOOR_CLOSED], di[rm.BAY_DI_CURTAIN_CLEAR],
             di[rm.BAY_DI_SMOKE_CLEAR], di[rm.BAY_DI_MANUAL_MODE], self._guarded(),
         )
-        if new:
-            for b, n in sf.NAMES:
-                if new & b:
-                    self._alarm(n, None)
         self.need_ir = False
         if not self.safety.motion_allowed():
             self._stopped()
@@ -342,6 +347,7 @@ class Bay:
             return False
         s = self.swap = Swap(now)
         s.fetch_slot = slot
+        s.new_pack = self.rack.pack[slot]
         s.store_slot = self.isolation_target
         self.plan = P_ISOLATE
         self._begin()
@@ -383,7 +389,7 @@ class Bay:
             elif ticks_diff(now, self._deadline) >= 0:
                 self._fail(now, "door not closed")
             return
-        r = _STEPS[step](self, now)
+        r = STEPS[step](self, now)
         if r is True:
             self._done(now)
         elif r is not None:
@@ -462,24 +468,21 @@ class Bay:
             self._start_plan(nxt, now)
             return
         # No automatic way out: stop and wait for an operator.
-        self.fault = SWAP_STEPS[step] + ": " + why
-        self._alarm("operator", self.fault)
-        self.safety.trip(sf.CONFIRM)
-        self._held = True
+        self.hold_fault(SWAP_STEPS[step] + ": " + why)
 
     # ---- outputs --------------------------------------------------------------------
     def _outputs(self):
         img = self._img
         hold = self.safety.hold
         if hold == 0:
-            self._image(img)
+            image(self, img)
         elif hold & ~(sf.MANUAL | sf.CONFIRM) == 0 and hold & sf.MANUAL:
             img[:] = self.jog
         else:
             img[:] = self.coils
-            for c in _RUN:
+            for c in RUN:
                 img[c] = 0
-            for c in _BEACONS:
+            for c in BEACONS:
                 img[c] = 0
             img[rm.BAY_CO_BEACON_RED] = 1
         smoke = self.safety.smoke_live or (hold & sf.SMOKE)
@@ -493,62 +496,6 @@ class Bay:
             self.hr[i] = v
             self.gen += 1
 
-    def _image(self, img):
-        for i in range(len(img)):
-            img[i] = 0
-        step = self.step
-        sub = self.sub
-        if step == IDLE:
-            img[rm.BAY_CO_DOOR_OPEN] = 1
-            img[rm.BAY_CO_BEACON_GREEN] = 1
-            return
-        if step == RELEASE:
-            if sub == 1:
-                img[rm.BAY_CO_EXIT_OPEN] = 1
-                img[rm.BAY_CO_BEACON_GREEN] = 1
-            else:
-                img[rm.BAY_CO_BEACON_AMBER] = 1
-            return
-        if step <= AUTHORISE:
-            img[rm.BAY_CO_BEACON_AMBER] = 1
-            return
-        if step == POSITION and sub == 0:
-            img[rm.BAY_CO_DOOR_OPEN] = 1
-            img[rm.BAY_CO_BEACON_GREEN] = 1
-            return
-        img[rm.BAY_CO_BEACON_AMBER] = 1
-        if self.plan == P_ISOLATE:
-            img[rm.BAY_CO_PACK_GRIP] = 1
-        elif step > POSITION or sub == 2:
-            img[rm.BAY_CO_POSITIONER] = 1
-        if step == LIFT:
-            img[rm.BAY_CO_LIFT_UP] = 1
-        elif step == UNBOLT:
-            img[rm.BAY_CO_RGV_RAISE] = 1
-            if sub == 1:
-                img[rm.BAY_CO_TOOL_UNBOLT] = 1
-        elif step == REMOVE:
-            img[rm.BAY_CO_PACK_GRIP] = 1
-            img[rm.BAY_CO_RGV_RAISE] = 1 if sub == 0 else 0
-        elif step == STORE:
-            img[rm.BAY_CO_PACK_GRIP] = 0 if sub == 2 else 1
-            img[rm.BAY_CO_CARRIER_TO_RACK] = 1 if sub >= 1 else 0
-        elif step == FETCH:
-            img[rm.BAY_CO_PACK_GRIP] = 1
-            img[rm.BAY_CO_CARRIER_TO_BAY] = 1 if sub >= 1 else 0
-        elif step == INSTALL or step == VERIFY:
-            img[rm.BAY_CO_PACK_GRIP] = 1
-            img[rm.BAY_CO_RGV_RAISE] = 1
-        elif step == BOLT:
-            img[rm.BAY_CO_PACK_GRIP] = 1
-            img[rm.BAY_CO_RGV_RAISE] = 1
-            # sub 0 dock run, 1 tool off, 2 lock run
-            img[rm.BAY_CO_TOOL_BOLT] = 1 if sub != 1 else 0
-            img[rm.BAY_CO_TOOL_LOCK_SPEED] = 1 if sub >= 1 else 0
-        elif step == LOWER:
-            img[rm.BAY_CO_RGV_RAISE] = self._rgv_hold if sub == 0 else 0
-            img[rm.BAY_CO_LIFT_DOWN] = 1 if sub == 2 else 0
-
     def _unreserve(self):
         s = self.swap
         if s.reserved:
@@ -556,246 +503,3 @@ class Bay:
             self.rack.release(s.fetch_slot)
 
 
-# ---- the steps: each returns None (running), True (done) or a failure reason ---------
-def _identify(b, now):
-    s = b.swap
-    if b.queue:
-        v = b.queue.pop(0)
-        s.vehicle, s.model, s.pack, s.ptype, s.soc, s.subscribed = v
-        return True
-    if not b.di[rm.BAY_DI_VEHICLE_PRESENT]:
-        return None
-    if not b._fresh_ir():
-        return None
-    ir = b.ir
-    st = ir[rm.BAY_IR_ID_STATUS]
-    seq = ir[rm.BAY_IR_ID_SEQ]
-    if st == rm.ID_UNKNOWN:
-        return "unknown tag"
-    if st != rm.ID_VALID or seq == b.last_id_seq:
-        return None
-    b.last_id_seq = seq
-    s.vehicle = str(rm.u32(ir[rm.BAY_IR_VEHICLE_ID_HI], ir[rm.BAY_IR_VEHICLE_ID_LO]))
-    s.model = b.model_codes.get(ir[rm.BAY_IR_VEHICLE_MODEL])
-    s.pack = rm.u32(ir[rm.BAY_IR_PACK_ID_HI], ir[rm.BAY_IR_PACK_ID_LO])
-    s.ptype = b.pack_codes.get(ir[rm.BAY_IR_PACK_TYPE])
-    s.subscribed = True  # the reader reports VALID only for registered tags/plates
-    return True
-
-
-def _authorise(b, now):
-    s = b.swap
-    if s.vehicle not in b.allow and not (b.subscription and s.subscribed):
-        return "not authorised"
-    types = b.cfg["compatibility"].get(s.model)
-    if types is None:
-        return "unknown model"
-    if s.ptype not in types:
-        return "pack type not compatible"
-    free = b.rack.free_slot()
-    if free is None:
-        return None  # the carrier needs an empty slot for the pack coming out
-    if not s.reserved:
-        slot = b.rack.reserve_for(s.model, now)
-        if slot is None:
-            return None  # wait for a charged pack until the step times out
-        s.fetch_slot = slot
-        s.reserved = True
-    s.store_slot = free
-    return True
-
-
-def _position(b, now):
-    di = b.di
-    if not b._fresh():
-        return None
-    if b.sub == 0:  # entry open: a queued vehicle drives in now
-        if di[rm.BAY_DI_VEHICLE_PRESENT]:
-            b.sub = 1
-        return None
-    if b.sub == 1:  # entry closed behind it before anything moves
-        if di[rm.BAY_DI_DOOR_CLOSED]:
-            b._guard = True
-            b.sub = 2
-        return None
-    if di[rm.BAY_DI_VEHICLE_POSITIONED]:
-        return True
-    return None
-
-
-def _lift(b, now):
-    if b._fresh() and b.di[rm.BAY_DI_LIFT_UP]:
-        return True
-    return None
-
-
-def _bolt_window(b, i, torque_lo, torque_hi, angle):
-    t = b.ir[rm.BAY_IR_TORQUE_BASE + i] / 10
-    if not (torque_lo <= t <= torque_hi):
-        return "bolt %d torque %.1f" % (i + 1, t)
-    if angle is not None and not (b.angle[0] <= angle <= b.angle[1]):
-        return "bolt %d angle %d" % (i + 1, angle)
-    return None
-
-
-def _unbolt(b, now):
-    di = b.di
-    if b.sub == 0:
-        if b._fresh() and di[rm.BAY_DI_RGV_UP]:
-            b.sub = 1
-        return None
-    if not b._fresh() or di[rm.BAY_DI_TOOL_BUSY]:
-        return None
-    for i in range(b.bolts):
-        if not di[rm.BAY_DI_BOLT_RELEASED_BASE + i]:
-            return "bolt %d not released" % (i + 1)
-    if b.plan == P_RESWAP:
-        return True  # taking out a pack that failed bolting: its bolts are in no known state
-    if not b._fresh_ir():
-        return None
-    lo = b.torque[0] * _BREAKAWAY_LO
-    hi = b.torque[1] * _BREAKAWAY_HI
-    for i in range(b.bolts):
-        why = _bolt_window(b, i, lo, hi, None if b._cut else b.ir[rm.BAY_IR_ANGLE_BASE + i])
-        if why:
-            return why
-    return True
-
-
-def _remove(b, now):
-    di = b.di
-    if not b._fresh():
-        return None
-    if b.sub == 0:
-        if di[rm.BAY_DI_PACK_GRIPPED]:
-            b.sub = 1
-        return None
-    if di[rm.BAY_DI_RGV_DOWN] and di[rm.BAY_DI_PACK_ON_CARRIER] and not di[rm.BAY_DI_PACK_SEATED]:
-        return True
-    return None
-
-
-def _target(b, slot):
-    """Set the carrier target register; True once the module has it."""
-    b._set_hr(0, slot)
-    return b._fresh()
-
-
-def _store(b, now):
-    s = b.swap
-    di = b.di
-    if b.sub == 0:
-        if _target(b, s.store_slot):
-            b.sub = 1
-        return None
-    if not b._fresh() or not di[rm.BAY_DI_CARRIER_AT_RACK]:
-        return None
-    if b.sub == 1:
-        b.sub = 2  # at the slot: open the grip, the rack takes the pack
-        return None
-    if di[rm.BAY_DI_PACK_ON_CARRIER]:
-        return None
-    if b.plan == P_ISOLATE:
-        b.rack.to_isolation(s.new_pack, now)
-        return True
-    if not b.rack.holds(s.store_slot, s.pack if b.plan == P_SWAP else s.new_pack):
-        return None  # until that slot's charger reports the pack
-    if b.plan == P_SWAP:
-        s.own_slot = s.store_slot
-    return True
-
-
-def _fetch(b, now):
-    s = b.swap
-    di = b.di
-    if b.sub == 0:
-        if _target(b, s.fetch_slot):
-            b.sub = 1
-        return None
-    if b._fresh() and di[rm.BAY_DI_CARRIER_AT_BAY] and di[rm.BAY_DI_PACK_ON_CARRIER]:
-        s.new_pack = b.rack.take(s.fetch_slot, now)
-        s.reserved = False
-        return True
-    return None
-
-
-def _install(b, now):
-    if b._fresh() and b.di[rm.BAY_DI_RGV_UP] and b.di[rm.BAY_DI_PACK_SEATED]:
-        return True
-    return None
-
-
-def _bolt(b, now):
-    di = b.di
-    if not b._fresh() or di[rm.BAY_DI_TOOL_BUSY]:
-        return None
-    if b.sub == 0:  # run-down at docking speed ended at snug torque
-        b.sub = 1
-        return None
-    if b.sub == 1:  # tool coil off so the locking run starts on a fresh edge
-        b.sub = 2
-        return None
-    if not b._fresh_ir():
-        return None
-    # Torque control with angle monitoring: the angle is the one turned from snug to
-    # final torque, summed over re-runs; unknown if a stop cut a run short, and
-    # meaningless when re-securing the vehicle's own part-loosened pack.
-    judge = not b._cut and b.plan != P_REBOLT
-    why = None
-    for i in range(b.bolts):
-        b._angle[i] += b.ir[rm.BAY_IR_ANGLE_BASE + i]
-        if why is None:
-            if not di[rm.BAY_DI_BOLT_TORQUE_OK_BASE + i]:
-                why = "bolt %d torque not ok" % (i + 1)
-            else:
-                why = _bolt_window(b, i, b.torque[0], b.torque[1], b._angle[i] if judge else None)
-    if why is None:
-        return True
-    if b._retry < _RETRIES_BOLT:
-        b._retry += 1
-        b._alarm("bolt_retry", why)
-        b.sub = 1
-        return None
-    return why
-
-
-def _verify(b, now):
-    if b._fresh() and b.di[rm.BAY_DI_ELECTRICAL_OK]:
-        return True
-    return None
-
-
-def _lower(b, now):
-    di = b.di
-    if not b._fresh():
-        return None
-    if b.sub == 0:
-        if not di[rm.BAY_DI_PACK_GRIPPED]:
-            b.sub = 1
-        return None
-    if b.sub == 1:
-        if di[rm.BAY_DI_RGV_DOWN]:
-            if di[rm.BAY_DI_PACK_ON_CARRIER] and b.plan != P_ABORT:
-                return "pack came down with the platform"
-            b.sub = 2
-        return None
-    if di[rm.BAY_DI_LIFT_DOWN]:
-        return True
-    return None
-
-
-def _release(b, now):
-    di = b.di
-    if not b._fresh():
-        return None
-    if b.sub == 0:
-        if di[rm.BAY_DI_POSITIONER_OPEN]:
-            b.sub = 1
-        return None
-    if not di[rm.BAY_DI_VEHICLE_PRESENT]:
-        return True
-    return None
-
-
-_STEPS = (_identify, _authorise, _position, _lift, _unbolt, _remove, _store, _fetch, _install,
-          _bolt, _verify, _lower, _release)

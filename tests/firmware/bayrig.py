@@ -10,9 +10,8 @@ from firmware.core import bay as bay_mod
 from firmware.core import config
 from firmware.proto import regmap as rm
 
-MODEL_CODES = {1: "NIO-ES6", 2: "NIO-ET5", 3: "PARTNER-A-SUV"}
-PACK_CODES = {rm.PACK_75: "NIO-75", rm.PACK_100: "NIO-100", rm.PACK_150: "NIO-150",
-              rm.PACK_100_HV: "STD-A-60"}
+NIO_ES6 = 1  # model codes of firmware/station.json
+PARTNER_A_SUV = 11
 
 _cfg_text = None
 
@@ -59,14 +58,20 @@ class RackPort:
                 return k
         return None
 
+    @property
+    def pack(self):
+        return [p.id if p is not None else None for p in self.plant.slots]
+
+    def insert_pack(self, slot, pack):
+        pass
+
     def holds(self, slot, pack):
         p = self.plant.slots[slot]
         return p is not None and p.id == pack
 
     def take(self, slot, now):
         self.reserved.discard(slot)
-        p = self.plant.bay.carrier_pack
-        return p.id if p is not None else None
+        return self.plant.bay.carrier_pack.id
 
     def set_fault(self, slot, why):
         self.faulty.add(slot)
@@ -85,7 +90,7 @@ class BayRig:
         self.plant.fill(packs)
         self.rack = RackPort(self.plant)
         self.events = []
-        self.bay = bay_mod.Bay(self.cfg, self.rack, self._emit, MODEL_CODES, PACK_CODES)
+        self.bay = bay_mod.Bay(self.cfg, self.rack, self._emit)
         self.n = 0
         self.dev = self.plant.bay
 
@@ -129,7 +134,7 @@ class BayRig:
             self.plant.advance(period)
         return False
 
-    def vehicle(self, vid=7001, model=1, pack_id=555, soc=12.0, ptype=rm.PACK_100):
+    def vehicle(self, vid=7001, model=NIO_ES6, pack_id=555, soc=12.0, ptype=rm.PACK_100):
         v = Vehicle(vid, model, Pack(pack_id, ptype, soc=soc, bolts=self.plant.bolts))
         self.plant.arrive(v)
         return v

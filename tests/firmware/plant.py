@@ -1,10 +1,8 @@
 """A small station plant for firmware tests, in plain Python both interpreters run.
 
-- ``MemBus``: an in-memory field bus with the Modbus master's transaction API
-  (``read``/``write`` -> transaction with done/ok/error/values/time_ms, ``poll``,
-  ``next_poll_ms``, ``health(unit).online``). A request completes at the first
-  ``poll`` at least ``latency_ms`` after it was queued; an offline device makes it
-  fail after ``timeout_ms * (retries + 1)``.
+- ``MemBus``: an in-memory field bus on the Modbus master's own ``BusMaster``
+  (same queue, transaction pool, retries and offline/probe logic), calling the
+  devices instead of framing bytes.
 - ``Charger``: one charger module per the register map (status/control blocks,
   heartbeat watchdog, latched faults), integrating its pack's SoC lazily on access.
 - ``BayIO``: the bay remote-I/O module with the mechanics behind it: each axis a
@@ -14,10 +12,13 @@
 
 Devices follow host/buses.py's ``Device`` shape: ``read(fc, address, count)`` and
 ``write(fc, address, values)``, raising ``NoReply`` when off the bus.
-Time is virtual: ``Plant.now`` is a plain integer of ms, moved by ``advance``.
+Time is virtual: ``Plant.now`` is a plain integer of ms, moved by ``advance``; the
+buses take the ticks value the supervisor is given.
 """
 
+from firmware.compat import ticks_add, ticks_diff
 from firmware.proto import regmap as rm
+from firmware.proto.fieldbus import ERR_EXCEPTION, ERR_NONE, ERR_TIMEOUT, IDLE_POLL_MS, BusMaster
 
 FC_READ_COILS = 1
 FC_READ_DISCRETE = 2
@@ -40,107 +41,70 @@ class SlaveError(Exception):
 
 
 # ---- bus ---------------------------------------------------------------------------
-class Txn:
-    def __init__(self, unit, fc, address, count, wvalues):
-        self.unit = unit
-        self.fc = fc
-        self.address = address
-        self.count = count
-        self.wvalues = wvalues
-        self.done = False
-        self.ok = False
-        self.error = None
-        self.values = None
-        self.time_ms = 0
-        self._due = 0
+class MemBus(BusMaster):
+    """The master's queue, pool and health logic (``BusMaster``) over in-process
+    devices: one transaction at a time, each taking ``latency_ms``; a device that
+    is off the bus costs ``timeout_ms`` per attempt, as on the wire."""
 
-
-class Health:
-    def __init__(self):
-        self.online = True
-        self.fails = 0
-        self.ok_count = 0
-        self.err_count = 0
-
-
-class MemBus:
-    def __init__(self, plant, devices, latency_ms=0, timeout_ms=50, retries=2, offline_after=3,
-                 probe_interval_ms=5000):
-        self.plant = plant
+    def __init__(self, devices, latency_ms=0, timeout_ms=50, retries=2, offline_after=3,
+                 probe_interval_ms=5000, queue_size=8):
+        BusMaster.__init__(self, timeout_ms, retries, offline_after, probe_interval_ms, 0, None, queue_size)
         self.devices = devices  # unit -> device
         self.latency_ms = latency_ms
-        self.fail_ms = timeout_ms * (retries + 1)
-        self.offline_after = offline_after
-        self.probe_interval_ms = probe_interval_ms
-        self.queue = []
-        self.health_of = {}
+        self._due = 0
         self.requests = 0
-        self.log = None  # list to record (unit, fc, address, values) of writes, if set
-
-    def health(self, unit):
-        h = self.health_of.get(unit)
-        if h is None:
-            h = self.health_of[unit] = Health()
-        return h
-
-    def _submit(self, unit, fc, address, count, values):
-        t = Txn(unit, fc, address, count, values)
-        dev = self.devices.get(unit)
-        lat = self.latency_ms
-        if dev is None or getattr(dev, "offline", False):
-            lat = self.fail_ms
-        t._due = self.plant.now + lat
-        self.queue.append(t)
-        self.requests += 1
-        return t
-
-    def read(self, unit, fc, address, count):
-        return self._submit(unit, fc, address, count, None)
-
-    def write(self, unit, fc, address, values):
-        if self.log is not None:
-            self.log.append((self.plant.now, unit, fc, address, list(values)))
-        return self._submit(unit, fc, address, len(values), values)
+        self.log_writes = None  # a list to record (unit, fc, address, values) of writes...
+        self.log_unit = None  # ...to this unit
 
     def poll(self, now_ms):
-        q = self.queue
-        while q and q[0]._due <= self.plant.now:
-            t = q.pop(0)
-            self._complete(t)
+        while True:
+            tx = self._active
+            if tx is None:
+                tx = self._next_tx(now_ms)
+                if tx is None:
+                    return
+                self._start(tx, now_ms)
+                continue
+            if ticks_diff(now_ms, self._due) < 0:
+                return
+            self._exchange(tx, now_ms)
 
-    def _complete(self, t):
-        dev = self.devices.get(t.unit)
-        h = self.health(t.unit)
-        t.done = True
-        t.time_ms = self.plant.now
+    def _start(self, tx, now_ms):
+        tx.attempts += 1
+        self.requests += 1
+        dev = self.devices.get(tx.unit)
+        off = dev is None or dev.offline
+        self._due = ticks_add(now_ms, self.timeout_ms if off else self.latency_ms)
+
+    def _exchange(self, tx, now_ms):
+        dev = self.devices.get(tx.unit)
         try:
-            if dev is None or getattr(dev, "offline", False):
+            if dev is None or dev.offline:
                 raise NoReply()
-            if t.wvalues is None:
-                t.values = dev.read(t.fc, t.address, t.count)
+            if tx.fc < 5:
+                got = dev.read(tx.fc, tx.address, tx.count)
+                v = tx.result_list()
+                for i in range(tx.count):
+                    v[i] = got[i]
             else:
-                dev.write(t.fc, t.address, t.wvalues)
-            t.ok = True
-            h.fails = 0
-            h.online = True
-            h.ok_count += 1
-        except NoReply:
-            t.error = "timeout"
-            h.fails += 1
-            h.err_count += 1
-            if h.fails >= self.offline_after:
-                h.online = False
+                vals = [tx.written(i) for i in range(tx.count)]
+                if self.log_writes is not None and tx.unit == self.log_unit:
+                    self.log_writes.append((tx.unit, tx.fc, tx.address, vals))
+                dev.write(tx.fc, tx.address, vals)
+            self._finish(tx, ERR_NONE, now_ms)
         except SlaveError as e:
-            t.error = "exception " + str(e.code)
-            h.err_count += 1
+            self._finish(tx, ERR_EXCEPTION, now_ms, e.code)
+        except NoReply:
+            self._attempt_failed(tx, ERR_TIMEOUT)
+            if self._attempts_left(tx):
+                self._start(tx, now_ms)
+            else:
+                self._finish(tx, ERR_TIMEOUT, now_ms)
 
     def next_poll_ms(self, now_ms):
-        if not self.queue:
-            return 1000000
-        return max(0, self.queue[0]._due - self.plant.now)
-
-    def pending(self):
-        return len(self.queue)
+        if self._active is not None:
+            return max(0, ticks_diff(self._due, now_ms))
+        return 0 if self._qlen else IDLE_POLL_MS
 
 
 # ---- packs and vehicles ------------------------------------------------------------
@@ -357,6 +321,7 @@ class BayIO:
         self.move_dest = None
         self.move_ms = 0
         self.transfer_ms = -1
+        self.returning = False
         self.tool = 0  # 0 idle, 1 unbolt, 2 dock, 3 lock
         self.tool_ms = 0
         self.prev_unbolt = 0
@@ -567,20 +532,24 @@ class BayIO:
 
     def _carrier(self, dt):
         c = self.coils
-        plant = self.plant
         target = self.hr[rm.BAY_HR_TARGET_SLOT]
         to_rack = c[rm.BAY_CO_CARRIER_TO_RACK] and not c[rm.BAY_CO_CARRIER_TO_BAY]
         to_bay = c[rm.BAY_CO_CARRIER_TO_BAY] and not c[rm.BAY_CO_CARRIER_TO_RACK]
+        if not to_bay:
+            self.returning = False
         if not (to_rack or to_bay) or not self.rgv.low() or "carrier" in self.stuck:
             return
         if to_rack:
             dest = target
-        elif self.carrier_pack is None:
-            dest = target  # go and get it
-        else:
+        elif self.returning or self.carrier_pack is not None:
             dest = -1
+        else:
+            dest = target  # CARRIER_TO_BAY: to the slot, take its pack if any, back to the bay
         if self.carrier_at == dest:
-            self._transfer(dt, to_rack, target)
+            if to_rack:
+                self._store(dt, target)
+            elif dest >= 0:
+                self._pick(dt, target)
             return
         if self.move_dest != dest:
             self.move_dest = dest
@@ -592,29 +561,34 @@ class BayIO:
             self.carrier_at = dest
             self.move_dest = None
             self.transfer_ms = T["transfer"]
-        _ = plant
 
-    def _transfer(self, dt, to_rack, target):
-        c = self.coils
+    def _store(self, dt, target):
+        """At a rack slot with the grip open, the slot's shuttle takes the carrier's pack."""
         plant = self.plant
-        if to_rack and self.carrier_pack is not None and not c[rm.BAY_CO_PACK_GRIP] and self.grip.low():
-            if target == len(plant.slots):
-                if self.transfer_ms > 0:
-                    self.transfer_ms -= dt
-                    if self.transfer_ms <= 0:
-                        plant.isolation.append(self.carrier_pack)
-                        self.carrier_pack = None
-            elif plant.slots[target] is None:
-                self.transfer_ms -= dt
-                if self.transfer_ms <= 0:
-                    plant.slots[target] = self.carrier_pack
-                    self.carrier_pack = None
-        elif not to_rack and self.carrier_pack is None and target < len(plant.slots) and plant.slots[target]:
-            if c[rm.BAY_CO_PACK_GRIP]:
-                self.transfer_ms -= dt
-                if self.transfer_ms <= 0:
-                    self.carrier_pack = plant.slots[target]
-                    plant.slots[target] = None
+        if self.carrier_pack is None or self.coils[rm.BAY_CO_PACK_GRIP] or not self.grip.low():
+            return
+        iso = target == len(plant.slots)
+        if not iso and plant.slots[target] is not None:
+            return
+        self.transfer_ms -= dt
+        if self.transfer_ms <= 0:
+            if iso:
+                plant.isolation.append(self.carrier_pack)
+            else:
+                plant.slots[target] = self.carrier_pack
+            self.carrier_pack = None
+
+    def _pick(self, dt, target):
+        plant = self.plant
+        if target >= len(plant.slots) or plant.slots[target] is None:
+            self.returning = True  # nothing to take: back empty
+            return
+        if self.coils[rm.BAY_CO_PACK_GRIP]:
+            self.transfer_ms -= dt
+            if self.transfer_ms <= 0:
+                self.carrier_pack = plant.slots[target]
+                plant.slots[target] = None
+                self.returning = True
 
     def _vehicle(self, dt):
         plant = self.plant

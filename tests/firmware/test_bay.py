@@ -1,14 +1,12 @@
 """Swap-bay sequence against the plant's bay module (no bus): the normal swap, a
 failure in every step and its way out, e-stop in every step, interlocks, manual mode."""
 
-from bayrig import BayRig
+from bayrig import PARTNER_A_SUV, BayRig
 
 from firmware.core import bay as B
 from firmware.core import safety as sf
 from firmware.proto import regmap as rm
 
-_RUN_COILS = (rm.BAY_CO_LIFT_UP, rm.BAY_CO_LIFT_DOWN, rm.BAY_CO_TOOL_UNBOLT, rm.BAY_CO_TOOL_BOLT,
-              rm.BAY_CO_CARRIER_TO_RACK, rm.BAY_CO_CARRIER_TO_BAY, rm.BAY_CO_DOOR_OPEN, rm.BAY_CO_EXIT_OPEN)
 _LIMIT = 400000  # ms of virtual time any one scenario may take
 
 
@@ -70,7 +68,7 @@ def test_nothing_moves_before_boot_confirmation():
     assert r.bay.swap is None
     assert r.plant.bay.vehicle is None  # door never opened
     assert r.bay.coils[rm.BAY_CO_BEACON_RED] == 1
-    assert not any(r.dev.coils[c] for c in _RUN_COILS)
+    assert not any(r.dev.coils[c] for c in B.RUN)
     r.confirm()
     assert _until_end(r) == "ok"
 
@@ -98,7 +96,7 @@ def test_unknown_tag_and_unauthorised_vehicle_are_rejected():
 
 def test_incompatible_pack_type_is_rejected():
     r = _rig()
-    r.vehicle(model=3, ptype=rm.PACK_100)  # PARTNER-A-SUV takes STD-A-60 only
+    r.vehicle(model=PARTNER_A_SUV, ptype=rm.PACK_100)  # it takes STD-A-60 packs only
     assert _until_end(r) == "rejected"
     assert ("step_failed", "authorise: pack type not compatible") in r.alarms()
 
@@ -286,7 +284,7 @@ def _estop_in(step, sub):
     r.run(700)  # part way into the step
     r.dev.estop = True
     r.cycle()  # the cycle that sees the input...
-    assert not any(r.dev.coils[c] for c in _RUN_COILS), (B.SWAP_STEPS[step], list(r.dev.coils))  # ...stops
+    assert not any(r.dev.coils[c] for c in B.RUN), (B.SWAP_STEPS[step], list(r.dev.coils))  # ...stops
     assert r.dev.coils[rm.BAY_CO_BEACON_RED] == 1
     assert r.bay.safety.hold & sf.ESTOP
     held = _all_positions(r.dev)
@@ -313,7 +311,7 @@ def test_estop_in_every_step_stops_at_once_and_resumes_after_ack():
 
 def test_estop_during_tool_runs():
     for step in (B.UNBOLT, B.BOLT):
-        for sub in (1, 2) if step == B.BOLT else (1,):
+        for sub in (1, 3) if step == B.BOLT else (1,):
             out, v = _estop_in(step, sub)
             assert out == "ok", (step, sub, out)
             assert v.pack.tight()
@@ -355,7 +353,7 @@ def test_light_curtain_and_door_interlocks():
     r.dev.curtain_broken = True
     r.cycle()
     assert r.bay.safety.hold & sf.INTERLOCK
-    assert not any(r.dev.coils[c] for c in _RUN_COILS)
+    assert not any(r.dev.coils[c] for c in B.RUN)
     r.dev.curtain_broken = False
     r.cycle()
     assert r.bay.safety.hold & sf.INTERLOCK
@@ -423,3 +421,6 @@ def test_isolation_move_carries_pack_to_isolation_bay():
     assert r.plant.slots[5] is None
     assert [p.id for p in r.plant.isolation] == [1005]
     assert r.rack.isolated == [1005]
+    assert r.dev.carrier_at == -1 and r.dev.carrier_pack is None  # home again, empty
+    r.vehicle()
+    assert _until_end(r) == "ok"

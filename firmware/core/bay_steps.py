@@ -1,0 +1,375 @@
+"""Swap-bay steps and plans (see bay.py). Each step function takes the ``Bay``
+and ``now_ms`` and returns None (running), True (done) or a failure reason; it
+judges only sensors that saw its own outputs (``Bay._fresh``). The bay's output
+image for each step and sub-phase is ``image``."""
+
+from firmware.compat import const
+from firmware.proto import regmap as rm
+
+IDLE = const(-1)
+IDENTIFY = const(0)
+AUTHORISE = const(1)
+POSITION = const(2)
+LIFT = const(3)
+UNBOLT = const(4)
+REMOVE = const(5)
+STORE = const(6)
+FETCH = const(7)
+INSTALL = const(8)
+BOLT = const(9)
+VERIFY = const(10)
+LOWER = const(11)
+RELEASE = const(12)
+STEP_COUNT = const(13)
+
+P_SWAP = const(0)
+P_REJECT = const(1)
+P_ABORT = const(2)
+P_REBOLT = const(3)
+P_RESWAP = const(4)
+P_ISOLATE = const(5)
+PLANS = (
+    tuple(range(STEP_COUNT)),
+    (RELEASE,),
+    (LOWER, RELEASE),
+    (BOLT, VERIFY, LOWER, RELEASE),
+    (UNBOLT, REMOVE, STORE, FETCH, INSTALL, BOLT, VERIFY, LOWER, RELEASE),
+    (FETCH, STORE, FETCH),  # the last fetch brings the empty carrier home through an empty slot
+)
+PLAN_NAMES = ("swap", "reject", "abort", "rebolt", "reswap", "isolate")
+
+# Coils that run a drive; a stop forces them to 0. The others (positioner, platform,
+# grip, doors) command a position: 0 is itself a motion (retract, lower, close), so a
+# stop holds them as they were and the bay's safety relay cuts their drives.
+RUN = (rm.BAY_CO_LIFT_UP, rm.BAY_CO_LIFT_DOWN, rm.BAY_CO_TOOL_UNBOLT, rm.BAY_CO_TOOL_BOLT,
+        rm.BAY_CO_CARRIER_TO_RACK, rm.BAY_CO_CARRIER_TO_BAY)
+BEACONS = (rm.BAY_CO_BEACON_GREEN, rm.BAY_CO_BEACON_AMBER, rm.BAY_CO_BEACON_RED)
+
+# Loosening window relative to the tightening torque window: a bolt that breaks away
+# below half the minimum was loose; above 1.5x the maximum it is seized.
+BREAKAWAY_LO = 0.5
+BREAKAWAY_HI = 1.5
+RETRIES_BOLT = const(1)  # extra locking runs before bolting counts as failed
+
+
+def image(b, img):
+    """The coils this step and sub-phase command (no stop applied)."""
+    for i in range(len(img)):
+        img[i] = 0
+    step = b.step
+    sub = b.sub
+    if step == IDLE:
+        img[rm.BAY_CO_DOOR_OPEN] = 1
+        img[rm.BAY_CO_BEACON_GREEN] = 1
+        return
+    if step == RELEASE:
+        if sub == 1:
+            img[rm.BAY_CO_EXIT_OPEN] = 1
+            img[rm.BAY_CO_BEACON_GREEN] = 1
+        else:
+            img[rm.BAY_CO_BEACON_AMBER] = 1
+        return
+    if step <= AUTHORISE:
+        img[rm.BAY_CO_BEACON_AMBER] = 1
+        return
+    if step == POSITION and sub == 0:
+        img[rm.BAY_CO_DOOR_OPEN] = 1
+        img[rm.BAY_CO_BEACON_GREEN] = 1
+        return
+    img[rm.BAY_CO_BEACON_AMBER] = 1
+    if b.plan == P_ISOLATE:
+        img[rm.BAY_CO_PACK_GRIP] = 1
+    elif step > POSITION or sub == 2:
+        img[rm.BAY_CO_POSITIONER] = 1
+    if step == LIFT:
+        img[rm.BAY_CO_LIFT_UP] = 1
+    elif step == UNBOLT:
+        img[rm.BAY_CO_RGV_RAISE] = 1
+        if sub == 1:
+            img[rm.BAY_CO_TOOL_UNBOLT] = 1
+    elif step == REMOVE:
+        img[rm.BAY_CO_PACK_GRIP] = 1
+        img[rm.BAY_CO_RGV_RAISE] = 1 if sub == 0 else 0
+    elif step == STORE:
+        img[rm.BAY_CO_PACK_GRIP] = 0 if sub == 2 else 1
+        img[rm.BAY_CO_CARRIER_TO_RACK] = 1 if sub >= 1 else 0
+    elif step == FETCH:
+        img[rm.BAY_CO_PACK_GRIP] = 1
+        img[rm.BAY_CO_CARRIER_TO_BAY] = 1 if sub >= 1 else 0
+    elif step == INSTALL or step == VERIFY:
+        img[rm.BAY_CO_PACK_GRIP] = 1
+        img[rm.BAY_CO_RGV_RAISE] = 1
+    elif step == BOLT:
+        img[rm.BAY_CO_PACK_GRIP] = 1
+        img[rm.BAY_CO_RGV_RAISE] = 1
+        # sub 0 platform up, 1 dock run, 2 tool off, 3 lock run
+        img[rm.BAY_CO_TOOL_BOLT] = 1 if sub == 1 or sub == 3 else 0
+        img[rm.BAY_CO_TOOL_LOCK_SPEED] = 1 if sub >= 2 else 0
+    elif step == LOWER:
+        img[rm.BAY_CO_RGV_RAISE] = b._rgv_hold if sub == 0 else 0
+        img[rm.BAY_CO_LIFT_DOWN] = 1 if sub == 2 else 0
+
+
+# ---- the steps: each returns None (running), True (done) or a failure reason ---------
+def _identify(b, now):
+    s = b.swap
+    if b.queue:
+        v = b.queue.pop(0)
+        s.vehicle, s.model, s.pack, s.ptype, s.soc, s.subscribed = v
+        return True
+    if not b.di[rm.BAY_DI_VEHICLE_PRESENT]:
+        return None
+    if not b._fresh_ir():
+        return None
+    ir = b.ir
+    st = ir[rm.BAY_IR_ID_STATUS]
+    seq = ir[rm.BAY_IR_ID_SEQ]
+    if st == rm.ID_UNKNOWN:
+        return "unknown tag"
+    if st != rm.ID_VALID or seq == b.last_id_seq:
+        return None
+    b.last_id_seq = seq
+    s.vehicle = str(rm.u32(ir[rm.BAY_IR_VEHICLE_ID_HI], ir[rm.BAY_IR_VEHICLE_ID_LO]))
+    s.model = b.model_codes.get(ir[rm.BAY_IR_VEHICLE_MODEL])
+    s.pack = rm.u32(ir[rm.BAY_IR_PACK_ID_HI], ir[rm.BAY_IR_PACK_ID_LO])
+    s.ptype = b.pack_codes.get(ir[rm.BAY_IR_PACK_TYPE])
+    s.subscribed = True  # the reader reports VALID only for registered tags/plates
+    return True
+
+
+def _authorise(b, now):
+    s = b.swap
+    if s.vehicle not in b.allow and not (b.subscription and s.subscribed):
+        return "not authorised"
+    types = b.cfg["compatibility"].get(s.model)
+    if types is None:
+        return "unknown model"
+    if s.ptype not in types:
+        return "pack type not compatible"
+    free = b.rack.free_slot()
+    if free is None:
+        return None  # the carrier needs an empty slot for the pack coming out
+    if not b.carrier_home():
+        return None
+    if not s.reserved:
+        slot = b.rack.reserve_for(s.model, now)
+        if slot is None:
+            return None  # wait for a charged pack until the step times out
+        s.fetch_slot = slot
+        s.reserved = True
+    s.store_slot = free
+    s.new_pack = b.rack.pack[s.fetch_slot]
+    return True
+
+
+def _position(b, now):
+    di = b.di
+    if not b._fresh():
+        return None
+    if b.sub == 0:  # entry open: a queued vehicle drives in now
+        if di[rm.BAY_DI_VEHICLE_PRESENT]:
+            b.sub = 1
+        return None
+    if b.sub == 1:  # entry closed behind it before anything moves
+        if di[rm.BAY_DI_DOOR_CLOSED]:
+            b._guard = True
+            b.sub = 2
+        return None
+    if di[rm.BAY_DI_VEHICLE_POSITIONED]:
+        return True
+    return None
+
+
+def _lift(b, now):
+    if b._fresh() and b.di[rm.BAY_DI_LIFT_UP]:
+        return True
+    return None
+
+
+def _bolt_window(b, i, torque_lo, torque_hi, angle):
+    t = b.ir[rm.BAY_IR_TORQUE_BASE + i] / 10
+    if not (torque_lo <= t <= torque_hi):
+        return "bolt %d torque %.1f" % (i + 1, t)
+    if angle is not None and not (b.angle[0] <= angle <= b.angle[1]):
+        return "bolt %d angle %d" % (i + 1, angle)
+    return None
+
+
+def _unbolt(b, now):
+    di = b.di
+    if b.sub == 0:
+        if b._fresh() and di[rm.BAY_DI_RGV_UP]:
+            b.sub = 1
+        return None
+    if not b._fresh() or di[rm.BAY_DI_TOOL_BUSY]:
+        return None
+    for i in range(b.bolts):
+        if not di[rm.BAY_DI_BOLT_RELEASED_BASE + i]:
+            return "bolt %d not released" % (i + 1)
+    if b.plan == P_RESWAP or b._cut:
+        # A pack that failed bolting, or a run cut short: the bolts' state before this
+        # run is unknown, so its breakaway torque and angle prove nothing.
+        return True
+    if not b._fresh_ir():
+        return None
+    lo = b.torque[0] * BREAKAWAY_LO
+    hi = b.torque[1] * BREAKAWAY_HI
+    for i in range(b.bolts):
+        why = _bolt_window(b, i, lo, hi, b.ir[rm.BAY_IR_ANGLE_BASE + i])
+        if why:
+            return why
+    return True
+
+
+def _remove(b, now):
+    di = b.di
+    if not b._fresh():
+        return None
+    if b.sub == 0:
+        if di[rm.BAY_DI_PACK_GRIPPED]:
+            b.sub = 1
+        return None
+    if di[rm.BAY_DI_RGV_DOWN] and di[rm.BAY_DI_PACK_ON_CARRIER] and not di[rm.BAY_DI_PACK_SEATED]:
+        return True
+    return None
+
+
+def _target(b, slot):
+    """Set the carrier target register; True once the module has it."""
+    b._set_hr(0, slot)
+    return b._fresh()
+
+
+def _store(b, now):
+    s = b.swap
+    di = b.di
+    if b.sub == 0:
+        if _target(b, s.store_slot):
+            b.sub = 1
+        return None
+    if not b._fresh() or not di[rm.BAY_DI_CARRIER_AT_RACK]:
+        return None
+    if b.sub == 1:
+        b.sub = 2  # at the slot: open the grip, the rack takes the pack
+        if b.plan != P_ISOLATE:
+            b.rack.insert_pack(s.store_slot, s.pack if b.plan == P_SWAP else s.new_pack)
+        return None
+    if di[rm.BAY_DI_PACK_ON_CARRIER]:
+        return None
+    if b.plan == P_ISOLATE:
+        b.rack.to_isolation(s.new_pack, now)
+        return True
+    if not b.rack.holds(s.store_slot, s.pack if b.plan == P_SWAP else s.new_pack):
+        return None  # until that slot's charger reports the pack
+    if b.plan == P_SWAP:
+        s.own_slot = s.store_slot
+    return True
+
+
+def _fetch(b, now):
+    s = b.swap
+    di = b.di
+    home = b.plan == P_ISOLATE and b.pi == 2
+    if b.sub == 0:
+        # The map has no "carrier home" command: fetching from an empty slot is one.
+        slot = b.rack.free_slot() if home else s.fetch_slot
+        if slot is not None and _target(b, slot):
+            b.sub = 1
+        return None
+    if home:
+        if b._fresh() and di[rm.BAY_DI_CARRIER_AT_BAY] and not di[rm.BAY_DI_PACK_ON_CARRIER]:
+            return True
+        return None
+    if b._fresh() and di[rm.BAY_DI_CARRIER_AT_BAY] and di[rm.BAY_DI_PACK_ON_CARRIER]:
+        if s.new_pack is None or b.rack.holds(s.fetch_slot, s.new_pack):
+            # The rack may already know from the charger that the slot is empty.
+            s.new_pack = b.rack.take(s.fetch_slot, now)
+        s.reserved = False
+        return True
+    return None
+
+
+def _install(b, now):
+    if b._fresh() and b.di[rm.BAY_DI_RGV_UP] and b.di[rm.BAY_DI_PACK_SEATED]:
+        return True
+    return None
+
+
+def _bolt(b, now):
+    di = b.di
+    if not b._fresh() or di[rm.BAY_DI_TOOL_BUSY]:
+        return None
+    if b.sub == 0:  # platform (and its nutrunners) up at the seated pack
+        if di[rm.BAY_DI_RGV_UP] and di[rm.BAY_DI_PACK_SEATED]:
+            b.sub = 1
+        return None
+    if b.sub == 1:  # run-down at docking speed ended at snug torque
+        b.sub = 2
+        return None
+    if b.sub == 2:  # tool coil off so the locking run starts on a fresh edge
+        b.sub = 3
+        return None
+    if not b._fresh_ir():
+        return None
+    # Torque control with angle monitoring: the angle is the one turned from snug to
+    # final torque, summed over re-runs; unknown if a stop cut a run short, and
+    # meaningless when re-securing the vehicle's own part-loosened pack.
+    judge = not b._cut and b.plan != P_REBOLT
+    why = None
+    for i in range(b.bolts):
+        b._angle[i] += b.ir[rm.BAY_IR_ANGLE_BASE + i]
+        if why is None:
+            if not di[rm.BAY_DI_BOLT_TORQUE_OK_BASE + i]:
+                why = "bolt %d torque not ok" % (i + 1)
+            else:
+                why = _bolt_window(b, i, b.torque[0], b.torque[1], b._angle[i] if judge else None)
+    if why is None:
+        return True
+    if b._retry < RETRIES_BOLT:
+        b._retry += 1
+        b._alarm("bolt_retry", why)
+        b.sub = 2
+        return None
+    return why
+
+
+def _verify(b, now):
+    if b._fresh() and b.di[rm.BAY_DI_ELECTRICAL_OK]:
+        return True
+    return None
+
+
+def _lower(b, now):
+    di = b.di
+    if not b._fresh():
+        return None
+    if b.sub == 0:
+        if not di[rm.BAY_DI_PACK_GRIPPED]:
+            b.sub = 1
+        return None
+    if b.sub == 1:
+        if di[rm.BAY_DI_RGV_DOWN]:
+            if di[rm.BAY_DI_PACK_ON_CARRIER] and b.plan != P_ABORT:
+                return "pack came down with the platform"
+            b.sub = 2
+        return None
+    if di[rm.BAY_DI_LIFT_DOWN]:
+        return True
+    return None
+
+
+def _release(b, now):
+    di = b.di
+    if not b._fresh():
+        return None
+    if b.sub == 0:
+        if di[rm.BAY_DI_POSITIONER_OPEN]:
+            b.sub = 1
+        return None
+    if not di[rm.BAY_DI_VEHICLE_PRESENT]:
+        return True
+    return None
+
+
+STEPS = (_identify, _authorise, _position, _lift, _unbolt, _remove, _store, _fetch, _install,
+          _bolt, _verify, _lower, _release)

@@ -1,0 +1,144 @@
+"""The supervisor's link to the bay remote-I/O module.
+
+Each cycle it reads the sensors (FC02, plus the input registers when the bay asks
+for them or waits for an identity) and hands them to the bay, which updates its
+sequence; whenever the bay's output generation changes it writes the holding
+registers (target slot, torque target, comm watchdog) if they changed, then every
+coil (FC15). Write completions are handled before reads, so a sensor image counts as
+seen by every output generation acknowledged before it (``Bay.set_inputs``). A
+failed write makes the module's outputs unknown: everything is sent again.
+
+At boot the module's coils are read back first (FC01) and adopted as the held
+image, so nothing that is in position is commanded elsewhere.
+"""
+
+from firmware.compat import const, ticks_add, ticks_diff
+from firmware.core import bay as bay_mod
+from firmware.proto import fieldbus as fb
+from firmware.proto import regmap as rm
+
+_WRITES = const(4)  # output writes in flight at most
+
+
+class BayLink:
+    def __init__(self, sup, bus, unit, bay, cycle_ms, idle_ms, now_ms):
+        self.sup = sup
+        self.bus = bus
+        self.unit = unit
+        self.bay = bay
+        self.cycle_ms = cycle_ms
+        self.idle_ms = idle_ms
+        self.comm_wd = max(1000, 3 * idle_ms)  # the module drops its coils after this silence
+        self._di = self._ir = self._co = None  # reads in flight
+        self._writes = []  # [tx, gen, is_coils] in bus order
+        self._hr_sent = None
+        self._bad_gen = -1  # generation whose register write failed
+        self.due = now_ms
+        self.last_done = now_ms
+        self.online = True
+        self.booted = 0  # 1 coils read back, 2 first sensors read
+
+    def poll_now(self, now_ms):
+        self.due = now_ms
+
+    def reading(self):
+        return self._di is not None
+
+    def progress(self, now_ms, stall_ms):
+        if self.bus.pending() == 0:
+            self.last_done = now_ms
+            return True
+        return ticks_diff(now_ms, self.last_done) <= stall_ms
+
+    def service(self, now_ms, run):
+        """Finish transactions; with ``run`` the bay sequence advances on new sensors.
+        Returns True when any transaction finished."""
+        got = False
+        b = self.bay
+        w = self._writes
+        while w and w[0][0].done:  # writes first: sensors read after them saw them
+            tx, gen, coils = w.pop(0)
+            if tx.ok and coils and gen != self._bad_gen:
+                b.outputs_written(gen)
+            elif not tx.ok:
+                self._bad_gen = gen
+                self._hr_sent = None  # unknown what the module has: send it all again
+                b.written = -1
+            tx.release()
+            got = True
+        co = self._co
+        if co is not None and co.done:
+            self._co = None
+            if co.ok:
+                b.adopt(co.values)
+                self.booted = 1
+            co.release()
+            got = True
+        di, ir = self._di, self._ir
+        if di is not None and di.done and (ir is None or ir.done):
+            self._di = self._ir = None
+            got = True
+            self._sensors(di, ir, now_ms, run)
+            di.release()
+            if ir is not None:
+                ir.release()
+        if got:
+            self.last_done = now_ms
+        if self._di is None and ticks_diff(now_ms, self.due) >= 0:
+            self._read(now_ms)
+        return got
+
+    def _sensors(self, di, ir, now_ms, run):
+        b = self.bay
+        if di.ok:
+            b.set_inputs(di.values, ir.values if ir is not None and ir.ok else None)
+            if not self.online:
+                self.online = True
+                b.comms(True)
+                self.sup._alarm(-1, "bay_io_offline", None, False)
+            if self.booted == 1:
+                self.booted = 2
+            if run:
+                b.update(now_ms)
+                self.write()
+        elif self.online and not self.bus.health(self.unit).online:
+            self.online = False
+            b.comms(False)
+            b.written = -1
+            self.sup._alarm(-1, "bay_io_offline", fb.ERROR_NAMES[di.error])
+
+    def _read(self, now_ms):
+        bus = self.bus
+        b = self.bay
+        if self.booted == 0:
+            if self._co is None:
+                self._co = bus.read(self.unit, fb.FC_READ_COILS, 0, rm.BAY_COIL_COUNT)
+            return
+        self._di = bus.read(self.unit, fb.FC_READ_DISCRETE_INPUTS, 0, rm.BAY_DI_COUNT)
+        if self._di is None:
+            return
+        if b.need_ir or (b.step == bay_mod.IDENTIFY and not b.queue):
+            self._ir = bus.read(self.unit, fb.FC_READ_INPUT_REGISTERS, 0, rm.BAY_IR_COUNT)
+        busy = b.swap is not None or b.safety.hold
+        self.due = ticks_add(now_ms, self.cycle_ms if busy else self.idle_ms)
+
+    def write(self):
+        """Send the bay's outputs if their generation is not on its way yet."""
+        b = self.bay
+        w = self._writes
+        if self.booted == 0 or len(w) >= _WRITES:
+            return
+        gen = b.gen
+        if (w and w[-1][1] == gen) or (not w and b.written == gen):
+            return
+        bus = self.bus
+        if self._hr_sent != b.hr:
+            tx = bus.write(self.unit, fb.FC_WRITE_MULTIPLE_REGISTERS, rm.BAY_HR_TARGET_SLOT,
+                           (b.hr[0], b.hr[1], self.comm_wd))
+            if tx is None:
+                return
+            w.append([tx, gen, False])
+            self._hr_sent = list(b.hr)
+        tx = bus.write(self.unit, fb.FC_WRITE_MULTIPLE_COILS, 0, b.coils)
+        if tx is not None:
+            w.append([tx, gen, True])

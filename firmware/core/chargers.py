@@ -1,0 +1,178 @@
+"""Charger polling for the supervisor: every ``limits.heartbeat_ms`` each slot's
+charger is read (status block, FC04) and then written (control block, FC16: the
+dispatch's setpoints and a fresh heartbeat), a few requests in flight at a time.
+
+- A good read goes to the rack (``update_from_charger``), which also runs thermal
+  detection; a new pack there brings an info-block read (cycles).
+- A failed read of a unit the bus has marked offline makes the slot unavailable at
+  once (``rack.charger_offline``) and raises one alarm, cleared by the next good read.
+- ``stop(slot)`` sends charge-enable 0 ahead of everything else for that slot.
+- A charger showing only the HEARTBEAT fault (the controller restarted) gets one
+  fault reset; the next control write enables it again if the dispatch says so.
+
+Per-slot state is kept in flat arrays; the only allocation per request is the
+control block list the dispatch fills (reused).
+"""
+
+from firmware.compat import const, ticks_add, ticks_diff
+from firmware.proto import fieldbus as fb
+from firmware.proto import regmap as rm
+
+_READ = const(1)
+_WRITE = const(2)
+_STOP = const(3)
+_RESET = const(4)
+_INFO = const(5)
+_IN_FLIGHT = const(6)
+
+
+class ChargerLink:
+    def __init__(self, sup, bus, cfg, now_ms):
+        self.sup = sup
+        self.bus = bus
+        slots = cfg["slots"]
+        self.n = n = len(slots)
+        self.units = [s["charger_unit"] for s in slots]
+        self.period = cfg["limits"]["heartbeat_ms"]
+        self.tx = [None] * n
+        self.kind = bytearray(n)
+        self.due = [now_ms] * n
+        self.hb = [0] * n
+        self.urgent = bytearray(n)  # _STOP or _RESET waiting
+        self.then = bytearray(n)  # _WRITE or _INFO to follow the read
+        self.read_once = bytearray(n)
+        self.online = bytearray(b"\x01" * n)
+        self.inflight = 0
+        self.last_done = now_ms
+        self.next_due = now_ms
+        self.dispatch_due = now_ms
+        self.reads = 0
+        self.writes = 0
+        self._rr = 0
+
+    def all_read(self):
+        for k in range(self.n):
+            if not self.read_once[k]:
+                return False
+        return True
+
+    def stop(self, slot):
+        self.urgent[slot] = _STOP
+
+    def stop_all(self):
+        for k in range(self.n):
+            self.urgent[k] = _STOP
+
+    def wait(self, now_ms):
+        if self.inflight >= _IN_FLIGHT:
+            return 1000
+        return ticks_diff(self.next_due, now_ms)
+
+    def progress(self, now_ms, stall_ms):
+        """False when requests are queued but none finished for ``stall_ms``."""
+        if self.bus.pending() == 0:
+            self.last_done = now_ms
+            return True
+        return ticks_diff(now_ms, self.last_done) <= stall_ms
+
+    def service(self, now_ms):
+        """Finish done requests and start due ones; True when any finished."""
+        got = False
+        tx = self.tx
+        for k in range(self.n):
+            t = tx[k]
+            if t is not None and t.done:
+                tx[k] = None
+                self.inflight -= 1
+                self._done(k, t, now_ms)
+                t.release()
+                got = True
+        if got:
+            self.last_done = now_ms
+        if ticks_diff(now_ms, self.dispatch_due) >= 0:
+            self.sup.dispatch_update(now_ms)
+            self.dispatch_due = ticks_add(now_ms, self.period)
+        self._start(now_ms)
+        return got
+
+    def _done(self, k, t, now_ms):
+        sup = self.sup
+        kind = self.kind[k]
+        if kind != _READ:
+            if kind == _INFO and t.ok:
+                sup.rack.update_info(k, t.values)
+            elif kind == _STOP and not t.ok:
+                self.urgent[k] = _STOP  # charging must stop: try again
+            if t.ok:
+                self.writes += kind != _INFO
+            return
+        self.read_once[k] = 1
+        if not t.ok:
+            self.then[k] = 0
+            if not self.bus.health(self.units[k]).online and self.online[k]:
+                self.online[k] = 0
+                sup.rack.charger_offline(k)
+                sup._alarm(k, "charger_offline", fb.ERROR_NAMES[t.error])
+            return
+        self.reads += 1
+        if not self.online[k]:
+            self.online[k] = 1
+            sup._alarm(k, "charger_offline", None, False)
+        rack = sup.rack
+        before = rack.pack[k]
+        rack.update_from_charger(k, t.values, now_ms)
+        if rack.faults[k] == rm.CHG_FAULT_HEARTBEAT and not self.urgent[k]:
+            self.urgent[k] = _RESET  # stopped by its watchdog while we were down
+        self.then[k] = _INFO if rack.pack[k] is not None and rack.pack[k] != before else _WRITE
+
+    def _start(self, now_ms):
+        n = self.n
+        bus = self.bus
+        nxt = None
+        for j in range(n):
+            if self.inflight >= _IN_FLIGHT:
+                break
+            k = (self._rr + j) % n
+            if self.tx[k] is not None:
+                continue
+            unit = self.units[k]
+            u = self.urgent[k]
+            if u == _STOP:
+                t = bus.write(unit, fb.FC_WRITE_SINGLE_REGISTER, rm.CHG_HR_ENABLE, 0)
+            elif u == _RESET:
+                t = bus.write(unit, fb.FC_WRITE_SINGLE_REGISTER, rm.CHG_HR_FAULT_RESET, 1)
+            elif self.then[k] == _INFO:
+                t = bus.read(unit, fb.FC_READ_INPUT_REGISTERS, rm.CHG_INFO_BASE, rm.CHG_INFO_COUNT)
+                u = _INFO
+            elif self.then[k] == _WRITE:
+                self.hb[k] = (self.hb[k] + 1) & 0xFFFF
+                t = bus.write(unit, fb.FC_WRITE_MULTIPLE_REGISTERS, rm.CHG_CONTROL_BASE,
+                              self.sup.dispatch.control_regs(k, self.hb[k]))
+                u = _WRITE
+            elif ticks_diff(now_ms, self.due[k]) >= 0:
+                t = bus.read(unit, fb.FC_READ_INPUT_REGISTERS, rm.CHG_STATUS_BASE, rm.CHG_STATUS_COUNT)
+                if t is not None:
+                    d = ticks_add(self.due[k], self.period)
+                    self.due[k] = d if ticks_diff(d, now_ms) > 0 else ticks_add(now_ms, self.period)
+                u = _READ
+            else:
+                if nxt is None or ticks_diff(self.due[k], nxt) < 0:
+                    nxt = self.due[k]
+                continue
+            if t is None:
+                break  # the bus queue is full
+            if u == _INFO:
+                self.then[k] = _WRITE
+            elif u == _WRITE:
+                self.then[k] = 0
+            elif u != _READ:
+                self.urgent[k] = 0
+            self.tx[k] = t
+            self.kind[k] = u
+            self.inflight += 1
+        self._rr = (self._rr + 1) % n
+        if nxt is None:
+            nxt = ticks_add(now_ms, self.period)
+        if ticks_diff(self.dispatch_due, nxt) < 0:
+            nxt = self.dispatch_due
+        self.next_due = nxt

@@ -1,0 +1,475 @@
+"""Station supervisor: the controller's non-blocking main loop.
+
+    sup = Supervisor(cfg, buses, storage, inputs=None, outputs=None, watchdog=None, now_ms=None)
+    while True:
+        wait = sup.tick(ticks_ms())  # ms until it next needs to run; sleep at most that
+
+- ``cfg``: the station config, raw (validated here) or as ``config.load``/``validate``
+  return it. A bad config leaves the station in a safe state: no bus traffic (the bay
+  module's comm watchdog drops its coils, the chargers' heartbeat watchdogs stop
+  charging), ``motion_enable`` off, ``error`` names the field and the reason.
+- ``buses``: ``{"chargers": bus, "bay_io": bus}``, each with the field-bus transaction
+  API (``firmware.proto.fieldbus``: the RTU master or the simulator's direct bus), or a
+  ``hal.SerialPort``, which gets a ``ModbusMaster`` built from ``cfg["buses"]``.
+- ``storage``: ``hal.Storage`` for the journal.
+- ``inputs``: optional ``{"estop_ok": DigitalIn}``, the controller's own e-stop chain
+  (1 = healthy), read every tick. ``outputs``: optional ``{"motion_enable": DigitalOut,
+  "fault": DigitalOut}``.
+- ``watchdog``: optional ``hal.Watchdog``, fed by ``tick`` only while every subsystem
+  is alive (``alive``): both buses making progress, journal writable, loop on time.
+
+Operator actions, each journalled (OP): ``ack()`` resets e-stop / interlock / smoke
+latches whose cause is gone; ``confirm()`` confirms the bay after a power loss,
+manual mode, lost comms or a fault; ``manual(on)``; ``jog(coil, on)`` in manual mode;
+``abort_swap()`` closes a held swap as failed once the operator has cleared the bay;
+``clear_slot(slot)`` accepts a slot after a fault or a thermal alarm.
+``vehicle_arrived(vehicle_id, model, pack_id, soc=None, pack_type=None)`` queues an
+identity for scenario drivers whose plant has no reader; the primary path is the bay's
+RFID/ANPR reader (bay.py). ``status()`` is a compact snapshot for reports.
+
+Boot: replay the journal; read every charger once, reconciling the rack against
+the pack serials they report (``rack.restore`` + first reads); read the bay module's
+coils back and hold them; restore an interrupted swap at the step it was in. Nothing
+moves until ``confirm()``; charging follows the dispatch as soon as chargers are read.
+
+Journal use: SB when a vehicle is authorised with a reserved pack, SS at the start of
+every later step (``r`` = "start:" + plan, ``rs``/``ss`` slots, ``po`` the vehicle's
+pack, ``pi`` the pack to install), SW at the end, ST the step times in ms, RJ a
+rejected vehicle, EV sequence events, IS isolation moves, AL alarms (hold reasons,
+chargers offline, thermal), OP operator actions.
+"""
+
+from firmware.compat import const, ticks_diff
+from firmware.core import bay as bay_mod
+from firmware.core import config as config_mod
+from firmware.core import safety as sf
+from firmware.core import thermal as th
+from firmware.core.baylink import BayLink
+from firmware.core.chargers import ChargerLink
+from firmware.core.dispatch import Dispatch
+from firmware.core.journal import Journal
+from firmware.core.rack import Rack
+
+_BAY_CYCLE_MS = const(100)  # sensor poll while the bay is busy or held
+_IDLE_CYCLE_MS = const(500)  # sensor poll while the bay waits for a vehicle
+_FEED_MS = const(250)  # longest wait between watchdog feeds
+_LOOP_LATE_MS = const(2000)  # a gap between ticks this long: the loop is not on time
+_BAY_OUT = const(6)  # bay requests in flight at most
+_QUEUE_MAX = const(8)  # identities waiting from vehicle_arrived
+_ST_NAMES = ("config_error", "boot", "hold", "manual", "run")
+
+
+def _config(cfg):
+    if "pack_type_by_code" in cfg:  # normalised already (config.load / validate)
+        return cfg
+    return config_mod.validate(cfg)
+
+
+def _master(bus, bcfg, queue):
+    if hasattr(bus, "poll") and hasattr(bus, "read"):
+        return bus
+    from firmware.proto.modbus_rtu import ModbusMaster
+
+    return ModbusMaster(bus, bcfg["timeout_ms"], bcfg["retries"], bcfg["offline_after"],
+                        bcfg["probe_interval_ms"], queue_size=queue)
+
+
+def _stall_ms(bcfg):
+    # A bus with requests queued must finish one within this (every retry timing out).
+    return 4 * bcfg["timeout_ms"] * (bcfg["retries"] + 1) + 1000
+
+
+class Supervisor:
+    def __init__(self, cfg, buses, storage, inputs=None, outputs=None, watchdog=None, now_ms=None,
+                 bay_cycle_ms=_BAY_CYCLE_MS, idle_cycle_ms=_IDLE_CYCLE_MS):
+        if now_ms is None:
+            from firmware.compat import ticks_ms
+
+            now_ms = ticks_ms()
+        self.now = now_ms
+        self.inputs = inputs or {}
+        self.outputs = outputs or {}
+        self.watchdog = watchdog
+        self.error = None
+        self.alarms = {}  # active: "slot:code" -> detail
+        self.ticks = 0
+        self.late_ticks = 0
+        self.feeds = 0
+        self.journal_errors = 0
+        self.alive = False
+        self._last_tick = now_ms
+        self._last_feed = now_ms
+        self._out("motion_enable", 0)
+        try:
+            self.cfg = cfg = _config(cfg)
+        except config_mod.ConfigError as e:
+            self.error = "config " + str(e)
+            self._out("fault", 1)
+            return
+        bc = cfg["buses"]
+        self.bay_bus = _master(buses["bay_io"], bc["bay_io"], _BAY_OUT + 2)
+        self.bay_unit = bc["bay_io"]["unit"]
+        self._stall = (_stall_ms(bc["chargers"]), _stall_ms(bc["bay_io"]))
+        self.journal = Journal.from_config(storage, cfg)
+        self._journal_ok = True
+        self.replay = None
+        try:
+            self.replay = self.journal.open()
+        except OSError as e:
+            self._journal_failed(e)
+        jstate = self.journal.state
+        self.thermal = th.Thermal(cfg)
+        self.rack = Rack(cfg, self.thermal, self)
+        self.rack.restore(jstate)
+        self.dispatch = Dispatch(cfg, self.rack)
+        self.bay = bay_mod.Bay(cfg, self.rack, self._bay_event)
+        self.chargers = ChargerLink(self, _master(buses["chargers"], bc["chargers"], 8), cfg, now_ms)
+        self.baylink = BayLink(self, self.bay_bus, self.bay_unit, self.bay, bay_cycle_ms, idle_cycle_ms,
+                               now_ms)
+        self._hold_seen = self.bay.safety.hold
+        self._booting = True
+        self._isolating = -1
+        self.open_swap = jstate.open_swap  # the swap a power loss interrupted, until restored
+        self._alarm(-1, "boot", "power returned: confirm before any motion")
+
+    # ---- journal --------------------------------------------------------------------
+    def _j(self, fn, *args):
+        """Journal call that never stops the loop; a storage failure stops WDT feeds."""
+        if not self._journal_ok:
+            return None
+        try:
+            return fn(*args)
+        except OSError as e:
+            self._journal_failed(e)
+        except ValueError:
+            self.journal_errors += 1  # a record the journal refused: count, carry on
+        return None
+
+    def _journal_failed(self, e):
+        self._journal_ok = False
+        self.journal_errors += 1
+        self.alarms["-1:journal"] = str(e)
+
+    def rack_change(self, *args):
+        """The rack's journal hook (RK records)."""
+        self._j(self.journal.rack_change, *args)
+
+    def _alarm(self, slot, code, detail=None, active=True):
+        key = "%d:%s" % (slot, code)
+        if active == (key in self.alarms):
+            return
+        if active:
+            self.alarms[key] = detail
+        else:
+            del self.alarms[key]
+        self._j(self.journal.alarm, slot, code, active, self.now, detail)
+
+    def _event(self, kind, fields):
+        self._j(self.journal.append, kind, fields)
+
+    def _bay_event(self, kind, a, b):
+        s = a
+        now = self.now
+        bay = self.bay
+        if kind == "alarm":
+            self._event("EV", {"c": a, "d": b})
+            if a == "operator":
+                self._alarm(-1, "operator", b)
+        elif kind == "begin":
+            if bay.plan == bay_mod.P_ISOLATE:
+                self._event("IS", {"s": s.fetch_slot, "r": "start"})
+            else:
+                n = self._j(self.journal.swap_begin, s.vehicle, s.model, s.t0, s.fetch_slot, s.new_pack)
+                s.n = n or 0
+                s.soc_new = self.rack.soc[s.fetch_slot] / 10
+        elif kind == "step":
+            if s.n and self._j(self.journal.swap_step, s.n, bay_mod.SWAP_STEPS[bay.step],
+                               "start:" + bay_mod.PLAN_NAMES[bay.plan], now,
+                               {"rs": s.fetch_slot, "ss": s.store_slot, "po": s.pack,
+                                "pi": s.new_pack}) is None:
+                # A step the journal does not know must not move anything: after a
+                # restart the journal would resume the step before it.
+                bay.hold_fault("journal unwritable")
+        elif kind == "end":
+            self._end_swap(s, b, now)
+
+    def _end_swap(self, s, outcome, now):
+        if self.bay.plan == bay_mod.P_ISOLATE:
+            self._event("IS", {"s": s.fetch_slot, "p": s.new_pack, "r": outcome})
+            self._isolating = -1
+            return
+        if not s.n:
+            self._event("RJ", {"v": s.vehicle, "m": s.model, "why": s.why or outcome})
+            return
+        ok = outcome == "ok"
+        rk = self.rack
+        soc_out = rk.soc[s.own_slot] / 10 if ok and rk.holds(s.own_slot, s.pack) else s.soc
+        self._j(self.journal.swap_end, s.n, outcome, now, s.pack if ok else None, soc_out,
+                s.new_pack if ok else None, s.soc_new if ok else None)
+        self._event("ST", {"n": s.n, "ms": s.step_ms, "t": s.ms})
+        self._alarm(-1, "operator", None, False)
+
+    def dispatch_update(self, now):
+        """New setpoints for every slot; vehicles queued for the bay count as demand."""
+        demand = None
+        b = self.bay
+        if b.queue or b.swap is not None:
+            demand = {}
+            for v in b.queue:
+                if v[3] is not None:
+                    demand[v[3]] = demand.get(v[3], 0) + 1
+        self.dispatch.update(now, None, demand)
+
+    # ---- outputs ----------------------------------------------------------------------
+    def _out(self, name, v):
+        pin = self.outputs.get(name)
+        if pin is not None:
+            pin.value(v)
+
+    # ---- main loop ----------------------------------------------------------------------
+    def tick(self, now):
+        """Run everything due; returns ms until the next tick is needed."""
+        self.ticks += 1
+        late = ticks_diff(now, self._last_tick) > _LOOP_LATE_MS
+        if late:
+            self.late_ticks += 1
+        self._last_tick = now
+        self.now = now
+        if self.error is not None:
+            self._out("motion_enable", 0)
+            self._feed(now, not late)
+            return _FEED_MS
+        pin = self.inputs.get("estop_ok")
+        if pin is not None:
+            self.bay.estop_pin(pin.value())
+        ch = self.chargers
+        for _ in range(4):  # in-process buses answer at once: go round while they do
+            ch.bus.poll(now)
+            self.bay_bus.poll(now)
+            if not (ch.service(now) | self.baylink.service(now, not self._booting)):
+                break
+        if self._thermal_events(now):
+            ch.service(now)  # charge-enable 0 goes out in this tick
+        if self._booting:
+            self._boot(now)
+        else:
+            self._isolation(now)
+        self._holds(now)
+        self.baylink.write()
+        ch.bus.poll(now)
+        self.bay_bus.poll(now)
+        if self._journal_ok and not self._j(self.journal.service, 8):
+            busy = True
+        else:
+            busy = False
+        self._feed(now, not late)
+        return self._wait(now, busy)
+
+    def _wait(self, now, busy):
+        w = min(self.chargers.bus.next_poll_ms(now), self.bay_bus.next_poll_ms(now),
+                self.chargers.wait(now))
+        if not self.baylink.reading():
+            w = min(w, ticks_diff(self.baylink.due, now))
+        if self.watchdog is not None:
+            w = min(w, _FEED_MS)
+        if busy:
+            w = min(w, 10)
+        return w if w > 0 else 0
+
+    def _feed(self, now, on_time):
+        # A bad config is a safe, steady state: the loop itself is what must stay alive.
+        ok = on_time
+        if ok and self.error is None:
+            ok = (self._journal_ok and self.chargers.progress(now, self._stall[0])
+                  and self.baylink.progress(now, self._stall[1]))
+        self.alive = ok
+        if ok and self.watchdog is not None:
+            self.watchdog.feed()
+            self.feeds += 1
+            self._last_feed = now
+
+    # ---- boot ------------------------------------------------------------------------------
+    def _boot(self, now):
+        if self.baylink.booted < 2 or not self.chargers.all_read():
+            return
+        self._booting = False
+        rep = self.replay
+        if rep is not None and not rep.clean:
+            self._alarm(-1, "journal_replay", "torn" if rep.torn else "corrupt lines skipped")
+        sw = self.open_swap
+        if sw is not None:
+            self._reconcile_swap(sw)
+        for k in range(self.rack.n):
+            if self.rack.reason[k] in ("pack_mismatch", "pack_missing"):
+                self._alarm(k, self.rack.reason[k], "rack differs from the journal")
+        if sw is not None and sw.get("s") in bay_mod.SWAP_STEPS:
+            r = sw.get("r") or ""
+            plan = r[6:] if r.startswith("start:") else "swap"
+            self.bay.restore(sw["n"], plan, sw["s"], now, sw["v"], sw["m"], sw.get("po"),
+                             sw.get("rs"), sw.get("ss"), sw.get("pi"))
+            self._alarm(-1, "swap_interrupted", "%s at %s" % (sw["v"], sw["s"]))
+        elif sw is not None:  # begun, no step recorded: nothing moved yet
+            self._j(self.journal.swap_end, sw["n"], "power_loss", now)
+        elif not self.bay.carrier_home():
+            # An isolation move was cut short, or someone moved it: only a person knows.
+            self.bay.hold_fault("carrier not home: bring it back in manual mode")
+        self.open_swap = None
+        self.bay.update(now)
+        self.baylink.poll_now(now)
+
+    def _reconcile_swap(self, sw):
+        """The interrupted swap's own slots may differ from the journal's rack: its pack
+        in or out may or may not have moved. Accept what the chargers report there if
+        it is one of the swap's packs or nothing."""
+        rk = self.rack
+        packs = (None, sw.get("po"), sw.get("pi"))
+        for k in (sw.get("rs"), sw.get("ss")):
+            if k is not None and 0 <= k < rk.n and rk.reason[k] in ("pack_mismatch", "pack_missing"):
+                if rk.pack[k] in packs:
+                    rk.clear_fault(k)
+
+    def _holds(self, now):
+        hold = self.bay.safety.hold
+        seen = self._hold_seen
+        if hold != seen:
+            self._hold_seen = hold
+            for bit, name in sf.NAMES:
+                if (hold ^ seen) & bit:
+                    self._alarm(-1, name, None, bool(hold & bit))
+            if not hold & sf.CONFIRM:
+                self._alarm(-1, "boot", None, False)
+        self._out("motion_enable", 1 if hold == 0 and self.baylink.online else 0)
+        self._out("fault", 1 if self.alarms else 0)
+
+    # ---- thermal --------------------------------------------------------------------------
+    def _thermal_events(self, now):
+        got = False
+        while True:
+            ev = self.thermal.pop()
+            if ev is None:
+                if got:
+                    self.dispatch_update(now)  # no later control write may enable it again
+                return got
+            got = True
+            slot, cause, value = ev
+            name = th.CAUSE_NAMES[cause]
+            if slot == th.STORE:
+                self.chargers.stop_all()
+                self._alarm(-1, "store_smoke", None)
+                continue
+            self.chargers.stop(slot)  # charge-enable 0 goes out ahead of the round
+            self.rack.quarantine(slot, "thermal " + name)
+            self._alarm(slot, "runaway", "%s %d" % (name, value))
+
+    def _isolation(self, now):
+        b = self.bay
+        if self._isolating >= 0 or b.swap is not None or not b.safety.motion_allowed():
+            return
+        slot = self.rack.needs_isolation()
+        if slot is None or len(self.rack.isolation) >= self.cfg["isolation_bay"]["capacity"]:
+            return
+        if b.start_isolation(slot, now):
+            self._isolating = slot
+
+    # ---- operator --------------------------------------------------------------------------
+    def _op(self, action, done, detail=None):
+        self._j(self.journal.operator, action, "operator", self.now, detail)
+        self.baylink.poll_now(self.now)  # look at the sensors again at once
+        return done
+
+    def ack(self):
+        """Reset e-stop / interlock / smoke latches whose cause is gone; True if any cleared."""
+        if self.error is not None:
+            return False
+        cleared = self.bay.ack()
+        return self._op("ack", cleared != 0, ",".join(sf.names(cleared)) or None)
+
+    def confirm(self):
+        """Confirm the bay's state; refused while a stop is latched."""
+        if self.error is not None or self._booting:
+            return False
+        return self._op("confirm", self.bay.confirm())
+
+    def manual(self, on):
+        if self.error is not None:
+            return False
+        self.bay.set_manual(on)
+        return self._op("manual_on" if on else "manual_off", True)
+
+    def jog(self, coil, on):
+        """Manual mode: set one bay output. E-stop still overrides."""
+        if self.error is not None or not self.bay.safety.hold & sf.MANUAL:
+            return False
+        self.bay.jog[coil] = 1 if on else 0
+        self.bay.update(self.now)
+        self.baylink.write()
+        return self._op("jog", True, "%d=%d" % (coil, 1 if on else 0))
+
+    def abort_swap(self):
+        if self.error is not None:
+            return False
+        return self._op("abort_swap", self.bay.abort_swap(self.now))
+
+    def clear_slot(self, slot):
+        """Operator accepts a slot again after a fault or a thermal alarm."""
+        if self.error is not None:
+            return False
+        self.thermal.clear(slot)
+        self.rack.clear_fault(slot)
+        for code in ("runaway", "pack_mismatch", "pack_missing", "charger_offline"):
+            self._alarm(slot, code, None, False)
+        return self._op("clear_slot", True, self.rack.ids[slot])
+
+    def vehicle_arrived(self, vehicle_id, model, pack_id, soc=None, pack_type=None):
+        """Queue a vehicle's identity (scenario drivers without a reader model)."""
+        if self.error is not None or len(self.bay.queue) >= _QUEUE_MAX:
+            return False
+        if pack_type is None:
+            types = self.cfg["compatibility"].get(model)
+            pack_type = types[0] if types else None
+        self.bay.offer_identity(str(vehicle_id), model, pack_id, pack_type, soc, True)
+        return True
+
+    # ---- status -----------------------------------------------------------------------------
+    def state(self):
+        if self.error is not None:
+            return "config_error"
+        if self._booting:
+            return "boot"
+        hold = self.bay.safety.hold
+        if hold & sf.MANUAL:
+            return "manual"
+        return "hold" if hold else "run"
+
+    def status(self):
+        """Compact snapshot: plain values only, cheap enough to ask every second."""
+        if self.error is not None:
+            return {"state": "config_error", "error": self.error}
+        b = self.bay
+        s = b.swap
+        rk = self.rack
+        counts = [0] * 6
+        for k in range(rk.n):
+            counts[rk.state[k]] += 1
+        return {
+            "state": self.state(),
+            "hold": sf.names(b.safety.hold),
+            "fault": b.fault,
+            "step": bay_mod.SWAP_STEPS[b.step] if b.step >= 0 else None,
+            "plan": bay_mod.PLAN_NAMES[b.plan] if s is not None else None,
+            "swap": s.n if s is not None else None,
+            "vehicle": s.vehicle if s is not None else None,
+            "queue": len(b.queue),
+            "rack": {"empty": counts[0], "charging": counts[1], "ready": counts[2], "reserved": counts[3],
+                     "quarantined": counts[4], "fault": counts[5], "offline": rk.n - sum(rk.online),
+                     "isolation": len(rk.isolation)},
+            "alarms": sorted(self.alarms),
+            "swaps_ok": b.swaps_ok,
+            "swaps_other": b.swaps_other,
+            "last_swap_ms": b.last_swap_ms,
+            "last_step_ms": list(b.last_step_ms) if b.last_step_ms else None,
+            "ticks": self.ticks,
+            "late_ticks": self.late_ticks,
+            "alive": self.alive,
+            "journal_errors": self.journal_errors,
+        }

@@ -1,0 +1,396 @@
+"""Supervisor main loop against the plant over in-memory buses: boot and confirmation,
+a normal swap with its journal records, e-stop the same tick, power loss in every
+step with recovery, a charger dropping off mid-charge, thermal runaway, bad config,
+a torn journal, and the watchdog's conditions."""
+
+import json
+
+from station import MemStorage, Station
+
+from firmware.compat import ticks_add
+from firmware.core import bay as B
+from firmware.core import rack as R
+from firmware.core import safety as sf
+from firmware.core.supervisor import Supervisor
+from firmware.proto import regmap as rm
+
+
+def _station_json():
+    from firmware.core import config
+
+    with open(config.default_path()) as f:
+        return f.read()
+
+
+def _started(**kw):
+    s = Station(**kw)
+    s.start()
+    return s
+
+
+def _sw(s):
+    return s.storage.records("SW")
+
+
+def test_boot_holds_until_confirmed_and_moves_nothing():
+    s = Station()
+    v = s.vehicle()
+    assert s.run(20000, until=lambda s: s.sup.state() == "hold")
+    s.run(30000)
+    assert s.sup.state() == "hold" and s.sup.bay.safety.hold == sf.CONFIRM
+    assert s.plant.bay.vehicle is None and v in s.plant.waiting  # entry door never opened
+    assert not s.run_coils()
+    assert s.motion.value() == 0
+    assert "-1:boot" in s.sup.alarms
+    assert s.sup.confirm()
+    s.tick()
+    assert s.motion.value() == 1 and "-1:boot" not in s.sup.alarms
+    assert s.storage.records("OP")[-1]["a"] == "confirm"
+
+
+def test_normal_swap_journal_rack_and_timing():
+    s = _started()
+    v = s.vehicle(vid=7001, pack_id=555, soc=12.0)
+    assert s.until_swaps(1)
+    st = s.sup.status()
+    assert st["swaps_ok"] == 1 and st["state"] == "run" and st["step"] is None
+    assert v.pack.id == 1000 and v in s.plant.departed
+    sw = _sw(s)
+    assert len(sw) == 1
+    assert sw[0]["o"] == "ok" and sw[0]["v"] == "7001" and sw[0]["m"] == "NIO-ES6"
+    assert sw[0]["po"] == 555 and sw[0]["pi"] == 1000 and sw[0]["si"] == 95.0
+    sb = s.storage.records("SB")
+    assert sb[0]["rs"] == 0 and sb[0]["pi"] == 1000
+    steps = [r["s"] for r in s.storage.records("SS")]
+    assert steps == list(B.SWAP_STEPS[B.POSITION:])
+    times = s.storage.records("ST")[0]
+    assert times["t"] == st["last_swap_ms"] and times["ms"] == st["last_step_ms"]
+    assert 60000 < times["t"] < 300000  # GB/T 29772-2024: a car swap within 300 s
+    assert s.rack_matches_plant() == []
+    assert s.sup.rack.state[22] in (R.CHARGING, R.READY)  # the depleted pack is charging
+    assert s.wdt.longest <= 1000 and s.sup.alive
+
+
+def test_idle_tick_asks_for_the_next_poll_not_zero():
+    s = _started()
+    s.run(5000)
+    waits = []
+    for _ in range(50):
+        w = s.tick()
+        waits.append(w)
+        s.plant.advance(max(1, w))
+    assert min(waits) >= 0
+    assert sum(waits) / len(waits) >= 20, waits  # it sleeps between polls
+    assert max(waits) <= 250  # never longer than the watchdog feed interval
+
+
+def test_chargers_get_setpoints_and_heartbeats():
+    s = Station(soc=40.0)
+    s.start()
+    s.run(3000)
+    c = s.plant.chargers[0]
+    assert c.hr[rm.CHG_HR_ENABLE] == 1 and c.hr[rm.CHG_HR_P_LIMIT] > 0
+    hb = c.hr[rm.CHG_HR_HEARTBEAT]
+    s.run(3000)
+    assert c.hr[rm.CHG_HR_HEARTBEAT] != hb
+    assert c.status() == rm.CHG_ST_CHARGING
+    soc = s.plant.slots[0].soc
+    s.run(60000)
+    assert s.plant.slots[0].soc > soc
+
+
+def test_charger_watchdog_fault_is_reset_after_restart():
+    s = Station(soc=40.0)
+    s.start()
+    s.run(3000)
+    s.reboot(outage_ms=8000)  # longer than the chargers' 5 s heartbeat watchdog
+    c = s.plant.chargers[3]
+    c.read(4, 0, 1)  # the plant integrates on access
+    assert c.faults & rm.CHG_FAULT_HEARTBEAT and c.status() == rm.CHG_ST_WATCHDOG
+    s.run(5000)
+    assert c.faults == 0 and c.hr[rm.CHG_HR_ENABLE] == 1
+
+
+def test_estop_pin_stops_motion_in_the_same_tick():
+    s = _started()
+    s.vehicle()
+    assert s.until_step(B.LIFT)
+    s.run(1000)
+    assert s.plant.bay.coils[rm.BAY_CO_LIFT_UP] == 1
+    s.estop_pin.value(0)
+    s.tick()
+    assert not s.run_coils()  # written to the module within the tick that saw the pin
+    assert s.motion.value() == 0
+    lift = s.plant.bay.lift.pos
+    s.estop_pin.value(1)
+    s.run(5000)
+    assert s.plant.bay.lift.pos == lift and s.sup.state() == "hold"
+    assert s.sup.ack()
+    assert s.until_swaps(1) and _sw(s)[0]["o"] == "ok"
+    assert ("estop", True) in [(a["c"], a["on"]) for a in s.storage.records("AL")]
+    assert ("estop", False) in [(a["c"], a["on"]) for a in s.storage.records("AL")]
+
+
+def test_estop_from_bay_module_stops_in_the_tick_that_reads_it():
+    s = _started()
+    s.vehicle()
+    assert s.until_step(B.UNBOLT)
+    s.run(3000)
+    s.plant.bay.estop = True
+    b = s.sup.bay
+    gen = b.di_gen
+
+    def saw_it(s):
+        return b.safety.hold & sf.ESTOP
+
+    # Tick until the tick whose sensor read shows the pressed button; by its end the
+    # module has the stop.
+    for _ in range(20):
+        s.tick()
+        if saw_it(s):
+            break
+        s.plant.advance(20)
+    assert saw_it(s) and b.di_gen >= gen
+    assert not s.run_coils()
+    s.plant.bay.estop = False
+    s.run(2000)
+    assert s.sup.ack()
+    assert s.until_swaps(1) and _sw(s)[0]["o"] == "ok"
+
+
+def _power_loss_in(step, outage_ms=3000):
+    s = _started()
+    v = s.vehicle()
+    assert s.until_step(step), step
+    s.run(1500)
+    s.reboot(outage_ms)
+    sup = s.sup
+    dev = s.plant.bay
+    assert s.run(20000, until=lambda s: s.sup.state() == "hold")
+    held = (dev.lift.pos, dev.carrier_at, dev.move_ms, dev.tool)
+    s.run(15000)
+    assert not s.run_coils(), (B.SWAP_STEPS[step], s.run_coils())
+    assert (dev.lift.pos, dev.carrier_at, dev.move_ms, dev.tool) == held
+    assert s.motion.value() == 0
+    if step >= B.POSITION:
+        assert sup.bay.swap is not None and sup.bay.step == step
+        assert "-1:swap_interrupted" in sup.alarms
+    assert sup.confirm()
+    assert s.until_swaps(1), (B.SWAP_STEPS[step], sup.status())
+    sw = _sw(s)
+    assert len(sw) == 1 and sw[0]["n"] == 1, sw  # one transaction, not lost, not doubled
+    assert len(s.storage.records("SB")) == 1
+    assert s.rack_matches_plant() == [], s.rack_matches_plant()
+    assert R.FAULT not in list(sup.rack.state), sup.status()  # the swap's own moves are no mismatch
+    assert not [a for a in sup.alarms if "pack_m" in a], sup.alarms
+    assert v in s.plant.departed
+    return sw[0]["o"], v
+
+
+def test_power_loss_in_every_step_recovers_after_confirmation():
+    for step in range(B.STEP_COUNT):
+        out, v = _power_loss_in(step)
+        assert out == "ok", (B.SWAP_STEPS[step], out)
+        assert v.pack.id == 1000 and v.pack.tight()
+
+
+def test_charger_offline_mid_charge():
+    s = Station(soc=100.0)
+    s.plant.slots[4].soc = 40.0  # the one pack charging: the grid budget is all its
+    s.start()
+    s.run(5000)
+    c = s.plant.chargers[4]
+    assert c.power_kw > 0
+    c.offline = True
+    s.run(10000)
+    r = s.sup.rack
+    assert not r.online[4] and not r.available(4, s.now())
+    assert r.telemetry(4, s.now()) is None  # stale values are never current
+    assert "4:charger_offline" in s.sup.alarms
+    assert s.sup.dispatch.enable[4] == 0
+    s.run(20000)
+    offs = [a for a in s.storage.records("AL") if a["c"] == "charger_offline"]
+    assert len(offs) == 1 and offs[0]["on"]  # one alarm, not one per failed poll
+    c.offline = False
+    s.run(15000)
+    assert r.online[4] and "4:charger_offline" not in s.sup.alarms
+    assert c.faults == 0  # its heartbeat watchdog tripped while it was away: reset
+    assert c.hr[rm.CHG_HR_ENABLE] == 1 and c.power_kw > 0
+
+
+def test_offline_reserved_pack_is_not_handed_out():
+    s = _started()
+    for k in range(1, 22):
+        s.plant.slots[k].soc = 30.0  # only slot 0 is charged
+    s.run(3000)
+    s.plant.chargers[0].offline = True
+    s.run(5000)
+    v = s.vehicle()
+    assert s.until_swaps(1)
+    assert _sw(s) == [] and s.storage.records("RJ")[0]["why"] == "timeout"
+    assert v.pack.id == 555
+
+
+def test_thermal_runaway_stops_quarantines_and_isolates():
+    s = _started()
+    s.chg_bus.log_writes = log = []
+    s.chg_bus.log_unit = s.cfg["slots"][6]["charger_unit"]
+    s.run(3000)
+    p = s.plant.slots[6]
+    p.soc = 60.0
+    p.runaway = True
+    assert s.run(60000, until=lambda s: "6:runaway" in s.sup.alarms)
+    # The tick that raised the alarm has already sent charge-enable 0.
+    unit = s.cfg["slots"][6]["charger_unit"]
+    stops = [w for w in log if w[0] == unit and w[1] == 6 and w[2] == rm.CHG_HR_ENABLE and w[3] == [0]]
+    assert stops, "no charge-enable 0 write"
+    assert s.plant.chargers[6].hr[rm.CHG_HR_ENABLE] == 0
+    assert s.sup.rack.state[6] == R.QUARANTINED or s.sup.bay.plan == B.P_ISOLATE
+    assert s.run(120000, until=lambda s: s.plant.isolation and s.sup.bay.swap is None)
+    s.run(2000)
+    assert [q.id for q in s.plant.isolation] == [1006] and s.plant.slots[6] is None
+    assert s.sup.rack.isolation == [1006]
+    assert s.rack_matches_plant() == []
+    assert [r["r"] for r in s.storage.records("IS")] == ["start", "isolated"]
+    # The station goes on swapping with the other packs.
+    s.vehicle()
+    assert s.until_swaps(1) and _sw(s)[0]["o"] == "ok"
+
+
+def test_bad_config_safe_state_and_clear_error():
+    s = Station()
+    raw = {"station_id": "X"}
+    storage = MemStorage()
+    motion = s.motion
+    sup = Supervisor(raw, {"chargers": s.chg_bus, "bay_io": s.bay_bus}, storage, None,
+                     {"motion_enable": motion}, s.wdt, s.now())
+    requests = s.chg_bus.requests + s.bay_bus.requests
+    for _ in range(10):
+        w = sup.tick(s.now())
+        assert w > 0
+        s.plant.advance(w)
+    assert sup.state() == "config_error"
+    assert sup.error.startswith("config ") and "buses: missing" in sup.error, sup.error
+    assert sup.status() == {"state": "config_error", "error": sup.error}
+    assert s.chg_bus.requests + s.bay_bus.requests == requests  # nothing sent
+    assert motion.value() == 0
+    assert not sup.confirm() and not sup.ack() and not sup.vehicle_arrived("1", "NIO-ES6", 1)
+    assert storage.files == {}
+
+
+def test_bad_field_is_named():
+    s = Station()
+    raw = json.loads(_station_json())
+    raw["slots"][3]["charger_unit"] = 1
+    sup = Supervisor(raw, {"chargers": s.chg_bus, "bay_io": s.bay_bus}, MemStorage(), now_ms=s.now())
+    assert sup.error == "config slots[3].charger_unit: duplicate address 1 (also slots[0])", sup.error
+    assert sup.tick(s.now()) > 0 and sup.state() == "config_error"
+    raw = json.loads(_station_json())
+    sup = Supervisor(raw, {"chargers": s.chg_bus, "bay_io": s.bay_bus}, MemStorage(), now_ms=s.now())
+    assert sup.error is None  # the raw file as it is validates
+
+
+def test_torn_journal_record_then_recovery():
+    s = _started()
+    s.vehicle()
+    assert s.until_step(B.STORE)
+    s.storage.cut_after(0)  # the next journal write is torn by a power cut
+    assert s.run(60000, until=lambda s: s.wdt.starved_ms() > s.wdt.timeout_ms)
+    assert not s.sup.alive  # journal unwritable: the watchdog is starved...
+    assert s.sup.bay.safety.hold & sf.CONFIRM  # ...and the step it could not record did not start
+    s.storage.power_on()
+    s.reboot()  # the watchdog resets the controller
+    assert s.sup.replay.torn
+    assert s.run(20000, until=lambda s: s.sup.state() == "hold")
+    assert "-1:journal_replay" in s.sup.alarms
+    assert s.sup.confirm()
+    assert s.until_swaps(1)
+    sw = _sw(s)
+    assert len(sw) == 1 and sw[0]["o"] == "ok"
+    assert s.rack_matches_plant() == []
+
+
+def test_watchdog_starves_when_a_bus_stalls():
+    s = _started()
+    s.run(3000)
+    assert s.sup.alive
+    poll = s.chg_bus.poll
+    s.chg_bus.poll = lambda now: None  # the charger bus stops making progress
+    s.run(20000)
+    assert not s.sup.alive and s.wdt.starved_ms() > 5000
+    s.chg_bus.poll = poll
+    s.run(3000)
+    assert s.sup.alive and s.wdt.starved_ms() < 1000
+
+
+def test_late_loop_is_not_fed():
+    s = _started()
+    s.run(2000)
+    feeds = s.wdt.feeds
+    s.plant.advance(5000)  # the loop did not run for 5 s
+    s.tick()
+    assert s.wdt.feeds == feeds and s.sup.late_ticks == 1
+    s.plant.advance(10)
+    s.tick()
+    assert s.wdt.feeds == feeds + 1
+
+
+def test_bay_module_lost_mid_swap_holds_then_confirm_resumes():
+    s = _started()
+    s.vehicle()
+    assert s.until_step(B.UNBOLT)
+    s.plant.bay.offline = True
+    s.run(5000)
+    assert s.sup.bay.safety.hold & sf.COMMS and "-1:bay_io_offline" in s.sup.alarms
+    assert not s.run_coils()  # the module's comm watchdog dropped its coils
+    assert not s.sup.confirm()  # not while it is still silent
+    s.plant.bay.offline = False
+    s.run(8000)
+    assert "-1:bay_io_offline" not in s.sup.alarms
+    assert s.sup.confirm()
+    assert s.until_swaps(1) and _sw(s)[0]["o"] == "ok"
+
+
+def test_vehicle_arrived_path_and_status_queue():
+    s = _started()
+    s.plant.reader = False
+    v = s.vehicle(vid=88)
+    assert s.sup.vehicle_arrived("88", "NIO-ES6", 555, soc=12.0)
+    s.sup.bay.queue.append(s.sup.bay.queue[0])  # a second car behind it
+    assert s.sup.status()["queue"] == 2
+    s.run(2000)
+    assert s.sup.status()["queue"] == 1 and s.sup.status()["vehicle"] == "88"
+    assert s.until_swaps(1)
+    assert v.pack.id == 1000 and _sw(s)[0]["v"] == "88"
+
+
+def test_manual_mode_jog_and_confirm():
+    s = _started()
+    s.run(1000)
+    assert not s.sup.jog(rm.BAY_CO_LIFT_UP, 1)  # not outside manual mode
+    assert s.sup.manual(True)
+    s.run(500)
+    assert s.sup.state() == "manual"
+    assert s.sup.jog(rm.BAY_CO_LIFT_UP, 1)
+    s.run(2000)
+    assert s.plant.bay.lift.pos > 0
+    s.sup.jog(rm.BAY_CO_LIFT_UP, 0)
+    s.sup.jog(rm.BAY_CO_LIFT_DOWN, 1)
+    s.run(3000)
+    s.sup.jog(rm.BAY_CO_LIFT_DOWN, 0)
+    s.sup.manual(False)
+    s.run(500)
+    assert s.sup.state() == "hold"
+    assert s.sup.confirm()
+    s.vehicle()
+    assert s.until_swaps(1) and _sw(s)[0]["o"] == "ok"
+    assert [o["a"] for o in s.storage.records("OP")].count("jog") == 4
+
+
+def test_ticks_wrap_during_a_swap():
+    s = Station(base=ticks_add(0, -60000))  # wraps a minute into the run
+    s.start()
+    s.vehicle()
+    assert s.until_swaps(1)
+    t = s.storage.records("ST")[0]["t"]
+    assert 60000 < t < 300000
