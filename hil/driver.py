@@ -66,7 +66,7 @@ class RigOptions:
     workdir: Path = ROOT / "out" / "hil"
     target: str = "unix"
     board: BoardOptions | None = None
-    bay_scale: float = 0.03  # 144 s swap -> about 4.3 s of mechanics
+    bay_scale: float = 0.02  # 144 s swap -> about 2.9 s of mechanics
     seed: int = 0
     packs: Mapping[int, PackRecord] | None = None
     status_ms: int = 100
@@ -248,6 +248,18 @@ class ScenarioDriver:
     def wait_swaps(self, ok: int, timeout: float = 60.0) -> dict[str, Any]:
         return self.wait(lambda s: s.get("swaps_ok", 0) >= ok and s.get("step") is None, timeout,
                          f"{ok} completed swap(s)")
+
+    def wait_field(self, pred: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> None:
+        """Poll the field (plant, bay) until ``pred()`` holds."""
+        end = time.monotonic() + timeout
+        while not pred():
+            if time.monotonic() > end:
+                raise ScenarioError(f"the field never showed {what} within {timeout} s")
+            time.sleep(every)
+
+    def charger(self, slot: int) -> dict[str, Any]:
+        """What the charger of ``slot`` does now (plant view)."""
+        return self.field.rack()[slot]
 
     def wait_idle(self, timeout: float = 60.0) -> dict[str, Any]:
         return self.wait(lambda s: s.get("step") is None and s.get("state") == "run", timeout, "an idle bay")

@@ -63,7 +63,8 @@ class Field:
         if bay_port is not None:
             b = cfg["bay"]
             self.bay = BayIODevice(
-                self.plant, timing=scaled_timing(bay_scale, jitter=bay_jitter),
+                self.plant, isolation_capacity=int(cfg["isolation_bay"]["capacity"]),
+                timing=scaled_timing(bay_scale, jitter=bay_jitter),
                 bolt_count=int(b["bolt_count"]),
                 torque_window_nm=(float(b["torque_nm"][0]), float(b["torque_nm"][1])),
                 angle_window_deg=(float(b["angle_deg"][0]), float(b["angle_deg"][1])), seed=seed)
