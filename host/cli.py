@@ -22,7 +22,9 @@ EXIT_USAGE = 2  # bad arguments, bad config or scenario file
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="swapstation",
-        description="Battery-swap station tools: simulate a station, drive the HIL rig, build and flash firmware.",
+        description=(
+            "Battery-swap station tools: simulate a station, drive the HIL rig, build and flash firmware."
+        ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:

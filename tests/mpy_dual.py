@@ -71,7 +71,9 @@ def firmware_mpy_image() -> Path:
 
 def _module_setting(tree: ast.Module, name: str) -> str | None:
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            assert isinstance(node, ast.Assign)
             if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
                 return node.value.value
     return None
@@ -138,7 +140,9 @@ class MicroPythonItem(pytest.Item):
         assert isinstance(parent, MicroPythonFile)
         results = parent.results()
         if self.func not in results:
-            raise MicroPythonFailure(f"no result from MicroPython for {self.func}; its output:\n{parent._output}")
+            raise MicroPythonFailure(
+                f"no result from MicroPython for {self.func}; its output:\n{parent._output}"
+            )
         status, detail = results[self.func]
         if status != "ok":
             raise MicroPythonFailure(detail)

@@ -1,8 +1,7 @@
 # Runs one firmware test module under MicroPython and prints one tagged result per test.
 # Test order is the source order, read here because MicroPython's module dict is unordered.
-import sys
-
 import io
+import sys
 
 TAG = "@@MPRESULT "
 
