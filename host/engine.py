@@ -173,6 +173,173 @@ def _span(fn: Callable[[int, int, float], list[int]], address: int, count: int, 
     return fn(address, count, t)
 
 
+class ExpChargeRack:
+    """Plant of the queueing-validation mode: rack slots whose charge work is exponential.
+
+    A depleted pack put in a slot needs ``Exp(mean_s)`` seconds at its charger's full
+    power; it is charged at the power limit the firmware writes (``P_LIMIT``, while
+    enabled) and becomes full (SoC = ``full_soc``) when that work is done. Its SoC
+    reading rises with the work received but says nothing about the work left, so the
+    firmware's dispatch (which prefers packs nearest to hand-over) cannot tell short
+    jobs from long ones: with exponential work the number of packs not yet full is then
+    the M/M/C birth-death process of the closed form. Chargers present the register map
+    (status and info blocks, control block); no watchdog, no faults, 25 degC, 370 V.
+    Duck-types the parts of ``Plant`` the engine and the bay model use.
+    """
+
+    backend = "exp-charge"
+    VOLT = 370.0
+
+    def __init__(self, n_slots: int, mean_s: float, full_soc: float, p_rated_w: float, seed: int) -> None:
+        self.n = n_slots
+        self.mean_s = mean_s
+        self.full_soc = full_soc
+        self.p_rated_w = p_rated_w
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.pack: list[PackRecord | None] = [None] * n_slots
+        self.left_s = [0.0] * n_slots  # full-power seconds of work left
+        self.served_s = [0.0] * n_slots
+        self.start_soc = [0.0] * n_slots
+        self.enable = [0] * n_slots
+        self.p_limit_w = [p_rated_w] * n_slots
+        self.target = [1000] * n_slots
+        self.hb = [0] * n_slots
+        self.wh = [0.0] * n_slots
+        self.t = 0.0
+        self.arrays: dict[str, np.ndarray] = {
+                       "p_sta": np.zeros(1), "e_sta": np.zeros(1), "p_out": np.zeros(n_slots),
+                       "present": np.zeros(n_slots, dtype=np.int32), "soc": np.zeros(n_slots)}
+
+    def _power_w(self, i: int) -> float:
+        if self.pack[i] is None or not self.enable[i] or self.left_s[i] <= 0.0:
+            return 0.0
+        return min(self.p_limit_w[i], self.p_rated_w)
+
+    def step_to(self, t_s: float) -> None:
+        dt = t_s - self.t
+        if dt <= 0.0:
+            return
+        self.t = t_s
+        a = self.arrays
+        total = 0.0
+        for i in range(self.n):
+            p = self._power_w(i)
+            if p <= 0.0:
+                continue
+            total += p
+            work = dt * p / self.p_rated_w
+            self.served_s[i] += work
+            self.left_s[i] -= work
+            self.wh[i] += p * dt / 3600.0
+            pk = self.pack[i]
+            assert pk is not None
+            if self.left_s[i] <= 0.0:
+                pk.soc = self.full_soc
+            else:
+                s0 = self.start_soc[i]
+                x = self.served_s[i]
+                pk.soc = s0 + (self.full_soc - 0.002 - s0) * x / (x + self.mean_s)
+            a["soc"][i] = pk.soc
+        a["e_sta"][0] += total * dt
+        for i in range(self.n):
+            a["p_out"][i] = self._power_w(i)
+        a["p_sta"][0] = a["p_out"].sum()
+
+    # the bay's rack port
+    def put_pack(self, slot: int, pack: PackRecord) -> None:
+        if self.pack[slot] is not None:
+            raise ValueError(f"slot {slot} is not empty")
+        self.pack[slot] = pack
+        full = pack.soc >= self.full_soc
+        self.left_s[slot] = 0.0 if full else float(self.rng.exponential(self.mean_s))
+        self.served_s[slot] = 0.0
+        self.start_soc[slot] = pack.soc
+        self.arrays["present"][slot] = 1
+        self.arrays["soc"][slot] = pack.soc
+
+    def take_pack(self, slot: int) -> PackRecord:
+        pk = self.pack[slot]
+        if pk is None:
+            raise ValueError(f"slot {slot} is empty")
+        self.pack[slot] = None
+        self.arrays["present"][slot] = 0
+        self.arrays["p_out"][slot] = 0.0
+        return pk
+
+    # charger registers
+    def status(self, i: int) -> int:
+        pk = self.pack[i]
+        if pk is None:
+            return R.CHG_ST_STANDBY
+        if self.left_s[i] <= 0.0 or pk.soc * 1000 >= self.target[i]:
+            return R.CHG_ST_FULL
+        return R.CHG_ST_CHARGING if self._power_w(i) > 0 else R.CHG_ST_READY
+
+    def input_registers(self, i: int) -> dict[int, int]:
+        pk = self.pack[i]
+        p = self._power_w(i)
+        pid_hi, pid_lo = R.split32(pk.pack_id & 0xFFFFFFFF) if pk else (0, 0)
+        e_hi, e_lo = R.split32(int(self.wh[i]) & 0xFFFFFFFF)
+        code = PACK_TYPES[pk.type_name].code if pk else R.PACK_NONE
+        return {
+            R.CHG_IR_STATUS: self.status(i), R.CHG_IR_PACK_PRESENT: 1 if pk else 0,
+            R.CHG_IR_PACK_ID_HI: pid_hi, R.CHG_IR_PACK_ID_LO: pid_lo, R.CHG_IR_PACK_TYPE: code,
+            R.CHG_IR_SOC: min(1000, int(round(pk.soc * 1000))) if pk else 0, R.CHG_IR_SOH: 1000 if pk else 0,
+            R.CHG_IR_VOLTAGE: int(self.VOLT * 10) if pk else 0,
+            R.CHG_IR_CURRENT: int(round(p / self.VOLT * 10)),
+            R.CHG_IR_POWER: int(round(p / 100.0)), R.CHG_IR_TEMP_MAX: 250 if pk else 0,
+            R.CHG_IR_TEMP_MIN: 250 if pk else 0, R.CHG_IR_FAULTS: 0, R.CHG_IR_ENERGY_HI: e_hi,
+            R.CHG_IR_ENERGY_LO: e_lo, R.CHG_IR_HEARTBEAT: int(self.t) & 0xFFFF,
+            R.CHG_IR_MODEL: R.CHG_MODEL_CODE, R.CHG_IR_FW_VERSION: 0x0100,
+            R.CHG_IR_RATED_POWER: R.CHG_RATED_POWER,
+            R.CHG_IR_RATED_V_MAX: R.CHG_RATED_V_MAX, R.CHG_IR_RATED_V_MIN: R.CHG_RATED_V_MIN,
+            R.CHG_IR_RATED_I_MAX: R.CHG_RATED_I_MAX,
+            R.CHG_IR_PACK_CAPACITY: int(PACK_TYPES[pk.type_name].capacity_kwh * 10) if pk else 0,
+            R.CHG_IR_PACK_CYCLES: 0, R.CHG_IR_COOLANT_TEMP: 250,
+        }
+
+
+class ExpChargerDevice:
+    """Charger ``slot`` of an ``ExpChargeRack`` on the bus."""
+
+    def __init__(self, rack: ExpChargeRack, slot: int) -> None:
+        self.rack = rack
+        self.slot = slot
+
+    def read(self, fc: int, address: int, count: int) -> list[int]:
+        r, i = self.rack, self.slot
+        if fc == buses.FC_READ_INPUT:
+            regs = r.input_registers(i)
+            try:
+                return [regs[k] for k in range(address, address + count)]
+            except KeyError:
+                raise buses.SlaveError(buses.EX_ILLEGAL_ADDRESS) from None
+        if fc == buses.FC_READ_HOLDING:
+            if address + count > R.CHG_HOLDING_COUNT:
+                raise buses.SlaveError(buses.EX_ILLEGAL_ADDRESS)
+            hr = [r.enable[i], R.CHG_RATED_I_MAX, R.CHG_RATED_V_MAX, int(r.p_limit_w[i] / 100), r.target[i],
+                  r.hb[i], R.CHG_WATCHDOG_DEFAULT_MS, 0]
+            return hr[address:address + count]
+        raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
+
+    def write(self, fc: int, address: int, values: list[int]) -> None:
+        if fc not in (buses.FC_WRITE_REGISTER, buses.FC_WRITE_REGISTERS):
+            raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
+        if address + len(values) > R.CHG_HOLDING_COUNT:
+            raise buses.SlaveError(buses.EX_ILLEGAL_ADDRESS)
+        r, i = self.rack, self.slot
+        for k, v in enumerate(values):
+            reg = address + k
+            if reg == R.CHG_HR_ENABLE:
+                r.enable[i] = 1 if v == 1 else 0
+            elif reg == R.CHG_HR_P_LIMIT:
+                r.p_limit_w[i] = v * 100.0
+            elif reg == R.CHG_HR_TARGET_SOC:
+                r.target[i] = v
+            elif reg == R.CHG_HR_HEARTBEAT:
+                r.hb[i] = v
+
+
 # --- the engine ------------------------------------------------------------------------------
 
 
@@ -204,8 +371,9 @@ def fleet_for(sc: Scenario) -> list[VehicleModel]:
         if base is None:  # a model from a custom config: it brings its first compatible pack type
             types = [t for t in sc.station["compatibility"][name] if t in PACK_TYPES]
             base = VehicleModel(name, 0, 1.0, {types[0]: 1.0})
+        packs = {sc.rack[0].pack_type: 1.0} if sc.queueing is not None else base.packs
         if w > 0:
-            out.append(VehicleModel(base.name, codes.get(name, base.code), w, base.packs))
+            out.append(VehicleModel(base.name, codes.get(name, base.code), w, packs))
     return out
 
 
@@ -225,6 +393,7 @@ class Engine:
     def __init__(self, sc: Scenario, plant: str = "fast",
                  progress: Callable[[float], None] | None = None) -> None:
         self.sc = sc
+        self.devices: dict[int, buses.Device]
         self.progress = progress
         self.t_ms = 0
         self._seq = 0
@@ -233,9 +402,18 @@ class Engine:
         slots = sc.station["slots"]
         self.n_slots = len(slots)
         self.rng = np.random.Generator(np.random.PCG64(sc.seed))
-        backend = "cython" if plant == "fast" else "python"
-        self.plant = Plant(1, self.n_slots, grid_limit_kw=sc.grid_capacity_kw, backend=backend,
-                           rack=RackParams(t_amb_c=sc.ambient_c))
+        q = sc.queueing
+        self.plant: Any
+        if q is not None:
+            full = sc.station["limits"]["full_soc"] / 100.0
+            self.plant = ExpChargeRack(self.n_slots, 3600.0 / q.mu_per_hour, full,
+                                       slots[0]["charger_kw"] * 1000.0, seed=sc.seed + 2)
+            self.devices = {s["charger_unit"]: ExpChargerDevice(self.plant, i) for i, s in enumerate(slots)}
+        else:
+            backend = "cython" if plant == "fast" else "python"
+            self.plant = Plant(1, self.n_slots, grid_limit_kw=sc.grid_capacity_kw, backend=backend,
+                               rack=RackParams(t_amb_c=sc.ambient_c))
+            self.devices = {s["charger_unit"]: ChargerDevice(self.plant, i) for i, s in enumerate(slots)}
         self._stock_rack()
         self.bay = BayModel(self.plant, seed=sc.seed + 1, timing=_scaled_timing(sc.swap_time_scale),
                             bolt_count=min(sc.station["bay"]["bolt_count"], R.BOLT_MAX),
@@ -255,9 +433,6 @@ class Engine:
         self._waiting: dict[int, _Visit] = {}  # vehicle id -> visit, while in the entry queue
         self._in_bay: _Visit | None = None
         self._departed_seen = 0
-        self.devices: dict[int, buses.Device] = {
-            s["charger_unit"]: ChargerDevice(self.plant, i) for i, s in enumerate(slots)
-        }
         self.bay_device = BayDevice(self.bay, lambda: self.t_ms / 1000.0)
 
     # --- set-up ---
@@ -306,6 +481,7 @@ class Engine:
             return
         self._waiting[a.vehicle_id] = visit
         self.bay.vehicle_arrives(BayVehicle(a.vehicle_id, a.model.code, a.pack), self.t_s)
+        self._follow_bay()
         if math.isfinite(a.patience_s):
             self.at(self.t_ms + int(math.ceil(a.patience_s * 1000.0)), lambda: self._renege(a.vehicle_id))
 
@@ -339,15 +515,22 @@ class Engine:
             else:
                 visit.outcome = "not_swapped"
                 self.kpi.swap_failed("no_swap")
-        if bay.queue and bay.vehicle is None and self._in_bay is None and bay.door.at(bay.now) >= 1.0:
-            visit = self._waiting.pop(bay.queue[0].vehicle_id)
-            visit.entered_s = bay.now
-            self._in_bay = visit
-            self.kpi.served(visit.arrival.t_s, visit.entered_s - visit.arrival.t_s)
+        if self._in_bay is None:
+            # Driving in, or (zero-time mechanics) already in within this same instant.
+            v = bay.vehicle
+            if v is None and bay.queue and bay.door.at(bay.now) >= 1.0:
+                v = bay.queue[0]
+            if v is not None:
+                visit = self._waiting.pop(v.vehicle_id)
+                visit.entered_s = bay.now
+                self._in_bay = visit
+                self.kpi.served(visit.arrival.t_s, visit.entered_s - visit.arrival.t_s)
 
     # --- scenario events ---
     def _schedule_scenario(self) -> None:
         sc = self.sc
+        if not sc.outages and not sc.faults:
+            return
         grid_down = partial(self.plant.set_grid, 0, up=False)
         grid_up = partial(self.plant.set_grid, 0, up=True)
         for at_s, dur_s in sc.outages:

@@ -29,6 +29,7 @@ SERIES_COLUMNS = (
 )
 
 SWAP_HISTOGRAM_EDGES_S = (0, 60, 90, 120, 140, 150, 160, 180, 240, 300, 600)
+WAITED_S = 1.0  # a vehicle "waited" when it waited this long or longer (the bay's own reaction is less)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -184,7 +185,7 @@ class KpiRecorder:
         self.advance(end_s)
         days = end_s / 86400.0
         waits = self.waits_s
-        waited = sum(1 for w in waits if w > 0)
+        waited = sum(1 for w in waits if w >= WAITED_S)
         return {
             "duration_s": end_s,
             "swaps": self.swaps,

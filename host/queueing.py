@@ -60,6 +60,20 @@ def swap_mean_queue(c: int, n: int, lam: float, mu: float) -> float:
     return lam * swap_mean_wait(c, n, lam, mu)
 
 
+def swap_blocking_probability(c: int, n: int, lam: float, mu: float) -> float:
+    """P(a vehicle finds no charged pack) when such vehicles leave: the loss variant.
+
+    Packs not yet full form an M/M/c/n queue (at most ``n``, all of them depleted); an
+    arrival is lost in state ``n``. With ``c == n`` this is Erlang B(n, a)."""
+    if c < 1 or n < c:
+        raise ValueError("need 1 <= c <= n")
+    a = lam / mu
+    terms = [1.0]
+    for k in range(1, n + 1):
+        terms.append(terms[-1] * a / min(k, c))
+    return terms[-1] / math.fsum(terms)
+
+
 def poisson_tail(a: float, n: int) -> float:
     """P(Poisson(a) >= n): the wait probability with ample chargers (c >= n, M/M/inf packs)."""
     if n <= 0:

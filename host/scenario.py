@@ -399,7 +399,7 @@ def _faults(items: list[_Reader], station: dict[str, Any]) -> list[Fault]:
 def _queueing(r: _Reader, station: dict[str, Any]) -> Queueing:
     q = Queueing(
         chargers=r.integer("chargers", lo=1),
-        packs=r.integer("packs", lo=1, hi=len(station["slots"])),
+        packs=r.integer("packs", lo=1, hi=len(station["slots"]) - 1),
         mu_per_hour=r.num("mu_per_hour", positive=True),
     )
     r.done()
@@ -453,9 +453,39 @@ def _from_dict(data: dict[str, Any], source: str, base_dir: Path) -> Scenario:
     )
     for r in (run, mech, oper, grid, top):
         r.done()
-    if not sc.rack and sc.queueing is None:
+    if sc.queueing is not None:
+        _queueing_setup(sc, sc.queueing)
+    if not sc.rack:
         raise ScenarioError("rack.packs", "no packs in the rack: nothing to swap")
     return sc
+
+
+QUEUEING_SOC = 80.0  # % hand-over = full SoC in the queueing-validation mode
+
+
+def _queueing_setup(sc: Scenario, q: Queueing) -> None:
+    """The validation set-up (docs/scenarios.md): N full packs of one type in N + 1 slots
+    (one free for the returned pack), grid limit = C chargers' power so dispatch charges at
+    most C packs, no time-of-use slowdown, hand-over at full, patient vehicles of one model."""
+    st = sc.station
+    if q.packs + 1 > len(st["slots"]):
+        raise ScenarioError("queueing.packs", f"needs {q.packs + 1} slots, the station has "
+                                              f"{len(st['slots'])}")
+    st["slots"] = st["slots"][: q.packs + 1]
+    kw = {s["charger_kw"] for s in st["slots"]}
+    if len(kw) != 1:
+        raise ScenarioError("queueing", "the slots' chargers must all have the same power")
+    st["limits"]["grid_kw"] = q.chargers * kw.pop()
+    st["limits"]["handover_soc"] = st["limits"]["full_soc"] = QUEUEING_SOC
+    st["tou"] = None
+    model = next(iter(sc.demand.models))
+    ptype = st["compatibility"][model][0]
+    d = sc.demand
+    sc.demand = Demand(d.rate_per_hour, d.scale, {model: 1.0}, d.arrival_soc, 0, 0, 0.0)
+    sc.rack = [RackPacks(ptype, q.packs, (QUEUEING_SOC, QUEUEING_SOC))]
+    sc.faults = []
+    sc.outages = []
+    sc.swap_time_scale = 0.0
 
 
 def _parse_text(text: str, source: str, suffix: str) -> dict[str, Any]:

@@ -102,3 +102,10 @@ def test_reference_queue_detects_a_wrong_model():
         sum(w) / len(w) for w in (q.simulate_swap_queue(c, n - 1, lam, mu, 5000, s, 500) for s in range(20))
     ]
     assert not q.t_interval(mw, 0.99).contains(q.swap_mean_wait(c, n, lam, mu))
+
+
+def test_blocking_is_erlang_b_when_chargers_equal_packs():
+    assert q.swap_blocking_probability(5, 5, 3.0, 1.0) == pytest.approx(q.erlang_b(5, 3.0), rel=1e-12)
+    assert q.swap_blocking_probability(2, 2, 12.0, 6.0) == pytest.approx(0.4)
+    # more packs than chargers: M/M/c/n by hand for c=1, n=2, a=1 -> p2 = 1/3
+    assert q.swap_blocking_probability(1, 2, 1.0, 1.0) == pytest.approx(1 / 3)
