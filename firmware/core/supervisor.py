@@ -127,6 +127,7 @@ class Supervisor:
         self.baylink = BayLink(self, self.bay_bus, self.bay_unit, self.bay, bay_cycle_ms, idle_cycle_ms,
                                now_ms)
         self._hold_seen = self.bay.safety.hold
+        self._smoke = False
         self._booting = True
         self._isolating = -1
         self.open_swap = jstate.open_swap  # the swap a power loss interrupted, until restored
@@ -302,12 +303,15 @@ class Supervisor:
         for k in range(self.rack.n):
             if self.rack.reason[k] in ("pack_mismatch", "pack_missing"):
                 self._alarm(k, self.rack.reason[k], "rack differs from the journal")
-        if sw is not None and sw.get("s") in bay_mod.SWAP_STEPS:
-            r = sw.get("r") or ""
-            plan = r[6:] if r.startswith("start:") else "swap"
+        r = (sw.get("r") or "") if sw is not None else ""
+        plan = r[6:] if r.startswith("start:") else "swap"
+        if sw is not None and sw.get("s") in bay_mod.SWAP_STEPS and plan in bay_mod.PLAN_NAMES:
             self.bay.restore(sw["n"], plan, sw["s"], now, sw["v"], sw["m"], sw.get("po"),
                              sw.get("rs"), sw.get("ss"), sw.get("pi"))
             self._alarm(-1, "swap_interrupted", "%s at %s" % (sw["v"], sw["s"]))
+        elif sw is not None and sw.get("s") is not None:  # a record this firmware cannot resume
+            self._j(self.journal.swap_end, sw["n"], "unresumable", now)
+            self.bay.hold_fault("swap %d stopped at %s: clear the bay by hand" % (sw["n"], sw["s"]))
         elif sw is not None:  # begun, no step recorded: nothing moved yet
             self._j(self.journal.swap_end, sw["n"], "power_loss", now)
         elif not self.bay.carrier_home():
@@ -329,6 +333,11 @@ class Supervisor:
                     rk.clear_fault(k)
 
     def _holds(self, now):
+        smoke = self.bay.safety.smoke_live
+        if smoke != self._smoke:
+            # The bay's detector also watches the store: stop all charging (GB/T 51077).
+            self._smoke = smoke
+            self.thermal.smoke(smoke)
         hold = self.bay.safety.hold
         seen = self._hold_seen
         if hold != seen:
@@ -382,6 +391,9 @@ class Supervisor:
         if self.error is not None:
             return False
         cleared = self.bay.ack()
+        if cleared & sf.SMOKE:
+            self.thermal.clear(th.STORE)
+            self._alarm(-1, "store_smoke", None, False)
         return self._op("ack", cleared != 0, ",".join(sf.names(cleared)) or None)
 
     def confirm(self):

@@ -20,7 +20,11 @@ def station_cfg(mutate=None):
     """A fresh, validated copy of the default station config."""
     global _cfg_text
     if _cfg_text is None:
-        with open(config.default_path()) as f:
+        try:
+            f = open(config.default_path())
+        except OSError:  # firmware loaded from a compiled image: station.json is not beside it
+            f = open("firmware/station.json")
+        with f:
             _cfg_text = f.read()
     raw = json.loads(_cfg_text)
     if mutate is not None:

@@ -155,16 +155,18 @@ class Watchdog:
 
 class Station:
     def __init__(self, n_slots=23, n_packs=None, cfg=None, mutate=None, soc=95.0, base=None,
-                 latency_ms=0, **sup_opts):
+                 latency_ms=0, storage=None, packs=None, **sup_opts):
         self.cfg = cfg if cfg is not None else station_cfg(mutate)
         if len(self.cfg["slots"]) != n_slots:
             self.cfg["slots"] = self.cfg["slots"][:n_slots]
         self.plant = Plant(n_slots=n_slots, bolts=self.cfg["bay"]["bolt_count"])
         bolts = self.plant.bolts
-        if n_packs is None:
-            n_packs = n_slots - 1
-        self.plant.fill([Pack(1000 + k, rm.PACK_100, soc=soc, bolts=bolts) for k in range(n_packs)])
-        self.storage = MemStorage()
+        if packs is None:
+            if n_packs is None:
+                n_packs = n_slots - 1
+            packs = [Pack(1000 + k, rm.PACK_100, soc=soc, bolts=bolts) for k in range(n_packs)]
+        self.plant.fill(packs)
+        self.storage = MemStorage() if storage is None else storage
         # Virtual ticks start close to the wrap on purpose.
         self.base = ticks_add(0, -90000) if base is None else base
         self.latency_ms = latency_ms

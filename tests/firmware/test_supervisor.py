@@ -394,3 +394,22 @@ def test_ticks_wrap_during_a_swap():
     assert s.until_swaps(1)
     t = s.storage.records("ST")[0]["t"]
     assert 60000 < t < 300000
+
+
+def test_smoke_in_the_bay_stops_all_charging_and_ventilates():
+    s = Station(soc=40.0)
+    s.start()
+    s.run(5000)
+    assert s.plant.chargers[0].power_kw > 0
+    s.plant.bay.smoke = True
+    s.run(3000)
+    assert s.plant.bay.coils[rm.BAY_CO_VENTILATION] == 1
+    assert "-1:store_smoke" in s.sup.alarms and "-1:smoke" in s.sup.alarms
+    assert all(c.hr[rm.CHG_HR_ENABLE] == 0 for c in s.plant.chargers)
+    s.plant.bay.smoke = False
+    s.run(3000)
+    assert all(c.hr[rm.CHG_HR_ENABLE] == 0 for c in s.plant.chargers)  # latched until acknowledged
+    assert s.sup.ack()
+    s.run(5000)
+    assert "-1:store_smoke" not in s.sup.alarms and s.plant.bay.coils[rm.BAY_CO_VENTILATION] == 0
+    assert s.plant.chargers[0].hr[rm.CHG_HR_ENABLE] == 1
