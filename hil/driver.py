@@ -190,6 +190,14 @@ class ScenarioDriver:
     def ack(self) -> bool:
         return bool(self.target.call("ack"))
 
+    def ack_when_clear(self, timeout: float = 5.0) -> None:
+        """Acknowledge as an operator does: again until the station has seen the cause gone."""
+        end = time.monotonic() + timeout
+        while not self.ack():
+            if time.monotonic() > end:
+                raise ScenarioError(f"ack refused for {timeout} s; status {json.dumps(self.station())}")
+            time.sleep(0.05)
+
     def confirm(self) -> bool:
         ok = bool(self.target.call("confirm"))
         if ok:
@@ -285,6 +293,16 @@ class ScenarioDriver:
 
     def motion_coils(self) -> list[int]:
         return list(self.field.call(self._bay().motion_coils_on))
+
+    def trigger(self, step: str, do: str, plan: str | None = None, delay_ms: int = 0, **fields: Any) -> None:
+        """Arm an action in the target for when the bay enters ``step``: ``pin`` (``name``,
+        ``value``), ``kill`` (a power cut ``delay_ms`` into the step) or ``cut_write``
+        (tear the first flash write of that step)."""
+        self.target.request("trigger", step=step, do=do, plan=plan, delay_ms=delay_ms, **fields)
+
+    def triggered(self) -> list[dict[str, Any]]:
+        ch = self.target.channel
+        return [] if ch is None else [e for e in ch.events if e.get("k") == "trigger"]
 
     # ---- power -----------------------------------------------------------------------------------------
     def power_cut(self) -> None:

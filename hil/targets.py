@@ -267,7 +267,9 @@ class UnixTarget(Target):
     def args(self, cut_after: int | None = None) -> dict[str, Any]:
         return {"config": self.config, "image": self.image, "block_size": self.block_size,
                 "block_count": self.block_count, "buses": self.buses, "inputs": self.inputs,
-                "outputs": list(self.outputs), "status_ms": self.status_ms, "cut_after": cut_after}
+                "outputs": list(self.outputs), "status_ms": self.status_ms, "cut_after": cut_after,
+                # A pty carries no parity bit, and Linux refuses PARENB on a pty now and then (EINVAL).
+                "parity": "N"}
 
     def command(self, cut_after: int | None = None) -> list[str]:
         # The arguments go in a file: MicroPython 1.29's unix port aborts ("uncaught NLR")

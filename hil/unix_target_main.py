@@ -64,17 +64,27 @@ class CutFlash(FileBlockDev):
     nothing after the cut runs, exactly as on a controller losing its supply."""
 
     pid = None
+    cut_when = None  # predicate: tear the first write for which it holds
 
     def _modify(self, addr, data, n):
+        when = self.cut_when
+        if when is not None and not self._dead and when():
+            self.cut_when = None
+            self.cut_after(0)
         try:
             FileBlockDev._modify(self, addr, data, n)
         except OSError:
             if not self._dead:
                 raise
             emit("powercut", {"writes": self.writes, "addr": addr})
-            if self.pid is not None:
-                os.system(f"kill -9 {self.pid}")
+            die(self.pid)
             raise
+
+
+def die(pid):
+    """Stop this process at once, as a supply failing: no finally block, no last write."""
+    if pid is not None:
+        os.system(f"kill -9 {pid}")
 
 
 def mount_flash(path, block_size, block_count):
@@ -229,6 +239,7 @@ class Station:
         self.tick_us_max = 0
         self.quit = False
         self._sig = None
+        self.triggers = []  # [step, plan or None, action dict, fired-at ticks or None]
 
     def _signature(self):
         """What a test waits for: a change of it pushes a status line at once, so no
@@ -258,6 +269,8 @@ class Station:
             return None
         if op == "probe":
             return self.probe(req["what"])
+        if op == "trigger":
+            return self.arm(req)
         if op == "call":
             # Operator actions are supervisor methods: ack, confirm, manual, jog, abort_swap ...
             name = req["name"]
@@ -265,6 +278,57 @@ class Station:
                 raise ValueError("not an operator action: " + name)
             return getattr(self.station, name)(*req.get("args", ()))
         raise ValueError(f"unknown op {op!r}")
+
+    def arm(self, req):
+        """Act when the bay enters ``step`` (of ``plan``, if given), ``delay_ms`` later:
+        ``do`` = ``pin`` (set input ``name`` to ``value``), ``kill`` (power cut), or
+        ``cut_write`` (tear the first flash write made in that step: its journal record)."""
+        step = req["step"]
+        from firmware.core.config import SWAP_STEPS
+
+        if step not in SWAP_STEPS:
+            raise ValueError(f"unknown step {step!r}")
+        act = req["do"]
+        if act not in ("pin", "kill", "cut_write"):
+            raise ValueError(f"unknown trigger action {act!r}")
+        if act == "cut_write":
+            if self.flash is None:
+                raise ValueError("this target has no flash cut switch")
+            want = SWAP_STEPS.index(step)
+            plan = req.get("plan")
+            bay = self.station.bay
+            from firmware.core import bay_steps
+
+            def when():
+                return bay.step == want and (plan is None or bay_steps.PLAN_NAMES[bay.plan] == plan)
+
+            self.flash.cut_when = when
+            return None
+        self.triggers.append([SWAP_STEPS.index(step), req.get("plan"), req, None])
+        return len(self.triggers)
+
+    def _fire(self, now):
+        bay = getattr(self.station, "bay", None)
+        if bay is None or not self.triggers:
+            return
+        from firmware.core import bay_steps
+
+        for tr in self.triggers:
+            step, plan, req, at = tr
+            if at is None:
+                if bay.step == step and (plan is None or bay_steps.PLAN_NAMES[bay.plan] == plan):
+                    tr[3] = at = now
+                else:
+                    continue
+            if ticks_diff(now, at) < req.get("delay_ms", 0):
+                continue
+            self.triggers.remove(tr)
+            emit("trigger", {"step": req["step"], "do": req["do"], "t": ticks_diff(now, self.boot_ms)})
+            if req["do"] == "kill":
+                die(self.flash.pid if self.flash is not None else None)
+            else:
+                self.board.inputs[req["name"]].value(req["value"])
+            return
 
     def probe(self, what):
         """Test probes into the station's own view (read only): ``rack`` (pack and state
@@ -322,6 +386,7 @@ class Station:
                 self.tick_us_max = dt
             if feed_here:
                 wdt.feed()
+            self._fire(now)
             sig = self._signature()
             if sig != self._sig or channel.due(now):
                 self._sig = sig

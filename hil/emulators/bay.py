@@ -43,10 +43,10 @@ ENV_INPUTS = {
     "manual_mode": rm.BAY_DI_MANUAL_MODE,
 }
 
-# Coils that make something move (the ones a stop must drop).
+# Coils that run a drive while set: a stop must drop them. (Positioner, platform, grip and
+# doors command positions, where 0 is itself a motion; the bay's safety relay cuts those.)
 MOTION_COILS = (rm.BAY_CO_LIFT_UP, rm.BAY_CO_LIFT_DOWN, rm.BAY_CO_TOOL_UNBOLT, rm.BAY_CO_TOOL_BOLT,
-                rm.BAY_CO_CARRIER_TO_RACK, rm.BAY_CO_CARRIER_TO_BAY, rm.BAY_CO_DOOR_OPEN,
-                rm.BAY_CO_EXIT_OPEN)
+                rm.BAY_CO_CARRIER_TO_RACK, rm.BAY_CO_CARRIER_TO_BAY)
 
 
 def scaled_timing(scale: float, base: BayTiming | None = None, jitter: float | None = None) -> BayTiming:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hil.driver import ScenarioDriver
 
 
@@ -26,6 +28,7 @@ def test_one_full_swap(hil_driver: ScenarioDriver) -> None:
     assert d.field_errors() == []
 
 
+@pytest.mark.hil_rig(bay_scale=0.01)  # 144 s of mechanics in 1.4 s: the firmware's own pace shows
 def test_ten_swaps_back_to_back(hil_driver: ScenarioDriver) -> None:
     d = hil_driver
     handover = float(d.cfg["limits"]["handover_soc"])

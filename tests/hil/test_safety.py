@@ -1,0 +1,62 @@
+"""E-stop on the rig: the controller's own e-stop input in every swap step, and the bay's
+e-stop chain (read through the bay I/O module) while something moves."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from firmware.core.config import SWAP_STEPS
+from hil.driver import ScenarioDriver
+
+
+@pytest.mark.hil_unix_only("the step trigger on the e-stop input is a unix-target probe")
+@pytest.mark.hil_rig(bay_scale=0.02)
+def test_estop_in_each_swap_step(hil_driver: ScenarioDriver) -> None:
+    d = hil_driver
+    held_in = []
+    for k, step in enumerate(SWAP_STEPS):
+        d.trigger(step, "pin", plan="swap", name="estop_ok", value=0)
+        if k == 0:
+            v = d.arrive(soc=0.2)
+        st = d.wait(lambda s: "estop" in s["hold"], 30, f"the e-stop in step {step}")
+        t_stop = time.monotonic()
+        held_in.append(st["step"])
+        assert st["state"] == "hold"
+        d.wait_field(lambda: d.motion_coils() == [], 5, "every drive off")
+        d.wait(lambda s: True, 1, "a status")  # the outputs of a later tick
+        assert d.outputs()["motion_enable"] == 0
+        assert not d.ack(), "ack accepted while the e-stop is still pressed"
+        time.sleep(0.3)  # held: nothing may start meanwhile
+        d.controller_estop(False)
+        assert d.motion_started_between(t_stop, time.monotonic()) == []
+        assert d.ack()
+        d.wait(lambda s: s["hold"] == [], 5, "the hold released by the ack")
+    assert held_in == list(SWAP_STEPS)
+    st = d.wait_swaps(1, timeout=60)
+    assert st["swaps_ok"] == 1 and st["swaps_other"] == 0
+    assert [x["vehicle"] for x in d.departed()] == [v.vehicle_id]
+    alarms = [f for _, f in d.swap_records()]
+    assert [f["o"] for f in alarms] == ["ok"]
+    assert d.field_errors() == []
+
+
+@pytest.mark.hil_rig(bay_scale=0.05)
+def test_bay_estop_chain_stops_the_lift(hil_driver: ScenarioDriver) -> None:
+    d = hil_driver
+    d.arrive(soc=0.3)
+    d.wait_step("lift", 30)
+    d.wait_field(lambda: d.motion_coils() != [], 5, "the lift running")
+    d.estop(True)
+    d.wait(lambda s: "estop" in s["hold"], 5, "the bay e-stop seen")
+    d.wait_field(lambda: d.motion_coils() == [], 5, "every drive off")
+    lift = d.field.call(lambda: d.field.bay.model.lift)
+    pos = d.field.call(lambda: lift.at(d.field.bay.now()))
+    time.sleep(0.3)
+    assert d.field.call(lambda: lift.at(d.field.bay.now())) == pos, "the lift kept moving"
+    assert not d.ack()
+    d.estop(False)
+    d.ack_when_clear()  # accepted once the station has read the chain closed again
+    st = d.wait_swaps(1, timeout=60)
+    assert st["swaps_ok"] == 1
