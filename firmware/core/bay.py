@@ -89,18 +89,6 @@ from firmware.core.config import SWAP_STEPS  # noqa: F401  (re-exported)
 from firmware.proto import regmap as rm
 
 
-def _codes(given, cfg, key, names):
-    """code -> config name: as given, else the config's table, else names in sorted order."""
-    if given:
-        return given
-    if cfg.get(key):
-        return cfg[key]
-    out = {}
-    for i, n in enumerate(sorted(names)):
-        out[i + 1] = n
-    return out
-
-
 class Swap:
     """One vehicle's pass through the bay (also one isolation move). ``n`` is the
     journal's swap number, set by whoever handles the ``begin`` event."""
@@ -123,7 +111,6 @@ class Swap:
         self.own_slot = -1  # where the vehicle's own pack went
         self.new_pack = None
         self.reserved = False  # fetch_slot holds a reservation for this vehicle
-        self.attempt = 1
         self.step_ms = [0] * STEP_COUNT
 
 
@@ -142,8 +129,9 @@ class Bay:
         self.torque = bay["torque_nm"]
         self.angle = bay["angle_deg"]
         self.isolation_target = len(cfg["slots"])  # carrier target for the isolation bay
-        self.model_codes = _codes(model_codes, cfg, "model_by_code", cfg["compatibility"])
-        self.pack_codes = _codes(pack_codes, cfg, "pack_type_by_code", cfg["pack_types"])
+        # code -> config name; a code the config does not know is no model / pack type.
+        self.model_codes = model_codes or cfg.get("model_by_code") or {}
+        self.pack_codes = pack_codes or cfg.get("pack_type_by_code") or {}
         auth = cfg["authorisation"]
         self.allow = auth["allow"]
         self.subscription = auth["subscription"]
@@ -153,7 +141,6 @@ class Bay:
         self.ir = [0] * rm.BAY_IR_COUNT
         self.di_gen = -1  # output generation those sensors saw
         self.ir_gen = -1
-        self.online = True
         # Outputs
         self.coils = bytearray(rm.BAY_COIL_COUNT)
         self.hr = [0, int((self.torque[0] + self.torque[1]) * 5)]  # target slot, torque 0.1 N*m
@@ -209,7 +196,6 @@ class Bay:
         self.written = gen
 
     def comms(self, online):
-        self.online = online
         self.safety.comms(online, self._guarded())
 
     def estop_pin(self, ok):
@@ -221,15 +207,9 @@ class Bay:
     def offer_identity(self, vehicle, model, pack, ptype, soc=None, subscribed=False):
         self.queue.append((vehicle, model, pack, ptype, soc, subscribed))
 
-    def busy(self):
-        return self.swap is not None
-
     def carrier_home(self):
         """The carrier waits at the bay, empty: where a swap needs it."""
         return self.di[rm.BAY_DI_CARRIER_AT_BAY] and not self.di[rm.BAY_DI_PACK_ON_CARRIER]
-
-    def guarded_motion(self):
-        return self._guarded()
 
     def restore(self, n, plan, step, t0, vehicle, model, pack, fetch_slot, store_slot, new_pack):
         """Take back the swap a power loss interrupted, from its last journal record
@@ -248,7 +228,6 @@ class Bay:
             s.own_slot = s.store_slot
         elif p == P_RESWAP:
             s.own_slot = s.fetch_slot
-            s.attempt = 2
         if p in (P_SWAP, P_RESWAP) and st <= FETCH and s.fetch_slot >= 0:
             s.reserved = self.rack.reserve_slot(s.fetch_slot)
         self.plan = p
@@ -269,8 +248,7 @@ class Bay:
 
     # ---- operator -------------------------------------------------------------------
     def ack(self):
-        cleared = self.safety.ack()
-        return cleared
+        return self.safety.ack()
 
     def confirm(self):
         if not self.safety.confirm():
@@ -460,7 +438,6 @@ class Bay:
             self.rack.set_fault(s.fetch_slot, why)
             s.store_slot = s.fetch_slot
             s.fetch_slot = s.own_slot
-            s.attempt += 1
             nxt = P_RESWAP
         if nxt >= 0:
             if nxt != P_RESWAP:

@@ -54,7 +54,7 @@ _BAY_CYCLE_MS = const(100)  # sensor poll while the bay is busy or held
 _IDLE_CYCLE_MS = const(500)  # sensor poll while the bay waits for a vehicle
 _FEED_MS = const(250)  # longest wait between watchdog feeds
 _LOOP_LATE_MS = const(2000)  # a gap between ticks this long: the loop is not on time
-_BAY_OUT = const(6)  # bay requests in flight at most
+_QUEUE = const(8)  # transactions per bus master we build (chargers keep 6 in flight, the bay 6)
 _QUEUE_MAX = const(8)  # identities waiting from vehicle_arrived
 _ST_NAMES = ("config_error", "boot", "hold", "manual", "run")
 
@@ -65,13 +65,13 @@ def _config(cfg):
     return config_mod.validate(cfg)
 
 
-def _master(bus, bcfg, queue):
+def _master(bus, bcfg):
     if hasattr(bus, "poll") and hasattr(bus, "read"):
         return bus
     from firmware.proto.modbus_rtu import ModbusMaster
 
     return ModbusMaster(bus, bcfg["timeout_ms"], bcfg["retries"], bcfg["offline_after"],
-                        bcfg["probe_interval_ms"], queue_size=queue)
+                        bcfg["probe_interval_ms"], queue_size=_QUEUE)
 
 
 def _stall_ms(bcfg):
@@ -98,7 +98,6 @@ class Supervisor:
         self.journal_errors = 0
         self.alive = False
         self._last_tick = now_ms
-        self._last_feed = now_ms
         self._out("motion_enable", 0)
         try:
             self.cfg = cfg = _config(cfg)
@@ -107,7 +106,7 @@ class Supervisor:
             self._out("fault", 1)
             return
         bc = cfg["buses"]
-        self.bay_bus = _master(buses["bay_io"], bc["bay_io"], _BAY_OUT + 2)
+        self.bay_bus = _master(buses["bay_io"], bc["bay_io"])
         self.bay_unit = bc["bay_io"]["unit"]
         self._stall = (_stall_ms(bc["chargers"]), _stall_ms(bc["bay_io"]))
         self.journal = Journal.from_config(storage, cfg)
@@ -123,7 +122,7 @@ class Supervisor:
         self.rack.restore(jstate)
         self.dispatch = Dispatch(cfg, self.rack)
         self.bay = bay_mod.Bay(cfg, self.rack, self._bay_event)
-        self.chargers = ChargerLink(self, _master(buses["chargers"], bc["chargers"], 8), cfg, now_ms)
+        self.chargers = ChargerLink(self, _master(buses["chargers"], bc["chargers"]), cfg, now_ms)
         self.baylink = BayLink(self, self.bay_bus, self.bay_unit, self.bay, bay_cycle_ms, idle_cycle_ms,
                                now_ms)
         self._hold_seen = self.bay.safety.hold
@@ -259,12 +258,9 @@ class Supervisor:
         self.baylink.write()
         ch.bus.poll(now)
         self.bay_bus.poll(now)
-        if self._journal_ok and not self._j(self.journal.service, 8):
-            busy = True
-        else:
-            busy = False
+        compacting = self._journal_ok and self._j(self.journal.service, 8) is False
         self._feed(now, not late)
-        return self._wait(now, busy)
+        return self._wait(now, compacting)
 
     def _wait(self, now, busy):
         w = min(self.chargers.bus.next_poll_ms(now), self.bay_bus.next_poll_ms(now),
@@ -287,7 +283,6 @@ class Supervisor:
         if ok and self.watchdog is not None:
             self.watchdog.feed()
             self.feeds += 1
-            self._last_feed = now
 
     # ---- boot ------------------------------------------------------------------------------
     def _boot(self, now):
