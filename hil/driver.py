@@ -71,6 +71,7 @@ class RigOptions:
     packs: Mapping[int, PackRecord] | None = None
     status_ms: int = 100
     trace: bool = True  # CSV frame traces of the lines (unix target)
+    fresh_flash: bool = True  # start from a blank flash image (the field starts fresh too)
 
 
 class Rig:
@@ -93,6 +94,8 @@ class Rig:
     def start(self, boot: bool = True) -> None:
         o = self.opt
         target_cfg = o.target_config or o.config
+        if o.fresh_flash and self.image.exists():
+            self.image.unlink()
         if o.target == "unix":
             for name in BUS_NAMES:
                 baud = int(self.cfg["buses"][name]["baudrate"])

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # (module, what it adds). Modules are imported lazily so one broken extra cannot block the rest.
-SUBCOMMAND_MODULES: list[str] = ["host.build", "host.flash", "host.demo", "host.sim_cli"]
+SUBCOMMAND_MODULES: list[str] = ["host.build", "host.flash", "host.demo", "host.sim_cli", "hil.cli"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the job ran and found a problem (a failed check, a KPI out of range)
