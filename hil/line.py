@@ -231,6 +231,15 @@ class PacedLine:
         with self._lock:
             return sum(f.count for f in self._armed)
 
+    def now(self) -> float:
+        """Seconds since start, on the clock of ``Frame.t``."""
+        return time.perf_counter() - self._t0
+
+    def frames_since(self, t: float) -> list[Frame]:
+        """Frames whose first byte came at or after ``t`` (from ``now()``)."""
+        with self._lock:
+            return [f for f in self.frames if f.t >= t]
+
     def wait_frames(self, n: int, timeout: float = 2.0) -> bool:
         """Wait until at least ``n`` frames are recorded."""
         end = time.monotonic() + timeout

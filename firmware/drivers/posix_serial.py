@@ -10,13 +10,15 @@ checks with ``select.poll`` that the tty can take bytes, so nothing blocks.
 time the written bytes need on the wire at the configured baud rate, which is
 what an RS-485 line takes (USB adapters switch the direction pin themselves).
 
-RTU gap timing: a tty hands bytes over in bursts (USB frames of 1 ms or more,
-pty writes, scheduler jitter), so gaps seen by the reader say little about gaps on
-the wire. The port therefore tells the Modbus master ``rtu_char_gap_us = 0``
-(t1.5 check off) and ``rtu_frame_gap_us = frame_gap_us`` (default 5 ms, at least
-t3.5), a silence long enough that a burst split by the OS is not taken for a
-frame end. Replies still complete by their expected length, without waiting
-for that silence. Pass ``char_gap_us``/``frame_gap_us`` to choose otherwise.
+RTU gap timing: a tty hands bytes over in bursts (USB frames, the 16 ms default
+latency timer of FTDI adapters, pty writes, scheduler jitter), so gaps seen by the
+reader say little about gaps on the wire. The port therefore tells the Modbus
+master ``rtu_char_gap_us = 0`` (t1.5 check off) and ``rtu_frame_gap_us =
+frame_gap_us`` (default 20 ms, at least t3.5), a silence long enough that a burst
+split by the adapter or the OS is not taken for a frame end. Valid replies still
+complete by their expected length without waiting for that silence; only a broken
+reply is judged that much later. Pass ``char_gap_us``/``frame_gap_us`` to choose
+otherwise (set the adapter's latency timer to 1 ms and 2-5 ms will do).
 """
 
 import select
@@ -44,7 +46,7 @@ _BAUD = {
 }
 _POLLIN = 1
 _POLLOUT = 4
-DEFAULT_FRAME_GAP_US = 5000
+DEFAULT_FRAME_GAP_US = 20000
 
 
 def _open(path):

@@ -109,7 +109,8 @@ class ModbusMaster(BusMaster):
             if st == _S_IDLE:
                 self._drain()
                 if self._quiet_until_ms is not None:
-                    if ticks_diff(now_ms, self._quiet_until_ms) < 0:
+                    # Strictly after: ms ticks are truncated, so this is >= turnaround in real time.
+                    if ticks_diff(now_ms, self._quiet_until_ms) <= 0:
                         return
                     self._quiet_until_ms = None
                 tx = self._next_tx(now_ms)
@@ -136,7 +137,7 @@ class ModbusMaster(BusMaster):
             if self._qlen == 0:
                 return IDLE_POLL_MS
             if self._quiet_until_ms is not None:
-                return max(0, ticks_diff(self._quiet_until_ms, now_ms))
+                return max(0, ticks_diff(self._quiet_until_ms, now_ms) + 1)
             return 0
         if st == _S_WAIT_BUS:
             return max(0, (ticks_diff(self._bus_free_us, self._us()) + 999) // 1000)
