@@ -31,6 +31,8 @@ import numpy as np
 from firmware.compat import ticks_add
 from firmware.hal import Storage
 from firmware.proto import regmap as R
+from hil.emulators.bay import RackWithIsolation
+from hil.emulators.bay import _HilBayModel as HilBayModel
 from host import buses
 from host.kpi import KpiRecorder
 from host.plant import charger_regs
@@ -41,6 +43,7 @@ from host.plant.vehicles import NIO_FLEET, PARTNER_MODELS, Arrival, ArrivalProce
 from host.scenario import Scenario
 
 TICKS_START = (1 << 30) - 600_000  # ticks wrap 10 minutes into every run
+SPIN_PASSES = 8  # supervisor passes at one virtual ms before the clock is moved on by 1 ms
 BAY_UNIT = R.BAY_IO_UNIT_FIRST
 
 SWAP_COLUMNS = ("vehicle", "model", "arrived_s", "outcome", "wait_s", "in_bay_s", "soc_in_pct",
@@ -191,7 +194,7 @@ class ExpChargeRack:
     VOLT = 370.0
 
     def __init__(self, n_slots: int, mean_s: float, full_soc: float, p_rated_w: float, seed: int) -> None:
-        self.n = n_slots
+        self.n = self.n_slots = n_slots
         self.mean_s = mean_s
         self.full_soc = full_soc
         self.p_rated_w = p_rated_w
@@ -415,7 +418,9 @@ class Engine:
                                rack=RackParams(t_amb_c=sc.ambient_c))
             self.devices = {s["charger_unit"]: ChargerDevice(self.plant, i) for i, s in enumerate(slots)}
         self._stock_rack()
-        self.bay = BayModel(self.plant, seed=sc.seed + 1, timing=_scaled_timing(sc.swap_time_scale),
+        # The isolation bay sits behind the last rack slot, where the firmware sends the carrier.
+        rack = RackWithIsolation(self.plant, sc.station["isolation_bay"]["capacity"])
+        self.bay = HilBayModel(rack, seed=sc.seed + 1, timing=_scaled_timing(sc.swap_time_scale),
                             bolt_count=min(sc.station["bay"]["bolt_count"], R.BOLT_MAX),
                             torque_window_nm=tuple(sc.station["bay"]["torque_nm"]),  # type: ignore[arg-type]
                             angle_window_deg=tuple(sc.station["bay"]["angle_deg"]))  # type: ignore[arg-type]
@@ -546,6 +551,8 @@ class Engine:
                              lambda: self.bay.set_input(R.BAY_DI_SMOKE_CLEAR, 1, self.t_s))
             elif f.kind == "jammed_bolt":
                 started = self._window(f.at_s, 0, partial(self.bay.inject, "jammed_bolt", f.bolt), None)
+            elif f.kind == "thermal_event":
+                started = self._window(f.at_s, 0, partial(self._runaway, slot_index[f.target]), None)
             else:
                 slot = slot_index[f.target]
                 name = _PLANT_FAULT[f.kind]
@@ -553,6 +560,13 @@ class Engine:
                                        partial(self.plant.clear, slot, name))
             if started:
                 self.kpi.fault(f.kind)
+
+    def _runaway(self, slot: int) -> None:
+        """Thermal runaway of the pack in ``slot``; an empty slot is watched until a pack is back."""
+        if self.plant.arrays["present"][slot]:
+            self.plant.inject(slot, "runaway")
+        else:
+            self.at(self.t_ms + 60_000, partial(self._runaway, slot))
 
     def _window(self, at_s: float, dur_s: float, start: Callable[[], None],
                 stop: Callable[[], None] | None) -> bool:
@@ -697,17 +711,23 @@ class Firmware:
         self.operator_actions: dict[str, int] = {}
 
     def tick(self, t_ms: int) -> int:
-        """Run the supervisor once; ms until it wants to run again (at least 1 after a run of zeros)."""
+        """Run the supervisor once; ms until it wants to run again.
+
+        A board's loop cannot run twice in the same instant for ever: each pass costs
+        time. So after a few passes at one virtual millisecond that all asked to run again
+        at once, the next pass is one millisecond later (as on a board, where the clock
+        moves on while the loop spins)."""
         wait = self.sup.tick(self.eng.ticks(t_ms))
         if wait is None:
             raise SimulationError("supervisor.tick returned no wait time")
-        if wait <= 0:
-            self._zero_waits += 1
-            if self._zero_waits > 1000:
-                raise SimulationError("the firmware asks to run again at once, over and over (busy loop)")
-            return 0
-        self._zero_waits = 0
-        return int(wait)
+        if wait > 0:
+            self._zero_waits = 0
+            return int(wait)
+        self._zero_waits += 1
+        if self._zero_waits >= SPIN_PASSES:
+            self._zero_waits = 0
+            return 1
+        return 0
 
     def after_tick(self, t_ms: int) -> None:
         for link in self.links:
@@ -762,7 +782,7 @@ class Firmware:
 
 
 _PLANT_FAULT = {"charger_dropout": "dropout", "charger_stuck": "stuck", "charger_pump": "pump",
-                "bms_comm": "bms_comm", "thermal_event": "runaway"}
+                "bms_comm": "bms_comm"}
 
 
 def run(sc: Scenario, plant: str = "fast", progress: Callable[[float], None] | None = None) -> RunResult:
