@@ -55,6 +55,7 @@ from firmware.proto.fieldbus import (  # noqa: F401  (re-exported API names)
 
 _RX_SIZE = const(512)
 _CHUNK = const(64)
+_READS_PER_POLL = const(8)  # bounds the work of one poll under a byte flood
 
 _S_IDLE = const(0)
 _S_WAIT_BUS = const(1)  # request ready, waiting for line silence
@@ -97,9 +98,8 @@ class ModbusMaster(BusMaster):
         self._last_empty_us = t  # last read that returned none
         self._bus_free_us = t  # no request before this
         self._quiet_until_ms = None  # broadcast turnaround end
-        self._pending_err = ERR_NONE
-        self.stray_frames = 0  # frames ignored: other units, garbage, noise
-        self.stray_bytes = 0
+        self.stray_frames = 0  # closed frames ignored: other units, garbage, noise
+        self.stray_bytes = 0  # bytes dropped as noise or as other units' traffic
 
     # ---- main loop ---------------------------------------------------------------------
     def poll(self, now_ms):
@@ -147,6 +147,13 @@ class ModbusMaster(BusMaster):
         due = ticks_diff(self._reply_due, now_ms)
         return max(0, min(left, due if due > 1 else 1))
 
+    def next_poll_us(self, now_ms):
+        """As next_poll_ms, in us where the master knows better than a ms: the
+        t3.5 wait before a request. For host loops that can sleep below 1 ms."""
+        if self._state == _S_WAIT_BUS:
+            return max(0, ticks_diff(self._bus_free_us, self._us()))
+        return 1000 * self.next_poll_ms(now_ms)
+
     # ---- steps ----------------------------------------------------------------------------
     def _drain(self):
         # Bytes outside a transaction belong to no one: read them so they cannot
@@ -167,7 +174,6 @@ class ModbusMaster(BusMaster):
         self._deadline = ticks_add(now_ms, self.timeout_ms + (tx.req_len * self.char_us) // 1000)
         self._port.flush_input()
         self._rxlen = 0
-        self._pending_err = ERR_NONE
         self._txmv = tx.req_mv[: tx.req_len]  # the one allocation per request
         self._sent = 0
         self._state = _S_TX
@@ -209,11 +215,15 @@ class ModbusMaster(BusMaster):
         port = self._port
         rx = self._rx
         chunk = self._chunk
-        got = False
-        while True:
+        got = False  # bytes read in this call, not scanned yet
+        for _ in range(_READS_PER_POLL):
             n = port.readinto(chunk)
             t = self._us()
             if not n:
+                # Scan before judging silence: a stall between the read that brought
+                # the reply and this empty read must not turn a good reply into an error.
+                if got and self._scan(now_ms):
+                    return True
                 if self._rxlen and ticks_diff(t, self._last_rx_us) >= self.frame_gap_us:
                     if self._frame_ended(now_ms):
                         return True
@@ -226,9 +236,12 @@ class ModbusMaster(BusMaster):
                     return True
             L = self._rxlen
             if L + n > _RX_SIZE:
-                # Noise flood: keep the newest half, a reply is at most 256 bytes.
+                if got and self._scan(now_ms):
+                    return True
+                # Noise flood: keep the newest bytes, a reply is at most 256 of them.
                 keep = ADU_MAX - n
                 base = L - keep
+                self.stray_bytes += base
                 for i in range(keep):
                     rx[i] = rx[base + i]
                 L = keep
@@ -237,13 +250,12 @@ class ModbusMaster(BusMaster):
             self._rxlen = L + n
             self._last_rx_us = t
             got = True
-        if got:
-            r = self._scan(now_ms)
-            if r:
+        else:  # still streaming: judge what came, read on at the next poll
+            if got and self._scan(now_ms):
                 return True
         self._bus_free_us = ticks_add(self._last_rx_us, self.send_gap_us)
         if ticks_diff(now_ms, self._deadline) >= 0:
-            self._attempt_end(self._pending_err or ERR_TIMEOUT, now_ms)
+            self._attempt_end(ERR_TIMEOUT, now_ms)
             return True
         return False
 
@@ -306,6 +318,7 @@ class ModbusMaster(BusMaster):
             self._attempt_end(err, now_ms)
             return True
         self.stray_frames += 1
+        self.stray_bytes += L
         return False
 
     def _attempt_end(self, err, now_ms):

@@ -1,9 +1,13 @@
-"""In-memory Modbus RTU slaves for unit tests and the MicroPython benchmark.
+"""Test rig for the RTU master, on MicroPython and CPython: in-memory slaves,
+virtual ms/us clocks and ports that misbehave on purpose.
 
 ``MemSlaves(port)`` answers whole frames the master wrote to a MemSerialPort, so
-in virtual time a reply is there as soon as ``step()`` runs. Runs on MicroPython.
+in virtual time a reply is there as soon as ``step()`` runs.
 """
 
+from firmware.compat import ticks_add
+from firmware.drivers.mem import MemSerialPort
+from firmware.proto import modbus_rtu as mb
 from firmware.proto.crc16 import append_crc, check_crc
 
 
@@ -144,3 +148,89 @@ class QuietPort:
 
     def close(self):
         pass
+
+
+class VTime:
+    """Virtual ms and us clocks moving together, started near wraparound."""
+
+    def __init__(self, start_ms=0, start_us=0):
+        self.ms0 = start_ms
+        self.us0 = start_us
+        self.elapsed_us = 0
+
+    def now_ms(self):
+        return ticks_add(self.ms0, self.elapsed_us // 1000)
+
+    def us(self):
+        return ticks_add(self.us0, self.elapsed_us)
+
+    def advance_us(self, us):
+        self.elapsed_us += us
+
+    def advance_ms(self, ms):
+        self.elapsed_us += ms * 1000
+
+
+def rig(baud=115200, start_ms=0, start_us=0, **kw):
+    port = MemSerialPort(baud)
+    vt = VTime(start_ms, start_us)
+    logs = []
+    kw.setdefault("log", logs.append)
+    m = mb.ModbusMaster(port, us_clock=vt.us, **kw)
+    slaves = MemSlaves(port)
+    return m, port, vt, slaves, logs
+
+
+def run(m, vt, slaves, tx, step_us=200, limit_ms=5000, reply=True):
+    """Poll until ``tx`` is done, answering from ``slaves``; returns elapsed ms."""
+    start = vt.elapsed_us
+    while not tx.done:
+        m.poll(vt.now_ms())
+        slaves.step(reply)
+        vt.advance_us(step_us)
+        assert vt.elapsed_us - start < limit_ms * 1000, "transaction never ended"
+    return (vt.elapsed_us - start) // 1000
+
+
+def settle(m, vt, slaves, ms=5):
+    for _ in range(ms * 5):
+        m.poll(vt.now_ms())
+        slaves.step()
+        vt.advance_us(200)
+
+
+def frame(*body):
+    b = bytearray(len(body) + 2)
+    for i, x in enumerate(body):
+        b[i] = x
+    append_crc(b, len(body))
+    return bytes(b)
+
+
+class StuckPort(MemSerialPort):
+    """Takes two bytes per write and never reports the line released when stuck."""
+
+    def __init__(self):
+        MemSerialPort.__init__(self, 115200)
+        self.stuck = False
+
+    def write(self, buf):
+        return MemSerialPort.write(self, bytes(buf[:2]))
+
+    def tx_done(self):
+        return not self.stuck
+
+
+class StallingPort(MemSerialPort):
+    """The main loop stalls right after a read that returned bytes (a GC pause, say)."""
+
+    def __init__(self, vt, stall_us):
+        MemSerialPort.__init__(self, 115200)
+        self.vt = vt
+        self.stall_us = stall_us
+
+    def readinto(self, buf):
+        n = MemSerialPort.readinto(self, buf)
+        if n:
+            self.vt.advance_us(self.stall_us)
+        return n

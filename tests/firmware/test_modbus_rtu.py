@@ -1,71 +1,13 @@
 import gc
 
 from fwtest import raises
-from rtu_slave import MemSlaves, QuietPort
+from rtu_slave import MemSlaves, QuietPort, StallingPort, StuckPort, VTime, frame, rig, run, settle
 
 from firmware.compat import ticks_add, ticks_diff, ticks_max
 from firmware.drivers.mem import MemSerialPort
 from firmware.proto import modbus_rtu as mb
-from firmware.proto.crc16 import append_crc
 
 MICROPYTHON_HEAPSIZE = "128K"  # a board-sized heap
-
-
-class VTime:
-    """Virtual ms and us clocks moving together, started near wraparound."""
-
-    def __init__(self, start_ms=0, start_us=0):
-        self.ms0 = start_ms
-        self.us0 = start_us
-        self.elapsed_us = 0
-
-    def now_ms(self):
-        return ticks_add(self.ms0, self.elapsed_us // 1000)
-
-    def us(self):
-        return ticks_add(self.us0, self.elapsed_us)
-
-    def advance_us(self, us):
-        self.elapsed_us += us
-
-    def advance_ms(self, ms):
-        self.elapsed_us += ms * 1000
-
-
-def rig(baud=115200, start_ms=0, start_us=0, **kw):
-    port = MemSerialPort(baud)
-    vt = VTime(start_ms, start_us)
-    logs = []
-    kw.setdefault("log", logs.append)
-    m = mb.ModbusMaster(port, us_clock=vt.us, **kw)
-    slaves = MemSlaves(port)
-    return m, port, vt, slaves, logs
-
-
-def run(m, vt, slaves, tx, step_us=200, limit_ms=5000, reply=True):
-    """Poll until ``tx`` is done, answering from ``slaves``; returns elapsed ms."""
-    start = vt.elapsed_us
-    while not tx.done:
-        m.poll(vt.now_ms())
-        slaves.step(reply)
-        vt.advance_us(step_us)
-        assert vt.elapsed_us - start < limit_ms * 1000, "transaction never ended"
-    return (vt.elapsed_us - start) // 1000
-
-
-def settle(m, vt, slaves, ms=5):
-    for _ in range(ms * 5):
-        m.poll(vt.now_ms())
-        slaves.step()
-        vt.advance_us(200)
-
-
-def frame(*body):
-    b = bytearray(len(body) + 2)
-    for i, x in enumerate(body):
-        b[i] = x
-    append_crc(b, len(body))
-    return bytes(b)
 
 
 def test_request_bytes_follow_the_spec():
@@ -375,6 +317,32 @@ def test_reply_in_pieces_and_a_slow_main_loop():
     assert tx.ok and list(tx.values) == [1, 2, 3]
 
 
+def test_a_stall_after_the_reply_arrived_does_not_spoil_it():
+    vt = VTime()
+    port = StallingPort(vt, 10000)  # far longer than t3.5
+    m = mb.ModbusMaster(port, us_clock=vt.us, retries=0)
+    slaves = MemSlaves(port)
+    slaves.add(1).holding[0] = 42
+    tx = m.read(1, 3, 0, 1)
+    run(m, vt, slaves, tx)
+    assert tx.ok and tx.values[0] == 42 and m.health(1).crc_errors == 0
+
+
+def test_reply_after_a_flood_of_noise():
+    m, port, vt, slaves, _ = rig(retries=0)
+    slaves.add(1).holding[0] = 9
+    tx = m.read(1, 3, 0, 1)
+    m.poll(vt.now_ms())
+    r = slaves.step(reply=False)
+    port.inject(b"\xaa" * 1500 + r)  # more than the receive buffer and one poll's reads
+    polls = 0
+    while not tx.done:
+        m.poll(vt.now_ms())
+        polls += 1
+        assert polls < 10
+    assert tx.ok and tx.values[0] == 9 and polls >= 3 and m.stray_bytes >= 1500
+
+
 def test_char_gap_inside_a_frame_discards_it_unless_switched_off():
     for gap_check in (True, False):
         kw = {} if gap_check else {"char_gap_us": 0}
@@ -524,8 +492,12 @@ def test_stray_bytes_in_idle_delay_the_next_request():
     tx = m.read(1, 3, 0, 1)
     m.poll(vt.now_ms())
     assert port.take_written() == b""  # line not quiet for t3.5 yet
-    assert m.next_poll_ms(vt.now_ms()) == 2
-    vt.advance_us(1750)
+    assert m.next_poll_ms(vt.now_ms()) == 2 and m.next_poll_us(vt.now_ms()) == 1750
+    vt.advance_us(1000)
+    assert m.next_poll_us(vt.now_ms()) == 750
+    m.poll(vt.now_ms())
+    assert port.take_written() == b""
+    vt.advance_us(750)
     m.poll(vt.now_ms())
     assert len(port.take_written()) == 8 and not tx.done
 
@@ -574,20 +546,6 @@ def test_time_wraparound():
     ms = run(m, vt, slaves, tx)
     assert tx.error == mb.ERR_TIMEOUT and 50 <= ms <= 53, ms
     assert vt.now_ms() < 1000  # the clock did wrap during the test
-
-
-class StuckPort(MemSerialPort):
-    """Takes two bytes per write and never reports the line released when stuck."""
-
-    def __init__(self):
-        MemSerialPort.__init__(self, 115200)
-        self.stuck = False
-
-    def write(self, buf):
-        return MemSerialPort.write(self, bytes(buf[:2]))
-
-    def tx_done(self):
-        return not self.stuck
 
 
 def test_partial_writes_and_a_port_that_never_finishes():
