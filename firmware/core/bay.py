@@ -148,6 +148,7 @@ class Bay:
         self.jog = bytearray(rm.BAY_COIL_COUNT)  # manual-mode outputs set by the operator
         self.gen = 0
         self.written = -1  # generation the module has acknowledged
+        self.hr_refused = None  # target slot value the module answered with an exception
         self.need_ir = False  # ask the supervisor for the input registers this cycle
         # Sequence
         self.swap = None
@@ -439,6 +440,9 @@ class Bay:
             s.store_slot = s.fetch_slot
             s.fetch_slot = s.own_slot
             nxt = P_RESWAP
+        elif plan == P_ISOLATE and self.pi == 0 and self.sub <= 1:
+            self._end(now, "not_isolated")  # nothing moved: the pack stays quarantined in its slot
+            return
         if nxt >= 0:
             if nxt != P_RESWAP:
                 self._unreserve()

@@ -95,7 +95,7 @@ def image(b, img):
         img[rm.BAY_CO_CARRIER_TO_RACK] = 1 if sub >= 1 else 0
     elif step == FETCH:
         img[rm.BAY_CO_PACK_GRIP] = 1
-        img[rm.BAY_CO_CARRIER_TO_BAY] = 1 if sub >= 1 else 0
+        img[rm.BAY_CO_CARRIER_TO_BAY] = 1 if sub >= 2 else 0
     elif step == INSTALL or step == VERIFY:
         img[rm.BAY_CO_PACK_GRIP] = 1
         img[rm.BAY_CO_RGV_RAISE] = 1
@@ -235,18 +235,23 @@ def _remove(b, now):
 
 
 def _target(b, slot):
-    """Set the carrier target register; True once the module has it."""
+    """Set the carrier target register: True once the module has it, a reason if it
+    refused the value, else None."""
     b._set_hr(0, slot)
-    return b._fresh()
+    if b.hr_refused == slot:
+        return "carrier target %d refused" % slot
+    return True if b._fresh() else None
 
 
 def _store(b, now):
     s = b.swap
     di = b.di
     if b.sub == 0:
-        if _target(b, s.store_slot):
+        r = _target(b, s.store_slot)
+        if r is True:
             b.sub = 1
-        return None
+            return None
+        return r
     if not b._fresh() or not di[rm.BAY_DI_CARRIER_AT_RACK]:
         return None
     if b.sub == 1:
@@ -271,16 +276,26 @@ def _fetch(b, now):
     di = b.di
     home = b.plan == P_ISOLATE and b.pi == 2
     if b.sub == 0:
+        # Before the carrier takes a runaway pack, the module must accept the isolation
+        # bay as a target (the register map defines only rack slots): else leave it be.
+        r = _target(b, s.store_slot) if b.plan == P_ISOLATE and b.pi == 0 else True
+        if r is True:
+            b.sub = 1
+            return None
+        return r
+    if b.sub == 1:
         # The map has no "carrier home" command: fetching from an empty slot is one.
         slot = b.rack.free_slot() if home else s.fetch_slot
-        if slot is not None and _target(b, slot):
-            b.sub = 1
+        r = _target(b, slot) if slot is not None else None
+        if r is True:
+            b.sub = 2
+            return None
+        return r
+    if not b._fresh() or not di[rm.BAY_DI_CARRIER_AT_BAY]:
         return None
     if home:
-        if b._fresh() and di[rm.BAY_DI_CARRIER_AT_BAY] and not di[rm.BAY_DI_PACK_ON_CARRIER]:
-            return True
-        return None
-    if b._fresh() and di[rm.BAY_DI_CARRIER_AT_BAY] and di[rm.BAY_DI_PACK_ON_CARRIER]:
+        return None if di[rm.BAY_DI_PACK_ON_CARRIER] else True
+    if di[rm.BAY_DI_PACK_ON_CARRIER]:
         if s.new_pack is None or b.rack.holds(s.fetch_slot, s.new_pack):
             # The rack may already know from the charger that the slot is empty.
             s.new_pack = b.rack.take(s.fetch_slot, now)

@@ -58,12 +58,18 @@ class BayLink:
         w = self._writes
         while w and w[0][0].done:  # writes first: sensors read after them saw them
             tx, gen, coils = w.pop(0)
-            if tx.ok and coils and gen != self._bad_gen:
-                b.outputs_written(gen)
-            elif not tx.ok:
+            if tx.ok:
+                if coils and gen != self._bad_gen:
+                    b.outputs_written(gen)
+                elif not coils:
+                    b.hr_refused = None
+            else:
                 self._bad_gen = gen
-                self._hr_sent = None  # unknown what the module has: send it all again
                 b.written = -1
+                if not coils and tx.error == fb.ERR_EXCEPTION:
+                    b.hr_refused = self._hr_sent[0]  # refused: the bay must not wait for it
+                else:
+                    self._hr_sent = None  # unknown what the module has: send it all again
             tx.release()
             got = True
         co = self._co

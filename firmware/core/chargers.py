@@ -7,6 +7,8 @@ dispatch's setpoints and a fresh heartbeat), a few requests in flight at a time.
 - A failed read of a unit the bus has marked offline makes the slot unavailable at
   once (``rack.charger_offline``) and raises one alarm, cleared by the next good read.
 - ``stop(slot)`` sends charge-enable 0 ahead of everything else for that slot.
+- A status block the rack refuses (a value out of its range) raises an alarm and
+  counts as no reading; the slot's telemetry goes stale rather than stopping the loop.
 - A charger showing only the HEARTBEAT fault (the controller restarted) gets one
   fault reset; the next control write enables it again if the dispatch says so.
 
@@ -120,7 +122,13 @@ class ChargerLink:
             sup._alarm(k, "charger_offline", None, False)
         rack = sup.rack
         before = rack.pack[k]
-        rack.update_from_charger(k, t.values, now_ms)
+        try:
+            rack.update_from_charger(k, t.values, now_ms)
+        except ValueError as e:  # a reading the rack refuses must not stop the loop
+            self.then[k] = _WRITE
+            sup._alarm(k, "bad_reading", str(e)[:64])
+            return
+        sup._alarm(k, "bad_reading", None, False)
         if rack.faults[k] == rm.CHG_FAULT_HEARTBEAT and not self.urgent[k]:
             self.urgent[k] = _RESET  # stopped by its watchdog while we were down
         self.then[k] = _INFO if rack.pack[k] is not None and rack.pack[k] != before else _WRITE

@@ -48,7 +48,7 @@ from firmware.core.baylink import BayLink
 from firmware.core.chargers import ChargerLink
 from firmware.core.dispatch import Dispatch
 from firmware.core.journal import Journal
-from firmware.core.rack import Rack
+from firmware.core.rack import QUARANTINED, Rack
 
 _BAY_CYCLE_MS = const(100)  # sensor poll while the bay is busy or held
 _IDLE_CYCLE_MS = const(500)  # sensor poll while the bay waits for a vehicle
@@ -129,6 +129,7 @@ class Supervisor:
         self._smoke = False
         self._booting = True
         self._isolating = -1
+        self._no_isolation = []  # quarantined slots whose move failed
         self.open_swap = jstate.open_swap  # the swap a power loss interrupted, until restored
         self._alarm(-1, "boot", "power returned: confirm before any motion")
 
@@ -196,6 +197,9 @@ class Supervisor:
     def _end_swap(self, s, outcome, now):
         if self.bay.plan == bay_mod.P_ISOLATE:
             self._event("IS", {"s": s.fetch_slot, "p": s.new_pack, "r": outcome})
+            if outcome != "isolated":  # do not try again until an operator clears the slot
+                self._no_isolation.append(s.fetch_slot)
+                self._alarm(s.fetch_slot, "not_isolated", outcome)
             self._isolating = -1
             return
         if not s.n:
@@ -369,11 +373,15 @@ class Supervisor:
         b = self.bay
         if self._isolating >= 0 or b.swap is not None or not b.safety.motion_allowed():
             return
-        slot = self.rack.needs_isolation()
-        if slot is None or len(self.rack.isolation) >= self.cfg["isolation_bay"]["capacity"]:
+        rk = self.rack
+        if len(rk.isolation) >= self.cfg["isolation_bay"]["capacity"]:
             return
-        if b.start_isolation(slot, now):
-            self._isolating = slot
+        for slot in range(rk.n):
+            if (rk.state[slot] == QUARANTINED and rk.pack[slot] is not None
+                    and slot not in self._no_isolation):
+                if b.start_isolation(slot, now):
+                    self._isolating = slot
+                return
 
     # ---- operator --------------------------------------------------------------------------
     def _op(self, action, done, detail=None):
@@ -423,7 +431,9 @@ class Supervisor:
             return False
         self.thermal.clear(slot)
         self.rack.clear_fault(slot)
-        for code in ("runaway", "pack_mismatch", "pack_missing", "charger_offline"):
+        if slot in self._no_isolation:
+            self._no_isolation.remove(slot)
+        for code in ("runaway", "pack_mismatch", "pack_missing", "not_isolated"):
             self._alarm(slot, code, None, False)
         return self._op("clear_slot", True, self.rack.ids[slot])
 

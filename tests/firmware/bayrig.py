@@ -4,7 +4,7 @@ MicroPython-compatible."""
 
 import json
 
-from plant import Pack, Plant, Vehicle
+from plant import Pack, Plant, SlaveError, Vehicle
 
 from firmware.core import bay as bay_mod
 from firmware.core import config
@@ -97,6 +97,7 @@ class BayRig:
         self.bay = bay_mod.Bay(self.cfg, self.rack, self._emit)
         self.n = 0
         self.dev = self.plant.bay
+        self._hr_sent = None
 
     def _emit(self, kind, a, b):
         if kind == "begin":
@@ -113,11 +114,19 @@ class BayRig:
 
     def _write(self):
         b = self.bay
-        if b.written != b.gen:
-            g = b.gen
-            self.dev.write(16, 0, b.hr)
-            self.dev.write(15, 0, b.coils)
-            b.outputs_written(g)
+        if b.written == b.gen:
+            return
+        g = b.gen
+        if self._hr_sent != b.hr:
+            self._hr_sent = list(b.hr)
+            try:
+                self.dev.write(16, 0, b.hr)
+                b.hr_refused = None
+            except SlaveError:  # refused values are not sent again (as the bay link does)
+                b.hr_refused = b.hr[0]
+                g = -1
+        self.dev.write(15, 0, b.coils)
+        b.outputs_written(g)
 
     def cycle(self):
         """One control cycle: inputs in, sequence, outputs out (same cycle)."""

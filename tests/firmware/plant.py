@@ -336,6 +336,7 @@ class BayIO:
         self.stuck = set()  # axes that do not move (fault injection): "lift", "rgv", ...
         self.tool_stall = False  # nutrunner runs never finish
         self.exit_blocked = False  # the vehicle does not drive off
+        self.isolation_target = True  # TARGET_SLOT = slot count reaches the isolation bay
 
     # -- Modbus side
     def read(self, fc, address, count):
@@ -369,9 +370,10 @@ class BayIO:
         elif fc in (FC_WRITE_REGISTERS, FC_WRITE_REGISTER):
             if address + len(values) > rm.BAY_HOLDING_COUNT:
                 raise SlaveError(2)
+            top = len(self.plant.slots) if self.isolation_target else len(self.plant.slots) - 1
             for i, v in enumerate(values):
-                if address + i == rm.BAY_HR_TARGET_SLOT and v > len(self.plant.slots):
-                    raise SlaveError(3)
+                if address + i == rm.BAY_HR_TARGET_SLOT and v > top:
+                    raise SlaveError(3)  # the map: out-of-range values are refused
             for i, v in enumerate(values):
                 self.hr[address + i] = v
         else:

@@ -424,3 +424,15 @@ def test_isolation_move_carries_pack_to_isolation_bay():
     assert r.dev.carrier_at == -1 and r.dev.carrier_pack is None  # home again, empty
     r.vehicle()
     assert _until_end(r) == "ok"
+
+
+def test_isolation_target_refused_leaves_the_pack_in_its_slot():
+    r = _rig()
+    r.dev.isolation_target = False  # a module that knows rack slots only
+    r.cycle()
+    assert r.bay.start_isolation(5, r.plant.now)
+    assert _until_end(r) == "not_isolated"
+    assert r.plant.slots[5].id == 1005 and r.dev.carrier_at == -1  # the carrier never left
+    assert r.rack.isolated == []
+    r.vehicle()
+    assert _until_end(r) == "ok"  # the bay goes on swapping

@@ -257,6 +257,35 @@ def test_thermal_runaway_stops_quarantines_and_isolates():
     assert s.until_swaps(1) and _sw(s)[0]["o"] == "ok"
 
 
+def test_runaway_pack_stays_quarantined_when_the_isolation_bay_is_not_addressable():
+    s = _started()
+    s.plant.bay.isolation_target = False
+    s.run(3000)
+    p = s.plant.slots[6]
+    p.soc = 60.0
+    p.runaway = True
+    assert s.run(60000, until=lambda s: "6:not_isolated" in s.sup.alarms)
+    s.run(30000)
+    assert s.plant.slots[6] is p and s.plant.isolation == []  # nothing moved it
+    assert s.plant.chargers[6].hr[rm.CHG_HR_ENABLE] == 0
+    assert s.sup.rack.state[6] == R.QUARANTINED
+    assert [r["r"] for r in s.storage.records("IS")] == ["start", "not_isolated"]  # tried once
+    s.vehicle()
+    assert s.until_swaps(1) and _sw(s)[0]["o"] == "ok"
+
+
+def test_implausible_reading_is_an_alarm_not_a_crash():
+    s = _started()
+    s.run(3000)
+    s.plant.slots[2].temp = 250.0  # beyond what the thermal detector accepts as a reading
+    s.run(5000)
+    assert "2:bad_reading" in s.sup.alarms and s.sup.alive
+    assert s.sup.dispatch.enable[2] == 0 and s.sup.rack.select("NIO-ES6", s.now()) != 2
+    s.plant.slots[2].temp = 30.0
+    s.run(5000)
+    assert "2:bad_reading" not in s.sup.alarms
+
+
 def test_bad_config_safe_state_and_clear_error():
     s = Station()
     raw = {"station_id": "X"}
