@@ -45,11 +45,12 @@ import time
 import tty
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any, TextIO
 
 REQUEST = "request"
 REPLY = "reply"
 FAULT_KINDS = ("bitflip", "drop_byte", "truncate", "garbage", "delay", "drop")
-_DEFAULTS = {
+_DEFAULTS: dict[str, dict[str, float]] = {
     "bitflip": {"pos": 3, "bit": 0},
     "drop_byte": {"pos": 3},
     "truncate": {"keep": 4},
@@ -82,7 +83,7 @@ class _Fault:
     kind: str
     direction: str
     unit: int | None
-    params: dict
+    params: dict[str, float]
     count: int = 1  # frames left (on-demand faults)
     rate: float = 0.0  # probability per frame (rate faults)
 
@@ -126,8 +127,8 @@ class PacedLine:
         self._stop = threading.Event()
         self._fds: list[int] = []
         self._t0 = 0.0
-        self._trace_file = None
-        self._trace = None
+        self._trace_file: TextIO | None = None
+        self._trace: Any = None  # csv writer
         self._frame_event = threading.Condition(self._lock)
         # Two pty pairs: controller side and device side. The line keeps the
         # slave ends open and raw, so nothing echoes before a user opens them.
@@ -153,8 +154,8 @@ class PacedLine:
         if self._fds == []:
             raise RuntimeError("line was stopped; make a new one")
         if self.trace_path is not None:
-            self._trace_file = open(self.trace_path, "w", newline="", buffering=1)
-            self._trace = csv.writer(self._trace_file)
+            f = self._trace_file = open(self.trace_path, "w", newline="", buffering=1)
+            self._trace = csv.writer(f)
             self._trace.writerow(["t_ms", "direction", "unit", "fc", "length", "fault", "hex"])
         self._t0 = time.perf_counter()
         self._thread = threading.Thread(target=self._run, name="paced-line", daemon=True)

@@ -18,7 +18,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
@@ -211,7 +211,7 @@ class ModbusLineServer:
                     baudrate=self.baudrate, parity="N", stopbits=1, ignore_missing_devices=True,
                     broadcast_enable=True,
                 )
-                server.context = _ServedUnitsOnly(server.context)
+                server.context = cast(Any, _ServedUnitsOnly(server.context))  # duck-typed SimCore
                 self._server = server
                 await server.serve_forever(background=True)
             except BaseException as e:  # reported by start()
@@ -307,7 +307,7 @@ def run_demo(units: list[int], absent: list[int], cycles: int, baudrate: int, ou
         elapsed = time.perf_counter() - t_start
         now = ticks_ms()
         rows = [_fmt_row(u, vals, ticks_diff(now, t)) for u, (vals, t) in sorted(latest.items())]
-        served_writes = sum(len(s.writes) for s in server.sims.values())
+        served_writes = sum(len(s.writes) for s in server.sims.values() if isinstance(s, ChargerSim))
     out(f"Firmware Modbus master (CPython) -> paced line {baudrate} baud -> pymodbus chargers {units}"
         + (f", units {absent} polled but absent" if absent else ""))
     out(f"{cycles} poll cycles in {elapsed:.2f} s: status block FC04 x{rm.CHG_STATUS_COUNT} and control "

@@ -94,12 +94,12 @@ class PosixSerialPort(SerialPort):
 
     def _setup(self, parity, stopbits):
         fd = self._f.fileno()
-        try:
-            termios.setraw(fd)  # MicroPython
-        except AttributeError:  # CPython keeps setraw in tty
+        setraw = getattr(termios, "setraw", None)  # MicroPython has it here
+        if setraw is None:  # CPython keeps it in tty
             import tty
 
-            tty.setraw(fd)
+            setraw = tty.setraw
+        setraw(fd)
         a = termios.tcgetattr(fd)
         cflag = a[2] & ~(_CSIZE | _CSTOPB | _PARENB | _PARODD | _CRTSCTS | _HUPCL)
         cflag |= _CS8 | _CREAD | _CLOCAL

@@ -68,7 +68,7 @@ EXC_DEVICE_BUSY = const(6)
 
 IDLE_POLL_MS = const(1000)  # next_poll_ms when nothing is queued
 ADU_MAX = const(256)  # longest RTU frame
-_NO_VALUES = ()
+_NO_VALUES = b""  # what a pending or failed transaction shows: nothing
 
 _FREE = const(0)
 _QUEUED = const(1)
@@ -106,7 +106,8 @@ class Transaction:
         self._bus = bus
         self._state = _FREE
         self._release_when_done = False
-        self._vals = _NO_VALUES
+        self._bits = bytearray(0)  # reused for FC1/2 replies
+        self._regs = array("H")  # reused for FC3/4 replies
         self.req = bytearray(ADU_MAX)  # whole RTU request, CRC included
         self.req_mv = memoryview(self.req)
         self.req_len = 0
@@ -122,7 +123,7 @@ class Transaction:
         self.ok = False
         self.error = ERR_NONE
         self.exception_code = 0
-        self.values = _NO_VALUES
+        self.values = _NO_VALUES  # type: bytes | bytearray | array
         self.time_ms = 0
         self.attempts = 0
         self.probe = False
@@ -145,11 +146,14 @@ class Transaction:
     def result_list(self):
         """``count`` slots for the reply's values, reused while the shape stays:
         a bytearray of 0/1 for bits, an array('H') for registers (compact on the heap)."""
-        v = self._vals
-        bits = self.fc < 3
-        if len(v) != self.count or isinstance(v, bytearray) != bits:
-            v = self._vals = bytearray(self.count) if bits else array("H", bytes(2 * self.count))
-        return v
+        n = self.count
+        if self.fc < 3:
+            if len(self._bits) != n:
+                self._bits = bytearray(n)
+            return self._bits
+        if len(self._regs) != n:
+            self._regs = array("H", bytes(2 * n))
+        return self._regs
 
     def __repr__(self):
         return "<Tx u%d fc%d @%d n%d %s>" % (
@@ -200,7 +204,7 @@ class BusMaster:
         self.log = log
         self._pool = [Transaction(self) for _ in range(queue_size)]
         self._free = list(self._pool)
-        self._queue = [None] * queue_size
+        self._queue = [None] * queue_size  # type: list[Transaction | None]
         self._qhead = 0
         self._qlen = 0
         self._active = None
@@ -354,6 +358,8 @@ class BusMaster:
             q[self._qhead] = None
             self._qhead = (self._qhead + 1) % len(q)
             self._qlen -= 1
+            if tx is None:  # cannot happen: the ring holds _qlen requests
+                continue
             tx._state = _ACTIVE
             if tx.unit:
                 h = self.health(tx.unit)
@@ -390,7 +396,7 @@ class BusMaster:
         tx.exception_code = exc
         tx.time_ms = now_ms
         if tx.ok and tx.fc < 5:
-            tx.values = tx._vals
+            tx.values = tx._bits if tx.fc < 3 else tx._regs
         else:
             tx.values = _NO_VALUES
         tx._state = _DONE

@@ -90,7 +90,8 @@ class ModbusMaster(BusMaster):
         self._chunk = bytearray(_CHUNK)
         self._state = _S_IDLE
         self._sent = 0
-        self._txmv = None
+        self._no_mv = memoryview(b"")  # "nothing to send", without allocating each time
+        self._txmv = self._no_mv
         self._deadline = 0
         self._reply_due = 0
         t = self._us()
@@ -188,7 +189,7 @@ class ModbusMaster(BusMaster):
                 return self._tx_stuck(now_ms)
         if not self._port.tx_done():
             return self._tx_stuck(now_ms)
-        self._txmv = None
+        self._txmv = self._no_mv
         t = self._us()
         self._last_rx_us = t
         self._last_empty_us = t
@@ -206,7 +207,7 @@ class ModbusMaster(BusMaster):
     def _tx_stuck(self, now_ms):
         if ticks_diff(now_ms, self._deadline) < 0:
             return False
-        self._txmv = None
+        self._txmv = self._no_mv
         self._attempt_end(ERR_TIMEOUT, now_ms)
         return True
 
