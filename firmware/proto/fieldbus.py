@@ -234,7 +234,7 @@ class BusMaster:
             raise ValueError("write takes FC5, FC6, FC15 or FC16, not FC%r" % (fc,))
         if not isinstance(unit, int) or unit < 0 or unit > 247:
             raise ValueError("write unit %r outside 0..247" % (unit,))
-        if isinstance(values, int):
+        if isinstance(values, (int, bool)):
             values = (values,)
         n = len(values)
         if fc < 7 and n != 1:
@@ -242,7 +242,7 @@ class BusMaster:
         _check_addr(fc, address, n)
         bits = fc == 5 or fc == 15
         for v in values:
-            if not isinstance(v, int):  # bools are ints
+            if not isinstance(v, (int, bool)):  # MicroPython's bool is no int subclass
                 raise ValueError("FC%d value %r is not an int" % (fc, v))
             if bits and v != 0 and v != 1:
                 raise ValueError("FC%d coil value %r is not 0/1" % (fc, v))

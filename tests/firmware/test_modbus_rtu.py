@@ -58,6 +58,18 @@ def test_every_function_code_round_trip():
     assert h.good == 8 and h.timeouts == 0 and h.online
 
 
+def test_bools_are_coil_values():
+    m, port, vt, slaves, _ = rig()
+    u = slaves.add(1)
+    tx = m.write(1, 15, 0, [True, False, True])
+    run(m, vt, slaves, tx)
+    assert tx.ok and list(u.coils[:3]) == [1, 0, 1] and [tx.written(i) for i in range(3)] == [1, 0, 1]
+    tx.release()
+    tx = m.write(1, 5, 4, True)
+    run(m, vt, slaves, tx)
+    assert tx.ok and u.coils[4] == 1 and tx.written(0) == 1
+
+
 def test_largest_requests():
     m, port, vt, slaves, _ = rig()
     u = slaves.add(1, 125, bits=2000)
