@@ -58,3 +58,29 @@ def test_bad_scenario_exit_2(tmp_path, capsys):
     assert "bad.toml: demand.rate_per_hour" in err
     assert sim_cli.run(parse(["no-such-scenario"])) == 2
     assert "no built-in scenario" in capsys.readouterr().err
+
+
+def test_run_writes_the_report(tmp_path, capsys):
+    from host import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["sim", "--duration", "20m", "--seed", "3", "--out", str(out), "--no-plots"]) == 0
+    text = capsys.readouterr().out
+    assert "swaps served" in text and "seed 3" in text
+    import json
+
+    s = json.loads((out / "summary.json").read_text())
+    assert s["scenario"] == scn.DEFAULT_SCENARIO and s["seed"] == 3 and s["duration_s"] == 1200.0
+    assert (out / "timeseries.csv").read_text().count("\n") == 21  # header + one row a minute
+    assert (out / "swaps.csv").exists()
+
+
+def test_simulation_failure_exit_1(monkeypatch, capsys):
+    from host import engine
+
+    def fail(*a, **k):
+        raise engine.SimulationError("at t=1.000 s: RuntimeError: boom")
+
+    monkeypatch.setattr(engine, "run", fail)
+    assert sim_cli.run(parse(["--duration", "1m", "-q"])) == 1
+    assert "simulation failed" in capsys.readouterr().err
