@@ -321,7 +321,10 @@ class ScenarioDriver:
                 raise ScenarioError(f"no flash write within {timeout} s after arming the cut")
         self.marks["cut"] = time.monotonic()
 
-    def power_on(self, boot_timeout: float = 30.0) -> dict[str, Any]:
+    def power_on(self, boot_timeout: float = 30.0, off_s: float = 0.2) -> dict[str, Any]:
+        """Power returns after ``off_s``: long enough for the frames the dead controller
+        had already handed to the line to finish, so they are not taken for the new boot's."""
+        time.sleep(off_s)
         self.marks["power_on"] = time.monotonic()
         return self.target.start(boot_timeout)
 
