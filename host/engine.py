@@ -422,8 +422,8 @@ class Engine:
         rack = RackWithIsolation(self.plant, sc.station["isolation_bay"]["capacity"])
         self.bay = HilBayModel(rack, seed=sc.seed + 1, timing=_scaled_timing(sc.swap_time_scale),
                             bolt_count=min(sc.station["bay"]["bolt_count"], R.BOLT_MAX),
-                            torque_window_nm=tuple(sc.station["bay"]["torque_nm"]),  # type: ignore[arg-type]
-                            angle_window_deg=tuple(sc.station["bay"]["angle_deg"]))  # type: ignore[arg-type]
+                            torque_window_nm=sc.station["bay"]["torque_nm"],
+                            angle_window_deg=sc.station["bay"]["angle_deg"])
         d = sc.demand
         rates = list(d.rate_per_hour) * (24 if len(d.rate_per_hour) == 1 else 1)
         patient = sc.queueing is not None or d.patience_s <= 0

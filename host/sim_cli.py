@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     if args.mode is not None:
         sc.mode = args.mode
 
-    from host import engine, report
+    import host.engine as engine
+    import host.report as report
 
     progress = report.Progress(sc.duration_s, enabled=not args.quiet)
     t0 = time.perf_counter()
