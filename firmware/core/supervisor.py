@@ -24,8 +24,9 @@ manual mode, lost comms or a fault; ``manual(on)``; ``jog(coil, on)`` in manual 
 ``abort_swap()`` closes a held swap as failed once the operator has cleared the bay;
 ``clear_slot(slot)`` accepts a slot after a fault or a thermal alarm.
 ``vehicle_arrived(vehicle_id, model, pack_id, soc=None, pack_type=None)`` queues an
-identity for scenario drivers whose plant has no reader; the primary path is the bay's
-RFID/ANPR reader (bay.py). ``status()`` is a compact snapshot for reports.
+identity for scenario drivers whose plant has no reader (treated as subscribed; without
+``pack_type`` the model's first compatible type is assumed); the primary path is the
+bay's RFID/ANPR reader (bay.py). ``status()`` is a compact snapshot for reports.
 
 Boot: replay the journal; read every charger once, reconciling the rack against
 the pack serials they report (``rack.restore`` + first reads); read the bay module's
