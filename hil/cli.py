@@ -169,9 +169,9 @@ def _scenario(args: argparse.Namespace, d: Any, rig: Any, say: Callable[[str], N
     return out
 
 
-def _line_stats(rig: Any) -> dict[str, Any]:
+def _line_stats(lines: dict[str, Any]) -> dict[str, Any]:
     stats = {}
-    for name, line in rig.lines.items():
+    for name, line in lines.items():
         frames = list(line.frames)
         stats[name] = {"frames": len(frames), "requests": sum(1 for f in frames if f.direction == "request"),
                        "faults": sum(1 for f in frames if f.fault), "overflows": line.overflows,
@@ -211,26 +211,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         progress.say(f"starting the rig ({args.target} target) in {args.out}")
         rig.start(boot=False)
-        target = rig.target
-        assert target is not None
-        target.start()
-        assert target.channel is not None
-        target.channel.listeners.append(progress.on_message)
+        assert rig.target is not None
+        rig.target.listeners.append(progress.on_message)
+        rig.target.start()
         d = rig.driver()
-
-        def relisten() -> None:  # a power cut replaces the channel
-            ch = target.channel
-            if ch is not None and progress.on_message not in ch.listeners:
-                ch.listeners.append(progress.on_message)
-
-        orig_power_on = d.power_on
-
-        def power_on(boot_timeout: float = 30.0) -> dict[str, Any]:
-            r = orig_power_on(boot_timeout)
-            relisten()
-            return r
-
-        d.power_on = power_on  # type: ignore[method-assign]
         boot = d.boot()
         if boot.get("state") == "config_error":
             summary["problems"] = [f"the station refused its config: {boot.get('error')}"]
@@ -242,8 +226,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         summary["seconds"] = round(time.monotonic() - t0, 2)
         summary["timeline"] = progress.changes
-        summary["lines"] = _line_stats(rig)
-        rig.stop()
+        lines = dict(rig.lines)
+        rig.stop()  # closes the frames still in flight: the traces are complete after this
+        summary["lines"] = _line_stats(lines)
         console.close()
         (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     st = summary.get("station") or {}

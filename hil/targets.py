@@ -60,7 +60,8 @@ class Channel:
     the rest is kept as console output (tracebacks, prints).
     """
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
+    def __init__(self, write: Callable[[bytes], None],
+                 listeners: list[Callable[[dict[str, Any]], None]] | None = None) -> None:
         self._write = write
         self._ids = itertools.count(1)
         self._pending: dict[int, Future[Any]] = {}
@@ -69,7 +70,9 @@ class Channel:
         self.statuses = 0
         self.events: list[dict[str, Any]] = []  # boot, fatal, powercut
         self.console: deque[str] = deque(maxlen=400)
-        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        # Called with every tagged message; a target passes its own list, so they carry over
+        # to the channel of the next power-on.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = [] if listeners is None else listeners
         self.closed = False
 
     def feed_line(self, line: str) -> None:
@@ -159,6 +162,14 @@ class Target:
     name = "target"
     channel: Channel | None = None
     supports_flash_cut = False
+    _listeners: list[Callable[[dict[str, Any]], None]] | None = None
+
+    @property
+    def listeners(self) -> list[Callable[[dict[str, Any]], None]]:
+        """Callbacks for every message from the target, kept across power cycles."""
+        if self._listeners is None:
+            self._listeners = []
+        return self._listeners
 
     # ---- life cycle (subclasses) -----------------------------------------------------------
     def start(self, boot_timeout: float = 20.0) -> dict[str, Any]:
@@ -296,7 +307,7 @@ class UnixTarget(Target):
             stdin.write(data)
             stdin.flush()
 
-        ch = self.channel = Channel(write)
+        ch = self.channel = Channel(write, self.listeners)
         self._reader = threading.Thread(target=self._read, args=(proc, ch, proc.stdout),
                                         name="hil-unix-target", daemon=True)
         self._reader.start()
@@ -461,7 +472,7 @@ class BoardTarget(Target):
         def write(data: bytes) -> None:
             s.write(data)
 
-        ch = self.channel = Channel(write)
+        ch = self.channel = Channel(write, self.listeners)
         self._reader = threading.Thread(target=self._read, args=(s, ch), name="hil-board", daemon=True)
         self._reader.start()
         ok = ch.wait(_booted, boot_timeout)
