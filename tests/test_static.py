@@ -44,36 +44,8 @@ TIMEOUT_S = 600
 # the ones still present; an entry that no longer matches is reported as fixed.
 KNOWN: list[tuple[str, str, str, str]] = [
     # (check, path, code, part of the message); listed when these checks were added.
-    ("ruff", "host/engine.py", "E501", "Line too long"),
-    ("ruff", "host/scenario.py", "E501", "Line too long"),
-    ("ruff", "tests/modbus/test_master_pymodbus.py", "E501", "Line too long"),
-    ("mypy-host", "firmware/drivers/posix_serial.py", "attr-defined", 'Module has no attribute "setraw"'),
-    ("mypy-host", "hil/line.py", "assignment", 'Incompatible types in assignment (expression has type "'),
-    ("mypy-host", "hil/line.py", "arg-type", 'Argument 1 to "writer" has incompatible type "None"; expe'),
-    ("mypy-host", "hil/line.py", "attr-defined", '"None" has no attribute "writerow"'),
-    ("mypy-host", "hil/line.py", "call-overload", 'No overload variant of "set" matches argument type "'),
-    ("mypy-host", "hil/line.py", "call-overload", 'No overload variant of "sorted" matches argument typ'),
-    ("mypy-host", "hil/line.py", "call-overload", 'No overload variant of "dict" matches argument types'),
-    ("mypy-host", "host/engine.py", "index", 'Unsupported target for indexed assignment ("object")'),
-    ("mypy-host", "host/engine.py", "index", 'Value of type "object" is not indexable'),
-    ("mypy-host", "host/engine.py", "attr-defined", '"object" has no attribute "sum"'),
-    ("mypy-host", "host/engine.py", "unused-ignore", 'Unused "type: ignore" comment'),
-    ("mypy-host", "host/demo.py", "assignment", "Incompatible types in assignment (expression has type"),
-    ("mypy-host", "host/demo.py", "misc", 'Generator has incompatible item type "int"; expected "bool"'),
-    ("mypy-host", "host/demo.py", "union-attr", 'Item "BayIoSim" of "ChargerSim | BayIoSim" has no attr'),
     ("mypy-host", "hil/pytest_plugin.py", "arg-type", 'Argument "log" to "Rig" has incompatible type "C'),
     ("mypy-host", "hil/pytest_plugin.py", "attr-defined", '"None" has no attribute "get_result"'),
-    ("mypy-host", "host/sim_cli.py", "attr-defined", 'Module "host" has no attribute "engine"'),
-    ("mypy-rp2", "firmware/proto/fieldbus.py", "assignment", "Incompatible types in assignment (express"),
-    ("mypy-rp2", "firmware/proto/fieldbus.py", "attr-defined", '"None" has no attribute "_state"'),
-    ("mypy-rp2", "firmware/proto/fieldbus.py", "attr-defined", '"None" has no attribute "unit"'),
-    ("mypy-rp2", "firmware/proto/fieldbus.py", "attr-defined", '"None" has no attribute "probe"'),
-    ("mypy-rp2", "firmware/proto/modbus_rtu.py", "index", 'Value of type "Any | None" is not indexable'),
-    ("mypy-esp32", "firmware/proto/fieldbus.py", "assignment", "Incompatible types in assignment (expre"),
-    ("mypy-esp32", "firmware/proto/fieldbus.py", "attr-defined", '"None" has no attribute "_state"'),
-    ("mypy-esp32", "firmware/proto/fieldbus.py", "attr-defined", '"None" has no attribute "unit"'),
-    ("mypy-esp32", "firmware/proto/fieldbus.py", "attr-defined", '"None" has no attribute "probe"'),
-    ("mypy-esp32", "firmware/proto/modbus_rtu.py", "index", 'Value of type "Any | None" is not indexabl'),
 ]
 
 
