@@ -15,6 +15,8 @@ server:
   times out), as on a real RS-485 line;
 - the receiver drops a partial frame after ``resync_s`` of silence, as a real slave
   resynchronises on the t3.5 gap (pymodbus alone would glue a torn frame to the next one);
+- a reply starts no sooner than t3.5 after the request's last byte (pymodbus alone
+  answers as soon as it has decoded the request);
 - every request and its outcome is recorded in a :class:`RequestLog` with host
   timestamps (tests and benchmarks measure poll cycles and reaction times from it).
 
@@ -166,6 +168,10 @@ class _ResyncHandler(ServerRequestHandler):
         if pdu is not None and pdu.dev_id and pdu.dev_id not in self._owner.units:
             self._owner.foreign += 1
             return  # another unit's request: not ours to answer
+        # A slave keeps the line silent for t3.5 after the request before it answers.
+        wait = self._last_rx + self._owner.reply_gap_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
         await super().handle_request()
 
 
@@ -201,6 +207,7 @@ class LineServer:
         # A frame's bytes arrive back to back; a gap this long ends any partial frame. It must
         # be longer than the host's scheduling jitter and shorter than the master's timeout.
         self.resync_s = resync_s
+        self.reply_gap_s = 3.5 * 11 / baudrate if baudrate <= 19200 else 0.00175  # t3.5
         self.broadcast = broadcast
         self.units = {u: _Unit(self, u, d, t) for u, (d, t) in devices.items()}
         self.log = RequestLog()
