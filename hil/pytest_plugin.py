@@ -25,7 +25,7 @@ Registered for the suite in tests/conftest.py (``pytest_plugins``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +134,13 @@ def hil_rig_factory(request: pytest.FixtureRequest, hil_target_kind: str,
         opts["target"] = hil_target_kind
         if hil_target_kind == "board":
             opts["board"] = _board_options(request.config)
-        log = open(log_path, "a", buffering=1)  # noqa: SIM115  (closed at teardown)
-        rig = Rig(RigOptions(**opts), log=lambda line: log.write(line + "\n"))
-        rig._log_file = log  # type: ignore[attr-defined]
+        log_file = open(log_path, "a", buffering=1)  # noqa: SIM115  (closed at teardown)
+
+        def log(line: str) -> None:
+            log_file.write(line + "\n")
+
+        rig = Rig(RigOptions(**opts), log=log)
+        rig._log_file = log_file  # type: ignore[attr-defined]
         rigs.append(rig)
         rig.start(boot=boot)
         return rig
@@ -167,11 +171,13 @@ def hil_driver(hil_rig: Rig) -> ScenarioDriver:
     return d
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    rep = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    rep = yield
     if rep.when == "call" and rep.failed:
         rig = getattr(item, "funcargs", {}).get("hil_rig")
         if isinstance(rig, Rig) and rig.target is not None:
             rep.sections.append(("hil rig", f"workdir {rig.workdir}{rig.target.console_tail(60)}"))
+    return rep
