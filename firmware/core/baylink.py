@@ -30,7 +30,7 @@ class BayLink:
         self.idle_ms = idle_ms
         self.comm_wd = max(1000, 3 * idle_ms)  # the module drops its coils after this silence
         self._di = self._ir = self._co = None  # reads in flight
-        self._writes = []  # [tx, gen, is_coils] in bus order
+        self._writes = []  # [tx, gen, target slot sent (registers) or -1 (coils)] in bus order
         self._hr_sent = None
         self._bad_gen = -1  # generation whose register write failed
         self.due = now_ms
@@ -57,17 +57,17 @@ class BayLink:
         b = self.bay
         w = self._writes
         while w and w[0][0].done:  # writes first: sensors read after them saw them
-            tx, gen, coils = w.pop(0)
+            tx, gen, target = w.pop(0)
             if tx.ok:
-                if coils and gen != self._bad_gen:
+                if target < 0 and gen != self._bad_gen:
                     b.outputs_written(gen)
-                elif not coils:
+                elif target >= 0:
                     b.hr_refused = None
             else:
                 self._bad_gen = gen
                 b.written = -1
-                if not coils and tx.error == fb.ERR_EXCEPTION:
-                    b.hr_refused = self._hr_sent[0]  # refused: the bay must not wait for it
+                if target >= 0 and tx.error == fb.ERR_EXCEPTION:
+                    b.hr_refused = target  # refused, not resent: the bay must not wait for it
                 else:
                     self._hr_sent = None  # unknown what the module has: send it all again
             tx.release()
@@ -143,8 +143,8 @@ class BayLink:
                            (b.hr[0], b.hr[1], self.comm_wd))
             if tx is None:
                 return
-            w.append([tx, gen, False])
+            w.append((tx, gen, b.hr[0]))
             self._hr_sent = list(b.hr)
         tx = bus.write(self.unit, fb.FC_WRITE_MULTIPLE_COILS, 0, b.coils)
         if tx is not None:
-            w.append([tx, gen, True])
+            w.append((tx, gen, -1))
