@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import pytest
@@ -39,16 +38,6 @@ HOST_ONLY_FIRMWARE = HOST_ONLY
 HOST_PACKAGES = ("host", "hil")
 TIMEOUT_S = 600
 
-# Findings in files whose owners are still writing them, matched by (path, code, message
-# part) and never by line, so a new finding in the same file still fails. Each run prints
-# the ones still present; an entry that no longer matches is reported as fixed.
-KNOWN: list[tuple[str, str, str, str]] = [
-    # (check, path, code, part of the message); listed when these checks were added.
-    ("mypy-host", "hil/pytest_plugin.py", "arg-type", 'Argument "log" to "Rig" has incompatible type "C'),
-    ("mypy-host", "hil/pytest_plugin.py", "attr-defined", '"None" has no attribute "get_result"'),
-]
-
-
 def _tool(name: str) -> str:
     exe = Path(sys.executable).parent / name
     found = str(exe) if exe.exists() else shutil.which(name)
@@ -64,33 +53,12 @@ class Finding:
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: [{self.code}] {self.message}"
 
-    def known(self) -> tuple[str, str, str, str] | None:
-        for entry in KNOWN:
-            check, path, code, part = entry
-            if (check, path, code) == (self.check, self.path, self.code) and part in self.message:
-                return entry
-        return None
-
 
 def _report(check: str, findings: list[Finding]) -> None:
-    """Fail on findings not in KNOWN; print the known ones so they stay visible."""
-    new = [f for f in findings if f.known() is None]
-    known = [f for f in findings if f.known() is not None]
-    used = {f.known() for f in known}
-    stale = [e for e in KNOWN if e[0] == check and e not in used]
-    # Warnings, not prints: pytest shows them in its summary even when the test passes.
-    if known:
-        files = sorted({f.path for f in known})
-        warnings.warn(
-            f"{check}: {len(known)} known finding(s) awaiting their owners in {', '.join(files)}",
-            stacklevel=2,
-        )
-    for e in stale:
-        warnings.warn(f"{check}: fixed, remove from KNOWN in tests/test_static.py: {e}", stacklevel=2)
-    if new:
-        lines = "\n".join(f"  {f}" for f in new)
+    if findings:
+        lines = "\n".join(f"  {f}" for f in findings)
         pytest.fail(
-            f"{check}: {len(new)} finding(s):\n{lines}\n"
+            f"{check}: {len(findings)} finding(s):\n{lines}\n"
             "Fix them. (`python tests/test_static.py` lists every check's findings.)",
             pytrace=False,
         )
@@ -100,16 +68,11 @@ def _run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
 
 
-def test_known_findings_do_not_hide_new_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys.modules[__name__], "KNOWN", [("x", "a.py", "E1", "too long")])
-    known = Finding("x", "a.py", 3, "E1", "Line too long (120 > 110)")
-    with pytest.warns(UserWarning, match="1 known finding"):
-        _report("x", [known])  # listed: passes, with a warning
-    with pytest.warns(UserWarning), pytest.raises(pytest.fail.Exception) as e:
-        _report("x", [known, Finding("x", "a.py", 9, "E2", "unused import")])  # same file, new finding
-    assert "a.py:9: [E2] unused import" in str(e.value) and "a.py:3" not in str(e.value)
-    with pytest.warns(UserWarning, match="fixed"), pytest.raises(pytest.fail.Exception):
-        _report("x", [Finding("x", "b.py", 3, "E1", "Line too long (120 > 110)")])  # other file
+def test_findings_fail_with_their_location() -> None:
+    with pytest.raises(pytest.fail.Exception) as e:
+        _report("x", [Finding("x", "a.py", 9, "E2", "unused import")])
+    assert "a.py:9: [E2] unused import" in str(e.value)
+    _report("x", [])  # nothing found: passes
 
 
 # ---------------------------------------------------------------- ruff
@@ -301,20 +264,11 @@ def test_mypy_host() -> None:
 
 
 if __name__ == "__main__":
-    # --known: print KNOWN entries for the findings not yet listed (to paste, with care).
-    as_entries = "--known" in sys.argv
+    # Lists every check's findings.
     for name, fn in [("ruff", ruff_findings), ("mypy-host", host_findings)] + [
         (f"mypy-{p}", lambda p=p: firmware_findings(p)) for p in PORTS
     ]:
         found = fn()
-        if as_entries:
-            seen = set()
-            for f in found:
-                entry = (f.check, f.path, f.code, f.message)
-                if f.known() is None and entry not in seen:
-                    seen.add(entry)
-                    print(f"    {entry!r},")
-            continue
         print(f"== {name}: {len(found)} finding(s)")
         for f in found:
-            print(f"  {f}{'  (known)' if f.known() else ''}")
+            print(f"  {f}")
