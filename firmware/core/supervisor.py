@@ -259,8 +259,11 @@ class Supervisor:
             self._boot(now)
         else:
             self._isolation(now)
-        self._holds(now)
+        # Outputs go on the wire before anything is journalled: a flash write must not
+        # delay motion going off after an e-stop.
         self.baylink.write()
+        self.bay_bus.poll(now)
+        self._holds(now)
         ch.bus.poll(now)
         self.bay_bus.poll(now)
         compacting = self._journal_ok and self._j(self.journal.service, 8) is False
@@ -339,6 +342,7 @@ class Supervisor:
             self._smoke = smoke
             self.thermal.smoke(smoke)
         hold = self.bay.safety.hold
+        self._out("motion_enable", 1 if hold == 0 and self.baylink.online else 0)
         seen = self._hold_seen
         if hold != seen:
             self._hold_seen = hold
@@ -347,7 +351,6 @@ class Supervisor:
                     self._alarm(-1, name, None, bool(hold & bit))
             if not hold & sf.CONFIRM:
                 self._alarm(-1, "boot", None, False)
-        self._out("motion_enable", 1 if hold == 0 and self.baylink.online else 0)
         self._out("fault", 1 if self.alarms else 0)
 
     # ---- thermal --------------------------------------------------------------------------
