@@ -32,10 +32,17 @@ FAILURES = (
 
 @dataclass(frozen=True)
 class BayTiming:
-    """Mean durations in seconds; every motion is scaled by ``max(0.5, 1 + jitter * N(0, 1))``."""
+    """Mean durations in seconds; every motion is scaled by ``max(0.5, 1 + jitter * N(0, 1))``.
 
-    door_s: float = 4.0
-    drive_in_s: float = 20.0
+    NIO quotes 144 s per swap and 480 swaps a day for PSS 4.0: 86400 / 480 = 180 s per
+    vehicle, so the bay time outside the 144 s mechanical sequence (entry door, drive in,
+    identify, door closed behind the car, drive out) must stay under 36 s. The automated
+    drive in / out of one car length at crawl speed and the doors below give about 26 s, which
+    leaves a few seconds for the controller's polling between steps.
+    """
+
+    door_s: float = 3.0
+    drive_in_s: float = 10.0
     identify_s: float = 2.0
     position_s: float = 15.0  # positioner engage (retract: retract_s)
     retract_s: float = 6.0
@@ -49,7 +56,7 @@ class BayTiming:
     carrier_per_slot_s: float = 0.5  # ... per slot pitch travelled (the bay is at position -1)
     handover_s: float = 2.5  # rack shuttle takes (once the grip opens) or gives a pack
     verify_s: float = 4.0
-    drive_out_s: float = 15.0
+    drive_out_s: float = 8.0
     jitter: float = 0.08
     tool_timeout_factor: float = 1.6  # a jammed bolt: the tool gives up after this times unbolt_s
 

@@ -59,11 +59,10 @@ def test_queueing_mode_set_up():
 
 SATURATED = """
 name = "pss4-saturated"
-[station.overrides.timeouts_ms]
-store = 60000
-fetch = 60000
-lower = 30000
-release = 40000
+# The anchor is about throughput, not a weak connection: the grid carries every charger at
+# full power at once (23 slots x 62.5 kW = 1437.5 kW) instead of the default 1000 kW.
+[station.overrides.limits]
+grid_kw = 1437.5
 [rack]
 packs = [
     { type = "NIO-75", count = 12, soc = [85, 100] },
@@ -78,9 +77,11 @@ patience = "30m"
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "calibration gap, measured: the default station serves about 410 swaps a day under saturating "
-    "demand, limited by its 1000 kW grid (about 57 kWh per swap) and by a bay turnaround of about "
-    "187 s (drive in, 13 firmware steps, drive out) against the 180 s that 480 a day needs"))
+    "charge supply, measured: the bay turns round in about 174 s (171 s drive-in to drive-off "
+    "plus the entry door; about 495 a day if a charged pack were always there), but 22 packs on "
+    "62.5 kW chargers, coming back at 5-70 % SoC (mean 24 %) and charged to the 90 % hand-over, "
+    "supply about 450 packs a day even with the grid carrying every charger: 447 swaps, "
+    "197 vehicles turned away at authorise for want of a charged pack"))
 def test_pss4_anchor_480_swaps_a_day_under_saturating_demand(tmp_path):
     p = tmp_path / "saturated.toml"
     p.write_text(SATURATED)
