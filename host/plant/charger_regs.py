@@ -9,8 +9,8 @@ it froze and ignores writes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from firmware.proto import regmap
 from host.plant import params as P
@@ -43,43 +43,58 @@ def _u16(value: float) -> int:
     return max(0, min(0xFFFF, round(value)))
 
 
-def snapshot(plant: Plant, slot: int) -> dict[int, int]:
-    """Every mapped input register of charger ``slot``, as it reads now."""
+def _pack(plant: Plant, slot: int) -> tuple[Any, bool, bool, P.PackType | None]:
+    """(arrays, pack present, BMS link up, pack type or None) of charger ``slot``."""
     a = plant.arrays
     present = bool(a["present"][slot])
     bms_ok = present and not a["fault_inj"][slot] & P.INJ_BMS_COMM
     name = plant.pack_type_name[slot]
     pt = P.PACK_TYPES[name] if (present and name) else None
-    pid_hi, pid_lo = regmap.split32(int(plant.pack_id[slot]) & 0xFFFFFFFF) if bms_ok else (0, 0)
-    e_hi, e_lo = regmap.split32(int(a["e_out"][slot] / 3600.0) & 0xFFFFFFFF)
-    r = {
-        regmap.CHG_IR_STATUS: int(a["status"][slot]),
-        regmap.CHG_IR_PACK_PRESENT: 1 if bms_ok else 0,
-        regmap.CHG_IR_PACK_ID_HI: pid_hi,
-        regmap.CHG_IR_PACK_ID_LO: pid_lo,
-        regmap.CHG_IR_PACK_TYPE: pt.code if (bms_ok and pt) else regmap.PACK_NONE,
-        regmap.CHG_IR_SOC: min(1000, _u16(a["soc"][slot] * 1000.0)) if bms_ok else 0,
-        regmap.CHG_IR_SOH: min(1000, _u16(a["soh"][slot] * 1000.0)) if bms_ok else 0,
-        regmap.CHG_IR_VOLTAGE: _u16(a["v_term"][slot] * 10.0) if present else 0,
-        regmap.CHG_IR_CURRENT: _s16(a["i_out"][slot] * 10.0),
-        regmap.CHG_IR_POWER: _s16(a["p_out"][slot] / 100.0),
-        regmap.CHG_IR_TEMP_MAX: _s16(plant.cell_temp_max(slot) * 10.0) if bms_ok else 0,
-        regmap.CHG_IR_TEMP_MIN: _s16(plant.cell_temp_min(slot) * 10.0) if bms_ok else 0,
-        regmap.CHG_IR_FAULTS: int(a["faults"][slot]),
-        regmap.CHG_IR_ENERGY_HI: e_hi,
-        regmap.CHG_IR_ENERGY_LO: e_lo,
-        regmap.CHG_IR_HEARTBEAT: int(plant.time_s(plant.station_of(slot))) & 0xFFFF,
-        regmap.CHG_IR_MODEL: regmap.CHG_MODEL_CODE,
-        regmap.CHG_IR_FW_VERSION: FW_VERSION,
-        regmap.CHG_IR_RATED_POWER: _u16(plant.charger.p_rated_w / 100.0),
-        regmap.CHG_IR_RATED_V_MAX: _u16(plant.charger.v_rated_max * 10.0),
-        regmap.CHG_IR_RATED_V_MIN: _u16(plant.charger.v_rated_min * 10.0),
-        regmap.CHG_IR_RATED_I_MAX: _u16(plant.charger.i_rated_a * 10.0),
-        regmap.CHG_IR_PACK_CAPACITY: _u16(pt.capacity_kwh * 10.0) if (bms_ok and pt) else 0,
-        regmap.CHG_IR_PACK_CYCLES: _u16(a["efc"][slot]) if bms_ok else 0,
-        regmap.CHG_IR_COOLANT_TEMP: _s16(a["ch_temp"][slot] * 10.0),
-    }
-    return r
+    return a, present, bool(bms_ok), pt
+
+
+def _pid(plant: Plant, slot: int, bms_ok: bool) -> tuple[int, int]:
+    return regmap.split32(int(plant.pack_id[slot]) & 0xFFFFFFFF) if bms_ok else (0, 0)
+
+
+def _energy(a: Any, slot: int) -> tuple[int, int]:
+    return regmap.split32(int(a["e_out"][slot] / 3600.0) & 0xFFFFFFFF)
+
+
+# One function per mapped input register: (plant, slot, arrays, present, bms_ok, pack type) -> raw.
+_IR: dict[int, Callable[[Plant, int, Any, bool, bool, Any], int]] = {
+    regmap.CHG_IR_STATUS: lambda pl, s, a, pr, ok, pt: int(a["status"][s]),
+    regmap.CHG_IR_PACK_PRESENT: lambda pl, s, a, pr, ok, pt: 1 if ok else 0,
+    regmap.CHG_IR_PACK_ID_HI: lambda pl, s, a, pr, ok, pt: _pid(pl, s, ok)[0],
+    regmap.CHG_IR_PACK_ID_LO: lambda pl, s, a, pr, ok, pt: _pid(pl, s, ok)[1],
+    regmap.CHG_IR_PACK_TYPE: lambda pl, s, a, pr, ok, pt: pt.code if (ok and pt) else regmap.PACK_NONE,
+    regmap.CHG_IR_SOC: lambda pl, s, a, pr, ok, pt: min(1000, _u16(a["soc"][s] * 1000.0)) if ok else 0,
+    regmap.CHG_IR_SOH: lambda pl, s, a, pr, ok, pt: min(1000, _u16(a["soh"][s] * 1000.0)) if ok else 0,
+    regmap.CHG_IR_VOLTAGE: lambda pl, s, a, pr, ok, pt: _u16(a["v_term"][s] * 10.0) if pr else 0,
+    regmap.CHG_IR_CURRENT: lambda pl, s, a, pr, ok, pt: _s16(a["i_out"][s] * 10.0),
+    regmap.CHG_IR_POWER: lambda pl, s, a, pr, ok, pt: _s16(a["p_out"][s] / 100.0),
+    regmap.CHG_IR_TEMP_MAX: lambda pl, s, a, pr, ok, pt: _s16(pl.cell_temp_max(s) * 10.0) if ok else 0,
+    regmap.CHG_IR_TEMP_MIN: lambda pl, s, a, pr, ok, pt: _s16(pl.cell_temp_min(s) * 10.0) if ok else 0,
+    regmap.CHG_IR_FAULTS: lambda pl, s, a, pr, ok, pt: int(a["faults"][s]),
+    regmap.CHG_IR_ENERGY_HI: lambda pl, s, a, pr, ok, pt: _energy(a, s)[0],
+    regmap.CHG_IR_ENERGY_LO: lambda pl, s, a, pr, ok, pt: _energy(a, s)[1],
+    regmap.CHG_IR_HEARTBEAT: lambda pl, s, a, pr, ok, pt: int(pl.time_s(pl.station_of(s))) & 0xFFFF,
+    regmap.CHG_IR_MODEL: lambda pl, s, a, pr, ok, pt: regmap.CHG_MODEL_CODE,
+    regmap.CHG_IR_FW_VERSION: lambda pl, s, a, pr, ok, pt: FW_VERSION,
+    regmap.CHG_IR_RATED_POWER: lambda pl, s, a, pr, ok, pt: _u16(pl.charger.p_rated_w / 100.0),
+    regmap.CHG_IR_RATED_V_MAX: lambda pl, s, a, pr, ok, pt: _u16(pl.charger.v_rated_max * 10.0),
+    regmap.CHG_IR_RATED_V_MIN: lambda pl, s, a, pr, ok, pt: _u16(pl.charger.v_rated_min * 10.0),
+    regmap.CHG_IR_RATED_I_MAX: lambda pl, s, a, pr, ok, pt: _u16(pl.charger.i_rated_a * 10.0),
+    regmap.CHG_IR_PACK_CAPACITY: lambda pl, s, a, pr, ok, pt: _u16(pt.capacity_kwh * 10.0) if (ok and pt) else 0,
+    regmap.CHG_IR_PACK_CYCLES: lambda pl, s, a, pr, ok, pt: _u16(a["efc"][s]) if ok else 0,
+    regmap.CHG_IR_COOLANT_TEMP: lambda pl, s, a, pr, ok, pt: _s16(a["ch_temp"][s] * 10.0),
+}
+
+
+def snapshot(plant: Plant, slot: int) -> dict[int, int]:
+    """Every mapped input register of charger ``slot``, as it reads now."""
+    a, present, bms_ok, pt = _pack(plant, slot)
+    return {k: f(plant, slot, a, present, bms_ok, pt) for k, f in _IR.items()}
 
 
 def _check_online(plant: Plant, slot: int) -> None:
@@ -92,11 +107,19 @@ def read_input(plant: Plant, slot: int, address: int, count: int) -> list[int]:
     _check_online(plant, slot)
     if count < 1 or count > 125:
         raise ModbusError(ILLEGAL_VALUE, f"count {count}")
-    regs = plant.frozen_inputs.get(slot) or snapshot(plant, slot)
-    try:
-        return [regs[k] for k in range(address, address + count)]
-    except KeyError as e:
-        raise ModbusError(ILLEGAL_ADDRESS, f"input register {e.args[0]} is not mapped") from None
+    regs = plant.frozen_inputs.get(slot)
+    if regs:
+        try:
+            return [regs[k] for k in range(address, address + count)]
+        except KeyError as e:
+            raise ModbusError(ILLEGAL_ADDRESS, f"input register {e.args[0]} is not mapped") from None
+    # Only the registers asked for: a poll reads a handful, and building all of them was a
+    # fifth of a direct-mode run.
+    for k in range(address, address + count):
+        if k not in _IR:
+            raise ModbusError(ILLEGAL_ADDRESS, f"input register {k} is not mapped")
+    a, present, bms_ok, pt = _pack(plant, slot)
+    return [_IR[k](plant, slot, a, present, bms_ok, pt) for k in range(address, address + count)]
 
 
 # Holding registers: (address, lowest, highest) of the accepted raw values.
