@@ -62,7 +62,8 @@ def _energy(a: Any, slot: int) -> tuple[int, int]:
 
 
 # One function per mapped input register: (plant, slot, arrays, present, bms_ok, pack type) -> raw.
-_IR: dict[int, Callable[[Plant, int, Any, bool, bool, Any], int]] = {
+# The plant is typed Any here: rack.py imports this module, so Plant's attributes are not yet known.
+_IR: dict[int, Callable[[Any, int, Any, bool, bool, Any], int]] = {
     regmap.CHG_IR_STATUS: lambda pl, s, a, pr, ok, pt: int(a["status"][s]),
     regmap.CHG_IR_PACK_PRESENT: lambda pl, s, a, pr, ok, pt: 1 if ok else 0,
     regmap.CHG_IR_PACK_ID_HI: lambda pl, s, a, pr, ok, pt: _pid(pl, s, ok)[0],
@@ -85,7 +86,9 @@ _IR: dict[int, Callable[[Plant, int, Any, bool, bool, Any], int]] = {
     regmap.CHG_IR_RATED_V_MAX: lambda pl, s, a, pr, ok, pt: _u16(pl.charger.v_rated_max * 10.0),
     regmap.CHG_IR_RATED_V_MIN: lambda pl, s, a, pr, ok, pt: _u16(pl.charger.v_rated_min * 10.0),
     regmap.CHG_IR_RATED_I_MAX: lambda pl, s, a, pr, ok, pt: _u16(pl.charger.i_rated_a * 10.0),
-    regmap.CHG_IR_PACK_CAPACITY: lambda pl, s, a, pr, ok, pt: _u16(pt.capacity_kwh * 10.0) if (ok and pt) else 0,
+    regmap.CHG_IR_PACK_CAPACITY: lambda pl, s, a, pr, ok, pt: (
+        _u16(pt.capacity_kwh * 10.0) if (ok and pt) else 0
+    ),
     regmap.CHG_IR_PACK_CYCLES: lambda pl, s, a, pr, ok, pt: _u16(a["efc"][s]) if ok else 0,
     regmap.CHG_IR_COOLANT_TEMP: lambda pl, s, a, pr, ok, pt: _s16(a["ch_temp"][s] * 10.0),
 }
