@@ -2,7 +2,8 @@
 
 Per slot, from the hottest-cell temperature of each live charger read:
 
-- over-temperature: a reading at or above ``limits.runaway.over_temp_c``;
+- over-temperature: a reading at or above ``limits.runaway.over_temp_c`` (one
+  above the sensor's 200 degC scale too; one below -40 degC is a sensor fault);
 - rate of rise: the rise since the newest earlier reading at least
   ``rise_window_ms`` old, over the time between the two readings (ticks taken when
   they were read, not poll counts), at or above ``rise_c_per_min``;
@@ -30,8 +31,8 @@ STORE = const(-1)  # slot number of the store-wide smoke input
 
 _K = const(6)  # readings kept per slot, spaced so they span more than the window
 _Q = const(16)  # queued events; latched causes stay readable if the queue overflows
-_T_MIN = const(-400)  # plausible cell readings, 0.1 degC
-_T_MAX = const(2000)
+_T_MIN = const(-400)  # below this a cell reading is a sensor fault, 0.1 degC
+_T_MAX = const(2000)  # above this the reading is off the sensor's scale: runaway, not a fault
 
 
 class Thermal:
@@ -84,13 +85,15 @@ class Thermal:
         """Feed one live reading (hottest cell, 0.1 degC, read at ``now_ms``). Returns
         the cause of an alarm this reading raised, else NONE."""
         self._slot(slot)
-        if type(t_max_d) is not int or not _T_MIN <= t_max_d <= _T_MAX:
-            raise ValueError("temperature must be an int in 0.1 degC, %d..%d" % (_T_MIN, _T_MAX))
+        if type(t_max_d) is not int or t_max_d < _T_MIN:
+            raise ValueError("temperature must be an int in 0.1 degC, at least %d" % _T_MIN)
         base = slot * _K
         cnt = self._count[slot]
         if cnt and ticks_diff(now_ms, self._last[slot]) < 0:
             raise ValueError("reading at %d is older than the last one (%d)" % (now_ms, self._last[slot]))
         self._last[slot] = now_ms
+        if t_max_d > _T_MAX:  # a pack in runaway passes 200 degC: latch, keep it out of the history
+            return self._raise(slot, OVER_TEMP, t_max_d)
         raised = NONE
         if t_max_d >= self.over_d:
             raised = self._raise(slot, OVER_TEMP, t_max_d)

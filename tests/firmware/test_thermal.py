@@ -123,7 +123,6 @@ def test_bad_inputs_are_refused_and_change_nothing():
         ("0", 300, 0),
         (0, 30.0, 20000),
         (0, True, 20000),
-        (0, 5000, 20000),
         (0, -500, 20000),
         (0, 310, 9000),
     ):
@@ -135,6 +134,17 @@ def test_bad_inputs_are_refused_and_change_nothing():
     raises(ValueError, th.clear, 99)
     assert th.pop() is None and not any(th.cause) and not th.store_smoke
     assert th.check(0, 300, 10000) == NONE  # same time as the last reading is fine
+
+
+def test_a_reading_off_the_sensor_scale_latches_over_temperature():
+    # a pack in runaway passes 200 degC; that is an alarm, not a bad reading
+    th = Thermal(_cfg())
+    th.check(4, 300, 1000)
+    assert th.check(4, 5000, 2000) == OVER_TEMP
+    assert th.cause[4] == OVER_TEMP and th.value[4] == 5000 and th.blocked(4)
+    assert th.pop() == (4, OVER_TEMP, 5000)
+    assert th.check(4, 32767, 3000) == NONE  # latched once; still blocked
+    assert th.blocked(4) and th.pop() is None
 
 
 def test_event_queue_overflow_keeps_the_latched_causes():
