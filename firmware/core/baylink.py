@@ -44,6 +44,13 @@ class BayLink:
     def reading(self):
         return self._di is not None
 
+    def finished(self):
+        """A transaction has its answer and waits for ``service``."""
+        w = self._writes
+        di, ir, co = self._di, self._ir, self._co
+        return bool((w and w[0][0].done) or (co is not None and co.done)
+                    or (di is not None and di.done and (ir is None or ir.done)))
+
     def progress(self, now_ms, stall_ms):
         if self.bus.pending() == 0:
             self.last_done = now_ms

@@ -1,6 +1,11 @@
 """Charger polling for the supervisor: every ``limits.heartbeat_ms`` each slot's
-charger is read (status block, FC04) and then written (control block, FC16: the
-dispatch's setpoints and a fresh heartbeat), a few requests in flight at a time.
+charger is read (status block, FC04); after the read the control block (FC16: the
+dispatch's setpoints and a fresh heartbeat) is written when it is due, a few requests
+in flight at a time. The control block is due when a setpoint differs from what the
+charger last acknowledged, when the last acknowledged write is ``KEEPALIVE_MS`` old
+(two fifths of the charger's 5 s heartbeat watchdog, so two lost writes in a row
+still leave it a second), and always after a new pack, a fault reset, a stop or the
+charger coming back online (its setpoints may have been reset).
 
 - A good read goes to the rack (``update_from_charger``), which also runs thermal
   detection; a new pack there brings an info-block read (cycles).
@@ -26,6 +31,11 @@ _STOP = const(3)
 _RESET = const(4)
 _INFO = const(5)
 _IN_FLIGHT = const(6)
+_MAYBE = const(7)  # after a read: write the control block if due
+_NREG = const(5)  # control registers compared (the heartbeat is not)
+# The control block is refreshed at least this often: two fifths of the charger's
+# heartbeat watchdog (CHG_HR_WATCHDOG_MS, which the controller leaves at its default).
+KEEPALIVE_MS = const(2000)
 
 
 class ChargerLink:
@@ -43,6 +53,11 @@ class ChargerLink:
         self.urgent = bytearray(n)  # _STOP or _RESET waiting
         self.then = bytearray(n)  # _WRITE or _INFO to follow the read
         self.read_once = bytearray(n)
+        # what each charger last acknowledged (-1: unknown) and when
+        self.sent = [-1] * (n * _NREG)
+        self.want = [0] * (n * _NREG)
+        self.acked = [now_ms] * n
+        self.refresh = KEEPALIVE_MS - self.period // 2 if KEEPALIVE_MS > self.period else 0
         self.online = bytearray(b"\x01" * n)
         self.inflight = 0
         self.last_done = now_ms
@@ -107,6 +122,15 @@ class ChargerLink:
                 self.urgent[k] = _STOP  # charging must stop: try again
             if t.ok:
                 self.writes += kind != _INFO
+                b = k * _NREG
+                if kind == _WRITE:
+                    self.acked[k] = now_ms
+                    sent = self.sent
+                    want = self.want
+                    for j in range(b, b + _NREG):
+                        sent[j] = want[j]
+                elif kind != _INFO:  # a stop or a fault reset changed the charger's state
+                    self.sent[b] = -1
             return
         self.read_once[k] = 1
         if not t.ok:
@@ -119,28 +143,44 @@ class ChargerLink:
         self.reads += 1
         if not self.online[k]:
             self.online[k] = 1
+            self.sent[k * _NREG] = -1  # it may have restarted with its default setpoints
             sup._alarm(k, "charger_offline", None, False)
         rack = sup.rack
         before = rack.pack[k]
         try:
             rack.update_from_charger(k, t.values, now_ms)
         except ValueError as e:  # a reading the rack refuses must not stop the loop
-            self.then[k] = _WRITE
+            self.then[k] = _MAYBE
             sup._alarm(k, "bad_reading", str(e)[:64])
             return
         sup._alarm(k, "bad_reading", None, False)
         if rack.faults[k] == rm.CHG_FAULT_HEARTBEAT and not self.urgent[k]:
             self.urgent[k] = _RESET  # stopped by its watchdog while we were down
-        self.then[k] = _INFO if rack.pack[k] is not None and rack.pack[k] != before else _WRITE
+        self.then[k] = _INFO if rack.pack[k] is not None and rack.pack[k] != before else _MAYBE
+
+    def _write_due(self, k, regs, now_ms):
+        """True when the control block ``regs`` must go to charger ``k`` now."""
+        if ticks_diff(now_ms, self.acked[k]) >= self.refresh:
+            return True
+        sent = self.sent
+        b = k * _NREG
+        for j in range(_NREG):
+            if regs[j] != sent[b + j]:
+                return True
+        return False
 
     def _start(self, now_ms):
         n = self.n
         bus = self.bus
         nxt = None
         for j in range(n):
-            if self.inflight >= _IN_FLIGHT:
-                break
             k = (self._rr + j) % n
+            if self.inflight >= _IN_FLIGHT:
+                # A stop goes out even when the round has its requests in flight.
+                if _STOP not in self.urgent:
+                    break
+                if self.urgent[k] != _STOP:
+                    continue
             if self.tx[k] is not None:
                 continue
             unit = self.units[k]
@@ -152,10 +192,21 @@ class ChargerLink:
             elif self.then[k] == _INFO:
                 t = bus.read(unit, fb.FC_READ_INPUT_REGISTERS, rm.CHG_INFO_BASE, rm.CHG_INFO_COUNT)
                 u = _INFO
-            elif self.then[k] == _WRITE:
-                self.hb[k] = (self.hb[k] + 1) & 0xFFFF
-                t = bus.write(unit, fb.FC_WRITE_MULTIPLE_REGISTERS, rm.CHG_CONTROL_BASE,
-                              self.sup.dispatch.control_regs(k, self.hb[k]))
+            elif self.then[k] == _WRITE or self.then[k] == _MAYBE:
+                hb = (self.hb[k] + 1) & 0xFFFF
+                regs = self.sup.dispatch.control_regs(k, hb)
+                if self.then[k] == _MAYBE and not self._write_due(k, regs, now_ms):
+                    self.then[k] = 0  # the charger has these setpoints and a fresh heartbeat
+                    if nxt is None or ticks_diff(self.due[k], nxt) < 0:
+                        nxt = self.due[k]
+                    continue
+                t = bus.write(unit, fb.FC_WRITE_MULTIPLE_REGISTERS, rm.CHG_CONTROL_BASE, regs)
+                if t is not None:
+                    self.hb[k] = hb
+                    b = k * _NREG
+                    want = self.want
+                    for j in range(_NREG):
+                        want[b + j] = regs[j]
                 u = _WRITE
             elif ticks_diff(now_ms, self.due[k]) >= 0:
                 t = bus.read(unit, fb.FC_READ_INPUT_REGISTERS, rm.CHG_STATUS_BASE, rm.CHG_STATUS_COUNT)

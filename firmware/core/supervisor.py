@@ -271,6 +271,8 @@ class Supervisor:
         return self._wait(now, compacting)
 
     def _wait(self, now, busy):
+        if self.baylink.finished():  # answered in the tick's last poll: act on it now, not a second later
+            return 0
         w = min(self.chargers.bus.next_poll_ms(now), self.bay_bus.next_poll_ms(now),
                 self.chargers.wait(now))
         if not self.baylink.reading():
