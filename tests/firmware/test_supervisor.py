@@ -277,13 +277,25 @@ def test_runaway_pack_stays_quarantined_when_the_isolation_bay_is_not_addressabl
 def test_implausible_reading_is_an_alarm_not_a_crash():
     s = _started()
     s.run(3000)
-    s.plant.slots[2].temp = 250.0  # beyond what the thermal detector accepts as a reading
+    s.plant.slots[2].temp = -60.0  # below any cell's range: the sensor, not the pack
     s.run(5000)
     assert "2:bad_reading" in s.sup.alarms and s.sup.alive
     assert s.sup.dispatch.enable[2] == 0 and s.sup.rack.select("NIO-ES6", s.now()) != 2
+    assert "2:runaway" not in s.sup.alarms
     s.plant.slots[2].temp = 30.0
     s.run(5000)
     assert "2:bad_reading" not in s.sup.alarms
+
+
+def test_reading_off_the_sensor_scale_is_a_runaway_not_a_bad_reading():
+    s = _started()
+    s.run(3000)
+    s.plant.slots[2].temp = 250.0  # a pack in runaway passes the sensor's 200 degC scale
+    assert s.run(3000, until=lambda s: "2:runaway" in s.sup.alarms)
+    assert "2:bad_reading" not in s.sup.alarms and s.sup.dispatch.enable[2] == 0
+    assert s.sup.rack.state[2] == R.QUARANTINED or s.sup.bay.plan == B.P_ISOLATE
+    assert s.run(120000, until=lambda s: s.plant.isolation and s.sup.bay.swap is None)
+    assert [q.id for q in s.plant.isolation] == [1002] and "2:runaway" in s.sup.alarms
 
 
 def test_bad_config_safe_state_and_clear_error():
