@@ -42,7 +42,6 @@ chargers offline, thermal), OP operator actions.
 
 from firmware.compat import const, ticks_diff
 from firmware.core import bay as bay_mod
-from firmware.core import config as config_mod
 from firmware.core import safety as sf
 from firmware.core import thermal as th
 from firmware.core.baylink import BayLink
@@ -61,9 +60,16 @@ _ST_NAMES = ("config_error", "boot", "hold", "manual", "run")
 
 
 def _config(cfg):
+    """(normalised config, None) or (None, why). The validator is imported only when
+    needed: boot code that validated already may have dropped it (config.release)."""
     if "pack_type_by_code" in cfg:  # normalised already (config.load / validate)
-        return cfg
-    return config_mod.validate(cfg)
+        return cfg, None
+    from firmware.core import config as config_mod
+
+    try:
+        return config_mod.validate(cfg), None
+    except config_mod.ConfigError as e:
+        return None, str(e)
 
 
 def _master(bus, bcfg):
@@ -100,12 +106,12 @@ class Supervisor:
         self.alive = False
         self._last_tick = now_ms
         self._out("motion_enable", 0)
-        try:
-            self.cfg = cfg = _config(cfg)
-        except config_mod.ConfigError as e:
-            self.error = "config " + str(e)
+        self.cfg, why = _config(cfg)
+        if why is not None:
+            self.error = "config " + why
             self._out("fault", 1)
             return
+        cfg = self.cfg
         bc = cfg["buses"]
         self.bay_bus = _master(buses["bay_io"], bc["bay_io"])
         self.bay_unit = bc["bay_io"]["unit"]

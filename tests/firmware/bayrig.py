@@ -7,26 +7,23 @@ import json
 from plant import Pack, Plant, SlaveError, Vehicle
 
 from firmware.core import bay as bay_mod
-from firmware.core import config
 from firmware.proto import regmap as rm
 
 NIO_ES6 = 1  # model codes of firmware/station.json
 PARTNER_A_SUV = 11
 
-_cfg_text = None
-
 
 def station_cfg(mutate=None):
-    """A fresh, validated copy of the default station config."""
-    global _cfg_text
-    if _cfg_text is None:
-        try:
-            f = open(config.default_path())
-        except OSError:  # firmware loaded from a compiled image: station.json is not beside it
-            f = open("firmware/station.json")
-        with f:
-            _cfg_text = f.read()
-    raw = json.loads(_cfg_text)
+    """A fresh, validated copy of the default station config. The validator is
+    imported here, not held by this module, so a caller may drop it after boot."""
+    from firmware.core import config
+
+    try:
+        f = open(config.default_path())
+    except OSError:  # firmware loaded from a compiled image: station.json is not beside it
+        f = open("firmware/station.json")
+    with f:
+        raw = json.loads(f.read())
     if mutate is not None:
         mutate(raw)
     return config.validate(raw)

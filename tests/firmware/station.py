@@ -150,6 +150,14 @@ class Watchdog:
         return self.station.plant.now - self.last
 
 
+def _release_config():
+    import sys
+
+    m = sys.modules.get("firmware.core.config")
+    if m is not None:
+        m.release()
+
+
 # ---- the station ----------------------------------------------------------------------------
 
 
@@ -157,6 +165,7 @@ class Station:
     def __init__(self, n_slots=23, n_packs=None, cfg=None, mutate=None, soc=95.0, base=None,
                  latency_ms=0, storage=None, packs=None, **sup_opts):
         self.cfg = cfg if cfg is not None else station_cfg(mutate)
+        _release_config()  # as a board's boot does once the config is validated
         if len(self.cfg["slots"]) != n_slots:
             self.cfg["slots"] = self.cfg["slots"][:n_slots]
         self.plant = Plant(n_slots=n_slots, bolts=self.cfg["bay"]["bolt_count"])
