@@ -31,6 +31,7 @@ _STOP = const(3)
 _RESET = const(4)
 _INFO = const(5)
 _IN_FLIGHT = const(6)
+_STOP_B = bytes((_STOP,))
 _MAYBE = const(7)  # after a read: write the control block if due
 _NREG = const(5)  # control registers compared (the heartbeat is not)
 # The control block is refreshed at least this often: two fifths of the charger's
@@ -177,7 +178,7 @@ class ChargerLink:
             k = (self._rr + j) % n
             if self.inflight >= _IN_FLIGHT:
                 # A stop goes out even when the round has its requests in flight.
-                if _STOP not in self.urgent:
+                if _STOP_B not in self.urgent:  # bytes: MicroPython has no int-in-bytearray
                     break
                 if self.urgent[k] != _STOP:
                     continue
