@@ -128,6 +128,7 @@ class Bay:
             raise ValueError("bay.bolt_count %d exceeds the I/O map's %d bolts" % (self.bolts, rm.BOLT_MAX))
         self.torque = bay["torque_nm"]
         self.angle = bay["angle_deg"]
+        self.pack_wait = bay.get("pack_wait_ms", 0)
         self.isolation_target = len(cfg["slots"])  # carrier target for the isolation bay
         # code -> config name; a code the config does not know is no model / pack type.
         self.model_codes = model_codes or cfg.get("model_by_code") or {}

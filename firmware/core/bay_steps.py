@@ -3,7 +3,7 @@ and ``now_ms`` and returns None (running), True (done) or a failure reason; it
 judges only sensors that saw its own outputs (``Bay._fresh``). The bay's output
 image for each step and sub-phase is ``image``."""
 
-from firmware.compat import const
+from firmware.compat import const, ticks_add, ticks_diff
 from firmware.proto import regmap as rm
 
 IDLE = const(-1)
@@ -154,7 +154,12 @@ def _authorise(b, now):
     if not s.reserved:
         slot = b.rack.reserve_for(s.model, now)
         if slot is None:
-            return None  # wait for a charged pack until the step times out
+            # The vehicle waits for a charged pack up to bay.pack_wait_ms (nothing moves
+            # meanwhile), then for the step's own timeout.
+            if ticks_diff(now, b._t_step) < b.pack_wait:
+                b._deadline = ticks_add(now, b.timeouts[AUTHORISE])
+                return None
+            return "no charged pack" if ticks_diff(now, b._deadline) >= 0 else None
         s.fetch_slot = slot
         s.reserved = True
     s.store_slot = free

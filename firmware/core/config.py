@@ -106,6 +106,7 @@ _BAY = (
     ("angle_deg", "window", 0, 36000, _REQ),
     ("docking_rpm", "num", _POS, 10000, _REQ),
     ("locking_rpm", "num", _POS, 10000, _REQ),
+    ("pack_wait_ms", "int", 0, 3600000, 0),  # an authorised vehicle waits this long for a charged pack
 )
 
 _TIMEOUTS = tuple((s, "int", 100, 600000, _REQ) for s in SWAP_STEPS)

@@ -229,6 +229,9 @@ class Supervisor:
             for v in b.queue:
                 if v[3] is not None:
                     demand[v[3]] = demand.get(v[3], 0) + 1
+            s = b.swap
+            if s is not None and not s.reserved and s.ptype is not None:  # waiting for a pack
+                demand[s.ptype] = demand.get(s.ptype, 0) + 1
         self.dispatch.update(now, None, demand)
 
     # ---- outputs ----------------------------------------------------------------------

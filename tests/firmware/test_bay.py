@@ -1,7 +1,7 @@
 """Swap-bay sequence against the plant's bay module (no bus): the normal swap, a
 failure in every step and its way out, e-stop in every step, interlocks, manual mode."""
 
-from bayrig import PARTNER_A_SUV, BayRig
+from bayrig import PARTNER_A_SUV, BayRig, station_cfg
 
 from firmware.core import bay as B
 from firmware.core import safety as sf
@@ -108,9 +108,48 @@ def test_authorise_waits_for_a_charged_pack_then_times_out():
             p.soc = 50.0
     v = r.vehicle()
     assert _until_end(r) == "rejected"
-    assert ("step_failed", "authorise: timeout") in r.alarms()
+    assert ("step_failed", "authorise: no charged pack") in r.alarms()
     assert v.pack.id == 555 and r.dev.lift.low()
     assert not r.rack.reserved
+
+
+def _pack_wait(ms):
+    def mutate(raw):
+        raw["bay"]["pack_wait_ms"] = ms
+    return station_cfg(mutate)
+
+
+def test_authorised_vehicle_waits_for_a_pack_to_charge_then_swaps():
+    r = _rig(cfg=_pack_wait(600000))
+    for p in r.plant.slots:
+        if p is not None:
+            p.soc = 50.0
+    r.vehicle()
+    t0 = r.plant.now
+    _until_step(r, B.AUTHORISE)
+    held = _positions(r.dev)
+    assert not r.run(120000, until=lambda r: r.bay.step != B.AUTHORISE)
+    assert not r.alarms() and not r.rack.reserved
+    assert _positions(r.dev) == held and r.dev.lift.low()  # nothing moved while it waited
+    r.plant.slots[7].soc = 92.0  # its charger brings one pack past the hand-over SoC
+    assert _until_end(r) == "ok"
+    sw = [e for e in r.events if e[0] == "end"][-1]
+    assert sw[2] >= 120000 and r.plant.now - t0 < 400000
+
+
+def test_pack_wait_ends_in_a_rejection_without_motion():
+    r = _rig(cfg=_pack_wait(60000))
+    for p in r.plant.slots:
+        if p is not None:
+            p.soc = 50.0
+    v = r.vehicle()
+    t0 = r.plant.now
+    assert _until_end(r) == "rejected"
+    waited = r.plant.now - t0
+    timeout = r.cfg["timeouts_ms"]["authorise"]
+    assert 60000 <= waited <= 60000 + timeout + 20000, waited
+    assert ("step_failed", "authorise: no charged pack") in r.alarms()
+    assert v.pack.id == 555 and r.dev.lift.low() and not r.rack.reserved
 
 
 def test_authorise_needs_a_free_slot_for_the_depleted_pack():

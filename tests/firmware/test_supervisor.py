@@ -227,7 +227,7 @@ def test_offline_reserved_pack_is_not_handed_out():
     s.run(5000)
     v = s.vehicle()
     assert s.until_swaps(1)
-    assert _sw(s) == [] and s.storage.records("RJ")[0]["why"] == "timeout"
+    assert _sw(s) == [] and s.storage.records("RJ")[0]["why"] == "no charged pack"
     assert v.pack.id == 555
 
 
