@@ -257,10 +257,14 @@ class DirectBus(mb.BusMaster):
             if device is None:
                 raise NoReply
             if fc <= 4:
-                got = device.read(fc, tx.address, tx.count)
-                v = tx.result_list()
-                for i in range(tx.count):
-                    v[i] = got[i]
+                read_into = getattr(device, "read_into", None)
+                if read_into is not None:  # fills the transaction's buffer itself
+                    read_into(fc, tx.address, tx.count, tx.result_list())
+                else:
+                    got = device.read(fc, tx.address, tx.count)
+                    v = tx.result_list()
+                    for i in range(tx.count):
+                        v[i] = got[i]
             else:
                 device.write(fc, tx.address, [tx.written(i) for i in range(tx.count)])
         except ModbusError as e:

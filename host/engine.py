@@ -130,6 +130,15 @@ class ChargerDevice:
             return charger_regs.read_holding(self.plant, self.slot, address, count)
         raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
 
+    def read_into(self, fc: int, address: int, count: int, out: Any) -> None:
+        """``read`` with the values put into ``out`` (the direct bus's transaction buffer)."""
+        if fc == buses.FC_READ_INPUT:
+            charger_regs.read_input_into(self.plant, self.slot, address, count, out)
+            return
+        got = self.read(fc, address, count)
+        for i in range(count):
+            out[i] = got[i]
+
     def write(self, fc: int, address: int, values: list[int]) -> None:
         if fc in (buses.FC_WRITE_REGISTER, buses.FC_WRITE_REGISTERS):
             charger_regs.write_holding(self.plant, self.slot, address, values)

@@ -12,3 +12,10 @@ class RackKernel:
     def first_crossing(
         self, kind: int, target: float, h: float, max_steps: int, watch: Any, s_lo: int, s_hi: int
     ) -> tuple[float, int]: ...
+
+class StatusRegs:
+    def __init__(
+        self, a: dict[str, np.ndarray], t: np.ndarray, pack_id: np.ndarray, code: np.ndarray, per_station: int,
+        spread_a: float, spread_b: float,
+    ) -> None: ...
+    def read_into(self, slot: int, address: int, count: int, out: Any) -> None: ...

@@ -7,7 +7,7 @@ are documented, and written once more in pure Python, in :mod:`host.plant.refker
 two must stay line-for-line the same.
 """
 
-from libc.math cimport exp, sqrt, fabs, INFINITY
+from libc.math cimport exp, sqrt, fabs, rint, INFINITY
 
 from firmware.proto import regmap
 from host.plant import params as _p
@@ -484,3 +484,95 @@ cdef class RackKernel:
                 if best >= 0:
                     break
         return tbest, best
+
+
+cdef inline long r_u16(double v) noexcept nogil:
+    # charger_regs._u16: Python's round() (half to even, as rint) clamped to 0..65535
+    cdef double r = rint(v)
+    if r < 0.0:
+        return 0
+    if r > 65535.0:
+        return 65535
+    return <long>r
+
+
+cdef inline long r_s16(double v) noexcept nogil:
+    # charger_regs._s16: round, clamp to -32768..32767, as a register value
+    cdef double r = rint(v)
+    if r < -32768.0:
+        r = -32768.0
+    elif r > 32767.0:
+        r = 32767.0
+    cdef long x = <long>r
+    return x + 0x10000 if x < 0 else x
+
+
+cdef class StatusRegs:
+    """The charger status block (input registers 0..15) of every slot, computed as
+    :mod:`host.plant.charger_regs` computes it, register for register, into a caller's
+    ``array('H')``. Online and span checks stay with the caller."""
+
+    cdef double[::1] soc, soh, v_term, i_out, p_out, temp, e_out, t
+    cdef int[::1] present, fault_inj, status, faults, code
+    cdef long long[::1] pack_id
+    cdef int per_station, inj_bms
+    cdef double spread_a, spread_b
+
+    def __init__(self, dict a, t, pack_id, code, int per_station, double spread_a, double spread_b):
+        self.soc = a["soc"]; self.soh = a["soh"]; self.v_term = a["v_term"]; self.i_out = a["i_out"]
+        self.p_out = a["p_out"]; self.temp = a["temp"]; self.e_out = a["e_out"]
+        self.present = a["present"]; self.fault_inj = a["fault_inj"]; self.status = a["status"]
+        self.faults = a["faults"]
+        self.t = t
+        self.pack_id = pack_id
+        self.code = code
+        self.per_station = per_station
+        self.spread_a = spread_a
+        self.spread_b = spread_b
+        self.inj_bms = INJ_BMS_COMM
+
+    def read_into(self, int slot, int address, int count, unsigned short[::1] out):
+        cdef int k, s = slot
+        cdef long v
+        cdef bint pr = self.present[s] != 0
+        cdef bint ok = pr and not (self.fault_inj[s] & self.inj_bms)
+        cdef unsigned long long pid = (<unsigned long long>self.pack_id[s]) & 0xFFFFFFFFULL
+        cdef unsigned long long wh
+        cdef double spread = 0.5 * (self.spread_a + self.spread_b * fabs(self.i_out[s]))
+        for k in range(address, address + count):
+            if k == 0:
+                v = self.status[s]
+            elif k == 1:
+                v = 1 if ok else 0
+            elif k == 2:
+                v = <long>(pid >> 16) if ok else 0
+            elif k == 3:
+                v = <long>(pid & 0xFFFF) if ok else 0
+            elif k == 4:
+                v = self.code[s] if ok else 0
+            elif k == 5:
+                v = r_u16(self.soc[s] * 1000.0) if ok else 0
+                if v > 1000:
+                    v = 1000
+            elif k == 6:
+                v = r_u16(self.soh[s] * 1000.0) if ok else 0
+                if v > 1000:
+                    v = 1000
+            elif k == 7:
+                v = r_u16(self.v_term[s] * 10.0) if pr else 0
+            elif k == 8:
+                v = r_s16(self.i_out[s] * 10.0)
+            elif k == 9:
+                v = r_s16(self.p_out[s] / 100.0)
+            elif k == 10:
+                v = r_s16((self.temp[s] + spread) * 10.0) if ok else 0
+            elif k == 11:
+                v = r_s16((self.temp[s] - spread) * 10.0) if ok else 0
+            elif k == 12:
+                v = self.faults[s]
+            elif k == 13 or k == 14:
+                wh = (<unsigned long long>(<long long>(self.e_out[s] / 3600.0))) & 0xFFFFFFFFULL
+                v = <long>(wh >> 16) if k == 13 else <long>(wh & 0xFFFF)
+            else:
+                v = (<long long>self.t[s // self.per_station]) & 0xFFFF
+            out[k - address] = <unsigned short>v

@@ -125,6 +125,19 @@ def read_input(plant: Plant, slot: int, address: int, count: int) -> list[int]:
     return [_IR[k](plant, slot, a, present, bms_ok, pt) for k in range(address, address + count)]
 
 
+def read_input_into(plant: Plant, slot: int, address: int, count: int, out: Any) -> None:
+    """FC04 like :func:`read_input`, the values put into ``out`` (``count`` slots, e.g. the
+    master's ``array('H')``). A status-block read of a compiled plant is computed there."""
+    fast = plant.status_regs
+    if (fast is not None and 0 <= address and address + count <= regmap.CHG_STATUS_COUNT and count >= 1
+            and not plant.arrays["fault_inj"][slot] & (P.INJ_DROPOUT | P.INJ_STUCK)):
+        fast.read_into(slot, address, count, out)
+        return
+    got = read_input(plant, slot, address, count)
+    for i in range(count):
+        out[i] = got[i]
+
+
 # Holding registers: (address, lowest, highest) of the accepted raw values.
 _HOLDING_RANGES = {
     regmap.CHG_HR_ENABLE: (0, 1),

@@ -148,6 +148,7 @@ class Plant:
         self.arrays = a
         self.pack_id = np.zeros(n, dtype=np.int64)
         self.pack_type_name: list[str | None] = [None] * n
+        self.type_code = np.zeros(n, dtype=np.int32)  # CHG_IR_PACK_TYPE of the pack present
         self.heartbeat_value = np.zeros(n, dtype=np.int64)
         self.frozen_inputs: dict[int, dict[int, int]] = {}  # input registers of stuck chargers
         self.t = np.zeros(n_stations)
@@ -180,6 +181,13 @@ class Plant:
             pa[name] = self._probe_blocks[2][k]
         self._probe: Kernel = cls(pa, self._scalars)
         self._probe_arrays = pa
+        # The status block read register by register in compiled code (None: charger_regs computes it).
+        self.status_regs: Any = None
+        if backend == "cython":
+            from host.plant._fastplant import StatusRegs
+
+            self.status_regs = StatusRegs(a, self.t, self.pack_id, self.type_code, slots_per_station,
+                                          P.CELL_SPREAD_K, P.CELL_SPREAD_K_PER_A)
 
     # ---- layout and time ---------------------------------------------------------------
     def slot_range(self, station: int) -> range:
@@ -249,6 +257,7 @@ class Plant:
         a["v_term"][slot] = pt.n_series * P.cell_ocv(pack.soc) + pack.v_rc
         self.pack_id[slot] = pack.pack_id
         self.pack_type_name[slot] = pack.type_name
+        self.type_code[slot] = pt.code
         self._refresh_status(slot)
 
     def take_pack(self, slot: int) -> PackRecord:
@@ -269,6 +278,7 @@ class Plant:
         a["phase"][slot] = P.PHASE_OFF
         self.pack_id[slot] = 0
         self.pack_type_name[slot] = None
+        self.type_code[slot] = regmap.PACK_NONE
         self._refresh_status(slot)
         return rec
 
