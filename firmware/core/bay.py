@@ -144,7 +144,9 @@ class Bay:
         self.ir_gen = -1
         # Outputs
         self.coils = bytearray(rm.BAY_COIL_COUNT)
-        self.hr = [0, int((self.torque[0] + self.torque[1]) * 5)]  # target slot, torque 0.1 N*m
+        # target slot, torque 0.1 N*m, docking and locking rpm (BAY_HR_* order, watchdog aside)
+        self.hr = [0, int((self.torque[0] + self.torque[1]) * 5), int(bay["docking_rpm"] + 0.5),
+                   int(bay["locking_rpm"] + 0.5)]
         self._img = bytearray(rm.BAY_COIL_COUNT)
         self.jog = bytearray(rm.BAY_COIL_COUNT)  # manual-mode outputs set by the operator
         self.gen = 0

@@ -133,7 +133,7 @@ def _identify(b, now):
     s.model = b.model_codes.get(ir[rm.BAY_IR_VEHICLE_MODEL])
     s.pack = rm.u32(ir[rm.BAY_IR_PACK_ID_HI], ir[rm.BAY_IR_PACK_ID_LO])
     s.ptype = b.pack_codes.get(ir[rm.BAY_IR_PACK_TYPE])
-    s.subscribed = True  # the reader reports VALID only for registered tags/plates
+    s.subscribed = bool(ir[rm.BAY_IR_ID_FLAGS] & rm.ID_FLAG_SUBSCRIBED)
     return True
 
 

@@ -3,8 +3,8 @@
 Each cycle it reads the sensors (FC02, plus the input registers when the bay asks
 for them or waits for an identity) and hands them to the bay, which updates its
 sequence; whenever the bay's output generation changes it writes the holding
-registers (target slot, torque target, comm watchdog) if they changed, then every
-coil (FC15). Write completions are handled before reads, so a sensor image counts as
+registers (target slot, torque target, comm watchdog, docking and locking speeds) if
+they changed, then every coil (FC15). Write completions are handled before reads, so a sensor image counts as
 seen by every output generation acknowledged before it (``Bay.set_inputs``). A
 failed write makes the module's outputs unknown: everything is sent again.
 
@@ -146,8 +146,9 @@ class BayLink:
             return
         bus = self.bus
         if self._hr_sent != b.hr:
+            hr = b.hr
             tx = bus.write(self.unit, fb.FC_WRITE_MULTIPLE_REGISTERS, rm.BAY_HR_TARGET_SLOT,
-                           (b.hr[0], b.hr[1], self.comm_wd))
+                           (hr[0], hr[1], self.comm_wd, hr[2], hr[3]))
             if tx is None:
                 return
             w.append((tx, gen, b.hr[0]))

@@ -175,7 +175,8 @@ BAY_IR_VEHICLE_MODEL = const(4)  # u16 model code
 BAY_IR_PACK_ID_HI = const(5)  # u32 serial of the pack in the vehicle
 BAY_IR_PACK_ID_LO = const(6)
 BAY_IR_PACK_TYPE = const(7)  # enum PACK_*
-BAY_ID_COUNT = const(8)
+BAY_IR_ID_FLAGS = const(8)  # bit set ID_FLAG_*, from the operator's back end via the reader
+BAY_ID_COUNT = const(9)
 # Nutrunner results of the last run, per bolt.
 BAY_IR_TORQUE_BASE = const(16)  # + bolt: u16, 0.1 N*m, peak torque of the last run
 BAY_IR_ANGLE_BASE = const(32)  # + bolt: u16, 1 degree turned in the last run
@@ -183,12 +184,15 @@ BAY_IR_COUNT = const(48)  # one FC04 read of 0..47 gets identity and every bolt
 ID_NONE = const(0)  # no tag read yet (or vehicle left)
 ID_VALID = const(1)
 ID_UNKNOWN = const(2)  # tag read but not decodable
+ID_FLAG_SUBSCRIBED = const(1)  # the vehicle has an active battery subscription
 
 # ---- Bay remote-I/O module: holding registers (FC03/06/16) ------------------------
 BAY_HR_TARGET_SLOT = const(0)  # rack slot for the next carrier move (0-based)
 BAY_HR_TORQUE_TARGET = const(1)  # 0.1 N*m: nutrunners stop locking at this torque
 BAY_HR_COMM_WATCHDOG_MS = const(2)  # u16 ms; coils drop to 0 after this silence (0 = off)
-BAY_HOLDING_COUNT = const(3)
+BAY_HR_DOCK_RPM = const(3)  # nutrunner speed while docking (TOOL_LOCK_SPEED 0), rpm; 0 = its own
+BAY_HR_LOCK_RPM = const(4)  # nutrunner speed while locking to the torque target, rpm; 0 = its own
+BAY_HOLDING_COUNT = const(5)
 
 
 # ---- Conversions -------------------------------------------------------------------

@@ -50,8 +50,10 @@ class BayTiming:
     rgv_s: float = 6.0  # platform up or down
     grip_s: float = 1.5
     unbolt_s: float = 11.0  # per bolt, all bolts run together
-    dock_s: float = 7.0
-    lock_s: float = 8.0
+    dock_s: float = 7.0  # at dock_rpm ...
+    lock_s: float = 8.0  # ... and lock_rpm; other speeds in BAY_HR_DOCK_RPM / LOCK_RPM scale them
+    dock_rpm: float = 600.0  # the nutrunner controller's own speeds (register 0 selects them)
+    lock_rpm: float = 60.0
     carrier_base_s: float = 6.0  # per carrier move, plus ...
     carrier_per_slot_s: float = 0.5  # ... per slot pitch travelled (the bay is at position -1)
     handover_s: float = 2.5  # rack shuttle takes (once the grip opens) or gives a pack
@@ -73,6 +75,7 @@ class BayVehicle:
     model_code: int
     pack: PackRecord | None
     known: bool = True  # the reader can decode its tag
+    subscribed: bool = True  # the back end reports an active battery subscription
 
 
 @dataclass
@@ -209,6 +212,7 @@ class BayModel:
             if v.pack is not None:
                 ir[R.BAY_IR_PACK_ID_HI], ir[R.BAY_IR_PACK_ID_LO] = R.split32(v.pack.pack_id & 0xFFFFFFFF)
                 ir[R.BAY_IR_PACK_TYPE] = v.pack.pack_type.code
+            ir[R.BAY_IR_ID_FLAGS] = R.ID_FLAG_SUBSCRIBED if v.subscribed else 0
 
     def _maybe_drive_out(self, t: float) -> None:
         ready = (
@@ -378,7 +382,8 @@ class BayModel:
         elif self.snug and self.coils[R.BAY_CO_TOOL_LOCK_SPEED]:
             self._start_lock(t)  # bolts already run down: straight to locking
         else:
-            self._at("tool_dock", t + self._dur(self.timing.dock_s), self._docked)
+            self._at("tool_dock", t + self._dur(self._at_speed(self.timing.dock_s, R.BAY_HR_DOCK_RPM,
+                                                                 self.timing.dock_rpm)), self._docked)
 
     def _unbolt(self, t: float) -> None:
         failed, which = self._fails("jammed_bolt")
@@ -409,6 +414,10 @@ class BayModel:
 
         self._at("tool_end", end + 1e-6, stop)
 
+    def _at_speed(self, base_s: float, register: int, base_rpm: float) -> float:
+        rpm = self.holding[register]
+        return base_s * base_rpm / rpm if rpm else base_s
+
     def _docked(self, t: float) -> None:
         self.snug = True
         if self.coils[R.BAY_CO_TOOL_LOCK_SPEED]:
@@ -420,7 +429,8 @@ class BayModel:
     def _start_lock(self, t: float) -> None:
         self._docked_waiting = False
         self.inputs[R.BAY_DI_TOOL_BUSY] = 1
-        self._at("tool_lock", t + self._dur(self.timing.lock_s), self._locked)
+        self._at("tool_lock", t + self._dur(self._at_speed(self.timing.lock_s, R.BAY_HR_LOCK_RPM,
+                                                          self.timing.lock_rpm)), self._locked)
 
     def _locked(self, t: float) -> None:
         failed, which = self._fails("bolt_torque")

@@ -117,7 +117,8 @@ class BayRig:
         if self._hr_sent != b.hr:
             self._hr_sent = list(b.hr)
             try:
-                self.dev.write(16, 0, b.hr)
+                h = b.hr
+                self.dev.write(16, 0, (h[0], h[1], 0, h[2], h[3]))  # no comm watchdog on this rig
                 b.hr_refused = None
             except SlaveError:  # refused values are not sent again (as the bay link does)
                 b.hr_refused = b.hr[0]
@@ -144,8 +145,8 @@ class BayRig:
             self.plant.advance(period)
         return False
 
-    def vehicle(self, vid=7001, model=NIO_ES6, pack_id=555, soc=12.0, ptype=rm.PACK_100):
-        v = Vehicle(vid, model, Pack(pack_id, ptype, soc=soc, bolts=self.plant.bolts))
+    def vehicle(self, vid=7001, model=NIO_ES6, pack_id=555, soc=12.0, ptype=rm.PACK_100, subscribed=True):
+        v = Vehicle(vid, model, Pack(pack_id, ptype, soc=soc, bolts=self.plant.bolts), subscribed)
         self.plant.arrive(v)
         return v
 

@@ -140,8 +140,9 @@ class Pack:
 
 
 class Vehicle:
-    def __init__(self, vid, model_code, pack):
+    def __init__(self, vid, model_code, pack, subscribed=True):
         self.id = vid
+        self.subscribed = subscribed
         self.model = model_code
         self.pack = pack
         self.arrived = None
@@ -635,6 +636,7 @@ class BayIO:
 
 
 class Plant:
+        ir[rm.BAY_IR_ID_FLAGS] = rm.ID_FLAG_SUBSCRIBED if v.subscribed else 0
     """The whole station: slots of packs, chargers, the bay module, vehicles."""
 
     def __init__(self, n_slots=23, bolts=10, torque_window=(110.0, 130.0), now=0):

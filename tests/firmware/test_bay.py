@@ -94,6 +94,28 @@ def test_unknown_tag_and_unauthorised_vehicle_are_rejected():
     assert ("step_failed", "authorise: not authorised") in r.alarms()
 
 
+def test_subscription_comes_from_the_reader():
+    r = _rig()
+    assert r.bay.subscription and "43" not in r.bay.allow
+    r.vehicle(vid=43, subscribed=False)  # identified, but no active battery subscription
+    assert _until_end(r) == "rejected"
+    assert ("step_failed", "authorise: not authorised") in r.alarms()
+    assert r.dev.ir[rm.BAY_IR_ID_FLAGS] == 0
+    r.vehicle(vid=44, subscribed=True)
+    assert _until_end(r) == "ok"
+
+
+def test_docking_and_locking_speeds_reach_the_nutrunners():
+    r = _rig()
+    r.vehicle()
+    _until_step(r, B.BOLT)
+    bay = r.cfg["bay"]
+    assert r.dev.hr[rm.BAY_HR_DOCK_RPM] == round(bay["docking_rpm"]) > 0
+    assert r.dev.hr[rm.BAY_HR_LOCK_RPM] == round(bay["locking_rpm"]) > 0
+    assert r.dev.hr[rm.BAY_HR_DOCK_RPM] != r.dev.hr[rm.BAY_HR_LOCK_RPM]
+    assert _until_end(r) == "ok"
+
+
 def test_incompatible_pack_type_is_rejected():
     r = _rig()
     r.vehicle(model=PARTNER_A_SUV, ptype=rm.PACK_100)  # it takes STD-A-60 packs only
