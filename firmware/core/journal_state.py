@@ -36,9 +36,24 @@ class JournalState:
         p[3] += swaps
         p[4] = seq
 
+    def _slot(self, f):
+        """Keep a slot's fields. A rack change usually has the same keys as the last
+        one: update that dict in place rather than keep the record's, so the state
+        does not scatter a new long-lived dict over the heap on every record."""
+        slots = self.slots
+        d = slots.get(f["s"])
+        if d is not None and len(d) == len(f):
+            for k in f:
+                if k not in d:
+                    break
+            else:
+                d.update(f)
+                return
+        slots[f["s"]] = f
+
     def apply(self, seq, kind, f):
         if kind == "RK" or kind == "CS":
-            self.slots[f["s"]] = f
+            self._slot(f)
             if f.get("p"):
                 self.pack_seen(seq, f["p"], f.get("ty"), f.get("cy"), f.get("soh"))
         elif kind == "SS":

@@ -220,7 +220,7 @@ class Charger:
             regs = self._inputs(address)
             if regs is None or count > len(regs):
                 raise SlaveError(2)
-            return regs[:count]
+            return regs if count == len(regs) else regs[:count]
         if fc == FC_READ_HOLDING:
             if address + count > rm.CHG_HOLDING_COUNT:
                 raise SlaveError(2)
@@ -306,6 +306,7 @@ class BayIO:
         self.coils = bytearray(rm.BAY_COIL_COUNT)
         self.hr = [0] * rm.BAY_HOLDING_COUNT
         self.ir = [0] * rm.BAY_IR_COUNT
+        self._di = bytearray(rm.BAY_DI_COUNT)  # inputs() fills it: no list per read
         self.t = plant.now
         self.last_req = plant.now
         self.door = Axis(T["door"])  # 1 = open
@@ -347,11 +348,12 @@ class BayIO:
             di = self.inputs()
             if address + count > len(di):
                 raise SlaveError(2)
-            return di[address:address + count]
+            return di if address == 0 and count == len(di) else di[address:address + count]
         if fc == FC_READ_INPUT:
             if address + count > rm.BAY_IR_COUNT:
                 raise SlaveError(2)
-            return self.ir[address:address + count]
+            ir = self.ir
+            return ir if address == 0 and count == len(ir) else ir[address:address + count]
         if fc == FC_READ_COILS:
             return list(self.coils[address:address + count])
         if fc == FC_READ_HOLDING:
@@ -441,8 +443,9 @@ class BayIO:
         return 1 if lo <= t <= hi else 0
 
     def inputs(self):
+        """The discrete inputs now, in one buffer reused by every call."""
         v = self.vehicle
-        di = [0] * rm.BAY_DI_COUNT
+        di = self._di
         p = v.pack if v is not None else None
         di[rm.BAY_DI_VEHICLE_PRESENT] = 1 if v is not None else 0
         di[rm.BAY_DI_VEHICLE_POSITIONED] = 1 if v is not None and self.positioner.high() else 0
@@ -633,10 +636,10 @@ class BayIO:
         p = v.pack
         ir[rm.BAY_IR_PACK_ID_HI], ir[rm.BAY_IR_PACK_ID_LO] = rm.split32(p.id if p else 0)
         ir[rm.BAY_IR_PACK_TYPE] = p.type if p else 0
+        ir[rm.BAY_IR_ID_FLAGS] = rm.ID_FLAG_SUBSCRIBED if v.subscribed else 0
 
 
 class Plant:
-        ir[rm.BAY_IR_ID_FLAGS] = rm.ID_FLAG_SUBSCRIBED if v.subscribed else 0
     """The whole station: slots of packs, chargers, the bay module, vehicles."""
 
     def __init__(self, n_slots=23, bolts=10, torque_window=(110.0, 130.0), now=0):
