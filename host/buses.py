@@ -265,6 +265,9 @@ class DirectBus(mb.BusMaster):
                     v = tx.result_list()
                     for i in range(tx.count):
                         v[i] = got[i]
+            elif fc == FC_WRITE_REGISTERS:
+                r = tx.req
+                device.write(fc, tx.address, [(r[j] << 8) | r[j + 1] for j in range(7, 7 + 2 * tx.count, 2)])
             else:
                 device.write(fc, tx.address, [tx.written(i) for i in range(tx.count)])
         except ModbusError as e:

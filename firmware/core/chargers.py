@@ -54,6 +54,8 @@ class ChargerLink:
         self.urgent = bytearray(n)  # _STOP or _RESET waiting
         self.then = bytearray(n)  # _WRITE or _INFO to follow the read
         self.read_once = bytearray(n)
+        self._idle = bytearray(n)  # all zero: compared with urgent and then
+        self._cut = True
         # what each charger last acknowledged (-1: unknown) and when
         self.sent = [-1] * (n * _NREG)
         self.want = [0] * (n * _NREG)
@@ -105,6 +107,8 @@ class ChargerLink:
                 self._done(k, t, now_ms)
                 t.release()
                 got = True
+                if ticks_diff(self.due[k], self.next_due) < 0:
+                    self.next_due = self.due[k]  # idle again: its next read counts
         if got:
             self.last_done = now_ms
         if ticks_diff(now_ms, self.dispatch_due) >= 0:
@@ -172,20 +176,35 @@ class ChargerLink:
 
     def _start(self, now_ms):
         n = self.n
+        urgent = self.urgent
+        then = self.then
+        if (not self._cut and urgent == self._idle and then == self._idle
+                and ticks_diff(now_ms, self.next_due) < 0):
+            return  # nothing to send before next_due, the earliest read or dispatch due
         bus = self.bus
+        txs = self.tx
+        due = self.due
         nxt = None
+        cut = False  # the round stopped early: next_due covers only the slots it saw
         for j in range(n):
             k = (self._rr + j) % n
             if self.inflight >= _IN_FLIGHT:
                 # A stop goes out even when the round has its requests in flight.
-                if _STOP_B not in self.urgent:  # bytes: MicroPython has no int-in-bytearray
+                if _STOP_B not in urgent:  # bytes: MicroPython has no int-in-bytearray
+                    cut = True
                     break
-                if self.urgent[k] != _STOP:
+                if urgent[k] != _STOP:
                     continue
-            if self.tx[k] is not None:
+            if txs[k] is not None:
                 continue
+            u = urgent[k]
+            if not u and not then[k]:
+                d = due[k]
+                if ticks_diff(now_ms, d) < 0:  # the common case: nothing due yet
+                    if nxt is None or ticks_diff(d, nxt) < 0:
+                        nxt = d
+                    continue
             unit = self.units[k]
-            u = self.urgent[k]
             if u == _STOP:
                 t = bus.write(unit, fb.FC_WRITE_SINGLE_REGISTER, rm.CHG_HR_ENABLE, 0)
             elif u == _RESET:
@@ -206,8 +225,8 @@ class ChargerLink:
                     self.hb[k] = hb
                     b = k * _NREG
                     want = self.want
-                    for j in range(_NREG):
-                        want[b + j] = regs[j]
+                    for i in range(_NREG):
+                        want[b + i] = regs[i]
                 u = _WRITE
             elif ticks_diff(now_ms, self.due[k]) >= 0:
                 t = bus.read(unit, fb.FC_READ_INPUT_REGISTERS, rm.CHG_STATUS_BASE, rm.CHG_STATUS_COUNT)
@@ -220,6 +239,7 @@ class ChargerLink:
                     nxt = self.due[k]
                 continue
             if t is None:
+                cut = True
                 break  # the bus queue is full
             if u == _INFO:
                 self.then[k] = _WRITE
@@ -231,6 +251,7 @@ class ChargerLink:
             self.kind[k] = u
             self.inflight += 1
         self._rr = (self._rr + 1) % n
+        self._cut = cut
         if nxt is None:
             nxt = ticks_add(now_ms, self.period)
         if ticks_diff(self.dispatch_due, nxt) < 0:

@@ -108,7 +108,7 @@ class Transaction:
         self._release_when_done = False
         self._bits = bytearray(0)  # reused for FC1/2 replies
         self._regs = array("H")  # reused for FC3/4 replies
-        self.req = bytearray(ADU_MAX)  # whole RTU request, CRC included
+        self.req = bytearray(ADU_MAX)  # whole RTU request (its CRC once frame_crc ran)
         self.req_mv = memoryview(self.req)
         self.req_len = 0
         self.expect = 0  # reply length in bytes
@@ -130,6 +130,11 @@ class Transaction:
 
     def release(self):
         self._bus.release(self)
+
+    def frame_crc(self):
+        """Put the request frame's CRC in its last two bytes. A framing master calls this
+        when it puts the frame on the wire; an in-process bus has no use for it."""
+        append_crc(self.req, self.req_len - 2)
 
     def written(self, i):
         """The i-th value this write request carries (for in-process buses)."""
@@ -225,7 +230,7 @@ class BusMaster:
         r = tx.req
         r[4] = count >> 8
         r[5] = count & 0xFF
-        tx.req_len = append_crc(r, 6)
+        tx.req_len = 8  # the CRC goes in when the frame is sent (frame_crc)
         tx.expect = 5 + ((count + 7) >> 3 if fc < 3 else 2 * count)
         return self._enqueue(tx)
 
@@ -277,7 +282,7 @@ class BusMaster:
                     v = values[i]
                     r[7 + 2 * i] = v >> 8
                     r[8 + 2 * i] = v & 0xFF
-        tx.req_len = append_crc(r, end)
+        tx.req_len = end + 2  # the CRC goes in when the frame is sent (frame_crc)
         tx.expect = 8
         return self._enqueue(tx)
 

@@ -175,6 +175,7 @@ class ModbusMaster(BusMaster):
         self._deadline = ticks_add(now_ms, self.timeout_ms + (tx.req_len * self.char_us) // 1000)
         self._port.flush_input()
         self._rxlen = 0
+        tx.frame_crc()
         self._txmv = tx.req_mv[: tx.req_len]  # the one allocation per request
         self._sent = 0
         self._state = _S_TX
