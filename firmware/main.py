@@ -40,7 +40,8 @@ def make_station(scfg, board, now_ms=None):
     from firmware.core.supervisor import Supervisor
 
     gate = getattr(board, "watchdog_gate", None)
-    return Supervisor(scfg, board.buses, board.storage, board.inputs, board.outputs, gate, now_ms)
+    return Supervisor(scfg, board.buses, board.storage, board.inputs, board.outputs, gate, now_ms,
+                      minute_of_day=getattr(board, "minute_of_day", None))
 
 
 def run(board, station, loops=-1, clock=ticks_ms, sleep=sleep_ms):

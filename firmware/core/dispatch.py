@@ -76,6 +76,7 @@ class Dispatch:
             )
         tou = cfg.get("tou")
         self.tou = (tou["expensive_above"], tou["min_ready"], int(tou["expensive_pct"] * 10)) if tou else None
+        self.bands = tuple((b["start_min"], b["end_min"], b["price"]) for b in tou["bands"]) if tou else ()
         self.enable = bytearray(n)
         self.p_dkw = [0] * n
         self.i_da = [0] * n
@@ -140,6 +141,14 @@ class Dispatch:
         self.i_da[i] = pt[1] * f // 1000
         self.v_dv[i] = pt[2]
         return OK
+
+    def price_at(self, minute_of_day):
+        """Price of the time-of-use band holding ``minute_of_day``, or None."""
+        m = minute_of_day % 1440
+        for b in self.bands:
+            if b[0] <= m < b[1]:
+                return b[2]
+        return None
 
     def update(self, now_ms, price=None, demand=None, other_kw=0):
         """Recompute every slot's setpoint. Returns the number of slots enabled."""

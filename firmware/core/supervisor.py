@@ -88,7 +88,7 @@ def _stall_ms(bcfg):
 
 class Supervisor:
     def __init__(self, cfg, buses, storage, inputs=None, outputs=None, watchdog=None, now_ms=None,
-                 bay_cycle_ms=_BAY_CYCLE_MS, idle_cycle_ms=_IDLE_CYCLE_MS):
+                 bay_cycle_ms=_BAY_CYCLE_MS, idle_cycle_ms=_IDLE_CYCLE_MS, minute_of_day=None):
         if now_ms is None:
             from firmware.compat import ticks_ms
 
@@ -97,6 +97,7 @@ class Supervisor:
         self.inputs = inputs or {}
         self.outputs = outputs or {}
         self.watchdog = watchdog
+        self.minute_of_day = minute_of_day  # local time, minutes since midnight, or None: unknown
         self.error = None
         self.alarms = {}  # active: "slot:code" -> detail
         self.ticks = 0
@@ -232,7 +233,12 @@ class Supervisor:
             s = b.swap
             if s is not None and not s.reserved and s.ptype is not None:  # waiting for a pack
                 demand[s.ptype] = demand.get(s.ptype, 0) + 1
-        self.dispatch.update(now, None, demand)
+        price = None
+        if self.minute_of_day is not None:
+            m = self.minute_of_day()
+            if m is not None:  # no clock: no time-of-use shaping, charge as fast as allowed
+                price = self.dispatch.price_at(m)
+        self.dispatch.update(now, price, demand)
 
     # ---- outputs ----------------------------------------------------------------------
     def _out(self, name, v):

@@ -242,6 +242,19 @@ class Board:
         self.watchdog = None
         self.watchdog_gate = WatchdogGate()
 
+    def minute_of_day(self, localtime=None):
+        """Local minutes since midnight from the RTC, or None while it was never set
+        (mpremote sets it on connect, NTP on a networked esp32; a fresh board counts
+        from 2000 or 2021)."""
+        if localtime is None:
+            import time
+
+            localtime = time.localtime
+        t = localtime()
+        if t[0] < 2024:
+            return None
+        return t[3] * 60 + t[4]
+
     def start_watchdog(self):
         """Start ``machine.WDT`` with the board's timeout. Call once setup has succeeded."""
         if self.watchdog is None:

@@ -276,3 +276,9 @@ def test_ensure_dir_creates_the_storage_folder():
         assert b.get("data/journal/x") == b"1"
     finally:
         b.done()
+
+
+def test_local_time_comes_from_the_rtc_once_it_was_set():
+    b = board.open_board(_pico(), _station(), lambda root: None)
+    assert b.minute_of_day(lambda: (2000, 1, 1, 0, 5, 0, 5, 1)) is None  # fresh RTC: unknown
+    assert b.minute_of_day(lambda: (2026, 11, 22, 10, 30, 7, 6, 326)) == 630

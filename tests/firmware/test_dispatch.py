@@ -3,6 +3,7 @@ from jtest import rmtree, tempdir
 from racktest import fill, station_cfg, status_regs
 
 from firmware.compat import micropython_heap
+from firmware.core import config
 from firmware.core.dispatch import (
     ALARM,
     EMPTY,
@@ -300,3 +301,11 @@ def test_an_hour_of_charging_and_swaps_with_bounded_memory():
     if dev is not None:
         dev.close()
     rmtree(path)
+
+
+def test_price_at_follows_the_configured_bands():
+    cfg = station_cfg()
+    _, d = _station()
+    for m in range(0, 1440 * 2, 7):
+        assert d.price_at(m) == config.tou_price(cfg, m), m
+    assert d.price_at(600) == 1.05 and d.price_at(60) == 0.31

@@ -454,3 +454,19 @@ def test_smoke_in_the_bay_stops_all_charging_and_ventilates():
     s.run(5000)
     assert "-1:store_smoke" not in s.sup.alarms and s.plant.bay.coils[rm.BAY_CO_VENTILATION] == 0
     assert s.plant.chargers[0].hr[rm.CHG_HR_ENABLE] == 1
+
+
+def test_local_time_drives_the_time_of_use_slowdown():
+    # 10:00 is in the 1.05 band (expensive above 1.0) and 22 packs are ready: charge slowly
+    clock = [600]
+    s = _started(minute_of_day=lambda: clock[0])
+    s.plant.slots[3].soc = 40.0
+    s.run(5000)
+    d = s.sup.dispatch
+    assert d.slowed and 0 < d.p_dkw[3] < 625
+    clock[0] = 60  # 01:00, cheap band
+    s.run(3000)
+    assert not d.slowed and d.p_dkw[3] == 625
+    clock[0] = None  # clock lost: no shaping, never a guess
+    s.run(3000)
+    assert not d.slowed
