@@ -191,6 +191,7 @@ class Supervisor:
                 n = self._j(self.journal.swap_begin, s.vehicle, s.model, s.t0, s.fetch_slot, s.new_pack)
                 s.n = n or 0
                 s.soc_new = self.rack.soc[s.fetch_slot] / 10
+                s.kwh_new = self._kwh(self.rack.ptype[s.fetch_slot])
         elif kind == "step":
             if s.n and self._j(self.journal.swap_step, s.n, bay_mod.SWAP_STEPS[bay.step],
                                "start:" + bay_mod.PLAN_NAMES[bay.plan], now,
@@ -201,6 +202,10 @@ class Supervisor:
                 bay.hold_fault("journal unwritable")
         elif kind == "end":
             self._end_swap(s, b, now)
+
+    def _kwh(self, ptype):
+        pt = self.cfg["pack_types"].get(ptype) if ptype is not None else None
+        return pt["capacity_kwh"] if pt is not None else 0
 
     def _end_swap(self, s, outcome, now):
         if self.bay.plan == bay_mod.P_ISOLATE:
@@ -216,8 +221,11 @@ class Supervisor:
         ok = outcome == "ok"
         rk = self.rack
         soc_out = rk.soc[s.own_slot] / 10 if ok and rk.holds(s.own_slot, s.pack) else s.soc
+        kwh = 0.0  # energy the vehicle drove off with beyond what it brought: what a swap sells
+        if ok and s.soc_new is not None and soc_out is not None:
+            kwh = max(0.0, round((s.soc_new * s.kwh_new - soc_out * self._kwh(s.ptype)) / 100, 2))
         self._j(self.journal.swap_end, s.n, outcome, now, s.pack if ok else None, soc_out,
-                s.new_pack if ok else None, s.soc_new if ok else None)
+                s.new_pack if ok else None, s.soc_new if ok else None, kwh)
         self._event("ST", {"n": s.n, "ms": s.step_ms, "t": s.ms})
         self._alarm(-1, "operator", None, False)
 
