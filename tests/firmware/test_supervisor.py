@@ -161,6 +161,29 @@ def test_estop_from_bay_module_stops_in_the_tick_that_reads_it():
     assert s.until_swaps(1) and _sw(s)[0]["o"] == "ok"
 
 
+def test_estop_reaches_the_module_before_the_journal_writes_it():
+    # A flash write can take hundreds of ms: the stop must already be in the module when
+    # the alarm is journalled. (With this harness's instant bus, a sensor read finishing in
+    # the same tick also writes the outputs, so this does not pin the order inside tick().)
+    s = _started()
+    s.vehicle()
+    assert s.until_step(B.LIFT)
+    s.run(2000)
+    assert s.run_coils()  # the lift is running up
+    seen = []
+    journal_alarm = s.sup.journal.alarm
+
+    def alarm(slot, code, active, now_ms, detail=None):
+        if code == "estop" and active:
+            seen.append(s.run_coils())
+        return journal_alarm(slot, code, active, now_ms, detail)
+
+    s.sup.journal.alarm = alarm
+    s.estop_pin.value(0)  # the controller's own e-stop input, seen at the start of a tick
+    assert s.run(2000, until=lambda s: seen)
+    assert seen == [[]]  # run coils were already off in the module when the alarm was journalled
+
+
 def _power_loss_in(step, outage_ms=3000):
     s = _started()
     v = s.vehicle()
