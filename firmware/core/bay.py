@@ -129,6 +129,8 @@ class Bay:
             raise ValueError("bay.bolt_count %d exceeds the I/O map's %d bolts" % (self.bolts, rm.BOLT_MAX))
         self.torque = bay["torque_nm"]
         self.angle = bay["angle_deg"]
+        bw = bay.get("breakaway_nm")  # loosening torque window: looser was loose, tighter is seized
+        self.breakaway = bw if bw else (self.torque[0] * 0.5, self.torque[1] * 1.5)
         self.pack_wait = bay.get("pack_wait_ms", 0)
         self.isolation_target = len(cfg["slots"])  # carrier target for the isolation bay
         # code -> config name; a code the config does not know is no model / pack type.

@@ -45,10 +45,6 @@ RUN = (rm.BAY_CO_LIFT_UP, rm.BAY_CO_LIFT_DOWN, rm.BAY_CO_TOOL_UNBOLT, rm.BAY_CO_
         rm.BAY_CO_CARRIER_TO_RACK, rm.BAY_CO_CARRIER_TO_BAY)
 BEACONS = (rm.BAY_CO_BEACON_GREEN, rm.BAY_CO_BEACON_AMBER, rm.BAY_CO_BEACON_RED)
 
-# Loosening window relative to the tightening torque window: a bolt that breaks away
-# below half the minimum was loose; above 1.5x the maximum it is seized.
-BREAKAWAY_LO = 0.5
-BREAKAWAY_HI = 1.5
 RETRIES_BOLT = const(1)  # extra locking runs before bolting counts as failed
 
 
@@ -217,8 +213,7 @@ def _unbolt(b, now):
         return True
     if not b._fresh_ir():
         return None
-    lo = b.torque[0] * BREAKAWAY_LO
-    hi = b.torque[1] * BREAKAWAY_HI
+    lo, hi = b.breakaway
     for i in range(b.bolts):
         why = _bolt_window(b, i, lo, hi, b.ir[rm.BAY_IR_ANGLE_BASE + i])
         if why:

@@ -104,6 +104,7 @@ _BAY = (
     ("bolt_count", "int", 1, 16, _REQ),  # the bay I/O map has room for 16
     ("torque_nm", "window", 0, 2000, _REQ),
     ("angle_deg", "window", 0, 36000, _REQ),
+    ("breakaway_nm", "window", 0, 4000, None),  # unbolting; None: 0.5x min .. 1.5x max of torque_nm
     ("docking_rpm", "num", _POS, 10000, _REQ),
     ("locking_rpm", "num", _POS, 10000, _REQ),
     ("pack_wait_ms", "int", 0, 3600000, 0),  # an authorised vehicle waits this long for a charged pack

@@ -244,6 +244,19 @@ def test_stuck_bolt_rebolts_own_pack():
     assert v in r.plant.departed and v.pack.id == 555 and v.pack.tight()
 
 
+def test_breakaway_torque_outside_the_configured_window_rebolts_own_pack():
+    def mutate(raw):
+        raw["bay"]["breakaway_nm"] = [110, 150]  # this rig's bolts break away at 108 N*m
+
+    r = _rig(cfg=station_cfg(mutate))
+    assert r.bay.breakaway == (110.0, 150.0)
+    v = r.vehicle()
+    assert _until_end(r) == "aborted"
+    assert ("step_failed", "unbolt: bolt 1 torque 108.0") in r.alarms()
+    assert v in r.plant.departed and v.pack.id == 555 and v.pack.tight()
+    assert _rig().bay.breakaway == (55.0, 195.0)  # default: 0.5x min .. 1.5x max of torque_nm
+
+
 def test_unbolt_tool_timeout_rebolts():
     r = _rig()
     v = r.vehicle()
