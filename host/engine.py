@@ -31,12 +31,10 @@ import numpy as np
 from firmware.compat import ticks_add
 from firmware.hal import Storage
 from firmware.proto import regmap as R
-from hil.emulators.bay import RackWithIsolation
-from hil.emulators.bay import _HilBayModel as HilBayModel
 from host import buses
 from host.kpi import KpiRecorder
 from host.plant import charger_regs
-from host.plant.bay import BayModel, BayTiming, BayVehicle
+from host.plant.bay import BayModel, BayTiming, BayVehicle, RackWithIsolation
 from host.plant.params import PACK_TYPES, RackParams
 from host.plant.rack import PackRecord, Plant
 from host.plant.vehicles import NIO_FLEET, PARTNER_MODELS, Arrival, ArrivalProcess, VehicleModel
@@ -429,7 +427,7 @@ class Engine:
         self._stock_rack()
         # The isolation bay sits behind the last rack slot, where the firmware sends the carrier.
         rack = RackWithIsolation(self.plant, sc.station["isolation_bay"]["capacity"])
-        self.bay = HilBayModel(rack, seed=sc.seed + 1, timing=_scaled_timing(sc.swap_time_scale),
+        self.bay = BayModel(rack, seed=sc.seed + 1, timing=_scaled_timing(sc.swap_time_scale),
                             bolt_count=min(sc.station["bay"]["bolt_count"], R.BOLT_MAX),
                             torque_window_nm=sc.station["bay"]["torque_nm"],
                             angle_window_deg=sc.station["bay"]["angle_deg"])

@@ -34,7 +34,7 @@ PLANS = (
     (LOWER, RELEASE),
     (BOLT, VERIFY, LOWER, RELEASE),
     (UNBOLT, REMOVE, STORE, FETCH, INSTALL, BOLT, VERIFY, LOWER, RELEASE),
-    (FETCH, STORE, FETCH),  # the last fetch brings the empty carrier home through an empty slot
+    (FETCH, STORE, FETCH),  # the last "fetch" brings the empty carrier home (BAY_CO_CARRIER_HOME)
 )
 PLAN_NAMES = ("swap", "reject", "abort", "rebolt", "reswap", "isolate")
 
@@ -42,7 +42,7 @@ PLAN_NAMES = ("swap", "reject", "abort", "rebolt", "reswap", "isolate")
 # grip, doors) command a position: 0 is itself a motion (retract, lower, close), so a
 # stop holds them as they were and the bay's safety relay cuts their drives.
 RUN = (rm.BAY_CO_LIFT_UP, rm.BAY_CO_LIFT_DOWN, rm.BAY_CO_TOOL_UNBOLT, rm.BAY_CO_TOOL_BOLT,
-        rm.BAY_CO_CARRIER_TO_RACK, rm.BAY_CO_CARRIER_TO_BAY)
+        rm.BAY_CO_CARRIER_TO_RACK, rm.BAY_CO_CARRIER_TO_BAY, rm.BAY_CO_CARRIER_HOME)
 BEACONS = (rm.BAY_CO_BEACON_GREEN, rm.BAY_CO_BEACON_AMBER, rm.BAY_CO_BEACON_RED)
 
 RETRIES_BOLT = const(1)  # extra locking runs before bolting counts as failed
@@ -91,7 +91,8 @@ def image(b, img):
         img[rm.BAY_CO_CARRIER_TO_RACK] = 1 if sub >= 1 else 0
     elif step == FETCH:
         img[rm.BAY_CO_PACK_GRIP] = 1
-        img[rm.BAY_CO_CARRIER_TO_BAY] = 1 if sub >= 2 else 0
+        home = b.plan == P_ISOLATE and b.pi == 2
+        img[rm.BAY_CO_CARRIER_HOME if home else rm.BAY_CO_CARRIER_TO_BAY] = 1 if sub >= 2 else 0
     elif step == INSTALL or step == VERIFY:
         img[rm.BAY_CO_PACK_GRIP] = 1
         img[rm.BAY_CO_RGV_RAISE] = 1
@@ -284,9 +285,10 @@ def _fetch(b, now):
             return None
         return r
     if b.sub == 1:
-        # The map has no "carrier home" command: fetching from an empty slot is one.
-        slot = b.rack.free_slot() if home else s.fetch_slot
-        r = _target(b, slot) if slot is not None else None
+        if home:  # CARRIER_HOME needs no target
+            b.sub = 2
+            return None
+        r = _target(b, s.fetch_slot)
         if r is True:
             b.sub = 2
             return None

@@ -137,7 +137,8 @@ BAY_CO_BEACON_GREEN = const(12)  # drive in / drive off
 BAY_CO_BEACON_AMBER = const(13)  # swap in progress, stay in the car
 BAY_CO_BEACON_RED = const(14)  # stop / fault
 BAY_CO_VENTILATION = const(15)  # forced ventilation (smoke alarm, GB/T 51077)
-BAY_COIL_COUNT = const(16)
+BAY_CO_CARRIER_HOME = const(16)  # bring the carrier back to the bay (empty after an isolation move)
+BAY_COIL_COUNT = const(17)
 
 # ---- Bay remote-I/O module: discrete inputs (FC02), sensors ----------------------
 BAY_DI_VEHICLE_PRESENT = const(0)

@@ -26,7 +26,7 @@ from host.buses import (
     FC_WRITE_REGISTER,
     FC_WRITE_REGISTERS,
 )
-from host.plant.bay import BayModel, BayTiming, BayVehicle
+from host.plant.bay import BayModel, BayTiming, BayVehicle, RackWithIsolation
 from host.plant.rack import PackRecord, Plant
 
 from .modbus import EX_DEVICE_FAILURE
@@ -46,7 +46,7 @@ ENV_INPUTS = {
 # Coils that run a drive while set: a stop must drop them. (Positioner, platform, grip and
 # doors command positions, where 0 is itself a motion; the bay's safety relay cuts those.)
 MOTION_COILS = (rm.BAY_CO_LIFT_UP, rm.BAY_CO_LIFT_DOWN, rm.BAY_CO_TOOL_UNBOLT, rm.BAY_CO_TOOL_BOLT,
-                rm.BAY_CO_CARRIER_TO_RACK, rm.BAY_CO_CARRIER_TO_BAY)
+                rm.BAY_CO_CARRIER_TO_RACK, rm.BAY_CO_CARRIER_TO_BAY, rm.BAY_CO_CARRIER_HOME)
 
 
 def scaled_timing(scale: float, base: BayTiming | None = None, jitter: float | None = None) -> BayTiming:
@@ -58,52 +58,6 @@ def scaled_timing(scale: float, base: BayTiming | None = None, jitter: float | N
     if jitter is not None:
         changes["jitter"] = jitter
     return dataclasses.replace(b, **changes)
-
-
-class RackWithIsolation:
-    """The plant's rack slots, and past the last slot the isolation bay (carrier target
-    ``len(slots)``, as the firmware addresses it): packs put there leave the plant."""
-
-    def __init__(self, plant: Plant, capacity: int = 1) -> None:
-        self.plant = plant
-        self.capacity = capacity
-        self.isolated: list[PackRecord] = []
-
-    def put_pack(self, slot: int, pack: PackRecord) -> None:
-        if slot < self.plant.n_slots:
-            self.plant.put_pack(slot, pack)
-        elif slot == self.plant.n_slots and len(self.isolated) < self.capacity:
-            self.isolated.append(pack)
-        else:
-            raise ValueError(f"no rack position {slot} (isolation bay full or out of range)")
-
-    def take_pack(self, slot: int) -> PackRecord:
-        if slot < self.plant.n_slots:
-            return self.plant.take_pack(slot)
-        if slot == self.plant.n_slots and self.isolated:
-            return self.isolated.pop(0)
-        raise ValueError(f"no pack at rack position {slot}")
-
-    def has_pack(self, slot: int) -> bool:
-        if 0 <= slot < self.plant.n_slots:
-            return bool(self.plant.arrays["present"][slot])
-        return slot == self.plant.n_slots and bool(self.isolated)
-
-
-class _HilBayModel(BayModel):
-    """The plant's bay, where a fetch from an empty slot brings the carrier home empty:
-    the register map has no "carrier home" command, so the firmware homes the carrier
-    that way after an isolation move (firmware/core/bay_steps.py, ``_fetch``)."""
-
-    rack: RackWithIsolation
-
-    def _carrier_at_bay(self, t: float, slot: int) -> None:
-        if self.carrier_pack is None and not self.rack.has_pack(slot + self.slot_offset):
-            self.carrier_at = -1
-            self.inputs[rm.BAY_DI_CARRIER_AT_BAY] = 1
-            self.inputs[rm.BAY_DI_PACK_ON_CARRIER] = 0
-            return
-        super()._carrier_at_bay(t, slot)
 
 
 class BayIODevice:
@@ -118,7 +72,7 @@ class BayIODevice:
         self._clock = clock
         self._t0 = clock()
         self.rack = RackWithIsolation(plant, isolation_capacity)
-        self.model = _HilBayModel(self.rack, seed=seed, timing=timing or BayTiming(), bolt_count=bolt_count,
+        self.model = BayModel(self.rack, seed=seed, timing=timing or BayTiming(), bolt_count=bolt_count,
                               torque_window_nm=torque_window_nm, angle_window_deg=angle_window_deg)
         self.errors: list[str] = []  # plant refusals (a pack into a full slot ...): firmware or rig bugs
         self.input_changes: list[tuple[float, int, int]] = []  # (monotonic time, DI address, value)

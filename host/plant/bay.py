@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from firmware.proto import regmap as R
-from host.plant.rack import PackRecord
+from host.plant.rack import PackRecord, Plant
 
 FAILURES = (
     "positioning", "lift_stall", "jammed_bolt", "bolt_torque", "carrier_stall", "electrical", "id_unknown",
@@ -306,12 +306,19 @@ class BayModel:
         return self._dur(t.carrier_base_s + t.carrier_per_slot_s * abs(a - b))
 
     def _start_carrier(self, t: float) -> None:
-        to_rack = self.coils[R.BAY_CO_CARRIER_TO_RACK] and not self.coils[R.BAY_CO_CARRIER_TO_BAY]
-        to_bay = self.coils[R.BAY_CO_CARRIER_TO_BAY] and not self.coils[R.BAY_CO_CARRIER_TO_RACK]
+        c = self.coils
+        to_rack = c[R.BAY_CO_CARRIER_TO_RACK] and not c[R.BAY_CO_CARRIER_TO_BAY] and not c[R.BAY_CO_CARRIER_HOME]
+        to_bay = c[R.BAY_CO_CARRIER_TO_BAY] and not c[R.BAY_CO_CARRIER_TO_RACK] and not c[R.BAY_CO_CARRIER_HOME]
+        home = c[R.BAY_CO_CARRIER_HOME] and not c[R.BAY_CO_CARRIER_TO_RACK] and not c[R.BAY_CO_CARRIER_TO_BAY]
         self._cancel("carrier")
         origin = self.carrier_at if self.carrier_at != -2 else -1
         self.inputs[R.BAY_DI_CARRIER_AT_BAY] = 0
         self.inputs[R.BAY_DI_CARRIER_AT_RACK] = 0
+        if home:
+            self.carrier_at = -2
+            if not self._fails("carrier_stall")[0]:
+                self._at("carrier", t + self._carrier_time(origin, -1), self._carrier_home)
+            return
         if not (to_rack or to_bay):
             if self.carrier_at == -2:
                 return  # stopped between positions
@@ -330,6 +337,11 @@ class BayModel:
         else:
             dur = self._carrier_time(origin, slot) + self.timing.handover_s + self._carrier_time(slot, -1)
             self._at("carrier", t + dur, lambda te: self._carrier_at_bay(te, slot))
+
+    def _carrier_home(self, t: float) -> None:
+        self.carrier_at = -1
+        self.inputs[R.BAY_DI_CARRIER_AT_BAY] = 1
+        self.inputs[R.BAY_DI_PACK_ON_CARRIER] = 1 if self.carrier_pack is not None else 0
 
     def _carrier_at_rack(self, t: float, slot: int) -> None:
         self.carrier_at = slot
@@ -515,7 +527,7 @@ class BayModel:
             self._start_tool(t)
         if R.BAY_CO_TOOL_LOCK_SPEED in changed and c[R.BAY_CO_TOOL_LOCK_SPEED] and self._docked_waiting:
             self._start_lock(t)
-        if changed & {R.BAY_CO_CARRIER_TO_RACK, R.BAY_CO_CARRIER_TO_BAY}:
+        if changed & {R.BAY_CO_CARRIER_TO_RACK, R.BAY_CO_CARRIER_TO_BAY, R.BAY_CO_CARRIER_HOME}:
             self._start_carrier(t)
         if R.BAY_CO_EXIT_OPEN in changed:
             self._maybe_drive_out(t)
@@ -582,3 +594,34 @@ class BayModel:
             total += d(t.lock_s)  # the bolt is re-run
         total += d(t.verify_s) + d(t.grip_s) + d(t.rgv_s) + d(t.lift_s) + d(t.retract_s)
         return total, None
+
+
+class RackWithIsolation:
+    """The carrier's view of the station: the plant's rack slots, and past the last slot the
+    isolation bay (carrier target ``len(slots)``, as the firmware addresses it): packs put
+    there leave the plant. Engine and HIL emulator both hand this to :class:`BayModel`."""
+
+    def __init__(self, plant: Plant, capacity: int = 1) -> None:
+        self.plant = plant
+        self.capacity = capacity
+        self.isolated: list[PackRecord] = []
+
+    def put_pack(self, slot: int, pack: PackRecord) -> None:
+        if slot < self.plant.n_slots:
+            self.plant.put_pack(slot, pack)
+        elif slot == self.plant.n_slots and len(self.isolated) < self.capacity:
+            self.isolated.append(pack)
+        else:
+            raise ValueError(f"no rack position {slot} (isolation bay full or out of range)")
+
+    def take_pack(self, slot: int) -> PackRecord:
+        if slot < self.plant.n_slots:
+            return self.plant.take_pack(slot)
+        if slot == self.plant.n_slots and self.isolated:
+            return self.isolated.pop(0)
+        raise ValueError(f"no pack at rack position {slot}")
+
+    def has_pack(self, slot: int) -> bool:
+        if 0 <= slot < self.plant.n_slots:
+            return bool(self.plant.arrays["present"][slot])
+        return slot == self.plant.n_slots and bool(self.isolated)

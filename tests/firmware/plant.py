@@ -539,13 +539,18 @@ class BayIO:
     def _carrier(self, dt):
         c = self.coils
         target = self.hr[rm.BAY_HR_TARGET_SLOT]
-        to_rack = c[rm.BAY_CO_CARRIER_TO_RACK] and not c[rm.BAY_CO_CARRIER_TO_BAY]
-        to_bay = c[rm.BAY_CO_CARRIER_TO_BAY] and not c[rm.BAY_CO_CARRIER_TO_RACK]
+        home = c[rm.BAY_CO_CARRIER_HOME]
+        to_rack = c[rm.BAY_CO_CARRIER_TO_RACK] and not c[rm.BAY_CO_CARRIER_TO_BAY] and not home
+        to_bay = c[rm.BAY_CO_CARRIER_TO_BAY] and not c[rm.BAY_CO_CARRIER_TO_RACK] and not home
         if not to_bay:
             self.returning = False
-        if not (to_rack or to_bay) or not self.rgv.low() or "carrier" in self.stuck:
+        if not (to_rack or to_bay or home) or not self.rgv.low() or "carrier" in self.stuck:
             return
-        if to_rack:
+        if home:
+            dest = -1
+            if self.carrier_at == dest:
+                return
+        elif to_rack:
             dest = target
         elif self.returning or self.carrier_pack is not None:
             dest = -1

@@ -37,3 +37,19 @@ def _swap_time(timing, rpm):
     d.coils(DOOR_OPEN=1)
     _arrive(bay, 0.0)
     return d.swap()
+
+
+def test_carrier_home_brings_the_empty_carrier_back_from_a_rack_slot():
+    plant, bay = _station(timing=BayTiming(jitter=0.0))
+    d = Driver(bay)
+    bay.write_holding(R.BAY_HR_TARGET_SLOT, [20], 0.0)
+    d.coils(CARRIER_TO_RACK=1)
+    d.wait(lambda i: i[R.BAY_DI_CARRIER_AT_RACK])
+    assert not bay.inputs[R.BAY_DI_CARRIER_AT_BAY]
+    d.coils(CARRIER_TO_RACK=0, CARRIER_HOME=1)
+    t0 = d.now
+    d.wait(lambda i: i[R.BAY_DI_CARRIER_AT_BAY])
+    assert not bay.inputs[R.BAY_DI_PACK_ON_CARRIER] and not bay.inputs[R.BAY_DI_CARRIER_AT_RACK]
+    t = bay.timing
+    assert d.now - t0 == pytest.approx(t.carrier_base_s + 21 * t.carrier_per_slot_s, abs=0.01)
+    assert plant.present[FETCH] == 1  # nothing was taken from the rack
