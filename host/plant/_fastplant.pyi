@@ -15,7 +15,7 @@ class RackKernel:
 
 class StatusRegs:
     def __init__(
-        self, a: dict[str, np.ndarray], t: np.ndarray, pack_id: np.ndarray, code: np.ndarray, per_station: int,
-        spread_a: float, spread_b: float,
+        self, a: dict[str, np.ndarray], t: np.ndarray, pack_id: np.ndarray, code: np.ndarray,
+        per_station: int, spread_a: float, spread_b: float,
     ) -> None: ...
     def read_into(self, slot: int, address: int, count: int, out: Any) -> None: ...
