@@ -267,7 +267,12 @@ class DirectBus(mb.BusMaster):
                         v[i] = got[i]
             elif fc == FC_WRITE_REGISTERS:
                 r = tx.req
-                device.write(fc, tx.address, [(r[j] << 8) | r[j + 1] for j in range(7, 7 + 2 * tx.count, 2)])
+                write_frame = getattr(device, "write_frame", None)
+                if write_frame is not None:  # takes the values from the request frame itself
+                    write_frame(tx.address, tx.count, r, 7)
+                else:
+                    values = [(r[j] << 8) | r[j + 1] for j in range(7, 7 + 2 * tx.count, 2)]
+                    device.write(fc, tx.address, values)
             else:
                 device.write(fc, tx.address, [tx.written(i) for i in range(tx.count)])
         except ModbusError as e:

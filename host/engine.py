@@ -143,6 +143,15 @@ class ChargerDevice:
             return
         raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
 
+    def write_frame(self, address: int, count: int, frame: Any, offset: int) -> None:
+        """FC16 of ``count`` registers whose values are big-endian in ``frame`` from ``offset``
+        (the direct bus hands over the request frame instead of a list)."""
+        if address == R.CHG_CONTROL_BASE and count == R.CHG_CONTROL_COUNT:
+            charger_regs.write_control_frame(self.plant, self.slot, frame, offset)
+            return
+        values = [(frame[offset + 2 * k] << 8) | frame[offset + 2 * k + 1] for k in range(count)]
+        charger_regs.write_holding(self.plant, self.slot, address, values)
+
 
 class BayDevice:
     """The bay remote-I/O module of the plant; ``now`` reads the engine's clock (seconds)."""

@@ -576,3 +576,44 @@ cdef class StatusRegs:
             else:
                 v = (<long long>self.t[s // self.per_station]) & 0xFFFF
             out[k - address] = <unsigned short>v
+
+
+cdef class ControlWrite:
+    """An FC16 write of the whole control block (holding registers 0..5: enable, I, V, P
+    limits, target SoC, heartbeat) to one charger, applied as
+    :func:`host.plant.charger_regs.write_holding` applies it, from the request frame's bytes.
+    ``apply`` returns False, having changed nothing, when a value is out of its range: the
+    caller then takes the checked path, which raises the exception reply."""
+
+    cdef double[::1] set_i, set_v, set_p, target_soc, hb_age
+    cdef int[::1] enable, faults
+    cdef long long[::1] hb_value
+    cdef int i_max, v_max, p_max, f_heartbeat
+
+    def __init__(self, dict a, hb_value, int i_max, int v_max, int p_max):
+        self.set_i = a["set_i"]; self.set_v = a["set_v"]; self.set_p = a["set_p"]
+        self.target_soc = a["target_soc"]; self.hb_age = a["hb_age"]
+        self.enable = a["enable"]; self.faults = a["faults"]
+        self.hb_value = hb_value
+        self.i_max = i_max
+        self.v_max = v_max
+        self.p_max = p_max
+        self.f_heartbeat = F_HEARTBEAT
+
+    def apply(self, int slot, const unsigned char[:] frame, int offset):
+        cdef int k
+        cdef long r[6]
+        for k in range(6):
+            r[k] = (<long>frame[offset + 2 * k] << 8) | frame[offset + 2 * k + 1]
+        if r[0] > 1 or r[1] > self.i_max or r[2] > self.v_max or r[3] > self.p_max or r[4] > 1000:
+            return False
+        if not (r[0] == 1 and (self.faults[slot] & self.f_heartbeat)):  # Plant.set_enable
+            self.enable[slot] = 1 if r[0] == 1 else 0
+        self.set_i[slot] = r[1] * 0.1
+        self.set_v[slot] = r[2] * 0.1
+        self.set_p[slot] = r[3] * 100.0
+        self.target_soc[slot] = r[4] / 1000.0
+        if r[5] != self.hb_value[slot]:  # Plant.heartbeat
+            self.hb_value[slot] = r[5]
+            self.hb_age[slot] = 0.0
+        return True

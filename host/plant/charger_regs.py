@@ -138,6 +138,17 @@ def read_input_into(plant: Plant, slot: int, address: int, count: int, out: Any)
         out[i] = got[i]
 
 
+def write_control_frame(plant: Plant, slot: int, frame: Any, offset: int) -> None:
+    """FC16 of the whole control block (registers 0..5) like :func:`write_holding`, the six
+    values big-endian in ``frame[offset:offset + 12]`` (the request frame's data)."""
+    fast = plant.control_write
+    if (fast is not None and not plant.arrays["fault_inj"][slot] & (P.INJ_DROPOUT | P.INJ_STUCK)
+            and fast.apply(slot, frame, offset)):
+        return
+    write_holding(plant, slot, regmap.CHG_CONTROL_BASE,
+                  [(frame[offset + 2 * k] << 8) | frame[offset + 2 * k + 1] for k in range(6)])
+
+
 # Holding registers: (address, lowest, highest) of the accepted raw values.
 _HOLDING_RANGES = {
     regmap.CHG_HR_ENABLE: (0, 1),

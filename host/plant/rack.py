@@ -188,6 +188,13 @@ class Plant:
 
             self.status_regs = StatusRegs(a, self.t, self.pack_id, self.type_code, slots_per_station,
                                           P.CELL_SPREAD_K, P.CELL_SPREAD_K_PER_A)
+        # The control block written from a request frame in compiled code (None: charger_regs).
+        self.control_write: Any = None
+        if backend == "cython":
+            from host.plant._fastplant import ControlWrite
+
+            self.control_write = ControlWrite(a, self.heartbeat_value, regmap.CHG_RATED_I_MAX,
+                                              regmap.CHG_RATED_V_MAX, regmap.CHG_RATED_POWER)
 
     # ---- layout and time ---------------------------------------------------------------
     def slot_range(self, station: int) -> range:
