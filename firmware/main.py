@@ -7,13 +7,14 @@ leaves the watchdog unstarted and returns to the REPL, so mpremote can still rea
 the board.
 """
 
-from firmware.compat import const, sleep_ms, ticks_diff, ticks_ms
+from firmware.compat import collect_every, const, forget, sleep_ms, ticks_diff, ticks_ms
 
 _MAX_IDLE_MS = const(20)  # longest sleep between ticks: bounds reaction time and WDT feeds
 
 
 def start(root=""):
     """Check the image and open everything; returns (manifest, board, station)."""
+    collect_every()  # small garbage runs from here on: what lives on packs into the low holes
     from firmware.boards import image
 
     manifest = image.check(root, full=True)
@@ -25,6 +26,7 @@ def start(root=""):
     from firmware.drivers.board import open_board
 
     board = open_board(bcfg, scfg)
+    forget("firmware.boards.board_config", "firmware.core.config")  # validators: boot only
     try:
         station = make_station(scfg, board)
     except Exception:

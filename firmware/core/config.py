@@ -445,19 +445,10 @@ def tou_price(cfg, minute_of_day):
 
 def release():
     """Boot is done with the validator: drop this module so its code and schema tables
-    become garbage (about 20 KiB of heap on the MicroPython unix port, less on a board).
-    Anything that needs it later imports it again. Only references kept elsewhere (a
-    ``from ... import`` of a function or of ConfigError) keep it alive. A no-op on
-    CPython, where a second module object would bring a second ConfigError class."""
-    import sys
+    become garbage (about 18 KiB of heap on the MicroPython unix port, less on a board).
+    Anything that needs it later imports it again. References kept elsewhere (a
+    ``from ... import`` of a function or of ConfigError, as board_config has) keep it
+    alive: boot code forgets those modules too. A no-op on CPython."""
+    from firmware.compat import forget
 
-    if sys.implementation.name != "micropython":
-        return
-    name = "firmware.core.config"
-    sys.modules.pop(name, None)
-    pkg = sys.modules.get("firmware.core")
-    if pkg is not None and "config" in dir(pkg):
-        try:
-            delattr(pkg, "config")
-        except (AttributeError, TypeError):
-            pass
+    forget("firmware.core.config")

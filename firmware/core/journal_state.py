@@ -2,9 +2,10 @@
 and counters. ``Journal`` rebuilds it on boot and keeps it current on every append;
 ``snapshot()`` gives the checkpoint lines that rebuild it after a compaction."""
 
-from firmware.compat import const
+from firmware.compat import const, sized_dict
 
 _PACK_HISTORY = const(8)  # departed packs a checkpoint keeps
+_PACKS_ROOM = const(64)  # pack records held without growing the table (cleared at compaction)
 # Fields a swap step may set on the open swap: what a resume needs.
 SWAP_KEYS = ("po", "so", "pi", "si", "rs", "ss", "e")
 
@@ -22,7 +23,8 @@ class JournalState:
         self.seq = self.ckpt_seq = self.boots = self.swap_no = self.exported = self.closed_n = 0
         self.last_swap_seq = self.swaps_ok = self.swaps_failed = 0
         self.energy_kwh = 0.0
-        self.slots, self.packs, self.alarms = {}, {}, {}
+        self.slots, self.alarms = {}, {}
+        self.packs = sized_dict(_PACKS_ROOM)
         self.open_swap = None
 
     def pack_seen(self, seq, pid, ty=None, cy=None, soh=None, swaps=0):

@@ -22,7 +22,7 @@ The bay's port: ``reserve_for(model, now)``, ``reserve_slot``, ``release``,
 ``free_slot``, ``holds``, ``take``, ``set_fault``, ``to_isolation``.
 """
 
-from firmware.compat import const, ticks_diff
+from firmware.compat import const, sized_dict, ticks_diff
 from firmware.proto import regmap as rm
 
 EMPTY = const(0)
@@ -75,7 +75,7 @@ class Rack:
         self._exp_boot = bytearray(n)  # 1: the journal's view, where a missing pack counts too
         self._known = bytearray(n)  # the journal holds this slot's pack and state
         self.isolation = []  # packs in the isolation bay
-        self.assets = {}
+        self.assets = sized_dict(3 * n + 8)  # the most _asset keeps: never grows at run time
         self.why = None  # why the last reserve_for returned None
 
     # -- helpers

@@ -6,7 +6,7 @@ masters) on the same flash and the same plant. MicroPython-compatible."""
 from bayrig import NIO_ES6, station_cfg
 from plant import MemBus, Pack, Plant, Vehicle
 
-from firmware.compat import ticks_add, ticks_diff
+from firmware.compat import collect_every, ticks_add, ticks_diff
 from firmware.core import bay as B
 from firmware.core.supervisor import Supervisor
 from firmware.drivers.mem import MemPin
@@ -164,6 +164,7 @@ def _release_config():
 class Station:
     def __init__(self, n_slots=23, n_packs=None, cfg=None, mutate=None, soc=95.0, base=None,
                  latency_ms=0, storage=None, packs=None, **sup_opts):
+        collect_every()  # as main.py does before it loads the config: boot garbage stays low
         self.cfg = cfg if cfg is not None else station_cfg(mutate)
         _release_config()  # as a board's boot does once the config is validated
         if len(self.cfg["slots"]) != n_slots:
