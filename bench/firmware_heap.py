@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/firmware_heap.py [--swaps N] [--quick]
 
-1. Import footprint: heap taken by the firmware modules once imported (from source
-   and from the mpy-cross image, as a board loads them from its filesystem), and by
-   the test plant that stands in for the station's hardware.
-2. Smallest heap: bisects ``micropython -X heapsize=...`` over a short station run
-   (boot, confirmation, N swaps of a 23-slot station against the test plant), with
-   the firmware from source and from .mpy. The run needs the plant too: its own
-   footprint (1.) is what a board does not carry.
+1. Heap breakdown of one station run (boot, confirmation, N swaps of a 23-slot station
+   against the test plant), with ``gc.collect()`` between phases: the firmware's
+   resident code (the config validator is dropped after boot, as a board does), the
+   firmware's data after boot and after the swaps, the peak (``gc.mem_alloc()`` after
+   every tick under ``gc.threshold(4096)``: live data plus at most a few KiB of
+   garbage), and the test harness (plant code and data), which a board does not carry.
+2. Smallest heap: bisects ``micropython -X heapsize=...`` over the same run, with the
+   firmware from .mpy (as a board loads it from its filesystem) and from source.
 3. Main-loop CPU: ``ticks_us`` around every ``Supervisor.tick`` of the same run on
    MicroPython, idle and during swaps (virtual time, so only CPU time counts).
 """
@@ -28,28 +29,96 @@ sys.path.insert(0, str(ROOT))
 
 # Runs under MicroPython: one station run, then a JSON line of figures.
 PROBE = r"""
-import gc, sys, json
+import gc, sys, os, json
 from firmware.compat import ticks_us, ticks_diff
 mode = sys.argv[1]
-if mode == "imports":
-    gc.collect(); a0 = gc.mem_alloc()
-    import firmware.core.supervisor
-    gc.collect(); a1 = gc.mem_alloc()
-    import plant, station
-    gc.collect(); a2 = gc.mem_alloc()
-    print(json.dumps({"firmware": a1 - a0, "plant": a2 - a1}))
+path = "/tmp/swj-heapbench-" + "".join("%02x" % b for b in os.urandom(4))
+os.mkdir(path)
+def rmdir():
+    for name in os.listdir(path):
+        os.remove(path + "/" + name)
+    os.rmdir(path)
+def alloc():
+    gc.collect()
+    return gc.mem_alloc()
+if mode == "breakdown":
+    # Phases in boot order, each in a function (no stale references on the VM stack);
+    # gc.threshold keeps the garbage between collections small, so gc.mem_alloc() after
+    # every tick bounds the peak (live + < threshold + one tick's allocations).
+    a0 = alloc()
+    def imports():
+        import firmware.core.supervisor, firmware.drivers.mem, firmware.drivers.vfs_storage
+    imports()
+    a1 = alloc()
+    import micropython
+    micropython.qstr_info()  # "qstr pool: ..." lines, read by the bench
+    def harness():
+        import plant, station
+    harness()
+    a2 = alloc()
+    micropython.qstr_info()
+    def plant_alone():  # the plant by itself, to tell its data from the firmware's
+        import plant
+        from firmware.proto import regmap as rm
+        p = plant.Plant(n_slots=23, bolts=8)
+        p.fill([plant.Pack(1000 + k, rm.PACK_100, soc=95.0, bolts=8) for k in range(22)])
+        return alloc()
+    a3 = plant_alone()
+    a4 = alloc()
+    peak = [0]
+    def sample():
+        a = gc.mem_alloc()
+        if a > peak[0]:
+            peak[0] = a
+    def boot():
+        import station
+        from firmware.drivers.vfs_storage import VfsStorage
+        s = station.Station(storage=VfsStorage(path))
+        gc.threshold(4096)  # after the station's own collect_every(): sample the peak finely
+        sample()
+        return s
+    s = boot()
+    sup = s.sup
+    def run(ms):
+        end = s.plant.now + ms
+        while s.plant.now < end:
+            w = sup.tick(s.now())
+            sample()
+            s.plant.advance(max(1, min(w, 1000, end - s.plant.now)))
+    s.start()
+    run(20000)
+    a6 = alloc()
+    def swaps(k):
+        for i in range(k):
+            s.vehicle(vid=7001 + i, pack_id=555 + i)
+            b = sup.bay
+            n = b.swaps_ok + b.swaps_other
+            while b.swaps_ok + b.swaps_other == n and s.plant.now < 3600000:
+                run(1000)
+    swaps(int(sys.argv[2]))
+    a7 = alloc()
+    def validator():
+        sys.modules.pop("firmware.core.config", None)
+        import firmware.core.config
+    validator()
+    a8 = alloc()
+    rmdir()
+    print("@@" + json.dumps({
+        "fw_code_boot": a1 - a0, "validator": a8 - a7, "harness_code": a2 - a1,
+        "harness_data": a3 - a4, "live_boot": a6 - a0, "live_run": a7 - a0,
+        "peak": peak[0] - a0, "ok": sup.bay.swaps_ok}))
     raise SystemExit
 swaps = int(sys.argv[2])
-import jtest, station
+# Allocation-free statistics, made before the station: count, sum, max, and a histogram
+# of 100 us buckets.
+from array import array
+hist = (array("I", bytearray(404)), array("I", bytearray(404)))  # idle, busy
+acc = [[0, 0, 0], [0, 0, 0]]  # count, sum, max
+import station
 from firmware.drivers.vfs_storage import VfsStorage
-path = jtest.tempdir("heap")
 s = station.Station(storage=VfsStorage(path))  # journal on files: flash is not heap
 s.start()
 sup = s.sup
-# Allocation-free statistics: count, sum, max, and a histogram of 100 us buckets.
-from array import array
-hist = (array("I", [0] * 101), array("I", [0] * 101))  # idle, busy
-acc = [[0, 0, 0], [0, 0, 0]]  # count, sum, max
 def timed(n_ms):
     end = s.plant.now + n_ms
     while s.plant.now < end:
@@ -72,7 +141,7 @@ for i in range(swaps):
     while b.swaps_ok + b.swaps_other == n and s.plant.now < 3600000:
         timed(1000)
 ok = sup.bay.swaps_ok
-jtest.rmtree(path)
+rmdir()
 gc.collect()
 def pct(h, n, q):
     c = 0
@@ -149,6 +218,34 @@ def _bisect(script: Path, swaps: int, paths: list[Path], lo_k: int = 64,
     return (best if best is not None else hi_k), figs
 
 
+def _kib(n: int) -> str:
+    return f"{n / 1024:.1f} KiB"
+
+
+def _breakdown(script: Path, swaps: int, paths: list[Path], label: str) -> None:
+    ok, out = _run(script, ["breakdown", str(swaps)], None, paths)
+    f = _figures(out) if ok else None
+    if f is None:
+        print(f"breakdown ({label}) failed:", out[-2000:])
+        return
+    pools = [line for line in out.splitlines() if line.startswith("qstr pool:")]
+    qstr = [int(p.rsplit("n_total_bytes=", 1)[1]) for p in pools]
+    code = f["fw_code_boot"] - f["validator"]
+    hcode, hdata = f["harness_code"], f["harness_data"]
+    print(f"heap breakdown, firmware from {label} (boot + {swaps} swap(s), gc.collect() between phases):")
+    print(f"  firmware code, resident:      {_kib(code)}  (at boot {_kib(f['fw_code_boot'])}: "
+          f"the config validator, {_kib(f['validator'])}, is dropped once the config is validated)")
+    print(f"  firmware data after boot:     {_kib(f['live_boot'] - code - hcode - hdata)}  "
+          f"(normalised config, rack/thermal/dispatch/journal state, bus masters' transaction pools)")
+    print(f"  firmware data after the run:  {_kib(f['live_run'] - code - hcode - hdata)}")
+    print(f"  test harness (no board carries it): code {_kib(hcode)}, plant data {_kib(hdata)}")
+    if len(qstr) == 2:
+        print(f"    (its code includes {_kib(qstr[1] - qstr[0])} of interned names: the qstr pool, "
+              f"{_kib(qstr[1])} in all, grows by doubling, so whoever overflows it pays)")
+    print(f"  live after boot {_kib(f['live_boot'])}, after the run {_kib(f['live_run'])}; "
+          f"peak {_kib(f['peak'])} (live + garbage, sampled every tick under gc.threshold(4096))")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--swaps", type=int, default=1, help="swaps in the bisected run (default 1)")
@@ -160,23 +257,13 @@ def main() -> None:
         script.write_text(PROBE)
         mpy = _mpy_image()
         print("MicroPython unix port (64-bit): objects take about twice the room they take on rp2/esp32.")
-        code = {}
-        for label, paths in (("source", []), ("mpy", [mpy])):
-            ok, out = _run(script, ["imports"], None, paths)
-            f = json.loads(out.strip().splitlines()[-1]) if ok else None
-            if f:
-                code[label] = f["firmware"] + f["plant"]
-                print(f"import footprint ({label}): firmware {f['firmware'] / 1024:.1f} KiB, "
-                      f"test plant + harness {f['plant'] / 1024:.1f} KiB")
         variants = (("mpy", [mpy]),) if a.quick else (("mpy", [mpy]), ("source", []))
+        for label, paths in variants:
+            _breakdown(script, a.swaps, paths, label)
         for label, paths in variants:
             print(f"smallest heap, firmware from {label}, boot + {a.swaps} swap(s) of a 23-slot station:")
             k, figs = _bisect(script, a.swaps, paths)
             print(f"  -> {k} KiB (near the edge fragmentation decides: read it as +-16 KiB)")
-            if figs and label in code:
-                live, c = figs["alloc"] / 1024, code[label] / 1024
-                print(f"     live after the run {live:.1f} KiB: code {c:.1f}, "
-                      f"data (firmware state, normalised config, plant) {live - c:.1f}")
         ok, out = _run(script, ["run", str(a.cpu_swaps)], None, [mpy])
         f = _figures(out)
         if f is None:
