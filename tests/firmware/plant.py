@@ -109,6 +109,13 @@ class MemBus(BusMaster):
 
 # ---- packs and vehicles ------------------------------------------------------------
 class Pack:
+    # Fault injection, set on the instances a test picks (class defaults keep every other
+    # pack's attribute table small: the hour test holds some forty packs on a small heap).
+    weak_bolt = -1  # this bolt never reaches torque
+    stuck_bolt = -1  # this bolt will not come loose
+    no_contact = False  # fails the vehicle's electrical self-check
+    runaway = False
+
     def __init__(self, pid, ptype=rm.PACK_100, soc=50.0, temp=25.0, soh=98.0, cycles=100, bolts=10):
         self.id = pid
         self.type = ptype
@@ -120,11 +127,6 @@ class Pack:
         self.bolt = bytearray(bolts)  # 0 released, 1 snug, 2 tight
         for i in range(bolts):
             self.bolt[i] = 2
-        self.weak_bolt = -1  # this bolt never reaches torque (fault injection)
-        self.stuck_bolt = -1  # this bolt will not come loose
-        self.no_contact = False  # fails the vehicle's electrical self-check
-        self.runaway = False
-        self.history = []
 
     def tight(self):
         for b in self.bolt:
