@@ -136,6 +136,9 @@ class BayModel:
         self.vehicle: BayVehicle | None = None
         self.queue: list[BayVehicle] = []
         self.departed: list[tuple[float, BayVehicle]] = []
+        # (time, vehicle) when the positioner first engaged on a vehicle: its swap began
+        self.started: list[tuple[float, BayVehicle]] = []
+        self._started_v: BayVehicle | None = None
         self.bolt_tight = [False] * self.bolt_count
         self.injected: dict[str, int | None] = {}
         self._events: dict[str, tuple[float, Callable[[float], None]]] = {}
@@ -307,9 +310,10 @@ class BayModel:
 
     def _start_carrier(self, t: float) -> None:
         c = self.coils
-        to_rack = c[R.BAY_CO_CARRIER_TO_RACK] and not c[R.BAY_CO_CARRIER_TO_BAY] and not c[R.BAY_CO_CARRIER_HOME]
-        to_bay = c[R.BAY_CO_CARRIER_TO_BAY] and not c[R.BAY_CO_CARRIER_TO_RACK] and not c[R.BAY_CO_CARRIER_HOME]
-        home = c[R.BAY_CO_CARRIER_HOME] and not c[R.BAY_CO_CARRIER_TO_RACK] and not c[R.BAY_CO_CARRIER_TO_BAY]
+        moves = c[R.BAY_CO_CARRIER_TO_RACK] + c[R.BAY_CO_CARRIER_TO_BAY] + c[R.BAY_CO_CARRIER_HOME]
+        to_rack = moves == 1 and c[R.BAY_CO_CARRIER_TO_RACK]  # interlocked: two at once is a stop
+        to_bay = moves == 1 and c[R.BAY_CO_CARRIER_TO_BAY]
+        home = moves == 1 and c[R.BAY_CO_CARRIER_HOME]
         self._cancel("carrier")
         origin = self.carrier_at if self.carrier_at != -2 else -1
         self.inputs[R.BAY_DI_CARRIER_AT_BAY] = 0
@@ -503,6 +507,10 @@ class BayModel:
             self._move("lift", self.lift, d, t, self._lift_limits, stall)
         if R.BAY_CO_POSITIONER in changed:
             if c[R.BAY_CO_POSITIONER]:
+                car = self.vehicle
+                if car is not None and self._started_v is not car:
+                    self._started_v = car
+                    self.started.append((t, car))
                 self._positioning_failed = self._fails("positioning")[0]
                 self.positioner.full_s = self.timing.position_s
             else:
