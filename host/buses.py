@@ -234,7 +234,7 @@ class DirectBus(mb.BusMaster):
                 self._finish(tx, mb.ERR_TIMEOUT, now_ms)
             elif self._try(tx, now_ms):
                 return
-        while True:
+        while self._qlen:
             tx = self._next_tx(now_ms)
             if tx is None or self._try(tx, now_ms):
                 return
