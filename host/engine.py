@@ -375,6 +375,7 @@ class _Visit:
 
     arrival: Arrival
     entered_s: float = -1.0
+    started_s: float = -1.0  # the swap began (positioner engaged): the wait ends here
     outcome: str = "waiting"
     left_s: float = -1.0
     soc_out: float = math.nan
@@ -454,6 +455,7 @@ class Engine:
         self._waiting: dict[int, _Visit] = {}  # vehicle id -> visit, while in the entry queue
         self._in_bay: _Visit | None = None
         self._departed_seen = 0
+        self._started_seen = 0
         self.bay_device = BayDevice(self.bay, lambda: self.t_ms / 1000.0)
 
     # --- set-up ---
@@ -516,9 +518,21 @@ class Engine:
         self.kpi.renege(self.t_s - visit.arrival.t_s)
 
     def _follow_bay(self) -> None:
-        """Bookkeeping of the vehicles the bay model moves. A vehicle's wait ends when it starts
-        to drive in: it is first in the entry queue, the bay is empty and the door is open."""
+        """Bookkeeping of the vehicles the bay model moves. A vehicle is in the bay from when it
+        starts to drive in (first in the entry queue, bay empty, door open); its wait ends when
+        its swap begins (the positioner engages), which may be later: an authorised vehicle
+        can wait in the bay for a charged pack (``bay.pack_wait_ms``)."""
         bay = self.bay
+        while self._started_seen < len(bay.started):
+            t, sv = bay.started[self._started_seen]
+            self._started_seen += 1
+            if self._in_bay is None:
+                self._enter(sv.vehicle_id, t)  # zero-time mechanics: in and started at once
+            visit = self._in_bay
+            if visit is None or visit.arrival.vehicle_id != sv.vehicle_id:
+                raise SimulationError(f"vehicle {sv.vehicle_id} began a swap without entering the bay")
+            visit.started_s = t
+            self.kpi.served(visit.arrival.t_s, t - visit.arrival.t_s)
         while self._departed_seen < len(bay.departed):
             t, dv = bay.departed[self._departed_seen]
             self._departed_seen += 1
@@ -542,10 +556,12 @@ class Engine:
             if v is None and bay.queue and bay.door.at(bay.now) >= 1.0:
                 v = bay.queue[0]
             if v is not None:
-                visit = self._waiting.pop(v.vehicle_id)
-                visit.entered_s = bay.now
-                self._in_bay = visit
-                self.kpi.served(visit.arrival.t_s, visit.entered_s - visit.arrival.t_s)
+                self._enter(v.vehicle_id, bay.now)
+
+    def _enter(self, vehicle_id: int, t: float) -> None:
+        visit = self._waiting.pop(vehicle_id)
+        visit.entered_s = t
+        self._in_bay = visit
 
     # --- scenario events ---
     def _schedule_scenario(self) -> None:
@@ -637,7 +653,7 @@ class Engine:
         rows = []
         for v in self.visits:
             a = v.arrival
-            end = v.entered_s if v.entered_s >= 0 else v.left_s
+            end = v.started_s if v.started_s >= 0 else v.left_s
             wait = round(end - a.t_s, 3) if end >= 0 else math.nan
             in_bay = round(v.left_s - v.entered_s, 3) if v.entered_s >= 0 and v.left_s >= 0 else math.nan
             rows.append((a.vehicle_id, a.model.name, round(a.t_s, 3), v.outcome, wait, in_bay,
@@ -718,7 +734,9 @@ class Firmware:
             else:
                 bus_map[name] = buses.DirectBus(devices, **kw)
         self.buses = bus_map
-        self.sup = Supervisor(cfg, bus_map, self.storage, now_ms=eng.ticks(0))
+        # Virtual time starts at local midnight: the firmware's time-of-use bands apply.
+        self.sup = Supervisor(cfg, bus_map, self.storage, now_ms=eng.ticks(0),
+                              minute_of_day=lambda: (eng.t_ms // 60000) % 1440)
         self._zero_waits = 0
         self._alarm_keys: set[str] = set()
         self._visit_due = False

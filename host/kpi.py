@@ -116,7 +116,7 @@ class KpiRecorder:
         self.renege_waits_s.append(waited_s)
 
     def served(self, arrived_s: float, wait_s: float) -> None:
-        """A vehicle entered the bay after waiting ``wait_s``."""
+        """A vehicle's swap began after waiting ``wait_s`` since it arrived."""
         self.entered += 1
         if arrived_s >= self.warmup_s:
             self.waits_s.append(wait_s)
