@@ -251,7 +251,8 @@ def _fmt_row(unit: int, tx_values: Any, age_ms: int) -> list[str]:
     fault_names = [n for i, n in enumerate(rm.CHG_FAULT_NAMES) if faults >> i & 1] or ["-"]
     return [
         str(unit), name, f"{rm.u32(v[rm.CHG_IR_PACK_ID_HI], v[rm.CHG_IR_PACK_ID_LO]):08X}",
-        f"{rm.PACK_PARAMS[v[rm.CHG_IR_PACK_TYPE]][0] / 10:.0f} kWh" if v[rm.CHG_IR_PACK_TYPE] < 5 else "?",
+        (f"{rm.PACK_PARAMS[v[rm.CHG_IR_PACK_TYPE]][0] / 10:.0f} kWh"
+         if v[rm.CHG_IR_PACK_TYPE] < len(rm.PACK_PARAMS) else "?"),
         f"{v[rm.CHG_IR_SOC] / 10:.1f} %", f"{v[rm.CHG_IR_SOH] / 10:.1f} %",
         f"{v[rm.CHG_IR_VOLTAGE] / 10:.1f} V", f"{rm.s16(v[rm.CHG_IR_CURRENT]) / 10:+.1f} A",
         f"{rm.s16(v[rm.CHG_IR_POWER]) / 10:+.1f} kW",

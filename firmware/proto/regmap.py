@@ -102,6 +102,7 @@ PACK_75 = const(1)  # 75 kWh, 400 V class
 PACK_100 = const(2)  # 100 kWh, 400 V class
 PACK_150 = const(3)  # 150 kWh, 400 V class
 PACK_100_HV = const(4)  # 100 kWh, 800 V class
+PACK_STD_60 = const(5)  # 60 kWh standardised partner pack, 400 V class (108s)
 # Per pack type: (capacity 0.1 kWh, V min 0.1 V, V nominal 0.1 V, V max 0.1 V); index = type.
 PACK_PARAMS = (
     (0, 0, 0, 0),
@@ -109,6 +110,7 @@ PACK_PARAMS = (
     (1000, 3200, 3700, 4200),
     (1500, 3200, 3700, 4200),
     (1000, 6000, 7200, 8000),
+    (600, 3240, 4000, 4536),
 )
 
 # Rated values of the modelled charger module (62.5 kW, liquid-cooled, 98 % peak).

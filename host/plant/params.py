@@ -88,8 +88,8 @@ PACK_TYPES: dict[str, PackType] = {
                  100.0, 96, 0.036, 0.014, 60.0, 0.45e6, 25.0, 180.0, 62.5, 4.2, 0.0, 58.0),
         PackType("NIO-150", regmap.PACK_150,
                  150.0, 96, 0.026, 0.010, 60.0, 0.60e6, 30.0, 180.0, 62.5, 4.2, 0.0, 55.0),
-        # station.json's partner pack: 400 V nominal, so 108s; the register map has no code for it yet.
-        PackType("STD-A-60", regmap.PACK_NONE,
+        # station.json's partner pack: 400 V nominal, so 108s.
+        PackType("STD-A-60", regmap.PACK_STD_60,
                  60.0, 108, 0.060, 0.022, 60.0, 0.30e6, 18.0, 125.0, 50.0, 4.2, 0.0, 55.0),
     )
 }

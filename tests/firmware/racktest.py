@@ -8,10 +8,9 @@ from firmware.proto import regmap as rm
 
 
 def station_cfg(mutate=None):
-    """Validated default station config; STD-A-60 gets code 4 so chargers can name it."""
+    """Validated default station config."""
     with open(config.default_path()) as f:
         raw = json.load(f)
-    raw["pack_types"]["STD-A-60"]["code"] = 4
     if mutate is not None:
         mutate(raw)
     return config.validate(raw)

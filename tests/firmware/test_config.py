@@ -4,6 +4,7 @@ from fwtest import approx, raises
 
 from firmware.core import config
 from firmware.core.config import ConfigError
+from firmware.proto import regmap as rm
 
 with open(config.default_path()) as _f:
     _TEXT = _f.read()
@@ -201,9 +202,9 @@ def test_loads_round_trip():
 
 def test_codes_map_register_values_to_names():
     cfg = config.load()
-    assert cfg["pack_type_by_code"] == {1: "NIO-75", 2: "NIO-100", 3: "NIO-150"}
+    assert cfg["pack_type_by_code"] == {1: "NIO-75", 2: "NIO-100", 3: "NIO-150", 5: "STD-A-60"}
     assert cfg["model_by_code"][1] == "NIO-ES6" and cfg["model_by_code"][11] == "PARTNER-A-SUV"
-    assert cfg["pack_types"]["STD-A-60"]["code"] is None
+    assert cfg["pack_types"]["STD-A-60"]["code"] == rm.PACK_STD_60
     assert cfg["pack_types"]["NIO-75"]["max_charge_v"] == 420
 
 

@@ -66,8 +66,8 @@ def test_per_charger_pack_and_current_limits():
     packs = {
         0: dict(pack=1, code=1, soc=50.0, volt=400.0),
         1: dict(pack=2, code=1, soc=50.0, volt=400.0),
-        2: dict(pack=3, code=4, soc=50.0, volt=400.0),  # STD-A-60: 50 kW, 125 A
-        3: dict(pack=4, code=4, soc=50.0, volt=300.0),
+        2: dict(pack=3, code=5, soc=50.0, volt=400.0),  # STD-A-60: 50 kW, 125 A
+        3: dict(pack=4, code=5, soc=50.0, volt=300.0),
     }  # 125 A x 300 V = 37.5 kW
     r, d = _station(cfg, packs)
     d.update(0)
@@ -169,7 +169,7 @@ def test_demand_puts_the_short_pack_type_first():
     def mutate(raw):
         raw["limits"]["grid_kw"] = 100
 
-    packs = {0: dict(pack=1, code=1, soc=85.0), 1: dict(pack=2, code=4, soc=30.0, volt=400.0)}
+    packs = {0: dict(pack=1, code=1, soc=85.0), 1: dict(pack=2, code=5, soc=30.0, volt=400.0)}
     r, d = _station(station_cfg(mutate), packs)
     d.update(0)
     assert d.p_dkw[0] == 625 and d.p_dkw[1] == 375  # NIO pack is nearer hand-over

@@ -69,7 +69,7 @@ def test_selection_is_compatible_charged_healthiest_coolest_least_worn():
             1: dict(pack=101, code=1, soc=85.0, soh=99.9),  # healthiest but below hand-over
             2: dict(pack=102, code=2, soc=92.0, soh=97.0, t_max=38.0),
             3: dict(pack=103, code=2, soc=96.0, soh=97.5, t_max=26.0),  # same SoH band, cooler
-            4: dict(pack=104, code=4, soc=99.0, soh=100.0),  # STD-A-60: not for NIO cars
+            4: dict(pack=104, code=5, soc=99.0, soh=100.0),  # STD-A-60: not for NIO cars
             5: dict(pack=105, code=3, soc=93.0, soh=97.1, t_max=27.0),  # same bands as 103, fewer cycles
         },
     )
