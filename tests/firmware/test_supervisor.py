@@ -28,6 +28,10 @@ def _started(**kw):
     return s
 
 
+def _no_pack_wait(raw):
+    raw["bay"]["pack_wait_ms"] = 0
+
+
 def _sw(s):
     return s.storage.records("SW")
 
@@ -245,7 +249,7 @@ def test_charger_offline_mid_charge():
 
 
 def test_offline_reserved_pack_is_not_handed_out():
-    s = _started()
+    s = _started(mutate=_no_pack_wait)  # turned away after the authorise timeout
     for k in range(1, 22):
         s.plant.slots[k].soc = 30.0  # only slot 0 is charged
     s.run(3000)
