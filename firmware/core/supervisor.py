@@ -239,7 +239,8 @@ class Supervisor:
                 if v[3] is not None:
                     demand[v[3]] = demand.get(v[3], 0) + 1
             s = b.swap
-            if s is not None and not s.reserved and s.ptype is not None:  # waiting for a pack
+            if s is not None and b.step == bay_mod.AUTHORISE and not s.reserved and s.ptype is not None:
+                # authorised, waiting in the bay for a charged pack
                 demand[s.ptype] = demand.get(s.ptype, 0) + 1
         price = None
         if self.minute_of_day is not None:

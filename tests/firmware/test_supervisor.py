@@ -486,6 +486,27 @@ def test_smoke_in_the_bay_stops_all_charging_and_ventilates():
     assert s.plant.chargers[0].hr[rm.CHG_HR_ENABLE] == 1
 
 
+def test_a_vehicle_waiting_for_a_pack_is_charging_demand():
+    s = _started()  # the station's default lets it wait in the bay
+    for k in range(22):
+        s.plant.slots[k].soc = 50.0
+    s.run(3000)
+    seen = []
+    update = s.sup.dispatch.update
+
+    def spy(now, price=None, demand=None, other_kw=0):
+        seen.append(dict(demand) if demand else {})
+        return update(now, price, demand, other_kw)
+
+    s.sup.dispatch.update = spy
+    s.vehicle()
+    assert s.until_step(B.AUTHORISE)
+    seen.clear()
+    s.run(5000)
+    assert s.sup.bay.step == B.AUTHORISE and not _sw(s)  # still waiting, nothing moved
+    assert seen and all(d == {"NIO-100": 1} for d in seen)
+
+
 def test_local_time_drives_the_time_of_use_slowdown():
     # 10:00 is in the 1.05 band (expensive above 1.0) and 22 packs are ready: charge slowly
     clock = [600]
