@@ -48,6 +48,11 @@ BEACONS = (rm.BAY_CO_BEACON_GREEN, rm.BAY_CO_BEACON_AMBER, rm.BAY_CO_BEACON_RED)
 RETRIES_BOLT = const(1)  # extra locking runs before bolting counts as failed
 
 
+def _homing(b):
+    """The isolation plan's last "fetch": the empty carrier goes home."""
+    return b.plan == P_ISOLATE and b.pi == 2
+
+
 def image(b, img):
     """The coils this step and sub-phase command (no stop applied)."""
     for i in range(len(img)):
@@ -91,8 +96,7 @@ def image(b, img):
         img[rm.BAY_CO_CARRIER_TO_RACK] = 1 if sub >= 1 else 0
     elif step == FETCH:
         img[rm.BAY_CO_PACK_GRIP] = 1
-        home = b.plan == P_ISOLATE and b.pi == 2
-        img[rm.BAY_CO_CARRIER_HOME if home else rm.BAY_CO_CARRIER_TO_BAY] = 1 if sub >= 2 else 0
+        img[rm.BAY_CO_CARRIER_HOME if _homing(b) else rm.BAY_CO_CARRIER_TO_BAY] = 1 if sub >= 2 else 0
     elif step == INSTALL or step == VERIFY:
         img[rm.BAY_CO_PACK_GRIP] = 1
         img[rm.BAY_CO_RGV_RAISE] = 1
@@ -275,7 +279,7 @@ def _store(b, now):
 def _fetch(b, now):
     s = b.swap
     di = b.di
-    home = b.plan == P_ISOLATE and b.pi == 2
+    home = _homing(b)
     if b.sub == 0:
         # Before the carrier takes a runaway pack, the module must accept the isolation
         # bay as a target (the register map defines only rack slots): else leave it be.
@@ -285,10 +289,7 @@ def _fetch(b, now):
             return None
         return r
     if b.sub == 1:
-        if home:  # CARRIER_HOME needs no target
-            b.sub = 2
-            return None
-        r = _target(b, s.fetch_slot)
+        r = True if home else _target(b, s.fetch_slot)  # CARRIER_HOME needs no target
         if r is True:
             b.sub = 2
             return None
