@@ -41,6 +41,14 @@ def rmdir():
 def alloc():
     gc.collect()
     return gc.mem_alloc()
+def swaps(s, k, run):
+    # k vehicles one after the other, each until its swap ends; run(ms) advances the station
+    b = s.sup.bay
+    for i in range(k):
+        s.vehicle(vid=7001 + i, pack_id=555 + i)
+        n = b.swaps_ok + b.swaps_other
+        while b.swaps_ok + b.swaps_other == n and s.plant.now < 3600000:
+            run(1000)
 if mode == "breakdown":
     # Phases in boot order, each in a function (no stale references on the VM stack);
     # gc.threshold keeps the garbage between collections small, so gc.mem_alloc() after
@@ -88,14 +96,7 @@ if mode == "breakdown":
     s.start()
     run(20000)
     a6 = alloc()
-    def swaps(k):
-        for i in range(k):
-            s.vehicle(vid=7001 + i, pack_id=555 + i)
-            b = sup.bay
-            n = b.swaps_ok + b.swaps_other
-            while b.swaps_ok + b.swaps_other == n and s.plant.now < 3600000:
-                run(1000)
-    swaps(int(sys.argv[2]))
+    swaps(s, int(sys.argv[2]), run)
     a7 = alloc()
     def validator():
         sys.modules.pop("firmware.core.config", None)
@@ -108,7 +109,6 @@ if mode == "breakdown":
         "harness_data": a3 - a4, "live_boot": a6 - a0, "live_run": a7 - a0,
         "peak": peak[0] - a0, "ok": sup.bay.swaps_ok}))
     raise SystemExit
-swaps = int(sys.argv[2])
 # Allocation-free statistics, made before the station: count, sum, max, and a histogram
 # of 100 us buckets.
 from array import array
@@ -134,12 +134,7 @@ def timed(n_ms):
         hist[k][min(100, dt // 100)] += 1
         s.plant.advance(max(1, min(w, 1000, end - s.plant.now)))
 timed(20000)
-for i in range(swaps):
-    s.vehicle(vid=7001 + i, pack_id=555 + i)
-    b = sup.bay
-    n = b.swaps_ok + b.swaps_other
-    while b.swaps_ok + b.swaps_other == n and s.plant.now < 3600000:
-        timed(1000)
+swaps(s, int(sys.argv[2]), timed)
 ok = sup.bay.swaps_ok
 rmdir()
 gc.collect()
