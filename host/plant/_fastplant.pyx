@@ -617,3 +617,36 @@ cdef class ControlWrite:
             self.hb_value[slot] = r[5]
             self.hb_age[slot] = 0.0
         return True
+
+
+
+cdef class ReadySlots:
+    """The plant-only dispatcher's questions about a rack, asked once or more per event:
+    numpy on a 23-slot rack costs more in call overhead than the scan itself, so the arrays
+    (the plant's SoC, the dispatcher's pack-type index and reservations) are bound once."""
+
+    cdef const double[::1] soc
+    cdef const int[::1] type_idx
+    cdef const signed char[::1] reserved
+
+    def __init__(self, const double[::1] soc, const int[::1] type_idx, const signed char[::1] reserved):
+        self.soc = soc
+        self.type_idx = type_idx
+        self.reserved = reserved
+
+    def fullest(self, int lo, int hi, int type_code, double min_soc):
+        """Slot in ``lo..hi-1`` holding a pack of ``type_code``, not reserved, with SoC at least
+        ``min_soc`` and the highest SoC (the first of equals, as ``numpy.argmax``); -1 if none."""
+        cdef int i, best = -1
+        cdef double best_soc = 0.0
+        for i in range(lo, hi):
+            if self.type_idx[i] == type_code and not self.reserved[i] and self.soc[i] >= min_soc:
+                if best < 0 or self.soc[i] > best_soc:
+                    best = i
+                    best_soc = self.soc[i]
+        return best
+
+    def of_type(self, int lo, int hi, int type_code):
+        """The slots in ``lo..hi-1`` holding a pack of ``type_code`` that is not reserved."""
+        cdef int i
+        return [i for i in range(lo, hi) if self.type_idx[i] == type_code and not self.reserved[i]]

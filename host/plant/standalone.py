@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from host.plant._fastplant import ReadySlots
 from host.plant.bay import BayModel
 from host.plant.grid import Grid, TouBand
 from host.plant.params import PACK_TYPE_NAMES
@@ -52,7 +53,10 @@ class _Station:
     index: int
     arrivals: ArrivalProcess
     bay: BayModel
-    queue: deque[tuple[Arrival, float]] = field(default_factory=deque)
+    lo: int = 0  # the station's slots are lo..hi-1
+    hi: int = 0
+    # (vehicle, arrival time, time its patience runs out)
+    queue: deque[tuple[Arrival, float, float]] = field(default_factory=deque)
     busy: bool = False
     empty_slot: int = -1
     kpi: StationKpis = field(default_factory=StationKpis)
@@ -72,15 +76,21 @@ class PlantOnlyRun:
         self.plant = Plant(n_stations, slots, backend=backend, max_substep_s=max_substep_s, watchdog=False)
         self.grid = grid or Grid(1000.0, DEFAULT_TOU)
         self.ready_soc = ready_soc
-        self.type_idx = np.full(self.plant.n_slots, -1, dtype=np.int64)
-        self.reserved = np.zeros(self.plant.n_slots, dtype=bool)
+        # int32 / int8: the types ReadySlots binds
+        self.type_idx = np.full(self.plant.n_slots, -1, dtype=np.int32)
+        self.reserved = np.zeros(self.plant.n_slots, dtype=np.int8)
+        self._slots = ReadySlots(self.plant.soc, self.type_idx, self.reserved)
+        self._min_soc = ready_soc if ready_soc > 0.0 else -math.inf  # ready_soc 0: any pack will do
+        self._type_code = {name: k for k, name in enumerate(PACK_TYPE_NAMES)}
+        self._e_sta = self.plant.arrays["e_sta"]
         self.stations: list[_Station] = []
         rates = hourly_rates(swaps_per_day)
         pack_id = itertools.count(1)
         for s in range(n_stations):
             sub_seed = seed * 1000 + s
-            st = _Station(s, ArrivalProcess(sub_seed, rates), BayModel(self.plant, seed=sub_seed))
             r = self.plant.slot_range(s)
+            st = _Station(s, ArrivalProcess(sub_seed, rates), BayModel(self.plant, seed=sub_seed),
+                          r.start, r.stop)
             for k, name in enumerate(rack):
                 self._put(r.start + k, PackRecord(next(pack_id), name, 0.95))
             st.empty_slot = r.start + len(rack)
@@ -95,7 +105,7 @@ class PlantOnlyRun:
     # ---- helpers ------------------------------------------------------------------------
     def _put(self, slot: int, pack: PackRecord) -> None:
         self.plant.put_pack(slot, pack)
-        self.type_idx[slot] = PACK_TYPE_NAMES.index(pack.type_name)
+        self.type_idx[slot] = self._type_code[pack.type_name]
 
     def _take(self, slot: int) -> PackRecord:
         self.type_idx[slot] = -1
@@ -106,40 +116,32 @@ class PlantOnlyRun:
 
     def _advance(self, st: _Station, t: float) -> None:
         plant = self.plant
-        dt = t - plant.t[st.index]
+        dt = t - float(plant.t[st.index])
         if dt > 0.0:
             plant.step(dt, station=st.index)
-            e = plant.arrays["e_sta"][st.index]
+            e = float(self._e_sta[st.index])
             st.kpi.cost += self.grid.price_at(t - dt) * (e - st.last_energy_j) / 3.6e6
             st.last_energy_j = e
-
-    def _ready_mask(self, st: _Station, type_name: str, soc: float) -> tuple[range, np.ndarray]:
-        r = self.plant.slot_range(st.index)
-        sl = slice(r.start, r.stop)
-        mask = (self.type_idx[sl] == PACK_TYPE_NAMES.index(type_name)) & ~self.reserved[sl]
-        return r, mask & (self.plant.soc[sl] >= soc) if soc > 0.0 else mask
 
     # ---- the dispatcher -----------------------------------------------------------------------
     def _try_serve(self, st: _Station, t: float) -> None:
         if st.busy or not st.queue:
             return
-        arrival, t_arr = st.queue[0]
-        r, ready = self._ready_mask(st, arrival.pack_type, self.ready_soc)
-        if not ready.any():
+        arrival, t_arr, _ = st.queue[0]
+        code = self._type_code[arrival.pack.type_name]
+        fetch = self._slots.fullest(st.lo, st.hi, code, self._min_soc)
+        if fetch < 0:
             if st.check_at == math.inf:
-                r_all, candidates = self._ready_mask(st, arrival.pack_type, 0.0)
-                idx = np.flatnonzero(candidates) + r_all.start
+                idx = self._slots.of_type(st.lo, st.hi, code)
                 dt, _ = self.plant.time_to_soc(self.ready_soc, idx, station=st.index, horizon_s=6 * 3600.0)
                 st.check_at = t + (dt if math.isfinite(dt) else 600.0) + 1e-6
                 self._push(st.check_at, st.index, "check")
             return
         st.queue.popleft()
         st.check_at = math.inf
-        socs = np.where(ready, self.plant.soc[r.start:r.stop], -1.0)
-        fetch = r.start + int(np.argmax(socs))
-        self.reserved[fetch] = True
+        self.reserved[fetch] = 1
         st.busy = True
-        duration, failure = st.bay.sample_swap_s(st.empty_slot - r.start, fetch - r.start)
+        duration, failure = st.bay.sample_swap_s(st.empty_slot - st.lo, fetch - st.lo)
         st.kpi.wait_s += t - t_arr
         self._push(t + duration, st.index, "done", (arrival, fetch, failure))
 
@@ -149,9 +151,12 @@ class PlantOnlyRun:
         Done lazily, before anything looks at the queue: the counts and every queue length a
         later driver sees are the same as with one event per departure, at a fraction of the cost.
         """
-        if not st.queue:
-            return
-        keep = deque(item for item in st.queue if item[1] + item[0].patience_s > t)
+        for item in st.queue:
+            if item[2] <= t:
+                break
+        else:
+            return  # nobody leaves (also an empty queue): the common case, no new deque
+        keep = deque(item for item in st.queue if item[2] > t)
         gone = len(st.queue) - len(keep)
         if gone:
             if not keep or keep[0] is not st.queue[0]:
@@ -170,11 +175,11 @@ class PlantOnlyRun:
             if (st.busy or st.queue) and st.arrivals.balks(payload, len(st.queue)):
                 k.balked += 1
             else:
-                st.queue.append((payload, t))
+                st.queue.append((payload, t, t + payload.patience_s))
         elif kind == "done":
             assert isinstance(payload, tuple)
             arrival, fetch, failure = payload
-            self.reserved[fetch] = False
+            self.reserved[fetch] = 0
             st.busy = False
             st.check_at = math.inf  # packs moved
             if failure is None:

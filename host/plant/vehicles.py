@@ -110,6 +110,7 @@ class ArrivalProcess:
         self._rng = np.random.Generator(np.random.PCG64(self.seed))
         self._buf: dict[str, list[float]] = {"u": [], "e": [], "b": []}
         self._rates = np.asarray(self.rates_per_hour, dtype=float) / 3600.0
+        self._rate_list: list[float] = self._rates.tolist()  # the same values, without numpy indexing
         self._peak = float(self._rates.max())
         self._t = 0.0
         self._vid = self.first_vehicle_id
@@ -120,7 +121,7 @@ class ArrivalProcess:
 
     def rate_at(self, t_s: float) -> float:
         """Arrivals per second at time ``t_s``."""
-        return float(self._rates[int(t_s // 3600.0) % len(self._rates)])
+        return self._rate_list[int(t_s // 3600.0) % len(self._rate_list)]
 
     def expected_count(self, t0_s: float, t1_s: float) -> float:
         """Integral of the rate over ``[t0, t1)`` (hour-aligned piecewise constant)."""
@@ -142,7 +143,7 @@ class ArrivalProcess:
 
     def _draw(self, kind: str) -> float:
         """Next draw of a kind (u: uniform, e: standard exponential, b: the SoC beta), in blocks."""
-        buf = self._buf[kind]
+        buf = self._buf[kind]  # __next__ keeps these very lists: refilled in place, never replaced
         if not buf:
             n = 4096
             if kind == "u":
@@ -158,19 +159,27 @@ class ArrivalProcess:
         if self._pending is not None:
             a, self._pending = self._pending, None
             return a
-        if self._peak <= 0.0:
+        peak = self._peak
+        if peak <= 0.0:
             raise StopIteration
+        # One call per vehicle of a year-long run: the buffers and rates are read inline
+        # (``_draw`` only when a buffer needs its next block), in the same order as ever.
+        u, e = self._buf["u"], self._buf["e"]
+        rates = self._rate_list
+        n_rates = len(rates)
+        t = self._t
         while True:
-            self._t += self._draw("e") / self._peak
-            if self._draw("u") * self._peak < self.rate_at(self._t):
+            t += (e.pop() if e else self._draw("e")) / peak
+            if (u.pop() if u else self._draw("u")) * peak < rates[int(t // 3600.0) % n_rates]:
                 break
-        k = min(bisect.bisect_right(self._model_cdf, self._draw("u")), len(self.fleet) - 1)
+        self._t = t
+        k = min(bisect.bisect_right(self._model_cdf, u.pop() if u else self._draw("u")), len(self.fleet) - 1)
         model = self.fleet[k]
         names, cdf = self._pack_cdf[k]
-        j = min(bisect.bisect_right(cdf, self._draw("u")), len(names) - 1)
+        j = min(bisect.bisect_right(cdf, u.pop() if u else self._draw("u")), len(names) - 1)
         soc = self.soc_lo + (self.soc_hi - self.soc_lo) * self._draw("b")
-        patience = self._draw("e") * self.patience_mean_s
-        balk_u = self._draw("u")
+        patience = (e.pop() if e else self._draw("e")) * self.patience_mean_s
+        balk_u = u.pop() if u else self._draw("u")
         pack = PackRecord(self._pid, names[j], soc, temp_c=self.pack_temp_c)
         arrival = Arrival(self._t, self._vid, model, pack, patience, balk_u)
         self._vid += 1
