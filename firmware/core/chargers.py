@@ -62,6 +62,7 @@ class ChargerLink:
         self.acked = [now_ms] * n
         self.refresh = KEEPALIVE_MS - self.period // 2 if KEEPALIVE_MS > self.period else 0
         self.online = bytearray(b"\x01" * n)
+        self.bad = bytearray(n)  # 1: the last status block was refused (bad_reading alarm up)
         self.inflight = 0
         self.last_done = now_ms
         self.next_due = now_ms
@@ -99,7 +100,7 @@ class ChargerLink:
         """Finish done requests and start due ones; True when any finished."""
         got = False
         tx = self.tx
-        for k in range(self.n):
+        for k in range(self.n if self.inflight else 0):
             t = tx[k]
             if t is not None and t.done:
                 tx[k] = None
@@ -156,9 +157,12 @@ class ChargerLink:
             rack.update_from_charger(k, t.values, now_ms)
         except ValueError as e:  # a reading the rack refuses must not stop the loop
             self.then[k] = _MAYBE
+            self.bad[k] = 1
             sup._alarm(k, "bad_reading", str(e)[:64])
             return
-        sup._alarm(k, "bad_reading", None, False)
+        if self.bad[k]:  # checked first: the alarm key is a new string on every call
+            self.bad[k] = 0
+            sup._alarm(k, "bad_reading", None, False)
         if rack.faults[k] == rm.CHG_FAULT_HEARTBEAT and not self.urgent[k]:
             self.urgent[k] = _RESET  # stopped by its watchdog while we were down
         self.then[k] = _INFO if rack.pack[k] is not None and rack.pack[k] != before else _MAYBE
@@ -181,10 +185,13 @@ class ChargerLink:
         if (not self._cut and urgent == self._idle and then == self._idle
                 and ticks_diff(now_ms, self.next_due) < 0):
             return  # nothing to send before next_due, the earliest read or dispatch due
+        # No read due yet: next_due is still the earliest idle slot's due time (service
+        # lowers it as requests finish), so idle slots need no look this round.
+        quiet = not self._cut and ticks_diff(now_ms, self.next_due) < 0
         bus = self.bus
         txs = self.tx
         due = self.due
-        nxt = None
+        nxt = self.next_due if quiet else None
         cut = False  # the round stopped early: next_due covers only the slots it saw
         for j in range(n):
             k = (self._rr + j) % n
@@ -199,6 +206,8 @@ class ChargerLink:
                 continue
             u = urgent[k]
             if not u and not then[k]:
+                if quiet:
+                    continue
                 d = due[k]
                 if ticks_diff(now_ms, d) < 0:  # the common case: nothing due yet
                     if nxt is None or ticks_diff(d, nxt) < 0:
