@@ -146,6 +146,11 @@ def _str(v, path, lo, hi):
     return v
 
 
+def _seq(v):
+    # JSON gives lists; validate's own output has tuples, and must validate again
+    return type(v) is list or type(v) is tuple
+
+
 def _value(v, path, kind, lo, hi):
     if kind == "int":
         if type(v) is not int:
@@ -166,11 +171,11 @@ def _value(v, path, kind, lo, hi):
     if kind == "obj":
         return _fields(v, path, lo)
     if kind == "list":
-        if type(v) is not list:
+        if not _seq(v):
             raise ConfigError(path, "expected a list")
         return [_fields(item, "%s[%d]" % (path, i), lo) for i, item in enumerate(v)]
     if kind == "window":
-        if type(v) is not list or len(v) != 2:
+        if not _seq(v) or len(v) != 2:
             raise ConfigError(path, "expected [min, max]")
         a = _value(v[0], path + "[0]", "num", lo, hi)
         b = _value(v[1], path + "[1]", "num", lo, hi)
@@ -178,7 +183,7 @@ def _value(v, path, kind, lo, hi):
             raise ConfigError(path, "min must be below max")
         return (a, b)
     if kind == "idlist":
-        if type(v) is not list:
+        if not _seq(v):
             raise ConfigError(path, "expected a list")
         seen = set()
         for i, item in enumerate(v):
@@ -212,7 +217,7 @@ def _fields(src, path, spec):
     out = {}
     for name, kind, lo, hi, default in spec:
         p = _join(path, name)
-        if name not in src:
+        if name not in src or (default is None and src[name] is None):  # null: the optional default
             if default is _REQ:
                 raise ConfigError(p, "missing")
             out[name] = default
@@ -276,7 +281,7 @@ def _compatibility(src, pack_types):
         p = "compatibility." + model
         _ident(model, p)
         types = src[model]
-        if type(types) is not list or not types:
+        if not _seq(types) or not types:
             raise ConfigError(p, "expected a non-empty list of pack types")
         for i, t in enumerate(types):
             tp = "%s[%d]" % (p, i)
@@ -291,7 +296,7 @@ def _compatibility(src, pack_types):
 
 
 def _slots(src, limits):
-    if type(src) is not list:
+    if not _seq(src):
         raise ConfigError("slots", "expected a list")
     if not 1 <= len(src) <= 64:
         raise ConfigError("slots", "need 1..64 slots (got %d)" % len(src))
@@ -343,16 +348,21 @@ def _check_tou(tou):
     tou["bands"] = bands
 
 
+# Keys validate adds to its output; recomputed (not trusted) when its output comes back.
+_DERIVED = ("pack_type_by_code", "model_by_code")
+
+
 def validate(cfg):
     """Check a parsed config dict; return a normalised copy (defaults filled,
-    numbers as float where fractional values make sense). Raises ConfigError."""
+    numbers as float where fractional values make sense). Raises ConfigError.
+    The copy validates again to an equal copy."""
     _obj(cfg, "config")
     known = (
         "station_id", "buses", "pack_types", "compatibility", "model_codes", "authorisation", "slots",
         "isolation_bay", "limits", "tou", "bay", "timeouts_ms", "journal",
     )
     for key in cfg:
-        if key not in known and not (type(key) is str and key.startswith("_")):
+        if key not in known and key not in _DERIVED and not (type(key) is str and key.startswith("_")):
             raise ConfigError(str(key), "unknown field")
     for key in known:
         if key not in cfg and key not in ("tou", "journal", "authorisation", "model_codes"):
@@ -374,6 +384,7 @@ def validate(cfg):
     out["pack_types"], out["pack_type_by_code"] = _pack_types(cfg["pack_types"])
     out["compatibility"] = _compatibility(cfg["compatibility"], out["pack_types"])
     out["model_by_code"] = _model_codes(cfg.get("model_codes", {}), out["compatibility"])
+    out["model_codes"] = {m: c for c, m in out["model_by_code"].items()}
     auth = _fields(cfg.get("authorisation", {}), "authorisation", _AUTH)
     if not auth["subscription"] and not auth["allow"]:
         raise ConfigError("authorisation", "no vehicle could be authorised: set subscription or allow")

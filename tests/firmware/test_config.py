@@ -49,6 +49,25 @@ def test_defaults_are_filled():
     assert out["limits"]["derate_min_pct"] == 25
 
 
+def test_validated_config_validates_again_unchanged():
+    # Tools hand config.load's output on (supervisor, simulator); it must not be refused.
+    out = config.validate(_cfg())
+    again = config.validate(out)
+    assert again == out
+    assert again["model_codes"]["NIO-ES6"] == 1 and again["model_by_code"][1] == "NIO-ES6"
+    assert again["pack_type_by_code"] == out["pack_type_by_code"]
+    # a derived table is recomputed, not trusted
+    out["pack_type_by_code"] = {99: "NOPE"}
+    assert config.validate(out)["pack_type_by_code"] == again["pack_type_by_code"]
+
+
+def test_null_is_the_default_of_an_optional_field():
+    cfg = _cfg()
+    cfg["bay"]["breakaway_nm"] = None
+    assert config.validate(cfg)["bay"]["breakaway_nm"] is None
+    _bad(lambda c: c["bay"].__setitem__("torque_nm", None), "bay.torque_nm", "expected [min, max]")
+
+
 def test_comments_are_dropped():
     cfg = _cfg()
     cfg["limits"]["_note"] = "why"
