@@ -587,7 +587,18 @@ class BayModel:
         """Duration of the register-map sequence, positioning to positioner open, and the failure
         that ended it early (``None`` for a completed swap). Same distributions as the coil path."""
         t = self.timing
-        d = self._dur
+        normals, jitter, rng = self._normals, t.jitter, self.rng
+
+        def d(mean_s: float) -> float:
+            # self._dur without its attribute look-ups (26 draws a swap): the same draws in the same order
+            if not normals:
+                normals.extend(rng.standard_normal(1024).tolist())
+            f = 1.0 + jitter * normals.pop()
+            return mean_s * (f if f > 0.5 else 0.5)
+
+        def carrier(a: int, b: int) -> float:
+            return d(t.carrier_base_s + t.carrier_per_slot_s * abs(a - b))  # self._carrier_time
+
         total = d(t.position_s)
         if self._fails("positioning")[0]:
             return total + d(t.retract_s), "positioning"
@@ -602,9 +613,9 @@ class BayModel:
                 slowest = b
         total += slowest
         total += d(t.grip_s) + d(t.rgv_s)
-        total += self._carrier_time(-1, store_slot) + d(t.grip_s) + d(t.handover_s)  # grip opens, rack takes
-        total += self._carrier_time(store_slot, fetch_slot) + t.handover_s
-        total += self._carrier_time(fetch_slot, -1)
+        total += carrier(-1, store_slot) + d(t.grip_s) + d(t.handover_s)  # grip opens, rack takes
+        total += carrier(store_slot, fetch_slot) + t.handover_s
+        total += carrier(fetch_slot, -1)
         total += d(t.rgv_s) + d(t.dock_s) + d(t.lock_s)
         if self._fails("bolt_torque")[0]:
             total += d(t.lock_s)  # the bolt is re-run
