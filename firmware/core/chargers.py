@@ -84,6 +84,14 @@ class ChargerLink:
         for k in range(self.n):
             self.urgent[k] = _STOP
 
+    def finished(self):
+        """A request has its answer and waits for ``service``."""
+        if self.inflight:
+            for t in self.tx:
+                if t is not None and t.done:
+                    return True
+        return False
+
     def wait(self, now_ms):
         if self.inflight >= _IN_FLIGHT:
             return 1000

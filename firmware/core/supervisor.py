@@ -272,7 +272,7 @@ class Supervisor:
         if pin is not None:
             self.bay.estop_pin(pin.value())
         ch = self.chargers
-        for _ in range(4):  # in-process buses answer at once: go round while they do
+        for _ in range(8):  # in-process buses answer at once: go round while they do
             ch.bus.poll(now)
             self.bay_bus.poll(now)
             if not (ch.service(now) | self.baylink.service(now, not self._booting)):
@@ -295,8 +295,8 @@ class Supervisor:
         return self._wait(now, compacting)
 
     def _wait(self, now, busy):
-        if self.baylink.finished():  # answered in the tick's last poll: act on it now, not a second later
-            return 0
+        if self.baylink.finished() or self.chargers.finished():
+            return 0  # answered in the tick's last poll: act on it now, not a second later
         w = min(self.chargers.bus.next_poll_ms(now), self.bay_bus.next_poll_ms(now),
                 self.chargers.wait(now))
         if not self.baylink.reading():
