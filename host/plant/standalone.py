@@ -83,6 +83,7 @@ class PlantOnlyRun:
         self._min_soc = ready_soc if ready_soc > 0.0 else -math.inf  # ready_soc 0: any pack will do
         self._type_code = {name: k for k, name in enumerate(PACK_TYPE_NAMES)}
         self._e_sta = self.plant.arrays["e_sta"]
+        self._t = self.plant.t
         self.stations: list[_Station] = []
         rates = hourly_rates(swaps_per_day)
         pack_id = itertools.count(1)
@@ -115,18 +116,16 @@ class PlantOnlyRun:
         heapq.heappush(self._events, (t, next(self._seq), station, kind, payload))
 
     def _advance(self, st: _Station, t: float) -> None:
-        plant = self.plant
-        dt = t - float(plant.t[st.index])
+        dt = t - float(self._t[st.index])
         if dt > 0.0:
-            plant.step(dt, station=st.index)
+            self.plant.step(dt, st.index)
             e = float(self._e_sta[st.index])
             st.kpi.cost += self.grid.price_at(t - dt) * (e - st.last_energy_j) / 3.6e6
             st.last_energy_j = e
 
     # ---- the dispatcher -----------------------------------------------------------------------
     def _try_serve(self, st: _Station, t: float) -> None:
-        if st.busy or not st.queue:
-            return
+        """Start the swap of the first vehicle in the queue if the bay is free and a pack ready."""
         arrival, t_arr, _ = st.queue[0]
         code = self._type_code[arrival.pack.type_name]
         fetch = self._slots.fullest(st.lo, st.hi, code, self._min_soc)
@@ -166,7 +165,8 @@ class PlantOnlyRun:
 
     def _handle(self, st: _Station, t: float, kind: str, payload: object) -> None:
         k = st.kpi
-        self._renege(st, t)
+        if st.queue:
+            self._renege(st, t)
         if kind == "arrival":
             assert isinstance(payload, Arrival)
             k.arrivals += 1
@@ -201,7 +201,8 @@ class PlantOnlyRun:
                 for slot in self.plant.slot_range(st.index):
                     self.plant.fault_reset(slot)
             self._push(self.grid.next_change_after(t), st.index, "grid")
-        self._try_serve(st, t)
+        if st.queue and not st.busy:
+            self._try_serve(st, t)
 
     def run(self, until_s: float) -> list[StationKpis]:
         """Simulate every station up to ``until_s``; returns the KPIs so far."""
@@ -210,9 +211,10 @@ class PlantOnlyRun:
                 first = next(st.arrivals)
                 self._push(first.t_s, st.index, "arrival", first)
                 self._push(self.grid.next_change_after(0.0), st.index, "grid")
-        while self._events and self._events[0][0] <= until_s:
-            t, _, s, kind, payload = heapq.heappop(self._events)
-            st = self.stations[s]
+        events, stations, pop = self._events, self.stations, heapq.heappop
+        while events and events[0][0] <= until_s:
+            t, _, s, kind, payload = pop(events)
+            st = stations[s]
             self._advance(st, t)
             self._handle(st, t, kind, payload)
         for st in self.stations:
