@@ -125,7 +125,8 @@ class PlantOnlyRun:
 
     # ---- the dispatcher -----------------------------------------------------------------------
     def _try_serve(self, st: _Station, t: float) -> None:
-        """Start the swap of the first vehicle in the queue if the bay is free and a pack ready."""
+        """With the bay free and a vehicle waiting: start its swap if a pack is ready, else make
+        sure a check is due when the first pack of its type will be."""
         arrival, t_arr, _ = st.queue[0]
         code = self._type_code[arrival.pack.type_name]
         fetch = self._slots.fullest(st.lo, st.hi, code, self._min_soc)
