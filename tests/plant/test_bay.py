@@ -161,6 +161,25 @@ def _to_unbolt(bay: BayModel) -> Driver:
     return d
 
 
+def test_sound_bolts_break_away_well_inside_the_controllers_loosening_window():
+    # The firmware's default window (config.md, bay.breakaway_nm) starts at half the
+    # tightening minimum: a sound bolt must not land there by chance (a spurious abort).
+    from firmware.core import config
+
+    bay_cfg = config.load()["bay"]
+    lo, hi = bay_cfg["breakaway_nm"] or (0.5 * bay_cfg["torque_nm"][0], 1.5 * bay_cfg["torque_nm"][1])
+    torques = []
+    for seed in range(60):
+        _, bay = _station(seed=seed)
+        d = _to_unbolt(bay)
+        d.coils(TOOL_UNBOLT=1)
+        d.wait(lambda i: not i[R.BAY_DI_TOOL_BUSY])
+        torques += [bay.iregs[R.BAY_IR_TORQUE_BASE + b] / 10 for b in range(bay.bolt_count)]
+    mean, sd = statistics.fmean(torques), statistics.stdev(torques)
+    assert 80 < mean < 90
+    assert (mean - lo) / sd > 6 and (hi - mean) / sd > 6, (mean, sd, lo, hi)
+
+
 def test_jammed_bolt_stays_in_and_the_tool_gives_up():
     _, bay = _station()
     bay.inject("jammed_bolt", bolt=2)
