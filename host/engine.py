@@ -532,7 +532,9 @@ class Engine:
             if visit is None or visit.arrival.vehicle_id != sv.vehicle_id:
                 raise SimulationError(f"vehicle {sv.vehicle_id} began a swap without entering the bay")
             visit.started_s = t
-            self.kpi.served(visit.arrival.t_s, t - visit.arrival.t_s)
+            arrived = visit.arrival.t_s
+            in_bay = t - sv.identified_s if sv.identified_s >= 0 else 0.0
+            self.kpi.served(arrived, t - arrived, visit.entered_s - arrived, in_bay)
         while self._departed_seen < len(bay.departed):
             t, dv = bay.departed[self._departed_seen]
             self._departed_seen += 1

@@ -29,7 +29,11 @@ SERIES_COLUMNS = (
 )
 
 SWAP_HISTOGRAM_EDGES_S = (0, 60, 90, 120, 140, 150, 160, 180, 240, 300, 600)
-WAITED_S = 1.0  # a vehicle "waited" when it waited this long or longer (the bay's own reaction is less)
+# A served vehicle "waited" when it could not drive in on arrival (queued this long or
+# longer) or, once identified in the bay, its swap began this much later (no charged pack
+# yet: the controller reacts to an identification within a bay poll cycle, under 1 s).
+WAITED_S = 1.0
+WAITED_IN_BAY_S = 5.0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -82,6 +86,8 @@ class KpiRecorder:
     entered: int = 0
     waits_s: list[float] = field(default_factory=list)
     renege_waits_s: list[float] = field(default_factory=list)
+    queue_waits_s: list[float] = field(default_factory=list)  # arrival until it could drive in
+    waited: int = 0  # served vehicles that queued or waited in the bay for a pack
     swap_durations_s: list[float] = field(default_factory=list)
     soc_handed_pct: list[float] = field(default_factory=list)
     soc_returned_pct: list[float] = field(default_factory=list)
@@ -115,11 +121,16 @@ class KpiRecorder:
         self.reneged += 1
         self.renege_waits_s.append(waited_s)
 
-    def served(self, arrived_s: float, wait_s: float) -> None:
-        """A vehicle's swap began after waiting ``wait_s`` since it arrived."""
+    def served(self, arrived_s: float, wait_s: float, queued_s: float | None = None,
+               in_bay_s: float = 0.0) -> None:
+        """A vehicle's swap began ``wait_s`` after it arrived: ``queued_s`` of that before it
+        could drive in (None: all of it), ``in_bay_s`` from its identification in the bay."""
         self.entered += 1
         if arrived_s >= self.warmup_s:
+            q = wait_s if queued_s is None else queued_s
             self.waits_s.append(wait_s)
+            self.queue_waits_s.append(q)
+            self.waited += q >= WAITED_S or in_bay_s >= WAITED_IN_BAY_S
 
     def swap_done(self, duration_s: float, soc_handed_pct: float, soc_returned_pct: float,
                   pack_type: str) -> None:
@@ -185,7 +196,6 @@ class KpiRecorder:
         self.advance(end_s)
         days = end_s / 86400.0
         waits = self.waits_s
-        waited = sum(1 for w in waits if w >= WAITED_S)
         return {
             "duration_s": end_s,
             "swaps": self.swaps,
@@ -199,7 +209,8 @@ class KpiRecorder:
                 "failed_swaps": self.failed,
             },
             "wait_s": _stats(waits),
-            "wait_probability": waited / len(waits) if waits else math.nan,
+            "queue_wait_s": _stats(self.queue_waits_s),
+            "wait_probability": self.waited / len(waits) if waits else math.nan,
             "renege_wait_s": _stats(self.renege_waits_s),
             "swap_duration_s": {
                 **_stats(self.swap_durations_s),

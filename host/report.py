@@ -110,6 +110,7 @@ def format_table(s: dict[str, Any]) -> str:
     d = s["swap_duration_s"]
     soc = s["soc_handed_over_pct"]
     e = s["energy"]
+    qw = s["queue_wait_s"]
     days = s["duration_s"] / 86400.0
     rows: list[tuple[str, str]] = [
         ("scenario", f"{s.get('scenario', '')}  (seed {s.get('seed', '')}, mode {s.get('mode', '')})"),
@@ -119,7 +120,8 @@ def format_table(s: dict[str, Any]) -> str:
                      f"{v['failed_swaps']} failed swaps"),
         ("wait", f"mean {_f(w['mean'])} s, p95 {_f(w['p95'])} s, max {_f(w['max'])} s, "
                  f"P(wait) {_f(s['wait_probability'], '{:.3f}')}"),
-        ("queue", f"mean {_f(s['queue']['mean'], '{:.2f}')}, max {s['queue']['max']}"),
+        ("queue", f"mean {_f(s['queue']['mean'], '{:.2f}')}, max {s['queue']['max']}; wait to drive in: "
+                  f"mean {_f(qw['mean'])} s, p95 {_f(qw['p95'])} s"),
         ("swap duration", f"mean {_f(d['mean'])} s, p50 {_f(d['p50'])} s, p95 {_f(d['p95'])} s, "
                           f"max {_f(d['max'])} s"),
         ("SoC handed over", f"mean {_f(soc['mean'])} %, min {_f(soc['min'])} %"),

@@ -76,6 +76,7 @@ class BayVehicle:
     pack: PackRecord | None
     known: bool = True  # the reader can decode its tag
     subscribed: bool = True  # the back end reports an active battery subscription
+    identified_s: float = -1.0  # when the reader reported it (-1: not yet)
 
 
 @dataclass
@@ -208,6 +209,7 @@ class BayModel:
         v = self.vehicle
         if v is None:
             return
+        v.identified_s = t
         unknown = not v.known or self._fails("id_unknown")[0]
         ir = self.iregs
         ir[R.BAY_IR_ID_STATUS] = R.ID_UNKNOWN if unknown else R.ID_VALID

@@ -48,6 +48,21 @@ def test_a_run_serves_vehicles_with_the_real_firmware(urban_2h):
     assert s["operator_actions"] == {"confirm": 1}  # the start-up confirmation
 
 
+def test_a_vehicle_that_finds_the_bay_free_has_not_waited():
+    # Light demand, charged packs: every wait is the bay's own approach (drive-in, door,
+    # identification), which P(wait) must not count, while the wait itself includes it.
+    sc = short(hours=3.0)
+    sc.demand = scenario.Demand((3.0,), 1.0, sc.demand.models, (10.0, 40.0), 0, 0, 0.0)
+    e = engine.Engine(sc)
+    s = e.run().summary
+    assert s["wait_s"]["count"] >= 3
+    assert s["wait_s"]["min"] > 5.0  # arrival to swap start takes the approach
+    queued = [v.entered_s - v.arrival.t_s >= 1.0 for v in e.visits if v.started_s >= 0]
+    assert 0 < sum(queued) < len(queued)  # some found the bay taken, some did not
+    # packs are charged, so nobody waits in the bay: the ones that queued are the ones that waited
+    assert s["wait_probability"] == pytest.approx(sum(queued) / len(queued))
+
+
 def test_virtual_ticks_wrap_during_a_run(urban_2h):
     e, _ = urban_2h
     assert e.ticks(0) > TICKS_PERIOD - 3_600_000  # starts just below the wrap ...

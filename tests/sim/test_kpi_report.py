@@ -63,15 +63,19 @@ def test_vehicle_counts_and_waits():
     k.served(50.0, 10.0)  # before warm-up: counted as served, left out of wait statistics
     k.served(150.0, 0.0)
     k.served(200.0, 40.0)
+    # drove in at once; 25 s of its 30 s wait was the bay's own approach and identification
+    k.served(300.0, 30.0, queued_s=0.0, in_bay_s=3.0)
+    k.served(400.0, 90.0, queued_s=0.0, in_bay_s=70.0)  # drove in, then waited for a pack
     k.swap_done(144.0, 95.0, 20.0, "NIO-75")
     k.swap_done(150.0, 92.0, 30.0, "NIO-100")
     k.swap_failed("jammed_bolt")
     k.alarm("smoke")
     k.alarm("smoke")
     s = k.summary(86400.0)
-    assert s["vehicles"] == {"arrived": 5, "served": 3, "balked": 1, "reneged": 1, "failed_swaps": 1}
-    assert s["wait_s"]["count"] == 2 and s["wait_s"]["mean"] == 20.0
-    assert s["wait_probability"] == 0.5  # 40 s waited, 0 s did not
+    assert s["vehicles"] == {"arrived": 5, "served": 5, "balked": 1, "reneged": 1, "failed_swaps": 1}
+    assert s["wait_s"]["count"] == 4 and s["wait_s"]["mean"] == 40.0
+    assert s["queue_wait_s"]["mean"] == 10.0 and s["queue_wait_s"]["max"] == 40.0
+    assert s["wait_probability"] == 0.5  # 40 s queued and 70 s for a pack waited; 0 s and 3 s did not
     assert s["swaps"] == 2 and s["swaps_per_day"] == 2.0
     assert s["swap_duration_s"]["p50"] == 147.0
     assert s["soc_handed_over_pct"]["min"] == 92.0
