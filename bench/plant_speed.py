@@ -17,7 +17,7 @@ import argparse
 import time
 
 from host.plant.rack import PackRecord, Plant
-from host.plant.standalone import PlantOnlyRun
+from host.plant.standalone import PlantOnlyRun, StationKpis
 
 YEAR_S = 365 * 86400.0
 
@@ -56,13 +56,25 @@ def station_run(
 
 
 def station_run_cpu(
-    n_stations: int, backend: str, sim_s: float, substep_s: float = 5.0
+    n_stations: int, backend: str, sim_s: float, substep_s: float = 5.0, seed: int = 1
 ) -> tuple[float, float, PlantOnlyRun]:
     """(wall s, CPU s of this process, the run): on a shared machine the CPU time is the steadier figure."""
-    run = PlantOnlyRun(n_stations, seed=1, backend=backend, max_substep_s=substep_s)
+    run = PlantOnlyRun(n_stations, seed=seed, backend=backend, max_substep_s=substep_s)
     t0, c0 = time.perf_counter(), time.process_time()
     run.run(sim_s)
     return time.perf_counter() - t0, time.process_time() - c0, run
+
+
+def kpi_change(base: StationKpis, other: StationKpis) -> str:
+    def rel(a: float, b: float) -> str:
+        return f"{100.0 * (b - a) / a:+5.1f} %" if a else "   n/a"
+
+    return ", ".join((
+        rel(base.swaps, other.swaps),
+        rel(base.balked + base.reneged, other.balked + other.reneged),
+        rel(base.grid_kwh, other.grid_kwh),
+        rel(base.mean_wait_s, other.mean_wait_s),
+    ))
 
 
 def main() -> None:
@@ -95,11 +107,16 @@ def main() -> None:
         f"    arrivals {k.arrivals}, swaps {k.swaps}, balked {k.balked}, reneged {k.reneged}, "
         f"mean wait {k.mean_wait_s:.0f} s, grid {k.grid_kwh:,.0f} kWh"
     )
-    for sub in (10.0,):
-        w10, _ = station_run(1, "cython", days * 86400.0, substep_s=sub)
+    # Coarser sub-steps: faster, and how far the KPIs move from the 5 s run, next to how far
+    # another seed moves them (the run-to-run noise a planner sees anyway).
+    _, _, other = station_run_cpu(1, "cython", days * 86400.0, seed=2)
+    print("    KPI change from the 5 s run (swaps, turned away = balked + reneged, grid kWh, mean wait):")
+    print(f"      seed 2 instead of 1, 5 s:  {kpi_change(k, other.stations[0].kpi)}")
+    for sub in (10.0, 20.0, 30.0):
+        w, c, r = station_run_cpu(1, "cython", days * 86400.0, substep_s=sub)
         print(
-            f"cython   1 station, {days} days, {sub:.0f} s sub-steps: "
-            f"one station-year in {w10 * 365 / days:.2f} s"
+            f"      seed 1, {sub:2.0f} s sub-steps:    {kpi_change(k, r.stations[0].kpi)}; "
+            f"one station-year in {w * 365 / days:.2f} s ({c * 365 / days:.2f} s CPU)"
         )
     d100 = 1 if q else 5
     w100, _ = station_run(100, "cython", d100 * 86400.0)

@@ -1,5 +1,6 @@
 """Physically sensible behaviour of the pack model under a 62.5 kW charger."""
 
+import numpy as np
 import pytest
 
 from host.plant import params as P
@@ -128,3 +129,26 @@ def test_pack_record_round_trip_keeps_state():
     assert plant.soc[0] == rec.soc and plant.temp[0] == rec.temp_c
     with pytest.raises(ValueError):
         plant.put_pack(0, rec)
+
+
+@pytest.mark.parametrize("grid_kw, soc_tol", [(1e6, 0.003), (600.0, 0.015)])
+def test_coarse_sub_steps_track_the_5_s_default(grid_kw, soc_tol):
+    # Year-long plant-only runs may use 20-30 s sub-steps (bench/plant_speed.py): every
+    # pack's SoC and temperature must stay close to the 5 s run, with and without the
+    # grid limit binding (where the power split follows each pack's terminal voltage).
+    def run(substep_s):
+        p = Plant(1, 23, max_substep_s=substep_s, watchdog=False, grid_limit_kw=grid_kw)
+        for s in range(23):
+            p.put_pack(s, PackRecord(s, ("NIO-75", "NIO-100", "NIO-150")[s % 3], 0.05 + 0.03 * (s % 10)))
+            p.set_enable(s, True)
+        rows = []
+        for _ in range(24):  # two hours, sampled every 5 min (each step in sub-steps)
+            p.step(300.0)
+            rows.append((p.arrays["soc"].copy(), p.arrays["temp"].copy()))
+        return rows
+
+    fine, coarse = run(5.0), run(30.0)
+    assert fine[-1][0].mean() > 0.5  # the packs did charge
+    d_soc = max(float(np.abs(a[0] - b[0]).max()) for a, b in zip(fine, coarse, strict=True))
+    d_temp = max(float(np.abs(a[1] - b[1]).max()) for a, b in zip(fine, coarse, strict=True))
+    assert d_soc < soc_tol and d_temp < 0.2, (d_soc, d_temp)
