@@ -34,6 +34,8 @@ def mean_cell_ocv() -> float:
     return sum(0.5 * (pts[k] + pts[k + 1]) for k in range(OCV_POINTS)) / OCV_POINTS
 
 
+MEAN_CELL_OCV_V = mean_cell_ocv()  # read on every pack seated: computed once
+
 # BMS charge acceptance, shared by every pack type.
 CC_KNEE_SOC = 0.80  # constant current up to here, then a linear taper
 TAPER_FLOOR = 0.10  # taper never falls below this fraction of the CC current
@@ -71,7 +73,7 @@ class PackType:
 
     @property
     def cap_ah(self) -> float:
-        return self.capacity_kwh * 1000.0 / (self.n_series * mean_cell_ocv())
+        return self.capacity_kwh * 1000.0 / (self.n_series * MEAN_CELL_OCV_V)
 
     @property
     def v_max(self) -> float:
