@@ -190,12 +190,11 @@ class ChargerLink:
         n = self.n
         urgent = self.urgent
         then = self.then
-        if (not self._cut and urgent == self._idle and then == self._idle
-                and ticks_diff(now_ms, self.next_due) < 0):
-            return  # nothing to send before next_due, the earliest read or dispatch due
         # No read due yet: next_due is still the earliest idle slot's due time (service
         # lowers it as requests finish), so idle slots need no look this round.
         quiet = not self._cut and ticks_diff(now_ms, self.next_due) < 0
+        if quiet and urgent == self._idle and then == self._idle:
+            return  # nothing to send before next_due, the earliest read or dispatch due
         bus = self.bus
         txs = self.tx
         due = self.due
