@@ -15,10 +15,10 @@ import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from host.plant._fastplant import ReadySlots
 from host.plant.bay import BayModel
 from host.plant.grid import Grid, TouBand
 from host.plant.params import PACK_TYPE_NAMES
@@ -64,6 +64,25 @@ class _Station:
     check_at: float = math.inf  # when the head of the queue may find a ready pack; inf: not known
 
 
+class _PyReadySlots:
+    """``_fastplant.ReadySlots`` for the pure-Python backend, which must run without the
+    compiled extension: the same answers from the same bound arrays."""
+
+    def __init__(self, soc: np.ndarray, type_idx: np.ndarray, reserved: np.ndarray) -> None:
+        self.soc, self.type_idx, self.reserved = soc, type_idx, reserved
+
+    def fullest(self, lo: int, hi: int, type_code: int, min_soc: float) -> int:
+        best, best_soc = -1, 0.0
+        for i in self.of_type(lo, hi, type_code):
+            soc = float(self.soc[i])
+            if soc >= min_soc and (best < 0 or soc > best_soc):
+                best, best_soc = i, soc
+        return best
+
+    def of_type(self, lo: int, hi: int, type_code: int) -> list[int]:
+        return [i for i in range(lo, hi) if self.type_idx[i] == type_code and not self.reserved[i]]
+
+
 class PlantOnlyRun:
     """``n_stations`` identical stations in one :class:`Plant`, each with its own arrivals and bay."""
 
@@ -79,7 +98,13 @@ class PlantOnlyRun:
         # int32 / int8: the types ReadySlots binds
         self.type_idx = np.full(self.plant.n_slots, -1, dtype=np.int32)
         self.reserved = np.zeros(self.plant.n_slots, dtype=np.int8)
-        self._slots = ReadySlots(self.plant.soc, self.type_idx, self.reserved)
+        self._slots: Any
+        if backend == "cython":
+            from host.plant._fastplant import ReadySlots
+
+            self._slots = ReadySlots(self.plant.soc, self.type_idx, self.reserved)
+        else:
+            self._slots = _PyReadySlots(self.plant.soc, self.type_idx, self.reserved)
         self._min_soc = ready_soc if ready_soc > 0.0 else -math.inf  # ready_soc 0: any pack will do
         self._type_code = {name: k for k, name in enumerate(PACK_TYPE_NAMES)}
         self._e_sta = self.plant.arrays["e_sta"]

@@ -1,11 +1,15 @@
 """The plant-only station runner: deterministic, and its numbers hang together."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from host.plant._fastplant import ReadySlots
 from host.plant.grid import Grid
-from host.plant.standalone import DEFAULT_TOU, PlantOnlyRun
+from host.plant.standalone import DEFAULT_TOU, PlantOnlyRun, _PyReadySlots
 
 
 def test_same_seed_same_kpis_and_the_counts_add_up():
@@ -53,11 +57,28 @@ def test_kpis_with_bay_failures_and_a_grid_outage_are_those_of_the_baseline_disp
     _check(kpi, BASELINE_FAILURES_OUTAGE)
 
 
-def test_ready_slots_picks_the_first_fullest_ready_pack_of_the_type_as_argmax_does():
+def test_the_python_backend_runs_without_the_extension_and_agrees():
+    # The pure-Python plant is the reference: its plant-only run must not need _fastplant,
+    # so it runs in a fresh interpreter where importing the extension fails.
+    code = (
+        "import sys; sys.modules['host.plant._fastplant'] = None\n"
+        "from host.plant.standalone import PlantOnlyRun\n"
+        "(k,) = PlantOnlyRun(1, seed=1, backend='python').run(0.5 * 86400.0)\n"
+        "print(k.arrivals, k.swaps, k.balked, k.reneged, repr(k.grid_kwh))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout.split()
+    (cy,) = PlantOnlyRun(1, seed=1).run(0.5 * 86400.0)
+    assert [int(x) for x in out[:4]] == [cy.arrivals, cy.swaps, cy.balked, cy.reneged]
+    assert cy.swaps > 0 and float(out[4]) == pytest.approx(cy.grid_kwh, rel=1e-9)
+
+
+@pytest.mark.parametrize("cls", [ReadySlots, _PyReadySlots])
+def test_ready_slots_picks_the_first_fullest_ready_pack_of_the_type_as_argmax_does(cls):
     soc = np.array([0.95, 0.97, 0.97, 0.99, 0.5, 0.97])
     type_idx = np.array([0, 0, 0, 1, 0, 0], dtype=np.int32)
     reserved = np.zeros(6, dtype=np.int8)
-    slots = ReadySlots(soc, type_idx, reserved)
+    slots = cls(soc, type_idx, reserved)
     assert slots.fullest(0, 6, 0, 0.9) == 1  # 1, 2 and 5 tie: the first
     reserved[1] = 1
     assert slots.fullest(0, 6, 0, 0.9) == 2  # a reserved pack is not offered
