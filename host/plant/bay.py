@@ -594,18 +594,8 @@ class BayModel:
         """Duration of the register-map sequence, positioning to positioner open, and the failure
         that ended it early (``None`` for a completed swap). Same distributions as the coil path."""
         t = self.timing
-        normals, jitter, rng = self._normals, t.jitter, self.rng
-
-        def d(mean_s: float) -> float:
-            # self._dur without its attribute look-ups (26 draws a swap): the same draws in the same order
-            if not normals:
-                normals.extend(rng.standard_normal(1024).tolist())
-            f = 1.0 + jitter * normals.pop()
-            return mean_s * (f if f > 0.5 else 0.5)
-
-        def carrier(a: int, b: int) -> float:
-            return d(t.carrier_base_s + t.carrier_per_slot_s * abs(a - b))  # self._carrier_time
-
+        d = self._dur
+        carrier = self._carrier_time
         total = d(t.position_s)
         if self._fails("positioning")[0]:
             return total + d(t.retract_s), "positioning"
