@@ -8,6 +8,13 @@ to run under ``-X heapsize=...``, and ``MICROPYTHON_IMAGE = "mpy"`` to import th
 firmware precompiled with mpy-cross, as a board does: compiling source needs far more
 heap than running it, so small-heap tests must use the compiled image.
 
+Durations: each test is timed inside the MicroPython run and that time is reported as its
+``[micropython]`` item's call duration. The run's start-up, imports and anything between the
+tests (the module run's wall time less its tests' times) are reported as the setup duration
+of the module's first ``[micropython]`` item, so ``--durations`` adds up to the wall time.
+pytest-xdist must keep a module's ``[micropython]`` items on one worker (``--dist loadscope``),
+or each worker that gets one runs the whole module.
+
 For tests that need CPython-side peers (pymodbus on a pty, say), the
 ``fw_interpreter`` fixture gives the command line of each interpreter in turn.
 """
@@ -19,6 +26,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -57,8 +67,10 @@ def firmware_mpy_image() -> Path:
     if "dir" not in _MPY_CACHE:
         from host.build import MpyCross, firmware_sources, host_arch
 
-        out = ROOT / "build" / "mpy-test"
-        shutil.rmtree(out, ignore_errors=True)
+        # A folder of this process's own: pytest-xdist workers and other people's runs in
+        # this checkout compile at the same time, and a shared folder would be rebuilt under
+        # a MicroPython run reading it.
+        out = Path(tempfile.mkdtemp(prefix="swapstation-mpy-test-"))
         compiler = MpyCross(None)
         for rel in firmware_sources(ROOT, host_only=True):
             target = out / rel[:-3]
@@ -67,6 +79,11 @@ def firmware_mpy_image() -> Path:
             compiler.compile(ROOT / rel, rel, target, host_arch())
         _MPY_CACHE["dir"] = out
     return _MPY_CACHE["dir"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "dir" in _MPY_CACHE:
+        shutil.rmtree(_MPY_CACHE.pop("dir"), ignore_errors=True)
 
 
 def _module_setting(tree: ast.Module, name: str) -> str | None:
@@ -79,6 +96,27 @@ def _module_setting(tree: ast.Module, name: str) -> str | None:
     return None
 
 
+def parse_results(stdout: str) -> tuple[dict[str, tuple[str, str]], dict[str, float]]:
+    """``_mprun.py``'s output: {test: (status, failure detail)} and {test: seconds it took}."""
+    found: dict[str, tuple[str, str]] = {}
+    times: dict[str, float] = {}
+    name = None
+    detail: list[str] = []
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            if name is not None:
+                found[name] = (found[name][0], "\n".join(detail))
+            name, status, us = line[len(RESULT_TAG) :].split(" ", 2)
+            found[name] = (status, "")
+            times[name] = int(us) / 1e6
+            detail = []
+        elif name is not None:
+            detail.append(line)
+    if name is not None:
+        found[name] = (found[name][0], "\n".join(detail))
+    return found, times
+
+
 class MicroPythonFile(pytest.File):
     def collect(self):
         tree = ast.parse(self.path.read_text(), filename=str(self.path))
@@ -86,12 +124,15 @@ class MicroPythonFile(pytest.File):
         self.image = _module_setting(tree, "MICROPYTHON_IMAGE")
         self._results: dict[str, tuple[str, str]] | None = None
         self._output = ""
+        self.times_s: dict[str, float] = {}  # each test's own time, measured under MicroPython
+        self.overhead_s: float | None = None  # wall time of the run less its tests' times
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 yield MicroPythonItem.from_parent(self, name=f"{node.name}[micropython]", func=node.name)
 
     def results(self) -> dict[str, tuple[str, str]]:
         if self._results is None:
+            t0 = time.perf_counter()
             cmd = micropython_command()
             if self.heapsize:
                 cmd += ["-X", f"heapsize={self.heapsize}"]
@@ -108,21 +149,8 @@ class MicroPythonFile(pytest.File):
                 timeout=MODULE_TIMEOUT_S,
             )
             self._output = proc.stdout[-4000:] + proc.stderr[-4000:]
-            found: dict[str, tuple[str, str]] = {}
-            name = None
-            detail: list[str] = []
-            for line in proc.stdout.splitlines():
-                if line.startswith(RESULT_TAG):
-                    if name is not None:
-                        found[name] = (found[name][0], "\n".join(detail))
-                    _, name, status = line.split(" ", 2)
-                    found[name] = (status, "")
-                    detail = []
-                elif name is not None:
-                    detail.append(line)
-            if name is not None:
-                found[name] = (found[name][0], "\n".join(detail))
-            self._results = found
+            self._results, self.times_s = parse_results(proc.stdout)
+            self.overhead_s = max(0.0, time.perf_counter() - t0 - sum(self.times_s.values()))
         return self._results
 
 
@@ -134,6 +162,14 @@ class MicroPythonItem(pytest.Item):
     def __init__(self, *, func: str, **kwargs):
         super().__init__(**kwargs)
         self.func = func
+        self.runs_module = False
+
+    def setup(self) -> None:
+        # The module's run happens in the first item's setup, so its call time is its own.
+        parent = self.parent
+        assert isinstance(parent, MicroPythonFile)
+        self.runs_module = parent._results is None
+        parent.results()
 
     def runtest(self) -> None:
         parent = self.parent
@@ -154,6 +190,21 @@ class MicroPythonItem(pytest.Item):
 
     def reportinfo(self):
         return self.path, None, f"{self.path.name}::{self.name}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    rep = yield
+    if isinstance(item, MicroPythonItem):
+        parent = item.parent
+        assert isinstance(parent, MicroPythonFile)
+        if rep.when == "call" and item.func in parent.times_s:
+            rep.duration = parent.times_s[item.func]
+        elif rep.when == "setup" and item.runs_module and parent.overhead_s is not None:
+            rep.duration = parent.overhead_s
+    return rep
 
 
 def pytest_collect_file(parent, file_path: Path):

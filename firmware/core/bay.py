@@ -20,13 +20,19 @@ the vehicle safe (see ``_fail``):
   again and reinstalling the vehicle's own pack (known to fit this car);
 - anything else (the vehicle is on the lift without a secured pack): hold for
   an operator. The operator repairs in manual mode, then ``confirm`` retries the
-  step, or ``abort_swap`` closes the swap record as failed.
+  step, or clears the bay by hand (manual recovery, docs/operations.md) and
+  ``abort_swap`` closes the swap record as failed: refused until the sensors read
+  the bay clear (``not_clear``).
 ``P_ISOLATE`` carries a quarantined pack to the isolation bay while the bay is empty.
 
 Safety (``firmware.core.safety``): any latched stop turns the run outputs off in
 the same ``update`` that sees it; positions (positioner, platform, grip) are held
 because dropping those coils would itself move them. The step timer restarts
 when the stop is cleared; the sub-phase is re-commanded from where it stopped.
+After a hold that needs ``confirm`` (power loss, a silent module, manual mode, a
+fault) nothing the outputs did meanwhile is assumed: the step first re-establishes
+its preconditions in order, each proven by its sensor (``bay_steps.preconditions``),
+then runs from its beginning. Manual mode starts from the held outputs, drives off.
 
 Identity: primary path is the reader in the module's input registers
 (``ID_STATUS`` valid with a new ``ID_SEQ``); ``offer_identity`` queues an identity
@@ -75,6 +81,7 @@ from firmware.core.bay_steps import (  # noqa: F401  (re-exported: the bay's ste
     PLAN_NAMES,
     PLANS,
     POSITION,
+    PRE_NAMES,
     RELEASE,
     REMOVE,
     RUN,
@@ -83,7 +90,10 @@ from firmware.core.bay_steps import (  # noqa: F401  (re-exported: the bay's ste
     STORE,
     UNBOLT,
     VERIFY,
+    held_image,
     image,
+    preconditions,
+    resume,
 )
 from firmware.core.config import SWAP_STEPS  # noqa: F401  (re-exported)
 from firmware.proto import regmap as rm
@@ -167,6 +177,9 @@ class Bay:
         self._held = True
         self._guard = False  # door seen closed in this plan
         self._rgv_hold = 0
+        self._resuming = False  # re-establishing the step's preconditions (bay_steps.resume)
+        self._pre = -1  # index of the first precondition not proven yet (-1: none commanded)
+        self._jogging = False  # ``jog`` holds the manual-mode outputs
         self._retry = 0
         self._angle = [0] * rm.BOLT_MAX  # locking angle per bolt, summed over re-runs
         self._cut = False  # a stop cut a tool run short: its angle (unbolting: torque) tells nothing
@@ -203,6 +216,12 @@ class Bay:
         self.written = gen
 
     def comms(self, online):
+        if not online:
+            # The module drops every coil once its comm watchdog runs out: that, not the
+            # image last sent, is what it holds when it answers again.
+            for i in range(rm.BAY_COIL_COUNT):
+                self.coils[i] = 0
+            self.gen += 1
         self.safety.comms(online, self._guarded())
 
     def estop_pin(self, ok):
@@ -221,8 +240,8 @@ class Bay:
     def restore(self, n, plan, step, t0, vehicle, model, pack, fetch_slot, store_slot, new_pack):
         """Take back the swap a power loss interrupted, from its last journal record
         (``plan``/``step`` names as journalled at the step's start). The bay stays held
-        until an operator confirms; then that step runs again from its beginning, its
-        sensors telling what is already done."""
+        until an operator confirms; then that step re-establishes its preconditions and
+        runs again from its beginning, its sensors telling what is already done."""
         s = self.swap = Swap(t0)
         s.n = n
         s.begun = True
@@ -258,19 +277,75 @@ class Bay:
         return self.safety.ack()
 
     def confirm(self):
+        """Operator confirms the bay's state. A held swap then resumes its step from the
+        beginning, first re-establishing every precondition the step assumes (positions,
+        grip) one at a time, each proven by its sensor: a power loss, a silent module
+        (its comm watchdog drops every coil) or manual mode may have moved any of them."""
         if not self.safety.confirm():
             return False
         self.fault = None
+        if self.swap is not None:
+            self._resume_step()
         return True
+
+    def _resume_step(self):
+        self.sub = 0
+        self._retry = 0
+        self._cut = True  # what a tool did before the hold is unknown
+        for i in range(rm.BOLT_MAX):
+            self._angle[i] = 0
+        self._pre = -1
+        self._resuming = len(preconditions(self)) > 0
+        if self.step == LOWER:
+            self._rgv_hold = 1 if self.di[rm.BAY_DI_RGV_UP] else 0
 
     def set_manual(self, on):
         self.safety.set_manual(on)
 
+    def set_jog(self, coil, on):
+        """Manual mode: set one output (jogs start from the outputs held when manual began)."""
+        self._jog_start()
+        self.jog[coil] = 1 if on else 0
+
+    def _jog_start(self):
+        if not self._jogging:
+            self._jogging = True
+            self.jog[:] = self.coils  # nothing moves on entering manual mode...
+            for c in RUN:
+                self.jog[c] = 0  # ...and no drive runs until jogged
+
+    def not_clear(self):
+        """What the bay's sensors say is still in it (names; empty when the bay is clear):
+        a vehicle, a raised lift or platform, a closed positioner, a running nutrunner."""
+        di = self.di
+        out = []
+        if self.di_gen < 0 or self.safety.comms_lost:
+            out.append("no sensor reading")
+            return out
+        if di[rm.BAY_DI_VEHICLE_PRESENT]:
+            out.append("vehicle")
+        if not di[rm.BAY_DI_LIFT_DOWN]:
+            out.append("lift")
+        if not di[rm.BAY_DI_RGV_DOWN]:
+            out.append("platform")
+        if not di[rm.BAY_DI_POSITIONER_OPEN]:
+            out.append("positioner")
+        if di[rm.BAY_DI_TOOL_BUSY]:
+            out.append("nutrunners")
+        return out
+
     def abort_swap(self, now):
-        """Operator took the vehicle out by hand: close the record as failed."""
+        """Close a held swap as failed once the operator has cleared the bay by hand (manual
+        recovery, docs/operations.md). Refused unless the bay holds for an operator and its
+        sensors read clear (``not_clear``): a station never declares itself free with a
+        vehicle or a raised platform in it. A carrier away from home keeps the bay held."""
         if self.swap is None or not (self.safety.hold & (sf.CONFIRM | sf.MANUAL)):
             return False
+        if self.not_clear():
+            return False
         self._end(now, "failed")
+        if not self.carrier_home():
+            self.hold_fault("carrier not home: bring it back in manual mode")
         return True
 
     # ---- sequence -------------------------------------------------------------------
@@ -353,6 +428,7 @@ class Bay:
         self.sub = 0
         self._retry = 0
         self._cut = False
+        self._resuming = False
         for i in range(rm.BOLT_MAX):
             self._angle[i] = 0
         self._t_step = now
@@ -373,6 +449,15 @@ class Bay:
                 self._guard = True
             elif ticks_diff(now, self._deadline) >= 0:
                 self._fail(now, "door not closed")
+            return
+        if self._resuming:
+            r = resume(self)
+            if r is True:
+                self._resuming = False
+                self._restart_timer(now)  # the step's own time starts now
+            elif ticks_diff(now, self._deadline) >= 0:
+                p = preconditions(self)[max(self._pre, 0)]
+                self._fail(now, "resume: " + PRE_NAMES[p] + " not reached")
             return
         r = STEPS[step](self, now)
         if r is True:
@@ -422,6 +507,7 @@ class Bay:
         self.swap = None
         self.step = IDLE
         self.plan = P_SWAP
+        self._resuming = False
         self._guard = False
         self.fault = None
 
@@ -435,7 +521,7 @@ class Bay:
         if plan == P_SWAP and step <= AUTHORISE:
             nxt = P_REJECT
             s.why = why
-        elif plan == P_SWAP and (step <= LIFT or (step == UNBOLT and self.sub == 0)):
+        elif plan == P_SWAP and (step <= LIFT or (step == UNBOLT and self.sub == 0 and not self._cut)):
             nxt = P_ABORT
         elif plan == P_SWAP and step == UNBOLT:
             nxt = P_REBOLT  # bolts were turned: secure the vehicle's own pack again
@@ -446,7 +532,7 @@ class Bay:
             s.store_slot = s.fetch_slot
             s.fetch_slot = s.own_slot
             nxt = P_RESWAP
-        elif plan == P_ISOLATE and self.pi == 0 and self.sub <= 1:
+        elif plan == P_ISOLATE and self.pi == 0 and self.sub <= 1 and not self._cut:
             self._end(now, "not_isolated")  # nothing moved: the pack stays quarantined in its slot
             return
         if nxt >= 0:
@@ -461,17 +547,15 @@ class Bay:
     def _outputs(self):
         img = self._img
         hold = self.safety.hold
+        if hold & ~(sf.MANUAL | sf.CONFIRM) or not hold & sf.MANUAL:
+            self._jogging = False
         if hold == 0:
             image(self, img)
         elif hold & ~(sf.MANUAL | sf.CONFIRM) == 0 and hold & sf.MANUAL:
+            self._jog_start()
             img[:] = self.jog
         else:
-            img[:] = self.coils
-            for c in RUN:
-                img[c] = 0
-            for c in BEACONS:
-                img[c] = 0
-            img[rm.BAY_CO_BEACON_RED] = 1
+            held_image(self, img, rm.BAY_CO_BEACON_RED)
         smoke = self.safety.smoke_live or (hold & sf.SMOKE)
         img[rm.BAY_CO_VENTILATION] = 1 if smoke else 0
         if img != self.coils:

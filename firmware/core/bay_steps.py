@@ -48,6 +48,96 @@ BEACONS = (rm.BAY_CO_BEACON_GREEN, rm.BAY_CO_BEACON_AMBER, rm.BAY_CO_BEACON_RED)
 RETRIES_BOLT = const(1)  # extra locking runs before bolting counts as failed
 
 
+# Preconditions a step assumes of the machine: each a level output and the sensor that
+# proves it. After a hold that may have let outputs drop (power loss: the module's comm
+# watchdog drops every coil; lost module; manual mode; a fault) a step re-establishes
+# them one at a time, in order, each checked by its sensor, before it runs (``resume``).
+PRE_CLAMP = const(0)  # vehicle held by the positioner
+PRE_LIFT = const(1)  # lift up
+PRE_AT_PACK = const(2)  # platform up at the vehicle's pack
+PRE_DOWN = const(3)  # platform down: the carrier moves only below it
+PRE_GRIP = const(4)  # pack gripped
+PRE_COIL = (rm.BAY_CO_POSITIONER, rm.BAY_CO_LIFT_UP, rm.BAY_CO_RGV_RAISE, rm.BAY_CO_RGV_RAISE,
+            rm.BAY_CO_PACK_GRIP)
+PRE_ON = (1, 1, 1, 0, 1)
+PRE_DI = (rm.BAY_DI_VEHICLE_POSITIONED, rm.BAY_DI_LIFT_UP, rm.BAY_DI_RGV_UP, rm.BAY_DI_RGV_DOWN,
+          rm.BAY_DI_PACK_GRIPPED)
+PRE_NAMES = ("vehicle clamped", "lift up", "platform up", "platform down", "pack gripped")
+_PRE_NONE = ()
+_PRE_CLAMP = (PRE_CLAMP,)
+_PRE_UNBOLT = (PRE_CLAMP, PRE_LIFT)
+_PRE_REMOVE = (PRE_CLAMP, PRE_LIFT, PRE_AT_PACK)  # at the pack before the grip closes
+_PRE_CARRY = (PRE_CLAMP, PRE_DOWN, PRE_GRIP)
+_PRE_ISOLATE = (PRE_DOWN, PRE_GRIP)
+_PRE_SEATED = (PRE_CLAMP, PRE_LIFT, PRE_AT_PACK, PRE_GRIP)  # pack in the vehicle: reach it, then grip
+_PRE_ON_PLATFORM = (PRE_CLAMP, PRE_LIFT, PRE_GRIP, PRE_AT_PACK)  # pack on the platform: grip, then raise
+
+
+def preconditions(b):
+    """What ``b``'s step assumes, in the order a resume re-establishes it (``PRE_*``)."""
+    step = b.step
+    if b.plan == P_ISOLATE:
+        return _PRE_ISOLATE
+    if step <= POSITION or step == RELEASE:
+        return _PRE_NONE
+    if step == LIFT:
+        return _PRE_CLAMP
+    if step == LOWER:  # a vehicle already down needs no clamp (positioning may be what failed)
+        return _PRE_NONE if b.di[rm.BAY_DI_LIFT_DOWN] else _PRE_CLAMP
+    if step == UNBOLT:
+        return _PRE_UNBOLT
+    if step == REMOVE:
+        return _PRE_REMOVE
+    if step == STORE or step == FETCH:
+        return _PRE_CARRY
+    # install, bolt, verify: where the pack is decides whether the grip or the platform goes first
+    return _PRE_SEATED if b.di[rm.BAY_DI_PACK_SEATED] else _PRE_ON_PLATFORM
+
+
+def resume(b):
+    """One cycle of re-establishing the step's preconditions: True once all hold (the
+    step then runs from its beginning), else None. ``b._pre`` is the index of the first
+    one not yet proven; ``image`` commands those up to it and holds the rest as they are."""
+    if not b._fresh():
+        return None
+    pre = preconditions(b)
+    di = b.di
+    coils = b.coils
+    for i in range(len(pre)):
+        p = pre[i]
+        done = di[PRE_DI[p]] == 1
+        if p != PRE_LIFT:  # a level output counts once it is commanded too; the lift holds by itself
+            done = done and coils[PRE_COIL[p]] == PRE_ON[p]
+        if not done:
+            b._pre = i
+            return None
+    return True
+
+
+def held_image(b, img, beacon):
+    """The outputs as they are, drives off, one beacon."""
+    img[:] = b.coils
+    for c in RUN:
+        img[c] = 0
+    for c in BEACONS:
+        img[c] = 0
+    img[beacon] = 1
+
+
+def _resume_image(b, img):
+    """Outputs while a step re-establishes its preconditions: what the module holds, drives
+    off, plus the preconditions proven so far and the next one."""
+    held_image(b, img, rm.BAY_CO_BEACON_AMBER)
+    img[rm.BAY_CO_DOOR_OPEN] = 0
+    img[rm.BAY_CO_EXIT_OPEN] = 0
+    if b._pre < 0:
+        return
+    pre = preconditions(b)
+    for i in range(min(b._pre + 1, len(pre))):
+        p = pre[i]
+        img[PRE_COIL[p]] = PRE_ON[p]
+
+
 def _homing(b):
     """The isolation plan's last "fetch": the empty carrier goes home."""
     return b.plan == P_ISOLATE and b.pi == 2
@@ -55,6 +145,9 @@ def _homing(b):
 
 def image(b, img):
     """The coils this step and sub-phase command (no stop applied)."""
+    if b._resuming:
+        _resume_image(b, img)
+        return
     for i in range(len(img)):
         img[i] = 0
     step = b.step

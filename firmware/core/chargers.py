@@ -12,10 +12,22 @@ charger coming back online (its setpoints may have been reset).
 - A failed read of a unit the bus has marked offline makes the slot unavailable at
   once (``rack.charger_offline``) and raises one alarm, cleared by the next good read.
 - ``stop(slot)`` sends charge-enable 0 ahead of everything else for that slot.
+- A charger whose own heartbeat counter (``CHG_IR_HEARTBEAT``) has not moved for
+  ``FROZEN_MS`` is frozen, even though it answers: its values are not current, so the
+  slot is out as if offline (``rack.charger_offline``), it is sent a stop, and one
+  alarm (``charger_frozen``) asks for a power cycle; it clears when the counter moves.
 - A status block the rack refuses (a value out of its range) raises an alarm and
   counts as no reading; the slot's telemetry goes stale rather than stopping the loop.
-- A charger showing only the HEARTBEAT fault (the controller restarted) gets one
-  fault reset; the next control write enables it again if the dispatch says so.
+- Latched charger faults (``CHG_IR_FAULTS``; a charger clears only the bits whose
+  cause is gone): HEARTBEAT (the controller restarted) and GRID (AC input lost) get a
+  fault reset as soon as they appear and then every ``RESET_AGAIN_MS`` while they
+  stay; over/under temperature, coolant, BMS link and connector every
+  ``RESET_RETRY_MS``; THERMAL_RUNAWAY only once its slot is empty (the pack went to
+  isolation); the rest (over-voltage/current, insulation, internal, cell imbalance)
+  never: a person must look first. The next control write enables the charger again
+  if the dispatch says so. GRID at any charger raises one station alarm
+  (``grid_lost``); other bits but HEARTBEAT raise ``charger_fault`` on the slot,
+  naming the bits and what happens next; both clear when the bits are gone.
 
 Per-slot state is kept in flat arrays; the only allocation per request is the
 control block list the dispatch fills (reused).
@@ -37,6 +49,13 @@ _NREG = const(5)  # control registers compared (the heartbeat is not)
 # The control block is refreshed at least this often: two fifths of the charger's
 # heartbeat watchdog (CHG_HR_WATCHDOG_MS, which the controller leaves at its default).
 KEEPALIVE_MS = const(2000)
+RESET_AGAIN_MS = const(5000)  # HEARTBEAT / GRID still set: reset again this often
+RESET_RETRY_MS = const(60000)  # temperature, coolant, BMS link, connector: give the cause time to go
+# The charger's counter moves every 1000 ms; still after this long, the charger is frozen.
+FROZEN_MS = const(5000)
+_F_AT_ONCE = const(0x0A00)  # HEARTBEAT | GRID
+_F_RETRY = const(0x015C)  # OVER_TEMP | UNDER_TEMP | COOLANT | BMS_COMM | CONNECTOR
+_F_QUIET = const(0x0A00)  # no per-slot alarm: HEARTBEAT is routine after a restart, GRID is station-wide
 
 
 class ChargerLink:
@@ -63,6 +82,12 @@ class ChargerLink:
         self.refresh = KEEPALIVE_MS - self.period // 2 if KEEPALIVE_MS > self.period else 0
         self.online = bytearray(b"\x01" * n)
         self.bad = bytearray(n)  # 1: the last status block was refused (bad_reading alarm up)
+        self.fault = [0] * n  # fault bits of the last good read
+        self.beat = [-1] * n  # the charger's own heartbeat counter (CHG_IR_HEARTBEAT) ...
+        self.beat_at = [now_ms] * n  # ... and when it last changed
+        self.frozen = bytearray(n)
+        self.reset_at = [now_ms] * n  # ticks of the last fault reset sent
+        self.no_grid = 0  # chargers whose last read showed GRID
         self.inflight = 0
         self.last_done = now_ms
         self.next_due = now_ms
@@ -160,6 +185,22 @@ class ChargerLink:
             self.sent[k * _NREG] = -1  # it may have restarted with its default setpoints
             sup._alarm(k, "charger_offline", None, False)
         rack = sup.rack
+        beat = t.values[rm.CHG_IR_HEARTBEAT]
+        if beat != self.beat[k]:
+            self.beat[k] = beat
+            self.beat_at[k] = now_ms
+            if self.frozen[k]:
+                self.frozen[k] = 0
+                self.sent[k * _NREG] = -1
+                sup._alarm(k, "charger_frozen", None, False)
+        elif self.frozen[k] or ticks_diff(now_ms, self.beat_at[k]) > FROZEN_MS:
+            if not self.frozen[k]:  # its values are not current: the slot is out, as if offline
+                self.frozen[k] = 1
+                rack.charger_offline(k)
+                self.urgent[k] = _STOP
+                sup._alarm(k, "charger_frozen", "heartbeat counter stopped: power-cycle the charger")
+            self.then[k] = 0
+            return
         before = rack.pack[k]
         try:
             rack.update_from_charger(k, t.values, now_ms)
@@ -171,9 +212,38 @@ class ChargerLink:
         if self.bad[k]:  # checked first: the alarm key is a new string on every call
             self.bad[k] = 0
             sup._alarm(k, "bad_reading", None, False)
-        if rack.faults[k] == rm.CHG_FAULT_HEARTBEAT and not self.urgent[k]:
-            self.urgent[k] = _RESET  # stopped by its watchdog while we were down
+        f = rack.faults[k]
+        if f or self.fault[k]:
+            self._faults(k, f, rack.pack[k] is None, now_ms)
         self.then[k] = _INFO if rack.pack[k] is not None and rack.pack[k] != before else _MAYBE
+
+    def _faults(self, k, f, empty, now_ms):
+        """Alarms and fault resets for charger ``k`` reading fault bits ``f``."""
+        sup = self.sup
+        old = self.fault[k]
+        self.fault[k] = f
+        if (f ^ old) & rm.CHG_FAULT_GRID:
+            self.no_grid += 1 if f & rm.CHG_FAULT_GRID else -1
+            if self.no_grid == (1 if f & rm.CHG_FAULT_GRID else 0):
+                sup._alarm(-1, "grid_lost", "chargers have no AC input: they charge again when it returns",
+                           self.no_grid > 0)
+        shown = f & ~_F_QUIET
+        if shown != old & ~_F_QUIET:
+            if old & ~_F_QUIET:
+                sup._alarm(k, "charger_fault", None, False)  # raised again with the new bits
+            if shown:
+                sup._alarm(k, "charger_fault", _describe(shown, empty))
+        if not f or self.urgent[k]:
+            return
+        auto = _F_AT_ONCE | _F_RETRY | (rm.CHG_FAULT_THERMAL_RUNAWAY if empty else 0)
+        if f & ~auto:
+            return  # needs service: the alarm says so
+        if not f & ~old:  # no new bit: wait before trying again
+            again = RESET_AGAIN_MS if f & _F_AT_ONCE == f else RESET_RETRY_MS
+            if ticks_diff(now_ms, self.reset_at[k]) < again:
+                return
+        self.reset_at[k] = now_ms
+        self.urgent[k] = _RESET
 
     def _write_due(self, k, regs, now_ms):
         """True when the control block ``regs`` must go to charger ``k`` now."""
@@ -273,3 +343,11 @@ class ChargerLink:
         if ticks_diff(self.dispatch_due, nxt) < 0:
             nxt = self.dispatch_due
         self.next_due = nxt
+
+
+def _describe(bits, empty):
+    """Alarm detail: the fault names and what happens next (journal details are <= 64 chars)."""
+    names = [rm.CHG_FAULT_NAMES[i] for i in range(len(rm.CHG_FAULT_NAMES)) if bits >> i & 1]
+    auto = _F_AT_ONCE | _F_RETRY | (rm.CHG_FAULT_THERMAL_RUNAWAY if empty else 0)
+    what = ": reset each minute until the cause is gone" if bits & auto == bits else ": service the charger"
+    return (",".join(names) + what)[:64]

@@ -82,6 +82,7 @@ _LIMITS = (
     ("derate_from_c", "num", 0, 90, 45),
     ("derate_min_pct", "num", 0, 100, 25),
     ("stop_above_c", "num", 0, 90, 55),
+    ("charge_min_on_ms", "int", 0, 3600000, 60000),  # a charger switched on stays on this long
     ("runaway", "obj", _RUNAWAY, None, _REQ),
     ("heartbeat_ms", "int", 100, 60000, _REQ),
     ("telemetry_stale_ms", "int", 100, 600000, _REQ),

@@ -21,12 +21,19 @@ expensive time-of-use band (``price > tou.expensive_above``) with at least
 ``tou.min_ready`` packs ready, caps shrink to ``tou.expensive_pct``.
 
 The grid budget (``grid_kw - other_kw``) goes to slots in priority order, each up to
-its cap: first packs of a type that ``demand`` ({pack type: vehicles expected soon})
-says will run short, then packs nearest to the hand-over SoC (ready soonest), then
-packs above hand-over topping up. A slot whose share would be under 1 kW stays off.
+its cap. Groups first: packs of a type that ``demand`` ({pack type: vehicles expected
+soon}) says will run short, then packs below the hand-over SoC, then packs above it
+topping up. Within a group, first in, first charged: a pack ranks by the update in
+which it was first seen in its slot (a sequence number kept per slot), so a pack that
+arrives later never takes a charger from one that waits, whatever the SoC readings
+(ties on SoC handed the charger to the lowest slot: starvation and chatter). Packs
+first seen in the same update (boot) rank nearest to hand-over first, then by slot.
+A charger switched on stays on for ``limits.charge_min_on_ms`` ahead of every other
+slot (still within its cap and the grid budget, and only while the slot may charge).
+A slot whose share would be under 1 kW stays off. ``switches`` counts switch-ons.
 """
 
-from firmware.compat import const
+from firmware.compat import const, ticks_diff
 from firmware.core import rack as rk
 from firmware.proto import regmap as rm
 
@@ -45,7 +52,7 @@ WHY_NAMES = ("ok", "empty", "stale", "fault", "alarm", "reserved", "full", "temp
              "tou")
 
 _MIN_DKW = const(10)  # 1 kW: less is not worth switching a module on for
-_GROUP = const(100000000)  # priority key = group * _GROUP + energy to go
+_PINNED = const(3)  # group offset of a slot that is not within its minimum on-time
 
 
 def _d(x):
@@ -85,8 +92,15 @@ class Dispatch:
         self.why = bytearray(n)
         self.total_dkw = 0  # power granted in the last update
         self.slowed = False  # the last update applied the time-of-use cap
+        self.min_on_ms = lim["charge_min_on_ms"]
+        self.switches = 0  # charger switch-ons since start
         self._cap = [0] * n
-        self._key = [0] * n
+        self._key = [0] * n  # energy to go
+        self._grp = bytearray(n)
+        self._seq = [0] * n  # first-in order: the update in which the slot's pack was first seen
+        self._who = [None] * n  # type: list  # the pack that _seq belongs to
+        self._next = 0
+        self._on_at = [0] * n  # ticks of the slot's last switch-on
         self._order = list(range(n))
         self._ready = {name: 0 for name in cfg["pack_types"]}
         self._regs = [0] * rm.CHG_CONTROL_COUNT
@@ -169,7 +183,17 @@ class Dispatch:
         self.slowed = slow < 1000
         cands = 0
         order = self._order
+        grp = self._grp
+        seqs = self._seq
+        keys = self._key
+        seq = self._next
+        seen = False
         for i in range(self.n):
+            p = r.pack[i]
+            if p is not None and p != self._who[i]:
+                self._who[i] = p
+                seqs[i] = seq
+                seen = True
             why = self._cap_of(i, now_ms)
             if why != OK:
                 self._off(i, why)
@@ -182,15 +206,24 @@ class Dispatch:
             short = demand is not None and demand.get(t, 0) > ready[t]
             togo = self.handover_d - r.soc[i]
             group = 0 if short else (1 if togo > 0 else 2)
+            if not (self.enable[i] and ticks_diff(now_ms, self._on_at[i]) < self.min_on_ms):
+                group += _PINNED
             energy = (togo if togo > 0 else self.full_d - r.soc[i]) * self.ptypes[t][5]
-            key = group * _GROUP + energy
-            self._key[i] = key
-            j = cands  # insertion sort by key; ties keep slot order
-            while j > 0 and self._key[order[j - 1]] > key:
-                order[j] = order[j - 1]
+            grp[i] = group
+            keys[i] = energy
+            sq = seqs[i]
+            j = cands  # insertion sort by (group, seq, energy); ties keep slot order
+            while j > 0:
+                o = order[j - 1]
+                g = grp[o]
+                if g < group or (g == group and (seqs[o] < sq or (seqs[o] == sq and keys[o] <= energy))):
+                    break
+                order[j] = o
                 j -= 1
             order[j] = i
             cands += 1
+        if seen:
+            self._next = seq + 1  # one a swap at most: 2**30 of them outlast the station
         budget = self.grid_dkw - _d(other_kw)
         granted = on = 0
         for k in range(cands):
@@ -202,6 +235,9 @@ class Dispatch:
             budget -= give
             granted += give
             on += 1
+            if not self.enable[i]:
+                self._on_at[i] = now_ms
+                self.switches += 1
             self.enable[i] = 1
             self.p_dkw[i] = give
             self.target_d[i] = self.full_d

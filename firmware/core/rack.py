@@ -292,9 +292,10 @@ class Rack:
 
     # -- pack movements
     def free_slot(self, now_ms=None):
-        """An empty slot whose charger is online and not expecting a pack, or None."""
+        """An empty slot whose charger is online, without fault bits (one that lost its BMS
+        link reads no pack whether or not one is there) and not expecting a pack, or None."""
         for i in range(self.n):
-            if (self.state[i] == EMPTY and self.online[i] and self.expect[i] is None
+            if (self.state[i] == EMPTY and self.online[i] and self.expect[i] is None and not self.faults[i]
                     and (now_ms is None or self.fresh(i, now_ms))):
                 return i
         return None

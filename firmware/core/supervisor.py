@@ -21,7 +21,8 @@
 Operator actions, each journalled (OP): ``ack()`` resets e-stop / interlock / smoke
 latches whose cause is gone; ``confirm()`` confirms the bay after a power loss,
 manual mode, lost comms or a fault; ``manual(on)``; ``jog(coil, on)`` in manual mode;
-``abort_swap()`` closes a held swap as failed once the operator has cleared the bay;
+``abort_swap()`` closes a held swap as failed once the operator has cleared the bay
+(refused while its sensors say otherwise; the manual recovery is in docs/operations.md);
 ``clear_slot(slot)`` accepts a slot after a fault or a thermal alarm.
 ``vehicle_arrived(vehicle_id, model, pack_id, soc=None, pack_type=None)`` queues an
 identity for scenario drivers whose plant has no reader (treated as subscribed; without
@@ -38,6 +39,20 @@ every later step (``r`` = "start:" + plan, ``rs``/``ss`` slots, ``po`` the vehic
 pack, ``pi`` the pack to install), SW at the end, ST the step times in ms, RJ a
 rejected vehicle, EV sequence events, IS isolation moves, AL alarms (hold reasons,
 chargers offline, thermal), OP operator actions.
+
+Alarms (``alarms``, ``status()["alarms"]``, each raise and clear journalled as AL) clear
+when their condition is gone or an operator acknowledges them:
+
+- hold reasons (``estop``, ``interlock``, ``smoke``, ``comms``, ``manual``, ``confirm``)
+  and ``boot``: when the bay's hold bit clears (``ack``/``confirm``/leaving manual);
+- ``bay_io_offline``: when the module answers again;
+- ``operator`` (the bay holds on a fault): on the ``confirm`` that retries, or when the
+  swap ends; ``swap_interrupted`` (a swap resumed after a power loss) and
+  ``bay_not_clear`` (an ``abort_swap`` refused): when that swap ends, whatever the outcome;
+- ``journal_replay`` (torn or corrupt records skipped at boot): on the operator's ``ack``;
+- ``store_smoke``: on the ``ack`` that clears the smoke latch; per-slot alarms
+  (``runaway``, ``pack_mismatch``, ``pack_missing``, ``not_isolated``): ``clear_slot``;
+- ``journal`` (flash unwritable): never in this boot; the watchdog restarts the controller.
 """
 
 from firmware.compat import const, ticks_diff
@@ -57,6 +72,8 @@ _LOOP_LATE_MS = const(2000)  # a gap between ticks this long: the loop is not on
 _QUEUE = const(8)  # transactions per bus master we build (chargers keep 6 in flight, the bay 6)
 _QUEUE_MAX = const(8)  # identities waiting from vehicle_arrived
 _ST_NAMES = ("config_error", "boot", "hold", "manual", "run")
+# Alarms about the swap in the bay: they clear when that swap ends, whatever its outcome.
+_SWAP_ALARMS = ("operator", "swap_interrupted", "bay_not_clear")
 
 
 def _config(cfg):
@@ -227,7 +244,8 @@ class Supervisor:
         self._j(self.journal.swap_end, s.n, outcome, now, s.pack if ok else None, soc_out,
                 s.new_pack if ok else None, s.soc_new if ok else None, kwh)
         self._event("ST", {"n": s.n, "ms": s.step_ms, "t": s.ms})
-        self._alarm(-1, "operator", None, False)
+        for code in _SWAP_ALARMS:
+            self._alarm(-1, code, None, False)
 
     def dispatch_update(self, now):
         """New setpoints for every slot; vehicles queued for the bay count as demand."""
@@ -271,6 +289,7 @@ class Supervisor:
         pin = self.inputs.get("estop_ok")
         if pin is not None:
             self.bay.estop_pin(pin.value())
+            self.baylink.write()  # a stop's image takes the bus before any older one goes out
         ch = self.chargers
         for _ in range(8):  # in-process buses answer at once: go round while they do
             ch.bus.poll(now)
@@ -420,20 +439,32 @@ class Supervisor:
         return done
 
     def ack(self):
-        """Reset e-stop / interlock / smoke latches whose cause is gone; True if any cleared."""
+        """Reset e-stop / interlock / smoke latches whose cause is gone, and acknowledge a
+        damaged journal (``journal_replay``: replay skipped the bad records, nothing else
+        clears it); True if anything cleared."""
         if self.error is not None:
             return False
         cleared = self.bay.ack()
         if cleared & sf.SMOKE:
             self.thermal.clear(th.STORE)
             self._alarm(-1, "store_smoke", None, False)
-        return self._op("ack", cleared != 0, ",".join(sf.names(cleared)) or None)
+        seen = "-1:journal_replay" in self.alarms
+        if seen:
+            self._alarm(-1, "journal_replay", None, False)
+        names = sf.names(cleared)
+        if seen:
+            names.append("journal_replay")
+        return self._op("ack", bool(names), ",".join(names) or None)
 
     def confirm(self):
-        """Confirm the bay's state; refused while a stop is latched."""
+        """Confirm the bay's state; refused while a stop is latched. A held swap resumes its
+        step (see ``Bay.confirm``); the fault the bay held for is cleared with it."""
         if self.error is not None or self._booting:
             return False
-        return self._op("confirm", self.bay.confirm())
+        ok = self.bay.confirm()
+        if ok:
+            self._alarm(-1, "operator", None, False)
+        return self._op("confirm", ok)
 
     def manual(self, on):
         if self.error is not None:
@@ -445,15 +476,24 @@ class Supervisor:
         """Manual mode: set one bay output. E-stop still overrides."""
         if self.error is not None or not self.bay.safety.hold & sf.MANUAL:
             return False
-        self.bay.jog[coil] = 1 if on else 0
+        self.bay.set_jog(coil, on)
         self.bay.update(self.now)
         self.baylink.write()
         return self._op("jog", True, "%d=%d" % (coil, 1 if on else 0))
 
     def abort_swap(self):
+        """Close a held swap as failed after the manual recovery (docs/operations.md).
+        Refused while the bay's sensors say it is not clear; ``bay_not_clear`` then names
+        what is in the way, until the swap ends."""
         if self.error is not None:
             return False
-        return self._op("abort_swap", self.bay.abort_swap(self.now))
+        b = self.bay
+        ok = b.abort_swap(self.now)
+        why = None
+        if not ok and b.swap is not None and b.safety.hold & (sf.CONFIRM | sf.MANUAL):
+            why = ", ".join(b.not_clear())
+            self._alarm(-1, "bay_not_clear", why)
+        return self._op("abort_swap", ok, why)
 
     def clear_slot(self, slot):
         """Operator accepts a slot again after a fault or a thermal alarm."""
@@ -511,6 +551,7 @@ class Supervisor:
                      "quarantined": counts[4], "fault": counts[5], "offline": rk.n - sum(rk.online),
                      "isolation": len(rk.isolation)},
             "alarms": sorted(self.alarms),
+            "in_bay": b.not_clear(),  # what the sensors see in the bay (empty: clear)
             "swaps_ok": b.swaps_ok,
             "swaps_other": b.swaps_other,
             "last_swap_ms": b.last_swap_ms,

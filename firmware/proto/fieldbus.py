@@ -12,6 +12,7 @@ simulator's direct bus adds an in-process exchange. Both offer::
         else: handle(tx.error, tx.exception_code)
         tx.release()          # hand the object back to the pool
     bus.idle(); bus.next_poll_ms(now_ms); bus.health(unit)
+    bus.withdraw(tx)          # not sent after all, if it is not on the wire yet
 
 ``read``/``write`` check every argument against the spec limits and raise
 ValueError before anything is queued. ``values`` is a sequence of ints: a
@@ -127,6 +128,7 @@ class Transaction:
         self.time_ms = 0
         self.attempts = 0
         self.probe = False
+        self.no_retry = False  # withdrawn while on the wire: a failed attempt is the last
 
     def release(self):
         self._bus.release(self)
@@ -306,6 +308,26 @@ class BusMaster:
             q[(self._qhead + keep) % size] = None
         self._give_back(tx)
 
+    def withdraw(self, tx):
+        """Take back a request that is not on the wire: queued, or waiting to be sent
+        (again). True if it was; the handle is then released and nothing of it goes out
+        any more. False if it is on the wire (it ends as usual, but is not retried) or done."""
+        st = tx._state
+        if st == _QUEUED:
+            self.release(tx)
+            return True
+        if st == _ACTIVE:
+            if self._active is tx and self._unsend(tx):
+                self._active = None
+                self._give_back(tx)
+                return True
+            tx.no_retry = True
+        return False
+
+    def _unsend(self, tx):
+        """Subclasses: drop the active request if none of its bytes are on the wire now."""
+        return False
+
     def _new(self, unit, fc, address, count):
         """A pooled Transaction with the request header filled in, or None."""
         if not self._free:
@@ -379,7 +401,7 @@ class BusMaster:
         return None
 
     def _attempts_left(self, tx):
-        return not tx.probe and tx.attempts <= self.retries
+        return not tx.probe and not tx.no_retry and tx.attempts <= self.retries
 
     def _attempt_failed(self, tx, err):
         if tx.unit:

@@ -18,6 +18,9 @@ port may carry ``rtu_char_gap_us`` / ``rtu_frame_gap_us`` to override them
 (firmware.drivers.posix_serial turns the t1.5 check off and widens t3.5); an
 argument beats both; ``char_gap_us=0`` turns the t1.5 check off. A request
 starts no sooner than ``send_gap_us`` (t3.5) after the last byte on the line.
+A reply times out once ``timeout_ms`` has passed both by ``now_ms`` and by ``us_clock``
+since the request left, so a poll late in a long tick (its ``now_ms`` stale) does not
+shorten the wait.
 In virtual time pass a ``us_clock`` derived from the virtual ms clock.
 """
 
@@ -93,11 +96,13 @@ class ModbusMaster(BusMaster):
         self._no_mv = memoryview(b"")  # "nothing to send", without allocating each time
         self._txmv = self._no_mv
         self._deadline = 0
+        self._timeout_us = 1000 * self.timeout_ms
         self._reply_due = 0
         t = self._us()
         self._last_rx_us = t  # last read that returned bytes
         self._last_empty_us = t  # last read that returned none
         self._bus_free_us = t  # no request before this
+        self._sent_us = t  # when the request on the wire left
         self._quiet_until_ms = None  # broadcast turnaround end
         self.stray_frames = 0  # closed frames ignored: other units, garbage, noise
         self.stray_bytes = 0  # bytes dropped as noise or as other units' traffic
@@ -201,9 +206,17 @@ class ModbusMaster(BusMaster):
             self._finish(tx, ERR_NONE, now_ms)
             return True
         self._deadline = ticks_add(now_ms, self.timeout_ms)
+        self._sent_us = t  # a long tick's now_ms is stale: the timeout also runs from here
         self._reply_due = ticks_add(now_ms, (tx.expect * self.char_us + self.send_gap_us + 999) // 1000)
         self._state = _S_RX
         return True  # read at once: a fast device may have answered already
+
+    def _unsend(self, tx):
+        # Waiting for line silence: none of this attempt's bytes went out yet.
+        if self._state != _S_WAIT_BUS:
+            return False
+        self._state = _S_IDLE
+        return True
 
     def _tx_stuck(self, now_ms):
         if ticks_diff(now_ms, self._deadline) < 0:
@@ -256,7 +269,8 @@ class ModbusMaster(BusMaster):
             if got and self._scan(now_ms):
                 return True
         self._bus_free_us = ticks_add(self._last_rx_us, self.send_gap_us)
-        if ticks_diff(now_ms, self._deadline) >= 0:
+        if (ticks_diff(now_ms, self._deadline) >= 0
+                and ticks_diff(self._us(), self._sent_us) >= self._timeout_us):
             self._attempt_end(ERR_TIMEOUT, now_ms)
             return True
         return False

@@ -1,7 +1,9 @@
-# Runs one firmware test module under MicroPython and prints one tagged result per test.
+# Runs one firmware test module under MicroPython and prints one tagged result per test,
+# with the test's own run time in microseconds (the plugin reports it on the test's item).
 # Test order is the source order, read here because MicroPython's module dict is unordered.
 import io
 import sys
+import time
 
 TAG = "@@MPRESULT "
 
@@ -27,14 +29,20 @@ def main():
         except OSError:
             pass
     for name in _test_names(path):
+        t0 = time.ticks_us()
         try:
             getattr(mod, name)()
-            print(TAG + name + " ok")
+            status = "ok"
+            detail = ""
         except Exception as e:
             buf = io.StringIO()
             sys.print_exception(e, buf)
-            print(TAG + name + " fail")
-            print(buf.getvalue())
+            status = "fail"
+            detail = buf.getvalue()
+        us = time.ticks_diff(time.ticks_us(), t0)
+        print(TAG + name + " " + status + " " + str(us))
+        if detail:
+            print(detail)
 
 
 main()

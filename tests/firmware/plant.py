@@ -154,6 +154,10 @@ class Vehicle:
 
 # ---- charger ------------------------------------------------------------------------
 class Charger:
+    held = 0  # fault bits whose cause is still there: a fault reset leaves them set
+    resets = 0  # fault resets written
+    beat_stopped = -1  # >= 0: its heartbeat counter reads this and no longer counts (frozen)
+
     def __init__(self, plant, slot):
         self.plant = plant
         self.slot = slot
@@ -233,13 +237,14 @@ class Charger:
         p = self.pack()
         if address == rm.CHG_STATUS_BASE:
             hi, lo = rm.split32(p.id) if p else (0, 0)
+            beat = (self.plant.now // 1000) & 0xFFFF if self.beat_stopped < 0 else self.beat_stopped
             e = 0
             return [
                 self.status(), 1 if p else 0, hi, lo, p.type if p else 0,
                 int(p.soc * 10) if p else 0, int(p.soh * 10) if p else 0, 3700 if p else 0,
                 rm.u16(int(self.power_kw * 1000 / 370 * 10)), rm.u16(int(self.power_kw * 10)),
                 rm.u16(int(p.temp * 10)) if p else 0, rm.u16(int((p.temp - 2) * 10)) if p else 0,
-                self.faults, e, e, (self.plant.now // 1000) & 0xFFFF,
+                self.faults, e, e, beat,
             ]
         if address == rm.CHG_INFO_BASE:
             return [rm.CHG_MODEL_CODE, 0x0100, rm.CHG_RATED_POWER, rm.CHG_RATED_V_MAX, rm.CHG_RATED_V_MIN,
@@ -262,7 +267,8 @@ class Charger:
                 if v == 1:
                     p = self.pack()
                     keep = rm.CHG_FAULT_THERMAL_RUNAWAY if p is not None and p.runaway else 0
-                    self.faults &= keep
+                    self.faults &= keep | self.held
+                    self.resets += 1
                 continue
             elif a == rm.CHG_HR_ENABLE and v and self.faults:
                 continue  # refused until faults are reset

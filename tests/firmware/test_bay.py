@@ -333,8 +333,84 @@ def test_second_failure_after_rollback_needs_operator():
     assert r.bay.fault == "verify: timeout"
     assert r.dev.vehicle is v and not r.dev.lift.low()  # still on the lift
     # The operator takes over by hand and closes the record.
+    _manual_recovery(r)
     assert r.bay.abort_swap(r.plant.now)
     assert r.outcomes() == ["failed"]
+    assert v in r.plant.departed and v.pack.id == 555 and v.pack.tight()
+    r.dev.manual_key = False
+    r.cycle()
+    r.confirm()
+    r.vehicle(vid=7002, pack_id=556)
+    assert _until_end(r) == "ok"  # the bay swaps again
+
+
+def _jog(r, coil, on, until=None):
+    r.bay.set_jog(coil, on)
+    r.cycle()
+    if until is not None:
+        assert r.run(60000, until=until), (coil, r.bay.not_clear())
+
+
+def _manual_recovery(r, rebolt=False, repair=None):
+    """The manual recovery of docs/operations.md, by jogs in manual mode: bolt a loosened
+    pack back (platform at the pack, docking run, locking run), grip open, platform down,
+    lift down, positioner open, exit open until the vehicle has left."""
+    dev = r.dev
+    dev.manual_key = True
+    r.cycle()
+    assert r.bay.safety.hold & sf.MANUAL
+    if rebolt:
+        _jog(r, rm.BAY_CO_RGV_RAISE, 1)
+        _jog(r, rm.BAY_CO_PACK_GRIP, 1)
+    if repair is not None:
+        repair()
+    if rebolt:
+        r.run(6000)
+        _jog(r, rm.BAY_CO_TOOL_BOLT, 1, lambda r: r.dev.tool == 0)
+        _jog(r, rm.BAY_CO_TOOL_BOLT, 0)
+        _jog(r, rm.BAY_CO_TOOL_LOCK_SPEED, 1)
+        _jog(r, rm.BAY_CO_TOOL_BOLT, 1, lambda r: r.dev.tool == 0)
+        _jog(r, rm.BAY_CO_TOOL_BOLT, 0)
+        _jog(r, rm.BAY_CO_TOOL_LOCK_SPEED, 0)
+        assert dev.vehicle.pack.tight()
+    _jog(r, rm.BAY_CO_PACK_GRIP, 0, lambda r: r.dev.grip.low())
+    _jog(r, rm.BAY_CO_RGV_RAISE, 0, lambda r: r.dev.rgv.low())
+    _jog(r, rm.BAY_CO_LIFT_DOWN, 1, lambda r: r.dev.lift.low())
+    _jog(r, rm.BAY_CO_LIFT_DOWN, 0)
+    _jog(r, rm.BAY_CO_POSITIONER, 0, lambda r: r.dev.positioner.low())
+    _jog(r, rm.BAY_CO_EXIT_OPEN, 1, lambda r: r.dev.vehicle is None)
+    _jog(r, rm.BAY_CO_EXIT_OPEN, 0)
+    r.run(500)
+    assert r.bay.not_clear() == []
+
+
+def test_abort_with_the_vehicle_in_the_bay_is_refused_and_the_bay_stays_held():
+    r = _rig()
+    v = r.vehicle()
+    _until_step(r, B.REMOVE)
+    r.dev.stuck.add("rgv")
+    _until_alarm(r, "operator")  # remove: timeout, the pack unbolted in the vehicle on the lift
+    door = r.dev.door.pos
+    assert not r.bay.abort_swap(r.plant.now)
+    assert r.bay.not_clear() == ["vehicle", "lift", "platform", "positioner"]
+    r.run(5000)
+    assert r.bay.swap is not None and r.outcomes() == []
+    assert r.dev.coils[rm.BAY_CO_DOOR_OPEN] == 0 and r.dev.door.pos == door  # the entry stays shut
+    assert r.dev.coils[rm.BAY_CO_BEACON_GREEN] == 0 and r.dev.coils[rm.BAY_CO_BEACON_RED] == 1
+    r.dev.manual_key = True
+    r.cycle()
+    assert r.dev.coils[rm.BAY_CO_POSITIONER] == 1  # manual mode starts from the held outputs
+    assert not r.bay.abort_swap(r.plant.now)  # manual mode alone does not clear the bay
+    _manual_recovery(r, True, lambda: r.dev.stuck.discard("rgv"))
+    assert r.bay.abort_swap(r.plant.now)
+    assert r.outcomes() == ["failed"] and v in r.plant.departed and v.pack.id == 555 and v.pack.tight()
+    assert r.dev.carrier_at == -1 and r.dev.carrier_pack is None
+    r.dev.manual_key = False
+    r.cycle()
+    assert r.bay.swap is None and r.dev.coils[rm.BAY_CO_DOOR_OPEN] == 0  # still held...
+    r.confirm()
+    r.run(1000)
+    assert r.dev.coils[rm.BAY_CO_DOOR_OPEN] == 1  # ...until the operator confirms
 
 
 def test_lower_timeout_holds_then_completes():

@@ -165,6 +165,17 @@ def test_handover_soc_range():
     _bad(lambda c: c["limits"].__setitem__("full_soc", 80), "limits.handover_soc", "full_soc")
 
 
+def test_charger_minimum_on_time():
+    cfg = _cfg()
+    assert "charge_min_on_ms" not in cfg["limits"]
+    assert config.validate(cfg)["limits"]["charge_min_on_ms"] == 60000
+    cfg["limits"]["charge_min_on_ms"] = 0  # hand a charger on at any dispatch
+    assert config.validate(cfg)["limits"]["charge_min_on_ms"] == 0
+    _bad(lambda c: c["limits"].__setitem__("charge_min_on_ms", -1), "limits.charge_min_on_ms", ">= 0")
+    _bad(lambda c: c["limits"].__setitem__("charge_min_on_ms", 3600001), "limits.charge_min_on_ms", "<= 36")
+    _bad(lambda c: c["limits"].__setitem__("charge_min_on_ms", 1.5), "limits.charge_min_on_ms", "integer")
+
+
 def test_temperature_bands_must_be_ordered():
     _bad(lambda c: c["limits"].__setitem__("derate_from_c", 60), "limits.derate_from_c", "stop_above_c")
     _bad(lambda c: c["limits"].__setitem__("cold_full_c", -5), "limits.stop_below_c", "cold_full_c")

@@ -309,3 +309,198 @@ def test_price_at_follows_the_configured_bands():
     for m in range(0, 1440 * 2, 7):
         assert d.price_at(m) == config.tou_price(cfg, m), m
     assert d.price_at(600) == 1.05 and d.price_at(60) == 0.31
+
+
+# --- order among packs waiting for the grid ------------------------------------------------------
+
+
+def _tie_cfg(chargers, slots, min_on=None):
+    """``slots`` slots, a grid for ``chargers`` full 62.5 kW chargers, hand-over = full = 80 %
+    (the queueing-validation set-up), no time-of-use."""
+
+    def mutate(raw):
+        raw["slots"] = raw["slots"][:slots]
+        raw["limits"]["grid_kw"] = 62.5 * chargers
+        raw["limits"]["handover_soc"] = raw["limits"]["full_soc"] = 80
+        raw["tou"] = None
+        if min_on is not None:
+            raw["limits"]["charge_min_on_ms"] = min_on
+
+    return station_cfg(mutate)
+
+
+def _at(pack, soc):
+    return dict(pack=pack, soc=soc, volt=400.0)
+
+
+def _read(r, slot, now_ms, pack=None, soc=20.0, code=1):
+    r.update_from_charger(slot, status_regs(pack, code=code, soc=soc, volt=400.0), now_ms)
+
+
+def test_a_waiting_pack_keeps_its_turn_against_a_later_pack_in_a_lower_slot():
+    # One charger's worth of grid. Slot 2 waits at 20.0 % while slot 3 charges; a returned pack
+    # at the same 20.0 % arrives in slot 0 later. When slot 3 is done, slot 2 was first.
+    r, d = _station(_tie_cfg(1, 4), {2: _at(2, 20.0), 3: _at(3, 50.0)})
+    d.update(0)
+    assert d.enable[3] and not d.enable[2] and d.why[2] == GRID
+    _read(r, 2, 10000, 2, 20.0)
+    _read(r, 3, 10000, 3, 51.0)
+    _read(r, 0, 10000, 100, 20.0)  # the returned pack
+    d.update(10000)
+    assert d.enable[3] and not d.enable[0] and not d.enable[2]
+    _read(r, 3, 20000, 3, 80.0)  # slot 3 full
+    _read(r, 2, 20000, 2, 20.0)
+    _read(r, 0, 20000, 100, 20.0)
+    d.update(20000)
+    assert d.why[3] == FULL
+    assert d.enable[2] and not d.enable[0], "slot 2 waited since boot, slot 0's pack came at 10 s"
+
+
+def test_a_charger_just_switched_on_is_not_handed_to_a_tied_newcomer():
+    # Slot 3 gets the only charger at 10 s; 2 s later a returned pack reading the same 20.0 %
+    # arrives in slot 0. Slot 3's pack has not moved a tenth of a percent yet: it keeps charging.
+    r, d = _station(_tie_cfg(1, 4), {1: _at(1, 50.0), 3: _at(3, 20.0)})
+    d.update(0)
+    assert d.enable[1] and not d.enable[3]
+    _read(r, 1, 10000, 1, 80.0)
+    _read(r, 3, 10000, 3, 20.0)
+    d.update(10000)
+    assert d.enable[3] and d.why[1] == FULL
+    _read(r, 1, 12000, None)  # the vehicle took slot 1's pack ...
+    _read(r, 0, 12000, 100, 20.0)  # ... and its returned pack went into slot 0
+    _read(r, 3, 12000, 3, 20.0)
+    d.update(12000)
+    assert d.enable[3] and not d.enable[0] and d.why[0] == GRID
+
+
+class _SwapRun:
+    """Packs in slots 0..packs-1 at 20.0 %, one free slot, a grid for ``chargers`` full chargers.
+    A pack gains 0.1 % per 10 s at 62.5 kW (20 -> 80 % in T = 6000 s at full power); 3 s after
+    a pack reads full a vehicle takes it and its returned pack, at 20.0 % like every other,
+    goes into the free slot (the emptied slot is the next free one). A read of every charger
+    and a dispatch each second."""
+
+    T_S = 6000
+
+    def __init__(self, chargers, packs, min_on=None):
+        cfg = _tie_cfg(chargers, packs + 1, min_on)
+        self.r = r = Rack(cfg, thermal=Thermal(cfg))
+        self.d = Dispatch(cfg, r)
+        n = self.n = packs + 1
+        self.regs = [status_regs(100 + i, soc=20.0, volt=400.0) for i in range(packs)] + [status_regs()]
+        self.work = [0] * n  # 0.1 kW x s received since the last 0.1 % step
+        self.arrived = [0] * packs + [-1]  # second the slot's pack arrived; -1: no pack
+        self.started = [False] * packs + [True]
+        self.full_at = [-1] * n
+        self.on_at = [0] * n
+        self.was_on = bytearray(n)
+        self.free = packs
+        self.next_pack = 1000
+        self.waits = []  # seconds from a pack's arrival to its first charge
+        self.ons = 0  # charger switch-ons
+        self.handed = []  # seconds a charger was on before it went to another slot, the pack not full
+        self.t = 0
+
+    def step(self):
+        t = self.t
+        r, d, regs = self.r, self.d, self.regs
+        for i in range(self.n):
+            r.update_from_charger(i, regs[i], t * 1000)
+        d.update(t * 1000)
+        for i in range(self.n):
+            on = d.enable[i]
+            if on and not self.was_on[i]:
+                self.ons += 1
+                self.on_at[i] = t
+                if not self.started[i]:
+                    self.started[i] = True
+                    self.waits.append(t - self.arrived[i])
+            elif self.was_on[i] and not on and d.why[i] == GRID:
+                self.handed.append(t - self.on_at[i])
+            self.was_on[i] = on
+            if on:
+                self.work[i] += d.p_dkw[i]
+                while self.work[i] >= 6250:
+                    self.work[i] -= 6250
+                    regs[i][rm.CHG_IR_SOC] += 1
+            if self.full_at[i] < 0 and regs[i][rm.CHG_IR_PACK_PRESENT] and regs[i][rm.CHG_IR_SOC] >= 800:
+                self.full_at[i] = t
+        for i in range(self.n):
+            if self.full_at[i] >= 0 and t - self.full_at[i] >= 3:  # a vehicle swaps
+                self.regs[i] = status_regs()
+                self.full_at[i] = -1
+                self.arrived[i] = -1
+                self.work[i] = 0
+                f = self.free
+                self.regs[f] = status_regs(self.next_pack, soc=20.0, volt=400.0)
+                self.next_pack += 1
+                self.arrived[f] = t
+                self.started[f] = False
+                self.free = i
+        self.t = t + 1
+
+    def longest_wait(self):
+        """The longest wait so far, counting packs still waiting."""
+        w = max(self.waits) if self.waits else 0
+        for i in range(self.n):
+            if not self.started[i]:
+                w = max(w, self.t - self.arrived[i])
+        return w
+
+
+def test_no_pack_waits_longer_than_its_first_in_first_charged_turn():
+    """5 packs, 2 chargers' worth of grid, every returned pack at the same 20.0 %.
+
+    The bound: a pack that arrives finds at most N - 1 = 4 packs ahead of it, and no later
+    pack ever goes ahead (first in, first charged; a charger is not taken from a pack that
+    is charging). K = 2 of those ahead charge; the pack has a charger once no more than
+    K - 1 are left ahead, so after ceil((N - K) / K) = 2 charges in a row on each charger.
+    A charge takes T = 6000 s at full power; a charger is seen free at the next read (1 s)
+    and handed on in the same dispatch: wait <= 2 * (T + 1 s) = 12002 s. Over 10 T
+    (about 20 charges) every pack meets it, and no charger goes to another slot before its
+    pack is full."""
+    run = _SwapRun(2, 5)
+    bound = 2 * (run.T_S + 1)
+    while run.t < 10 * run.T_S:
+        run.step()
+    assert len(run.waits) >= 18, run.waits
+    assert run.longest_wait() <= bound, (run.longest_wait(), bound)
+    assert run.handed == [], run.handed
+    assert run.ons == len(run.waits)  # one switch-on per charge
+    assert run.d.switches == run.ons
+
+
+def test_a_charger_stays_on_for_its_minimum_on_time_then_yields_to_demand():
+    # One charger's worth of grid. Slot 0 (NIO-75) is switched on at 0; 1 s later a queued car
+    # wants a NIO-100, none is ready, so slot 1's NIO-100 comes first: after slot 0's minimum
+    # on-time (default 60 s), or at once with charge_min_on_ms = 0.
+    demand = {"NIO-100": 1}
+    for min_on, handover_ms in ((None, 60000), (0, 1000), (5000, 5000)):
+        r, d = _station(_tie_cfg(1, 4, min_on))
+        assert d.min_on_ms == (60000 if min_on is None else min_on)
+        _read(r, 0, 0, 1, 50.0, code=1)
+        _read(r, 1, 0, 2, 50.0, code=2)
+        d.update(0)
+        assert d.enable[0] and not d.enable[1]  # nearer to hand-over (75 kWh)
+        now = 1000
+        while now <= 61000:
+            _read(r, 0, now, 1, 50.0, code=1)
+            _read(r, 1, now, 2, 50.0, code=2)
+            d.update(now, demand=demand)
+            first = 1 if now >= handover_ms else 0
+            assert d.enable[first] and not d.enable[1 - first], (min_on, now)
+            assert d.total_dkw <= d.grid_dkw
+            now += 1000
+        assert d.switches == 2
+
+
+def test_the_minimum_on_time_never_overrides_the_grid_or_a_stop():
+    r, d = _station(_tie_cfg(2, 4), {0: _at(1, 50.0), 1: _at(2, 50.0)})
+    d.update(0)
+    assert d.enable[0] and d.enable[1] and d.switches == 2
+    fill(r, 1000, {0: _at(1, 50.0), 1: _at(2, 50.0)})
+    d.update(1000, other_kw=62.5)  # the site takes one charger's power: one slot must go
+    assert d.total_dkw == 625 and d.enable[0] and not d.enable[1] and d.why[1] == GRID
+    r.thermal.smoke(True)
+    d.update(1000)
+    assert not any(d.enable) and d.why[0] == ALARM

@@ -206,25 +206,68 @@ def test_estop_reaches_the_module_before_the_journal_writes_it():
     assert seen == [[]]  # run coils were already off in the module when the alarm was journalled
 
 
-def _power_loss_in(step, outage_ms=3000):
+def _out_of_order(dev, grip_was):
+    """Why the coils just written move something whose precondition the plant does not
+    meet (vehicle clamped, platform at the pack, pack gripped), or None."""
+    c = dev.coils
+    v = dev.vehicle
+    if c[rm.BAY_CO_LIFT_UP] and v is not None and not dev.positioner.high():
+        return "lift raises a vehicle the positioner does not hold"
+    if (c[rm.BAY_CO_TOOL_UNBOLT] or c[rm.BAY_CO_TOOL_BOLT]) and not (
+            dev.rgv.high() and dev.lift.high() and dev.positioner.high()):
+        return "nutrunners run away from the pack"
+    if c[rm.BAY_CO_CARRIER_TO_RACK] or c[rm.BAY_CO_CARRIER_TO_BAY] or c[rm.BAY_CO_CARRIER_HOME]:
+        if not dev.rgv.low():
+            return "carrier moves under a raised platform"
+        if dev.carrier_pack is not None and not dev.grip.high():
+            return "carrier moves a pack it does not grip"
+    if (c[rm.BAY_CO_PACK_GRIP] and not grip_was and v is not None and v.pack is not None
+            and v.pack.released() and not dev.rgv.high()):
+        return "grip closes before the platform is at the loose pack"
+    return None
+
+
+def _watch_order(s):
+    """Record every coil write that breaks a precondition (``_out_of_order``)."""
+    dev = s.plant.bay
+    write = dev.write
+    bad = []
+
+    def checked(fc, address, values):
+        grip_was = dev.coils[rm.BAY_CO_PACK_GRIP]
+        write(fc, address, values)
+        if fc == 15 or fc == 5:
+            why = _out_of_order(dev, grip_was)
+            if why is not None:
+                bad.append(why)
+
+    dev.write = checked
+    return bad
+
+
+def _power_loss_in(step, outage_ms=3000, into_ms=1500, station=False):
     s = _started()
+    bad = _watch_order(s)
     v = s.vehicle()
     assert s.until_step(step), step
-    s.run(1500)
+    s.run(into_ms)
     s.reboot(outage_ms)
     sup = s.sup
     dev = s.plant.bay
+    where = (B.SWAP_STEPS[step], into_ms, outage_ms)
     assert s.run(20000, until=lambda s: s.sup.state() == "hold")
+    s.run(300)  # the plant integrates lazily: let it catch up with the held outputs
     held = (dev.lift.pos, dev.carrier_at, dev.move_ms, dev.tool)
     s.run(15000)
-    assert not s.run_coils(), (B.SWAP_STEPS[step], s.run_coils())
-    assert (dev.lift.pos, dev.carrier_at, dev.move_ms, dev.tool) == held
+    assert not s.run_coils(), (where, s.run_coils())
+    assert (dev.lift.pos, dev.carrier_at, dev.move_ms, dev.tool) == held, where
     assert s.motion.value() == 0
     if step >= B.POSITION:
-        assert sup.bay.swap is not None and sup.bay.step == step
+        assert sup.bay.swap is not None and sup.bay.step == step, where
         assert "-1:swap_interrupted" in sup.alarms
     assert sup.confirm()
-    assert s.until_swaps(1), (B.SWAP_STEPS[step], sup.status())
+    assert s.until_swaps(1), (where, sup.status())
+    assert bad == [], (where, bad)
     sw = _sw(s)
     assert len(sw) == 1 and sw[0]["n"] == 1, sw  # one transaction, not lost, not doubled
     assert len(s.storage.records("SB")) == 1
@@ -232,14 +275,33 @@ def _power_loss_in(step, outage_ms=3000):
     assert R.FAULT not in list(sup.rack.state), sup.status()  # the swap's own moves are no mismatch
     assert not [a for a in sup.alarms if "pack_m" in a], sup.alarms
     assert v in s.plant.departed
-    return sw[0]["o"], v
+    return (sw[0]["o"], s) if station else (sw[0]["o"], v)
 
 
-def test_power_loss_in_every_step_recovers_after_confirmation():
-    for step in range(B.STEP_COUNT):
-        out, v = _power_loss_in(step)
-        assert out == "ok", (B.SWAP_STEPS[step], out)
+def test_power_cut_early_in_remove_longer_than_the_module_watchdog_still_swaps():
+    # Off for 3 s the bay module's comm watchdog (1.5 s) drops every output: platform down,
+    # grip open, before the pack has left the vehicle. The resume must raise the platform
+    # to the pack before it grips and lowers.
+    for into in (0, 300, 800):
+        out, v = _power_loss_in(B.REMOVE, 3000, into)
+        assert out == "ok", (into, out)
         assert v.pack.id == 1000 and v.pack.tight()
+
+
+# Off-times: shorter than the bay module's comm watchdog (outputs hold), longer than it
+# (every coil drops), longer than the chargers' 5 s heartbeat watchdog (charging stops too).
+_OFF_MS = (200, 3000, 8000)
+
+
+def test_power_loss_in_every_step_and_off_time_recovers_after_confirmation():
+    # Early in the step (outputs just commanded, axes mid-travel) for the two shorter
+    # off-times, later in it for the longest: 39 swaps, a few minutes under MicroPython.
+    for step in range(B.STEP_COUNT):
+        for off in _OFF_MS:
+            into = 1500 if off == _OFF_MS[-1] else 300
+            out, v = _power_loss_in(step, off, into)
+            assert out == "ok", (B.SWAP_STEPS[step], into, off, out)
+            assert v.pack.id == 1000 and v.pack.tight()
 
 
 def test_charger_offline_mid_charge():
@@ -399,6 +461,91 @@ def test_torn_journal_record_then_recovery():
     assert s.rack_matches_plant() == []
 
 
+def _al(s, code):
+    """(on, detail) of each AL record of a station-wide alarm, in journal order."""
+    return [(a["on"], a["d"]) for a in s.storage.records("AL") if a["c"] == code and a["s"] == -1]
+
+
+def test_swap_interrupted_clears_when_the_resumed_swap_ends():
+    out, s = _power_loss_in(B.STORE, 3000, 300, station=True)
+    assert out == "ok"
+    assert "-1:swap_interrupted" not in s.sup.alarms, s.sup.alarms
+    assert [on for on, d in _al(s, "swap_interrupted")] == [True, False]
+    assert s.sup.alarms == {}, s.sup.alarms  # nothing else outlives the swap either
+
+
+def test_journal_replay_stays_until_the_operator_acknowledges_it():
+    s = _started()
+    s.vehicle()
+    assert s.until_step(B.STORE)
+    s.storage.cut_after(0)
+    assert s.run(60000, until=lambda s: s.wdt.starved_ms() > s.wdt.timeout_ms)
+    s.storage.power_on()
+    s.reboot()
+    assert s.run(20000, until=lambda s: s.sup.state() == "hold")
+    assert s.sup.confirm()
+    assert s.until_swaps(1)
+    s.run(2000)
+    # The swap's own alarms are gone; the damaged journal is still reported...
+    assert sorted(s.sup.alarms) == ["-1:journal_replay"], s.sup.alarms
+    assert s.sup.ack()  # ...until an operator acknowledges it
+    assert s.sup.alarms == {} and s.sup.status()["alarms"] == []
+    assert [on for on, d in _al(s, "journal_replay")] == [True, False]
+    assert s.storage.records("OP")[-1]["d"] == "journal_replay"
+    assert not s.sup.ack()  # nothing left to acknowledge
+
+
+def test_abort_is_refused_while_the_bay_is_not_clear_and_after_manual_recovery_closes_the_swap():
+    s = _started()
+    v = s.vehicle()
+    assert s.until_step(B.REMOVE)
+    dev = s.plant.bay
+    dev.stuck.add("rgv")
+    assert s.run(60000, until=lambda s: "-1:operator" in s.sup.alarms)
+    sup = s.sup
+    assert not sup.abort_swap()
+    s.run(3000)
+    st = sup.status()
+    assert st["state"] == "hold" and st["swap"] == 1 and st["step"] == "remove", st
+    assert st["in_bay"] == ["vehicle", "lift", "platform", "positioner"], st
+    assert sup.alarms["-1:bay_not_clear"] == "vehicle, lift, platform, positioner"
+    assert dev.coils[rm.BAY_CO_DOOR_OPEN] == 0 and dev.coils[rm.BAY_CO_BEACON_GREEN] == 0
+    assert _sw(s) == []
+    # Manual recovery (docs/operations.md): manual mode, jog the bay clear, abort, confirm.
+    assert sup.manual(True)
+    assert sup.jog(rm.BAY_CO_RGV_RAISE, 1)  # platform to the pack before the stuck drive is freed
+    s.run(1000)
+    dev.stuck.discard("rgv")
+    tool = rm.BAY_CO_TOOL_BOLT
+    for coil, on, done in ((tool, 1, "tool"), (tool, 0, None), (rm.BAY_CO_TOOL_LOCK_SPEED, 1, None),
+                           (tool, 1, "tool"), (tool, 0, None), (rm.BAY_CO_TOOL_LOCK_SPEED, 0, None),
+                           (rm.BAY_CO_PACK_GRIP, 0, "grip"), (rm.BAY_CO_RGV_RAISE, 0, "platform"),
+                           (rm.BAY_CO_LIFT_DOWN, 1, "lift"), (rm.BAY_CO_LIFT_DOWN, 0, None),
+                           (rm.BAY_CO_POSITIONER, 0, "positioner"), (rm.BAY_CO_EXIT_OPEN, 1, "vehicle"),
+                           (rm.BAY_CO_EXIT_OPEN, 0, None)):
+        assert sup.jog(coil, on)
+        s.run(500)  # an operator's pace: each jog reaches the module on its own
+        if done == "tool":  # a nutrunner run (docking 6 s, locking 4 s)
+            s.run(8000)
+        elif done == "grip":
+            s.run(2000)
+        elif done is not None:
+            assert s.run(60000, until=lambda s, d=done: d not in s.sup.status()["in_bay"]), done
+    assert sup.status()["in_bay"] == []
+    assert sup.abort_swap()
+    assert _sw(s)[0]["o"] == "failed" and v in s.plant.departed and v.pack.id == 555 and v.pack.tight()
+    assert "-1:bay_not_clear" not in sup.alarms and "-1:operator" not in sup.alarms
+    assert sup.manual(False)
+    s.run(1000)
+    assert sup.state() == "hold" and dev.coils[rm.BAY_CO_DOOR_OPEN] == 0  # confirm first
+    assert sup.confirm()
+    s.run(5000)
+    assert sup.state() == "run" and dev.coils[rm.BAY_CO_DOOR_OPEN] == 1
+    assert sup.alarms == {}, sup.alarms
+    s.vehicle(vid=7002, pack_id=556)
+    assert s.until_swaps(2) and _sw(s)[-1]["o"] == "ok"
+
+
 def test_watchdog_starves_when_a_bus_stalls():
     s = _started()
     s.run(3000)
@@ -438,6 +585,26 @@ def test_bay_module_lost_mid_swap_holds_then_confirm_resumes():
     assert "-1:bay_io_offline" not in s.sup.alarms
     assert s.sup.confirm()
     assert s.until_swaps(1) and _sw(s)[0]["o"] == "ok"
+
+
+def test_bay_module_silent_beyond_its_watchdog_in_every_step_resumes_in_order():
+    # The module's comm watchdog drops every coil, whatever the controller sent last; after
+    # the confirm each step rebuilds its preconditions from there, in order.
+    for step in range(B.LIFT, B.RELEASE):
+        s = _started()
+        bad = _watch_order(s)
+        v = s.vehicle()
+        assert s.until_step(step)
+        s.run(300)
+        s.plant.bay.offline = True
+        s.run(4000)
+        assert s.sup.bay.safety.hold & sf.COMMS, B.SWAP_STEPS[step]
+        s.plant.bay.offline = False
+        s.run(3000)
+        assert s.sup.confirm(), B.SWAP_STEPS[step]
+        assert s.until_swaps(1), (B.SWAP_STEPS[step], s.sup.status())
+        assert bad == [], (B.SWAP_STEPS[step], bad)
+        assert _sw(s)[0]["o"] == "ok" and v.pack.id == 1000 and v.pack.tight(), B.SWAP_STEPS[step]
 
 
 def test_vehicle_arrived_path_and_status_queue():
