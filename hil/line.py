@@ -61,6 +61,17 @@ _DEFAULTS: dict[str, dict[str, float]] = {
 _SPIN_S = 0.0003  # below this, spin on select(0) rather than sleep: wake-ups are late
 
 
+def _request_length(stream: bytes, i: int) -> int:
+    """Length of the RTU request at ``stream[i]`` (the rest of the stream if unknown)."""
+    left = len(stream) - i
+    fc = stream[i + 1] if left > 1 else -1
+    if 1 <= fc <= 6:
+        return min(8, left)
+    if fc in (15, 16) and left > 6:
+        return min(9 + stream[i + 6], left)
+    return left
+
+
 @dataclass
 class Frame:
     t: float  # seconds since start: first byte due at the reader (arrival, if dropped)
@@ -240,6 +251,22 @@ class PacedLine:
         """Frames whose first byte came at or after ``t`` (from ``now()``)."""
         with self._lock:
             return [f for f in self.frames if f.t >= t]
+
+    def requests_written(self) -> list[tuple[int, bytes]]:
+        """The controller's requests in the order it wrote them, each with its offset in
+        the byte stream it wrote (bytes as handed over, before any fault). Frames are cut
+        at the RTU request lengths, so two requests the line read as one burst (a slow
+        host) are two here. Offsets count from the line's start while ``frames`` still
+        holds every request frame (``keep_frames``)."""
+        with self._lock:
+            stream = b"".join(f.sent for f in self.frames if f.direction == REQUEST)
+        out = []
+        i = 0
+        while i < len(stream):
+            n = _request_length(stream, i)
+            out.append((i, stream[i:i + n]))
+            i += n
+        return out
 
     def wait_frames(self, n: int, timeout: float = 2.0) -> bool:
         """Wait until at least ``n`` frames are recorded."""

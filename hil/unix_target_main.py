@@ -323,16 +323,26 @@ class Station:
             if ticks_diff(now, at) < req.get("delay_ms", 0):
                 continue
             self.triggers.remove(tr)
-            emit("trigger", {"step": req["step"], "do": req["do"], "t": ticks_diff(now, self.boot_ms)})
+            emit("trigger", {"step": req["step"], "do": req["do"], "t": ticks_diff(now, self.boot_ms),
+                             "sent": self.bytes_sent()})
             if req["do"] == "kill":
                 die(self.flash.pid if self.flash is not None else None)
             else:
                 self.board.inputs[req["name"]].value(req["value"])
             return
 
+    def bytes_sent(self):
+        """Bytes written so far per bus (None where the port does not count them)."""
+        out = {}
+        buses = self.board.buses
+        for name in buses:
+            out[name] = getattr(buses[name], "sent", None)
+        return out
+
     def probe(self, what):
         """Test probes into the station's own view (read only): ``rack`` (pack and state
-        per slot), ``swaps`` (every swap transaction in the journal), ``journal``."""
+        per slot), ``swaps`` (every swap transaction in the journal), ``journal``, ``sent``
+        (bytes written so far per bus)."""
         st = self.station
         if what == "rack":
             rk = st.rack
@@ -352,6 +362,8 @@ class Station:
                     "failed": js.swaps_failed, "open_swap": js.open_swap,
                     "replay": None if rep is None else {"records": rep.records, "torn": rep.torn,
                                                          "corrupt": rep.corrupt, "clean": rep.clean}}
+        if what == "sent":
+            return self.bytes_sent()
         raise ValueError(f"unknown probe {what!r}")
 
     def status(self):
@@ -428,9 +440,21 @@ def start_unix(args):
     if args.get("cut_after") is not None:
         flash.cut_after(args["cut_after"])
     raw = _read_config(args["config"])
+
+    class CountingPort(PosixSerialPort):
+        """Counts the bytes written: the rig places the controller's own moments (a
+        trigger firing) in a line's trace, whose requests keep the bytes' order."""
+
+        sent = 0
+
+        def write(self, buf):
+            n = PosixSerialPort.write(self, buf)
+            self.sent += n or 0
+            return n
+
     buses = {}
     for name in args["buses"]:
-        buses[name] = PosixSerialPort(args["buses"][name], _baudrate(raw, name), args.get("parity", "E"))
+        buses[name] = CountingPort(args["buses"][name], _baudrate(raw, name), args.get("parity", "E"))
     inputs = {}
     for name in args.get("inputs", {}):
         inputs[name] = MemPin(args["inputs"][name])

@@ -3,19 +3,34 @@ by a torn flash write (the write that records the step), then powered on again.
 
 After each restart the station must hold safely and move nothing until the operator
 confirms; its rack must match the packs the chargers report (or say where it does not);
-no swap record may be lost or duplicated. The swap then resumes and completes."""
+no swap record may be lost or duplicated. The swap then resumes and completes.
+
+Off-times: 0.2 s (the bay module still holds its outputs when the controller is back,
+unless the boot outlasts its comm watchdog), 2.5 s (beyond the module's 1.5 s comm
+watchdog: every coil has dropped, so the platform is down, the grip open, the positioner
+retracted) and 6 s (beyond the chargers' 5 s heartbeat watchdog as well: charging stopped)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 
 from firmware.core.config import SWAP_STEPS
-from hil.driver import ScenarioDriver
+from hil.driver import Rig, ScenarioDriver
+from hil.power_trials import pack_places, run_trial
+
+BAY_WATCHDOG_S = 1.5  # the comm watchdog the controller writes to the bay module
+CHARGER_WATCHDOG_S = 5.0  # the chargers' heartbeat watchdog (default, left as it is)
 
 
 @pytest.mark.hil_unix_only("the cuts are timed by step triggers inside the unix target")
-@pytest.mark.parametrize("how", ["kill", "torn_write"])
-def test_power_cut_in_each_swap_step(hil_driver: ScenarioDriver, how: str) -> None:
+@pytest.mark.parametrize(("how", "off_s"), [
+    ("kill", 0.2), ("torn_write", 0.2),
+    ("kill", BAY_WATCHDOG_S + 1.0),  # every bay coil has dropped
+    ("torn_write", CHARGER_WATCHDOG_S + 1.0),  # and the chargers have stopped
+])
+def test_power_cut_in_each_swap_step(hil_driver: ScenarioDriver, how: str, off_s: float) -> None:
     d = hil_driver
     cut_in = []
     # Identification writes nothing to flash (a swap is journalled once the vehicle is
@@ -34,9 +49,9 @@ def test_power_cut_in_each_swap_step(hil_driver: ScenarioDriver, how: str) -> No
             assert d.target.channel is not None and d.target.channel.event("powercut") is not None
         cut_in.append(step)
         d.marks["cut"] = d.marks.get("power_on", 0.0)
-        d.power_on()
+        d.power_on(off_s=off_s)
         problems = d.check_recovery()
-        assert problems == [], f"after a cut in {step}: {problems}"
+        assert problems == [], f"after a cut in {step} off {off_s} s: {problems}"
         st = d.station()
         i = SWAP_STEPS.index(step)
         # The kill comes after the step's journal record: the swap resumes at that step. The
@@ -56,3 +71,33 @@ def test_power_cut_in_each_swap_step(hil_driver: ScenarioDriver, how: str) -> No
     assert recs[-1]["po"] == v.pack_id and all(f["po"] is None for f in recs[:-1])
     assert d.swap_record_problems() == [] and d.rack_mismatches() == []
     assert d.field_errors() == []
+
+
+@pytest.mark.slow
+@pytest.mark.hil_unix_only("the cuts are timed by step triggers inside the unix target")
+def test_power_cut_sweep_no_timeout_the_mechanics_do_not_explain(hil_rig_factory: Callable[..., Rig]) -> None:
+    """Kills across every step at two offsets, with the power back before and after the bay
+    module's watchdog: a resumed step that runs long must be waiting for something the
+    field does not show yet. A step stalled while the field shows its done condition (the
+    controller not seeing fresh sensors) is a failure, as is any broken invariant."""
+    offs = (0.2, BAY_WATCHDOG_S + 1.0)
+    rig = hil_rig_factory()
+    d = rig.driver()
+    d.boot()
+    unexplained, broken, explained = [], [], []
+    for i, step in enumerate(SWAP_STEPS):
+        for k, off in enumerate(offs):
+            delay = (40, 400)[(i + k) % 2]
+            r = run_trial(d, step, delay, off)
+            r.problems += pack_places(d)
+            where = f"{step} +{delay} ms off {off} s (cut in {r.cut_in})"
+            unexplained += [f"{where}: {s}" for s in r.unexplained]
+            explained += [f"{where}: {s.step} {s.ended}" for s in r.stalls if not s.unexplained]
+            broken += [f"{where}: {p}" for p in r.recovery + r.problems]
+            if r.problems or r.outcome != "ok":
+                rig.stop()  # the bay is not clear: a new station for the next cut
+                rig = hil_rig_factory()
+                d = rig.driver()
+                d.boot()
+    assert unexplained == [], f"{unexplained}; explained by the mechanics: {explained}"
+    assert broken == [], f"{broken}; stalls explained by the mechanics: {explained}"

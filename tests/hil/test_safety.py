@@ -8,7 +8,25 @@ import time
 import pytest
 
 from firmware.core.config import SWAP_STEPS
+from firmware.proto import regmap as rm
 from hil.driver import ScenarioDriver
+from hil.emulators.bay import MOTION_COILS
+
+
+def _coil_writes(d: ScenarioDriver, start: int, end: int) -> list[list[int]]:
+    """Coil images the controller wrote to the bay line from byte ``start`` to ``end`` of
+    what it wrote, in wire order (the line's own record: exact on a loaded host too)."""
+    line = d.rig.lines["bay_io"]
+    deadline = time.monotonic() + 2
+    while sum(len(r) for _, r in line.requests_written()) < end:  # the last frame to close
+        assert time.monotonic() < deadline, "the line never carried the bytes the target wrote"
+        time.sleep(0.01)
+    out = []
+    for off, req in line.requests_written():
+        if start <= off < end and req[1] == 15:
+            n = (req[4] << 8) | req[5]
+            out.append([(req[7 + (i >> 3)] >> (i & 7)) & 1 for i in range(n)])
+    return out
 
 
 @pytest.mark.hil_unix_only("the step trigger on the e-stop input is a unix-target probe")
@@ -23,17 +41,21 @@ def test_estop_in_each_swap_step(hil_driver: ScenarioDriver) -> None:
         st = d.wait(lambda s: "estop" in s["hold"], 30, f"the e-stop in step {step}")
         held_in.append(st["step"])
         assert st["state"] == "hold"
+        # The pin was set between two ticks, so the bytes written to the bay line by then
+        # are what went out before the latch; everything after them, after it.
+        latched_at = [e for e in d.triggered() if e["step"] == step][-1]["sent"]["bay_io"]
         d.wait_field(lambda: d.motion_coils() == [], 5, "every drive off")
-        # From here on nothing may start. (Not from when the hold was reported: a write the
-        # firmware sent in the tick before it read the pin can reach the module after that
-        # report on a loaded host; the line keeps order, so never after this point.)
-        t_off = time.monotonic()
         d.wait(lambda s: True, 1, "a status")  # the outputs of a later tick
         assert d.outputs()["motion_enable"] == 0
         assert not d.ack(), "ack accepted while the e-stop is still pressed"
         time.sleep(0.3)  # held: nothing may start meanwhile
+        held_until = d.target.request("probe", what="sent")["bay_io"]
         d.controller_estop(False)
-        assert d.motion_started_between(t_off, time.monotonic()) == []
+        images = _coil_writes(d, latched_at, held_until)
+        assert images, f"no stop image on the bay line after the e-stop in step {step}"
+        for img in images:  # in wire order: the first is the stop's own image
+            assert [c for c in MOTION_COILS if img[c]] == [] and img[rm.BAY_CO_BEACON_RED], \
+                f"step {step}: coils {img} written after the e-stop latched"
         d.ack_when_clear()  # accepted once a tick has read the input closed again
         d.wait(lambda s: s["hold"] == [], 5, "the hold released by the ack")
     assert held_in == list(SWAP_STEPS)
