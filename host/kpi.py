@@ -26,6 +26,8 @@ SERIES_COLUMNS = (
     "chargers_busy",
     "grid_kw",
     "price",
+    "queue_max",  # the highest queue and grid power since the previous row: a 1-minute sample
+    "grid_kw_max",  # of the level misses the short peaks the summary's maxima see
 )
 
 SWAP_HISTOGRAM_EDGES_S = (0, 60, 90, 120, 140, 150, 160, 180, 240, 300, 600)
@@ -82,7 +84,7 @@ class KpiRecorder:
     arrived: int = 0
     balked: int = 0
     reneged: int = 0
-    failed: int = 0
+    left_unswapped: int = 0  # left the bay with the pack they came with
     entered: int = 0
     waits_s: list[float] = field(default_factory=list)
     renege_waits_s: list[float] = field(default_factory=list)
@@ -91,10 +93,10 @@ class KpiRecorder:
     swap_durations_s: list[float] = field(default_factory=list)
     soc_handed_pct: list[float] = field(default_factory=list)
     soc_returned_pct: list[float] = field(default_factory=list)
-    swaps_by_type: Counter[str] = field(default_factory=Counter)
+    swaps_by_type: Counter[str] = field(default_factory=Counter)  # handed over
+    swaps_by_returned_type: Counter[str] = field(default_factory=Counter)
     alarms: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
-    failures: Counter[str] = field(default_factory=Counter)
     series: list[tuple[float, ...]] = field(default_factory=list)
 
     # piecewise-constant levels and their integrals
@@ -109,6 +111,8 @@ class KpiRecorder:
     queue_area: float = 0.0  # vehicle-seconds spent waiting
     busy_area: float = 0.0  # charger-seconds delivering power
     max_queue: int = 0
+    _queue_hi: int = 0  # highest levels since the last sample
+    _grid_hi: float = 0.0
 
     # --- events ---
     def arrival(self) -> None:
@@ -133,15 +137,18 @@ class KpiRecorder:
             self.waited += q >= WAITED_S or in_bay_s >= WAITED_IN_BAY_S
 
     def swap_done(self, duration_s: float, soc_handed_pct: float, soc_returned_pct: float,
-                  pack_type: str) -> None:
+                  pack_type: str, returned_type: str) -> None:
+        """A swap: ``pack_type`` handed over, ``returned_type`` taken from the vehicle (a vehicle
+        may get another compatible type than it brought)."""
         self.swap_durations_s.append(duration_s)
         self.soc_handed_pct.append(soc_handed_pct)
         self.soc_returned_pct.append(soc_returned_pct)
         self.swaps_by_type[pack_type] += 1
+        self.swaps_by_returned_type[returned_type] += 1
 
-    def swap_failed(self, reason: str) -> None:
-        self.failed += 1
-        self.failures[reason] += 1
+    def not_swapped(self) -> None:
+        """A vehicle left the bay with its own pack (e.g. turned away: no charged pack)."""
+        self.left_unswapped += 1
 
     def alarm(self, code: str) -> None:
         self.alarms[code] += 1
@@ -175,17 +182,24 @@ class KpiRecorder:
         self._grid_kw = grid_kw
         self._queue = queue
         self._busy = chargers_busy
-        if grid_kw > self.peak_grid_kw:
-            self.peak_grid_kw = grid_kw
-        if queue > self.max_queue:
-            self.max_queue = queue
+        if grid_kw > self._grid_hi:
+            self._grid_hi = grid_kw
+            if grid_kw > self.peak_grid_kw:
+                self.peak_grid_kw = grid_kw
+        if queue > self._queue_hi:
+            self._queue_hi = queue
+            if queue > self.max_queue:
+                self.max_queue = queue
 
     def sample(self, t_s: float, bay_busy: bool, packs_ready: int, rack_soc_mean: float) -> None:
         """One time-series row at ``t_s`` with the current levels."""
         price = self.price_at(t_s) if self.price_at is not None else 0.0
         self.series.append(
-            (t_s, self._queue, int(bay_busy), packs_ready, rack_soc_mean, self._busy, self._grid_kw, price)
+            (t_s, self._queue, int(bay_busy), packs_ready, rack_soc_mean, self._busy, self._grid_kw, price,
+             self._queue_hi, self._grid_hi)
         )
+        self._queue_hi = self._queue
+        self._grid_hi = self._grid_kw
 
     # --- results ---
     @property
@@ -199,14 +213,19 @@ class KpiRecorder:
         return {
             "duration_s": end_s,
             "swaps": self.swaps,
+            "swaps_per_hour": self.swaps / (end_s / 3600.0) if end_s else math.nan,
+            # swaps / simulated days: an extrapolation when the run is shorter than a day
             "swaps_per_day": self.swaps / days if days else math.nan,
-            "swaps_by_pack_type": dict(sorted(self.swaps_by_type.items())),
+            "swaps_by_pack_type": {
+                "handed_over": dict(sorted(self.swaps_by_type.items())),
+                "returned": dict(sorted(self.swaps_by_returned_type.items())),
+            },
             "vehicles": {
                 "arrived": self.arrived,
                 "served": self.entered,
                 "balked": self.balked,
                 "reneged": self.reneged,
-                "failed_swaps": self.failed,
+                "not_swapped": self.left_unswapped,
             },
             "wait_s": _stats(waits),
             "queue_wait_s": _stats(self.queue_waits_s),
@@ -232,5 +251,4 @@ class KpiRecorder:
             },
             "alarms": dict(sorted(self.alarms.items())),
             "faults": dict(sorted(self.faults.items())),
-            "swap_failures": dict(sorted(self.failures.items())),
         }

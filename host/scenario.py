@@ -45,6 +45,7 @@ class ScenarioError(ValueError):
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
 _UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
 _CLOCK = re.compile(r"^(\d{1,3}):([0-5]\d)(?::([0-5]\d))?$")
 
 
@@ -59,18 +60,23 @@ def parse_duration(v: object) -> float:
     if not isinstance(v, str):
         raise ValueError("expected a duration such as 90, \"30m\", \"1d\"")
     s = v.strip().lower()
-    m = _CLOCK.match(s)
+    # A sign is read (callers then say "must be positive", not "cannot read"); "90" is 90 s, as in a file.
+    sign = -1.0 if s.startswith("-") else 1.0
+    body = s[1:].lstrip() if sign < 0 else s
+    if _NUMBER.match(body):
+        return sign * float(body)
+    m = _CLOCK.match(body)
     if m:
-        return int(m.group(1)) * 3600.0 + int(m.group(2)) * 60.0 + int(m.group(3) or 0)
+        return sign * (int(m.group(1)) * 3600.0 + int(m.group(2)) * 60.0 + int(m.group(3) or 0))
     pos, total = 0, 0.0
-    for part in _DURATION_PART.finditer(s):
+    for part in _DURATION_PART.finditer(body):
         if part.start() != pos:
             break
         total += float(part.group(1)) * _UNIT_S[part.group(2)]
         pos = part.end()
-    if pos != len(s) or not s:
+    if pos != len(body) or not body:
         raise ValueError(f"cannot read {v!r} as a duration (use e.g. 90, 144s, 30m, 1d, 1h30m, 14:00)")
-    return total
+    return sign * total
 
 
 # --- schema machinery ------------------------------------------------------------------------
@@ -184,7 +190,7 @@ def _show(v: object) -> str:
 
 def _bounds(v: float, path: str, lo: float | None, hi: float | None, positive: bool) -> None:
     if positive and not v > 0:
-        raise ScenarioError(path, f"must be > 0 (got {v:g})")
+        raise ScenarioError(path, f"must be positive (got {v:g})")
     if lo is not None and v < lo:
         raise ScenarioError(path, f"must be >= {lo:g} (got {v:g})")
     if hi is not None and v > hi:
@@ -285,6 +291,7 @@ class Scenario:
     outages: list[tuple[float, float]] = field(default_factory=list)  # (at_s, duration_s)
     faults: list[Fault] = field(default_factory=list)
     queueing: Queueing | None = None
+    currency: str = "CNY"  # of the config's time-of-use prices, for the reported cost
 
     @property
     def slot_ids(self) -> list[str]:
@@ -306,6 +313,34 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
+MAX_SLOTS = 64  # the firmware config's limit
+_NUMBERED = re.compile(r"^(.*?)(\d+)$")
+
+
+def _slot_list(slots: object, n: int, path: str) -> list[Any]:
+    """The config's slot list cut or grown to ``n``. New slots copy the last one, with the id
+    numbered on (S23 -> S24, same width) and the next free charger address."""
+    if not isinstance(slots, list) or not slots or not all(isinstance(x, dict) for x in slots):
+        raise ScenarioError(path, "the station config has no slot list to take slots from")
+    out = [dict(x) for x in slots[:n]]
+    if n <= len(slots):
+        return out
+    last = slots[-1]
+    m = _NUMBERED.match(str(last.get("id", "")))
+    units = [x["charger_unit"] for x in slots if isinstance(x.get("charger_unit"), int)]
+    if m is None or not units:
+        raise ScenarioError(path, f"cannot number slots after {last.get('id')!r}: list all {n} in "
+                                  "[station.overrides] slots instead")
+    prefix, digits = m.group(1), m.group(2)
+    unit = max(units)
+    for k in range(1, n - len(slots) + 1):
+        new = dict(last)
+        new["id"] = f"{prefix}{int(digits) + k:0{len(digits)}d}"
+        new["charger_unit"] = unit + k
+        out.append(new)
+    return out
+
+
 def _station(r: _Reader, base_dir: Path) -> dict[str, Any]:
     cfg_name = r.text("config", "") if r.has("config") else ""
     cfg_path = (base_dir / cfg_name) if cfg_name else Path(fwconfig.default_path())
@@ -323,10 +358,11 @@ def _station(r: _Reader, base_dir: Path) -> dict[str, Any]:
         raw = _deep_merge(raw, over)
     slots = r.raw("slots")
     if slots is not None:
-        n = len(raw.get("slots", []))
-        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= n:
-            raise ScenarioError(r.sub("slots"), f"expected an integer 1..{n} (got {_show(slots)})")
-        raw["slots"] = raw["slots"][:slots]
+        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= MAX_SLOTS:
+            raise ScenarioError(r.sub("slots"), f"expected an integer 1..{MAX_SLOTS} (got {_show(slots)}): "
+                                                "fewer keeps the first slots of the config, more adds slots "
+                                                "numbered on from its last")
+        raw["slots"] = _slot_list(raw.get("slots"), slots, r.sub("slots"))
     r.done()
     try:
         return dict(fwconfig.validate(raw))
@@ -347,7 +383,9 @@ def _rack(r: _Reader, station: dict[str, Any]) -> list[RackPacks]:
         t.done()
     total = sum(p.count for p in out)
     if total > len(station["slots"]):
-        raise ScenarioError(r.sub("packs"), f"{total} packs do not fit in {len(station['slots'])} slots")
+        more = f"set [station] slots = {total + 1} for more" if total < MAX_SLOTS else f"{MAX_SLOTS} at most"
+        n = len(station["slots"])
+        raise ScenarioError(r.sub("packs"), f"{total} packs do not fit in {n} slots ({more})")
     return out
 
 
@@ -399,10 +437,15 @@ def _faults(items: list[_Reader], station: dict[str, Any]) -> list[Fault]:
 def _queueing(r: _Reader, station: dict[str, Any]) -> Queueing:
     q = Queueing(
         chargers=r.integer("chargers", lo=1),
-        packs=r.integer("packs", lo=1, hi=len(station["slots"]) - 1),
+        packs=r.integer("packs", lo=1, hi=MAX_SLOTS - 1),
         mu_per_hour=r.num("mu_per_hour", positive=True),
     )
     r.done()
+    n = len(station["slots"])
+    if q.packs + 1 > n:
+        raise ScenarioError(r.sub("packs"), f"{q.packs} packs need {q.packs + 1} slots (one free for the "
+                                            f"returned pack), the station has {n}: set [station] slots = "
+                                            f"{q.packs + 1}")
     if q.packs < q.chargers:
         raise ScenarioError(r.sub("packs"), f"must be >= chargers ({q.chargers})")
     return q
@@ -450,14 +493,41 @@ def _from_dict(data: dict[str, Any], source: str, base_dir: Path) -> Scenario:
         outages=outages,
         faults=_faults(top.list_of_tables("faults"), station),
         queueing=_queueing(qtable, station) if qtable is not None else None,
+        currency=grid.text("currency", "CNY"),
     )
+    if not sc.currency.strip():
+        raise ScenarioError("grid.currency", "must not be empty")
     for r in (run, mech, oper, grid, top):
         r.done()
     if sc.queueing is not None:
         _queueing_setup(sc, sc.queueing)
     if not sc.rack:
         raise ScenarioError("rack.packs", "no packs in the rack: nothing to swap")
+    check_schedule(sc)
     return sc
+
+
+def clock(t_s: float) -> str:
+    """``t_s`` as the virtual time of day a scenario file uses: "14:30", "d2 07:05" after day 0."""
+    m = int(t_s // 60)
+    day, m = divmod(m, 1440)
+    hm = f"{m // 60:02d}:{m % 60:02d}"
+    return f"d{day} {hm}" if day else hm
+
+
+def check_schedule(sc: Scenario) -> None:
+    """Every outage and fault starts inside the run: one that never happens is a mistake (usually a
+    run shortened with --duration), not something to drop silently. Raises ScenarioError naming it."""
+    end = sc.duration_s
+    span = f"the run ends at {clock(end)} (duration {end:g} s)"
+    for i, (at_s, _) in enumerate(sc.outages):
+        if at_s >= end:
+            raise ScenarioError(f"grid.outages[{i}]",
+                                f"the outage at {clock(at_s)} is outside the run: {span}", sc.source)
+    for f in sc.faults:
+        if f.at_s >= end:
+            what = f"{f.kind}{' on ' + f.target if f.target else ''} at {clock(f.at_s)}"
+            raise ScenarioError("faults", f"{what} is outside the run: {span}", sc.source)
 
 
 QUEUEING_SOC = 80.0  # % hand-over = full SoC in the queueing-validation mode
@@ -533,6 +603,7 @@ def load(name_or_path: str = DEFAULT_SCENARIO) -> Scenario:
 
 
 def describe(sc: Scenario) -> str:
-    """One line for ``--list``."""
-    return f"{sc.name:<22} {sc.description}"
+    """One line for ``--list``; the default scenario says so."""
+    mark = " (default)" if sc.name == DEFAULT_SCENARIO else ""
+    return f"{sc.name + mark:<26} {sc.description}"
 

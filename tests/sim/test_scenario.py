@@ -159,3 +159,61 @@ def test_durations():
     for bad in ("", "1x", "h", "1h 30m", True, None):
         with pytest.raises(ValueError):
             sc.parse_duration(bad)
+
+
+def test_durations_read_a_sign_and_plain_seconds(tmp_path):
+    assert sc.parse_duration("-2h") == -7200
+    assert sc.parse_duration("90") == 90 and sc.parse_duration("0") == 0
+    for text in ("-2h", "0", "'0'"):
+        e = error(tmp_path, MINIMAL + f"[run]\nduration = {text if text[0] == chr(39) else repr(text)}\n")
+        assert e.path == "run.duration" and e.reason.startswith("must be positive"), e
+    assert "cannot read" in error(tmp_path, MINIMAL + "[run]\nduration = '--2h'\n").reason
+
+
+def test_faults_outside_the_run_are_errors_naming_them(tmp_path):
+    run = "[run]\nduration = '2h'\n"
+    e = error(tmp_path, MINIMAL + run + "[[faults]]\nkind = 'charger_dropout'\nslot = 'S03'\nat = '07:30'\n")
+    assert e.path == "faults"
+    assert "charger_dropout on S03 at 07:30 is outside the run: the run ends at 02:00" in e.reason
+    e = error(tmp_path, MINIMAL + run + "[[faults]]\nkind = 'jammed_bolt'\nat = '2h'\n")  # at the very end
+    assert "jammed_bolt at 02:00 is outside the run" in e.reason
+    e = error(tmp_path, MINIMAL + run + "[grid]\noutages = [{ at = '14:00', duration = '12m' }]\n")
+    assert e.path == "grid.outages[0]" and "the outage at 14:00 is outside the run" in e.reason
+    s = sc.load(write(tmp_path, MINIMAL + run + "[[faults]]\nkind = 'smoke'\nat = '1h59m'\n"))
+    assert [f.kind for f in s.faults] == ["smoke"]
+    s.duration_s = 3600.0  # shortened afterwards, as --duration does: the check says so again
+    with pytest.raises(sc.ScenarioError, match="smoke at 01:59 is outside the run"):
+        sc.check_schedule(s)
+
+
+def test_currency_is_a_scenario_setting(tmp_path):
+    assert sc.load(write(tmp_path, MINIMAL)).currency == "CNY"
+    assert sc.load(write(tmp_path, MINIMAL + "[grid]\ncurrency = 'EUR'\n")).currency == "EUR"
+    assert error(tmp_path, MINIMAL + "[grid]\ncurrency = ' '\n").path == "grid.currency"
+
+
+def test_list_line_marks_the_default():
+    assert sc.describe(sc.load()).startswith(f"{sc.DEFAULT_SCENARIO} (default) ")
+    assert "(default)" not in sc.describe(sc.load("fault-storm"))
+
+
+def test_station_slots_sets_the_slot_count_both_ways(tmp_path):
+    s = sc.load(write(tmp_path, MINIMAL + "[station]\nslots = 12\n"))
+    assert s.slot_ids == [f"S{i:02d}" for i in range(1, 13)]
+    s = sc.load(write(tmp_path, MINIMAL + "[station]\nslots = 30\n"))
+    slots = s.station["slots"]
+    assert len(slots) == 30 and s.slot_ids == [f"S{i:02d}" for i in range(1, 31)]
+    assert [x["charger_unit"] for x in slots] == list(range(1, 31))  # numbered on after S23 / unit 23
+    assert {x["charger_kw"] for x in slots} == {62.5}
+    e = error(tmp_path, MINIMAL + "[station]\nslots = 65\n")
+    assert e.path == "station.slots" and "1..64" in e.reason, e
+
+
+def test_queueing_with_more_packs_than_the_config_has_slots(tmp_path):
+    q = "[queueing]\nchargers = 20\npacks = 30\nmu_per_hour = 1\n"
+    e = error(tmp_path, MINIMAL + q)
+    assert e.path == "queueing.packs", e
+    assert "31 slots" in e.reason and "23" in e.reason and "[station] slots = 31" in e.reason, e
+    s = sc.load(write(tmp_path, MINIMAL + "[station]\nslots = 31\n" + q))
+    assert len(s.station["slots"]) == 31 and s.rack[0].count == 30
+    assert s.station["limits"]["grid_kw"] == 20 * 62.5

@@ -68,6 +68,7 @@ def test_scenario_is_the_erlang_c_set_up():
     assert p == pytest.approx(1 / 6) and w == pytest.approx(25.0)
 
 
+@pytest.mark.slow
 def test_wait_probability_is_erlang_c(days):
     assert sum(n for *_, n in days) > 3000
     _, expected, _ = _closed_form()
@@ -77,6 +78,7 @@ def test_wait_probability_is_erlang_c(days):
     assert not ci.contains(_closed_form(packs=2)[1])
 
 
+@pytest.mark.slow
 def test_mean_wait_is_erlang_c(days):
     delay = statistics.median(d[2] for d in days)
     assert 0.0 < delay < 5.0  # identification and authorisation, not a pack wait
