@@ -78,7 +78,7 @@ class ChargerLink:
         # what each charger last acknowledged (-1: unknown) and when
         self.sent = [-1] * (n * _NREG)
         self.want = [0] * (n * _NREG)
-        self.acked = [now_ms] * n
+        self.acked = [ticks_add(now_ms, -KEEPALIVE_MS)] * n  # none yet: as if long ago
         self.refresh = KEEPALIVE_MS - self.period // 2 if KEEPALIVE_MS > self.period else 0
         self.online = bytearray(b"\x01" * n)
         self.bad = bytearray(n)  # 1: the last status block was refused (bad_reading alarm up)
@@ -170,6 +170,8 @@ class ChargerLink:
                         sent[j] = want[j]
                 elif kind != _INFO:  # a stop or a fault reset changed the charger's state
                     self.sent[b] = -1
+                    if kind == _RESET:
+                        self.then[k] = _WRITE  # its setpoints again now, not after the next read
             return
         self.read_once[k] = 1
         if not t.ok:
@@ -238,6 +240,11 @@ class ChargerLink:
         auto = _F_AT_ONCE | _F_RETRY | (rm.CHG_FAULT_THERMAL_RUNAWAY if empty else 0)
         if f & ~auto:
             return  # needs service: the alarm says so
+        if f & rm.CHG_FAULT_HEARTBEAT and ticks_diff(now_ms, self.acked[k]) >= KEEPALIVE_MS:
+            # The latch clears only under a fresh heartbeat: the control write (due, its
+            # last ack is old) goes first, and the next read resets at once.
+            self.reset_at[k] = ticks_add(now_ms, -RESET_RETRY_MS)
+            return
         if not f & ~old:  # no new bit: wait before trying again
             again = RESET_AGAIN_MS if f & _F_AT_ONCE == f else RESET_RETRY_MS
             if ticks_diff(now_ms, self.reset_at[k]) < again:

@@ -36,6 +36,7 @@ STATE_NAMES = ("EMPTY", "CHARGING", "READY", "RESERVED", "QUARANTINED", "FAULT")
 _STICKY_FAULT = const(1)
 _STICKY_QUARANTINE = const(2)
 _CHARGER_OFF = (rm.CHG_ST_FAULT,)  # watchdog stops also set a fault bit
+_F_PLACE_OK = const(0x0A00)  # HEARTBEAT | GRID: the charger still reads its pack
 
 
 class Rack:
@@ -293,9 +294,11 @@ class Rack:
     # -- pack movements
     def free_slot(self, now_ms=None):
         """An empty slot whose charger is online, without fault bits (one that lost its BMS
-        link reads no pack whether or not one is there) and not expecting a pack, or None."""
+        link reads no pack whether or not one is there) and not expecting a pack, or None.
+        HEARTBEAT and GRID stop charging only: that charger's "no pack" is true."""
         for i in range(self.n):
-            if (self.state[i] == EMPTY and self.online[i] and self.expect[i] is None and not self.faults[i]
+            if (self.state[i] == EMPTY and self.online[i] and self.expect[i] is None
+                    and not self.faults[i] & ~_F_PLACE_OK
                     and (now_ms is None or self.fresh(i, now_ms))):
                 return i
         return None

@@ -267,6 +267,8 @@ class Charger:
                 if v == 1:
                     p = self.pack()
                     keep = rm.CHG_FAULT_THERMAL_RUNAWAY if p is not None and p.runaway else 0
+                    if self.plant.now - self.hb_t > self.hr[rm.CHG_HR_WATCHDOG_MS]:
+                        keep |= rm.CHG_FAULT_HEARTBEAT  # no fresh heartbeat yet: the cause is still there
                     self.faults &= keep | self.held
                     self.resets += 1
                 continue

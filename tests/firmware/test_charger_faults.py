@@ -88,6 +88,19 @@ def test_no_pack_is_stored_where_a_faulted_charger_reads_no_pack():
     assert r.free_slot() == 1
 
 
+def test_a_pack_may_go_where_the_charger_only_lost_its_heartbeat_or_grid():
+    # HEARTBEAT (latched after a controller restart) and GRID (AC input lost) stop charging
+    # but leave the BMS link up: the charger reads "no pack" because there is none.
+    r = R.Rack(station_cfg())
+    fill(r, 0, {0: dict(pack=500, soc=95.0)})
+    r.update_from_charger(1, status_regs(None, faults=rm.CHG_FAULT_HEARTBEAT), 100)
+    assert r.free_slot(100) == 1
+    r.update_from_charger(1, status_regs(None, faults=rm.CHG_FAULT_GRID | rm.CHG_FAULT_HEARTBEAT), 200)
+    assert r.free_slot(200) == 1
+    r.update_from_charger(1, status_regs(None, faults=rm.CHG_FAULT_HEARTBEAT | rm.CHG_FAULT_BMS_COMM), 300)
+    assert r.free_slot(300) == 2
+
+
 def test_a_frozen_charger_is_out_of_service_until_its_heartbeat_counts_again():
     s = _charging(8)
     c = s.plant.chargers[3]
