@@ -1,0 +1,1 @@
+"""Deploy targets beyond a real board: MicroPython builds for emulated controllers."""
