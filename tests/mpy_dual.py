@@ -15,6 +15,14 @@ of the module's first ``[micropython]`` item, so ``--durations`` adds up to the 
 pytest-xdist must keep a module's ``[micropython]`` items on one worker (``--dist loadscope``),
 or each worker that gets one runs the whole module.
 
+A module that sets ``QEMU = True`` also gets ``test_x[qemu]`` items: the same runner on the
+MicroPython ``qemu`` port for the Cortex-M3 ``mps2-an385`` board (``host/deploy``), a
+32-bit build with single-precision floats and 31-bit small ints, as on rp2/esp32. Its heap
+is ``QEMU_HEAPSIZE`` (default ``"128K"``, a build of its own per size, cached). The firmware
+and ``tests/firmware`` go on a ROMFS image as .mpy and run from it, off the heap; ``/tmp`` is
+a LittleFS on a RAM disk outside the heap. The session installs the Debian packages as root
+(``ensure_packages``); not root and missing packages skip the [qemu] items, saying so.
+
 For tests that need CPython-side peers (pymodbus on a pty, say), the
 ``fw_interpreter`` fixture gives the command line of each interpreter in turn.
 """
@@ -38,6 +46,36 @@ FIRMWARE_TESTS = ROOT / "tests" / "firmware"
 RUNNER = FIRMWARE_TESTS / "_mprun.py"
 RESULT_TAG = "@@MPRESULT "
 MODULE_TIMEOUT_S = 900
+QEMU_DEFAULT_HEAP = "128K"
+# Run before the runner on the qemu board: /tmp as LittleFS on 1 MiB of the board's PSRAM
+# above the ROMFS partition (uctypes.bytearray_at: no heap), the ROMFS on sys.path.
+QEMU_BOOT = """\
+import sys, vfs, uctypes
+class _RamDisk:
+    def __init__(self, addr, bs, n):
+        self.mv = memoryview(uctypes.bytearray_at(addr, bs * n))
+        self.bs = bs
+        self.n = n
+    def readblocks(self, b, buf, off=0):
+        o = b * self.bs + off
+        buf[:] = self.mv[o : o + len(buf)]
+    def writeblocks(self, b, buf, off=0):
+        o = b * self.bs + off
+        self.mv[o : o + len(buf)] = buf
+    def ioctl(self, op, arg):
+        if op == 4:
+            return self.n
+        if op == 5:
+            return self.bs
+        return 0
+_d = _RamDisk(0x21400000, 4096, 256)
+vfs.VfsLfs2.mkfs(_d)
+vfs.mount(vfs.VfsLfs2(_d), "/tmp")
+del _d, _RamDisk
+sys.path[:] = ["/rom/tests/firmware", "/rom"]
+sys.argv[:] = {argv!r}
+import _mprun
+"""
 
 
 def micropython_command() -> list[str]:
@@ -84,16 +122,82 @@ def firmware_mpy_image() -> Path:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if "dir" in _MPY_CACHE:
         shutil.rmtree(_MPY_CACHE.pop("dir"), ignore_errors=True)
+    if _QEMU.dir is not None:
+        shutil.rmtree(_QEMU.dir, ignore_errors=True)
 
 
-def _module_setting(tree: ast.Module, name: str) -> str | None:
+def _module_constant(tree: ast.Module, name: str) -> object:
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else []
         if any(isinstance(t, ast.Name) and t.id == name for t in targets):
             assert isinstance(node, ast.Assign)
-            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            if isinstance(node.value, ast.Constant):
                 return node.value.value
     return None
+
+
+def _module_setting(tree: ast.Module, name: str) -> str | None:
+    value = _module_constant(tree, name)
+    return value if isinstance(value, str) else None
+
+
+def heap_bytes(text: str) -> int:
+    """``"128K"`` -> 131072 (the unix port's -X heapsize= syntax)."""
+    scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:].upper(), 1)
+    return int(text[:-1] if scale > 1 else text) * scale
+
+
+class QemuSetup:
+    """Once per session: the Debian packages, the ROMFS image, and an image per heap size.
+    ``skip`` says why [qemu] items cannot run (not root and packages missing)."""
+
+    def __init__(self) -> None:
+        self.checked = False
+        self.skip: str | None = None
+        self.dir: Path | None = None
+        self.romfs: Path | None = None
+        self.elfs: dict[int, Path] = {}
+
+    def firmware(self, heap: int) -> tuple[Path, Path]:
+        from host.deploy import qemu_build, qemu_run
+
+        if not self.checked:
+            self.checked = True
+            try:
+                qemu_build.ensure_packages()
+            except qemu_build.QemuBuildError as e:
+                if qemu_build.is_root():
+                    raise
+                self.skip = str(e)
+        if self.skip:
+            pytest.skip(self.skip)
+        if self.romfs is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="swapstation-qemu-test-"))
+            self.romfs = qemu_run.build_romfs(qemu_romfs_files(), self.dir / "tests.romfs")
+        if heap not in self.elfs:
+            self.elfs[heap] = qemu_build.firmware_elf(heap)
+        return self.elfs[heap], self.romfs
+
+
+_QEMU = QemuSetup()
+
+
+def qemu_romfs_files() -> dict[str, Path]:
+    """What the qemu board gets on its ROMFS: the firmware package (data files too) and
+    the firmware tests with their helpers."""
+    out: dict[str, Path] = {}
+    for p in sorted((ROOT / "firmware").rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".json"):
+            out[p.relative_to(ROOT).as_posix()] = p
+    for p in sorted(FIRMWARE_TESTS.glob("*.py")):
+        out[p.relative_to(ROOT).as_posix()] = p
+    return out
+
+
+@pytest.fixture(scope="session")
+def qemu_firmware() -> tuple[Path, Path]:
+    """(firmware.elf at the default heap, the tests' ROMFS image); what [qemu] items use."""
+    return _QEMU.firmware(heap_bytes(QEMU_DEFAULT_HEAP))
 
 
 def parse_results(stdout: str) -> tuple[dict[str, tuple[str, str]], dict[str, float]]:
@@ -117,41 +221,70 @@ def parse_results(stdout: str) -> tuple[dict[str, tuple[str, str]], dict[str, fl
     return found, times
 
 
+class ModuleRun:
+    """One interpreter run of a module: per-test results and times."""
+
+    def __init__(self, stdout: str, output: str, wall_s: float):
+        self.results, self.times_s = parse_results(stdout)  # times: measured inside MicroPython
+        self.output = output
+        self.overhead_s = max(0.0, wall_s - sum(self.times_s.values()))  # start-up, imports
+
+
 class MicroPythonFile(pytest.File):
     def collect(self):
         tree = ast.parse(self.path.read_text(), filename=str(self.path))
         self.heapsize = _module_setting(tree, "MICROPYTHON_HEAPSIZE")
         self.image = _module_setting(tree, "MICROPYTHON_IMAGE")
-        self._results: dict[str, tuple[str, str]] | None = None
-        self._output = ""
-        self.times_s: dict[str, float] = {}  # each test's own time, measured under MicroPython
-        self.overhead_s: float | None = None  # wall time of the run less its tests' times
-        for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                yield MicroPythonItem.from_parent(self, name=f"{node.name}[micropython]", func=node.name)
+        self.qemu_heapsize = _module_setting(tree, "QEMU_HEAPSIZE") or QEMU_DEFAULT_HEAP
+        self.runs: dict[str, ModuleRun] = {}
+        self.tests = [
+            node.name
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+        ]
+        targets = ["micropython"] + (["qemu"] if _module_constant(tree, "QEMU") is True else [])
+        for target in targets:
+            for name in self.tests:
+                yield MicroPythonItem.from_parent(self, name=f"{name}[{target}]", func=name, target=target)
 
-    def results(self) -> dict[str, tuple[str, str]]:
-        if self._results is None:
+    def run(self, target: str) -> ModuleRun:
+        if target not in self.runs:
             t0 = time.perf_counter()
-            cmd = micropython_command()
-            if self.heapsize:
-                cmd += ["-X", f"heapsize={self.heapsize}"]
-            cmd += [str(RUNNER), self.path.stem]
-            paths = [self.path.parent]
-            if self.image == "mpy":
-                paths.insert(0, firmware_mpy_image())
-            proc = subprocess.run(
-                cmd,
-                cwd=str(ROOT),
-                env=micropython_env(paths),
-                capture_output=True,
-                text=True,
-                timeout=MODULE_TIMEOUT_S,
-            )
-            self._output = proc.stdout[-4000:] + proc.stderr[-4000:]
-            self._results, self.times_s = parse_results(proc.stdout)
-            self.overhead_s = max(0.0, time.perf_counter() - t0 - sum(self.times_s.values()))
-        return self._results
+            if target == "qemu":
+                stdout, output = self._run_qemu()
+            else:
+                stdout, output = self._run_unix()
+            self.runs[target] = ModuleRun(stdout, output, time.perf_counter() - t0)
+        return self.runs[target]
+
+    def _run_unix(self) -> tuple[str, str]:
+        cmd = micropython_command()
+        if self.heapsize:
+            cmd += ["-X", f"heapsize={self.heapsize}"]
+        cmd += [str(RUNNER), self.path.stem]
+        paths = [self.path.parent]
+        if self.image == "mpy":
+            paths.insert(0, firmware_mpy_image())
+        proc = subprocess.run(
+            cmd,
+            cwd=str(ROOT),
+            env=micropython_env(paths),
+            capture_output=True,
+            text=True,
+            timeout=MODULE_TIMEOUT_S,
+        )
+        return proc.stdout, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+    def _run_qemu(self) -> tuple[str, str]:
+        from host.deploy.qemu_run import QemuTimeout, run_script
+
+        elf, romfs = _QEMU.firmware(heap_bytes(self.qemu_heapsize))
+        script = QEMU_BOOT.format(argv=["_mprun", self.path.stem, *self.tests])
+        try:
+            res = run_script(elf, script, romfs=romfs, timeout_s=MODULE_TIMEOUT_S)
+        except QemuTimeout as e:
+            return "", f"{e}; its output:\n{e.output[-4000:].decode(errors='replace')}"
+        return res.stdout, res.stdout[-4000:] + res.error[-4000:]
 
 
 class MicroPythonFailure(Exception):
@@ -159,33 +292,35 @@ class MicroPythonFailure(Exception):
 
 
 class MicroPythonItem(pytest.Item):
-    def __init__(self, *, func: str, **kwargs):
+    def __init__(self, *, func: str, target: str = "micropython", **kwargs):
         super().__init__(**kwargs)
         self.func = func
+        self.target = target
         self.runs_module = False
 
     def setup(self) -> None:
         # The module's run happens in the first item's setup, so its call time is its own.
         parent = self.parent
         assert isinstance(parent, MicroPythonFile)
-        self.runs_module = parent._results is None
-        parent.results()
+        self.runs_module = self.target not in parent.runs
+        parent.run(self.target)
 
     def runtest(self) -> None:
         parent = self.parent
         assert isinstance(parent, MicroPythonFile)
-        results = parent.results()
-        if self.func not in results:
+        run = parent.run(self.target)
+        if self.func not in run.results:
             raise MicroPythonFailure(
-                f"no result from MicroPython for {self.func}; its output:\n{parent._output}"
+                f"no result from MicroPython ({self.target}) for {self.func}; its output:\n{run.output}"
             )
-        status, detail = results[self.func]
+        status, detail = run.results[self.func]
         if status != "ok":
             raise MicroPythonFailure(detail)
 
     def repr_failure(self, excinfo, style=None):  # type: ignore[override]
         if isinstance(excinfo.value, MicroPythonFailure):
-            return f"under MicroPython:\n{excinfo.value}"
+            where = "MicroPython" if self.target == "micropython" else "MicroPython on qemu mps2-an385"
+            return f"under {where}:\n{excinfo.value}"
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
@@ -200,10 +335,11 @@ def pytest_runtest_makereport(
     if isinstance(item, MicroPythonItem):
         parent = item.parent
         assert isinstance(parent, MicroPythonFile)
-        if rep.when == "call" and item.func in parent.times_s:
-            rep.duration = parent.times_s[item.func]
-        elif rep.when == "setup" and item.runs_module and parent.overhead_s is not None:
-            rep.duration = parent.overhead_s
+        run = parent.runs.get(item.target)
+        if run is not None and rep.when == "call" and item.func in run.times_s:
+            rep.duration = run.times_s[item.func]
+        elif run is not None and rep.when == "setup" and item.runs_module:
+            rep.duration = run.overhead_s
     return rep
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.mpy_dual import ROOT, RUNNER, micropython_command, micropython_env, parse_results
+from tests.mpy_dual import ROOT, RUNNER, heap_bytes, micropython_command, micropython_env, parse_results
 
 MODULE = '''
 import time
@@ -36,3 +36,20 @@ def test_each_test_is_timed_inside_micropython(tmp_path: Path) -> None:
     # The sleep is charged to the test that sleeps, not to the module's first test.
     assert times["test_sleeps"] >= 0.25  # ticks_us and the sleep clock differ by a little
     assert all(t >= 0.0 for t in times.values())
+
+
+def test_named_tests_run_in_the_order_given(tmp_path: Path) -> None:
+    # The qemu board has the test modules as .mpy only: the plugin passes the names.
+    (tmp_path / "test_timed.py").write_text(MODULE)
+    cmd = micropython_command() + [str(RUNNER), "test_timed", "test_fails", "test_quick"]
+    proc = subprocess.run(cmd, cwd=str(ROOT), env=micropython_env([tmp_path]), capture_output=True,
+                          text=True, timeout=120)
+    results, _ = parse_results(proc.stdout)
+    assert list(results) == ["test_fails", "test_quick"]
+    assert results["test_fails"][0] == "fail" and results["test_quick"] == ("ok", "")
+
+
+def test_heap_sizes_read_like_the_unix_port_option() -> None:
+    assert heap_bytes("128K") == 131072
+    assert heap_bytes("1M") == 1048576
+    assert heap_bytes("100000") == 100000

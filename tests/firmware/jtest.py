@@ -4,6 +4,8 @@ acknowledged."""
 
 import os
 
+from fwtest import random_tag
+
 from firmware.hal import Storage
 
 _EIO = 5
@@ -14,7 +16,7 @@ def tempdir(tag):
     """A fresh directory under /tmp (both interpreters run on the same host)."""
     import sys
 
-    rnd = "".join(f"{b:02x}" for b in os.urandom(4))
+    rnd = random_tag()
     _counter[0] += 1
     path = f"/tmp/swj-{sys.implementation.name}-{tag}-{rnd}-{_counter[0]}"
     os.mkdir(path)

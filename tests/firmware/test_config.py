@@ -6,6 +6,8 @@ from firmware.core import config
 from firmware.core.config import ConfigError
 from firmware.proto import regmap as rm
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 with open(config.default_path()) as _f:
     _TEXT = _f.read()
 

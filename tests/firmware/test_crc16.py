@@ -3,6 +3,8 @@ import gc
 from firmware.proto import crc16 as crcmod
 from firmware.proto.crc16 import append_crc, check_crc, crc16
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 
 def test_check_value_of_the_standard():
     # CRC-16/MODBUS check value over "123456789".

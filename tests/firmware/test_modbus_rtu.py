@@ -7,6 +7,8 @@ from firmware.compat import ticks_add, ticks_diff, ticks_max
 from firmware.drivers.mem import MemSerialPort
 from firmware.proto import modbus_rtu as mb
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 MICROPYTHON_HEAPSIZE = "128K"  # a board-sized heap
 
 

@@ -9,6 +9,8 @@ from firmware.core.thermal import OVER_TEMP, Thermal
 from firmware.drivers.vfs_storage import VfsStorage
 from firmware.proto import regmap as rm
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 CFG = station_cfg()
 
 
