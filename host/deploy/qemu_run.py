@@ -39,11 +39,14 @@ class QemuTimeout(Exception):
         self.output = output
 
 
-def qemu_command(elf: Path, romfs: Path | None = None) -> list[str]:
+def qemu_command(elf: Path, romfs: Path | None = None, serials: tuple[str, ...] = ()) -> list[str]:
+    """``serials``: QEMU -serial backends for UART1, UART2... (UART0 is the REPL on stdio)."""
     exe = shutil.which("qemu-system-arm")
     if exe is None:
         raise QemuBuildError(f"qemu-system-arm is not installed; as root run: {apt_command(PACKAGES)}")
     cmd = [exe, "-machine", MACHINE, "-nographic", "-monitor", "null", "-semihosting", "-serial", "stdio"]
+    for backend in serials:
+        cmd += ["-serial", backend]
     if romfs is not None:
         if romfs.stat().st_size > ROMFS_MAX:
             raise QemuBuildError(f"{romfs} is {romfs.stat().st_size} bytes; ROMFS holds {ROMFS_MAX}")
@@ -82,12 +85,18 @@ class _Console:
         self.proc.stdin.flush()
 
 
-def run_script(elf: Path, script: str, *, romfs: Path | None = None, timeout_s: float = 300.0) -> QemuResult:
+def run_script(
+    elf: Path,
+    script: str,
+    *,
+    romfs: Path | None = None,
+    timeout_s: float = 300.0,
+    serials: tuple[str, ...] = (),
+) -> QemuResult:
     """Boot the image, run ``script`` in the raw REPL, return its output, stop QEMU."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(
-        qemu_command(elf, romfs), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
+    cmd = qemu_command(elf, romfs, serials)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         con = _Console(proc, t0 + BOOT_TIMEOUT_S)
         con.write(b"\r\x03\x03\x01")  # interrupt anything, then the raw REPL

@@ -1,0 +1,132 @@
+"""HAL for the Arm MPS2 AN385 board (Cortex-M3), as QEMU's ``mps2-an385`` emulates it.
+
+The MicroPython ``qemu`` port has no ``machine.UART`` or ``machine.WDT``, so this driver
+talks to the CMSDK APB peripherals through ``machine.mem32``, polled and non-blocking:
+
+- UART1 0x40005000, UART2 0x40006000 (UART0 is the REPL): DATA +0x0, STATE +0x4 (bit0 TX
+  full, bit1 RX full), CTRL +0x8 (bit0 TX enable, bit1 RX enable), BAUDDIV +0x10. One byte
+  each way is buffered; QEMU holds host bytes back while RX is full, so none is lost.
+- Watchdog 0x40008000: LOAD +0x0, CTRL +0x8 (bit0 interrupt, bit1 reset), INTCLR +0xC,
+  LOCK +0xC00. It counts LOAD clock ticks down twice (interrupt, then reset), so LOAD is
+  half the timeout; a feed reloads it.
+
+There are no GPIO pins or RS-485 direction pins on this board: it carries the station's
+buses on UART1/UART2 to a host pty (``-serial pty``).
+"""
+
+import machine
+
+from firmware.compat import const, ticks_diff, ticks_ms, ticks_us
+from firmware.hal import SerialPort, Watchdog
+
+UART1_BASE = const(0x40005000)
+UART2_BASE = const(0x40006000)
+WDOG_BASE = const(0x40008000)
+APB_CLOCK_HZ = const(25000000)  # the board's 25 MHz peripheral clock
+
+_DATA = const(0x0)
+_STATE = const(0x4)
+_CTRL = const(0x8)
+_BAUDDIV = const(0x10)
+_TX_FULL = const(1)
+_RX_FULL = const(2)
+_TX_RX_ENABLE = const(3)
+
+_WD_LOAD = const(0x0)
+_WD_CTRL = const(0x8)
+_WD_INTCLR = const(0xC)
+_WD_LOCK = const(0xC00)
+_WD_UNLOCK_KEY = const(0x1ACCE551)
+_WD_INT_RESET = const(3)
+
+
+class CmsdkUart(SerialPort):
+    """One CMSDK APB UART, polled. ``tx_done`` waits for the TX register to empty and
+    the wire time of what was written (the emulator sends at once; a board does not)."""
+
+    def __init__(self, base, baudrate, bits=10, mem=None, clock_us=ticks_us):
+        self._mem = machine.mem32 if mem is None else mem
+        self._base = base
+        self.baudrate = baudrate
+        self.char_us = (bits * 1000000 + baudrate - 1) // baudrate
+        self._clock_us = clock_us
+        self._busy = False
+        self._start_us = 0
+        self._sent = 0
+        m = self._mem
+        m[base + _CTRL] = 0
+        m[base + _BAUDDIV] = APB_CLOCK_HZ // baudrate
+        m[base + _CTRL] = _TX_RX_ENABLE
+
+    def write(self, buf):
+        m = self._mem
+        base = self._base
+        n = 0
+        for b in buf:
+            if m[base + _STATE] & _TX_FULL:
+                break
+            m[base + _DATA] = b
+            n += 1
+        if n and not self._busy:
+            self._busy = True
+            self._start_us = self._clock_us()
+            self._sent = 0
+        self._sent += n
+        return n
+
+    def tx_done(self):
+        if not self._busy:
+            return True
+        if self._mem[self._base + _STATE] & _TX_FULL:
+            return False
+        d = ticks_diff(self._clock_us(), self._start_us)
+        if 0 <= d < self._sent * self.char_us:
+            return False
+        self._busy = False
+        return True
+
+    def readinto(self, buf):
+        m = self._mem
+        base = self._base
+        n = 0
+        size = len(buf)
+        while n < size and m[base + _STATE] & _RX_FULL:
+            buf[n] = m[base + _DATA] & 0xFF
+            n += 1
+        return n
+
+    def flush_input(self):
+        m = self._mem
+        for _ in range(256):  # bounded: the host may keep sending
+            if not m[self._base + _STATE] & _RX_FULL:
+                return
+            m[self._base + _DATA]
+
+    def close(self):
+        self._mem[self._base + _CTRL] = 0
+        self._busy = False
+
+
+class CmsdkWatchdog(Watchdog):
+    """The CMSDK watchdog with reset enabled. Starting it cannot be undone by the firmware
+    (as ``machine.WDT``): ``feed`` reloads the counter, silence resets the board."""
+
+    def __init__(self, timeout_ms, mem=None, base=WDOG_BASE):
+        if not 1 <= timeout_ms <= 60000:
+            raise ValueError("watchdog timeout_ms must be 1..60000")
+        self.timeout_ms = timeout_ms
+        self._mem = machine.mem32 if mem is None else mem
+        self._base = base
+        m = self._mem
+        m[base + _WD_LOCK] = _WD_UNLOCK_KEY
+        m[base + _WD_LOAD] = timeout_ms * (APB_CLOCK_HZ // 2000)  # two count-downs
+        m[base + _WD_CTRL] = _WD_INT_RESET
+        m[base + _WD_LOCK] = 0  # locked again: stray writes cannot stop it
+        self.last_feed = ticks_ms()
+
+    def feed(self):
+        m = self._mem
+        m[self._base + _WD_LOCK] = _WD_UNLOCK_KEY
+        m[self._base + _WD_INTCLR] = 1  # clears the first count-down and reloads
+        m[self._base + _WD_LOCK] = 0
+        self.last_feed = ticks_ms()
