@@ -7,7 +7,8 @@ Each trial (``hil.power_trials.run_trial``): a vehicle arrives, the controller l
 ``delay_ms`` into a step (SIGKILL) or at that step's journal write (a torn flash write),
 stays off for the off-time (a random mix on both sides of the bay module's comm
 watchdog, ``comm_wd`` = 1.5 s, and the chargers' 5 s heartbeat watchdog), is powered on,
-the operator confirms, and the resumed swap is followed to its end.
+the operator confirms, and the resumed swap is followed to its end (confirming again after
+a hold on a silent bay module, once it answers: counted as a comms hold).
 
 Counted per trial:
 - broken invariants: ``check_recovery`` (holds for confirmation, no motion before it,
@@ -124,6 +125,7 @@ def main() -> None:
                                f"{' UNEXPLAINED' if s.unexplained else ''}" for s in r.stalls)
                 print(f"{k + 1:4d} {kind:10s} {step:9s} +{delay:3d} ms off {off:4.1f} s: cut in {r.cut_in}, "
                       f"{r.outcome}, {r.seconds:5.1f} s{'; stalls: ' + st if st else ''}"
+                      f"{'; comms holds confirmed: ' + ', '.join(r.comms_holds) if r.comms_holds else ''}"
                       f"{'; ' + '; '.join(r.recovery + r.problems) if r.recovery or r.problems else ''}",
                       flush=True)
             if not _clean(r):
@@ -144,6 +146,10 @@ def main() -> None:
     print(f"cuts by kind: {dict(Counter(r.kind for r in results))}; "
           f"off-times beyond the bay watchdog ({COMM_WD_S} s): {sum(r.off_s > COMM_WD_S for r in results)}")
     print(f"outcomes of the resumed swaps: {dict(Counter(r.outcome for r in results))}")
+    holds = [(k, h) for k, r in enumerate(results) for h in r.comms_holds]
+    print(f"comms holds (bay module silent mid-swap; confirmed once it answered): {len(holds)}")
+    for k, h in holds[:10]:
+        print(f"  trial {k + 1}: {h}")
     print(f"broken invariants: {len(broken)}")
     for k, p in broken[:20]:
         print(f"  trial {k + 1}: {p}")

@@ -59,6 +59,7 @@ _DEFAULTS: dict[str, dict[str, float]] = {
     "drop": {},
 }
 _SPIN_S = 0.0003  # below this, spin on select(0) rather than sleep: wake-ups are late
+STALL_S = 0.05  # the forwarding thread woke this late: counted in PacedLine.stalls
 
 
 def _request_length(stream: bytes, i: int) -> int:
@@ -129,6 +130,9 @@ class PacedLine:
         self.trace_path = trace_path
         self.frames: deque[Frame] = deque(maxlen=keep_frames)
         self.overflows = 0  # bytes lost because a reader stopped reading
+        # (line time s, ms) each time this thread woke STALL_S or more late (a loaded host):
+        # bytes written meanwhile arrive late and merged, as no RS-485 line delivers them
+        self.stalls: deque[tuple[float, float]] = deque(maxlen=1000)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._armed: list[_Fault] = []
@@ -322,7 +326,10 @@ class PacedLine:
                 ready, _, _ = select.select(fds, [], [], timeout)
             except (OSError, ValueError):
                 return
-            now = time.perf_counter()
+            woke = time.perf_counter()
+            if woke - now - timeout >= STALL_S:
+                self.stalls.append((woke - self._t0, round(1000 * (woke - now - timeout), 1)))
+            now = woke
             for fd in ready:
                 if fd == self._wake_r:
                     continue

@@ -74,6 +74,7 @@ class TrialResult:
     outcome: str | None = None  # of the resumed swap: ok, aborted, ... (or "open" if it never ended)
     stalls: list[Stall] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # invariants: records, rack, field errors
+    comms_holds: list[str] = field(default_factory=list)  # the bay module went silent mid-swap
     seconds: float = 0.0
 
     @property
@@ -140,6 +141,43 @@ def follow(d: ScenarioDriver, until: Callable[[dict[str, Any]], bool], timeout: 
     return None
 
 
+def follow_swap(d: ScenarioDriver, ended: Callable[[dict[str, Any]], bool], timeout: float,
+                watch: StepWatch, r: TrialResult) -> dict[str, Any] | None:
+    """``follow`` until ``ended``, through holds on a silent bay module. Such a hold waits
+    for the operator's confirm once the module answers again (docs/operations.md): that is
+    the firmware right, so this confirms as the operator would and counts the hold in
+    ``r.comms_holds``. A comms hold with no ``bay_io_offline`` alarm before it, or a fourth
+    one, is a problem. None if the swap did not end."""
+    offline = {"seen": False}
+
+    def ended_or_comms(s: dict[str, Any]) -> bool:
+        gone = "-1:bay_io_offline" in (s.get("alarms") or [])
+        offline["seen"] = offline["seen"] or gone
+        return ended(s) or ("comms" in (s.get("hold") or []) and not gone)
+
+    end = time.monotonic() + timeout
+    while True:
+        st = follow(d, ended_or_comms, max(0.0, end - time.monotonic()), watch)
+        if st is None or ended(st):
+            return st
+        if not offline["seen"] or len(r.comms_holds) >= 3:
+            r.problems.append(f"held on comms without the bay module going offline, or again and again: {st}")
+            return None
+        line = d.rig.lines.get("bay_io")
+        worst = max((ms for _, ms in line.stalls), default=0.0) if line is not None else None
+        r.comms_holds.append(f"in {st.get('step')}" + ("" if worst is None else
+                             f" (bay line emulator's longest stall so far: {worst:.0f} ms)"))
+        offline["seen"] = False
+        if not d.confirm():
+            r.problems.append(f"confirm refused after a comms hold: {d.station()}")
+            return None
+        try:  # the status shows the confirm a poll or two later
+            d.wait(lambda s: "comms" not in (s.get("hold") or []), 5.0, "the comms hold cleared by confirm")
+        except ScenarioError as e:
+            r.problems.append(str(e))
+            return None
+
+
 def run_trial(d: ScenarioDriver, step: str, delay_ms: int = 40, off_s: float = 0.2, kind: str = "kill",
               soc: float = 0.95, stall_s: float = 4.0, swap_timeout: float = 150.0) -> TrialResult:
     """One vehicle; the power goes ``delay_ms`` into ``step`` (``kind`` "kill") or at the
@@ -200,12 +238,13 @@ def run_trial(d: ScenarioDriver, step: str, delay_ms: int = 40, off_s: float = 0
         n = s.get("swaps_ok", 0) + s.get("swaps_other", 0)
         return bool(s.get("fault")) or (n > done0 and s.get("step") is None)
 
-    st = follow(d, ended, swap_timeout, watch)
+    st = follow_swap(d, ended, swap_timeout, watch, r)
     watch.close()
     r.stalls += watch.stalls
     if st is None:
         r.outcome = "open"
-        r.problems.append(f"the swap did not end within {swap_timeout} s: {d.station()}")
+        if not r.problems:
+            r.problems.append(f"the swap did not end within {swap_timeout} s: {d.station()}")
     else:
         recs = [f for _, f in d.swap_records()]
         r.outcome = recs[-1].get("o") if recs else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import select
+import sys
 import time
 import tty
 
@@ -209,3 +210,18 @@ def test_stop_closes_everything_and_cannot_restart():
     with pytest.raises(RuntimeError, match="stopped"):
         ln.start()
     ln.stop()  # twice is harmless
+
+
+def test_a_starved_forwarding_thread_is_recorded_as_a_stall(line):
+    # On a loaded host the thread may wake late; what the controller wrote meanwhile then
+    # arrives late and merged, which no RS-485 line does: the line says when it happened.
+    assert list(line.stalls) == []
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.3)  # this thread keeps the GIL for 0.3 s at a time
+    try:
+        end = time.perf_counter() + 1.0
+        while time.perf_counter() < end:
+            pass
+    finally:
+        sys.setswitchinterval(old)
+    assert line.stalls and max(ms for _, ms in line.stalls) >= 100, list(line.stalls)

@@ -12,13 +12,14 @@ retracted) and 6 s (beyond the chargers' 5 s heartbeat watchdog as well: chargin
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
 
 from firmware.core.config import SWAP_STEPS
 from hil.driver import Rig, ScenarioDriver
-from hil.power_trials import pack_places, run_trial
+from hil.power_trials import StepWatch, TrialResult, follow_swap, pack_places, run_trial
 
 BAY_WATCHDOG_S = 1.5  # the comm watchdog the controller writes to the bay module
 CHARGER_WATCHDOG_S = 5.0  # the chargers' heartbeat watchdog (default, left as it is)
@@ -93,6 +94,7 @@ def test_power_cut_sweep_no_timeout_the_mechanics_do_not_explain(hil_rig_factory
             where = f"{step} +{delay} ms off {off} s (cut in {r.cut_in})"
             unexplained += [f"{where}: {s}" for s in r.unexplained]
             explained += [f"{where}: {s.step} {s.ended}" for s in r.stalls if not s.unexplained]
+            explained += [f"{where}: comms hold {h}" for h in r.comms_holds]  # see follow_swap
             broken += [f"{where}: {p}" for p in r.recovery + r.problems]
             if r.problems or r.outcome != "ok":
                 rig.stop()  # the bay is not clear: a new station for the next cut
@@ -101,3 +103,25 @@ def test_power_cut_sweep_no_timeout_the_mechanics_do_not_explain(hil_rig_factory
                 d.boot()
     assert unexplained == [], f"{unexplained}; explained by the mechanics: {explained}"
     assert broken == [], f"{broken}; stalls explained by the mechanics: {explained}"
+
+
+@pytest.mark.hil_unix_only("the bay module is silenced on the line emulator")
+def test_a_trial_confirms_a_comms_hold_as_the_operator_once_the_module_answers(
+        hil_rig_factory: Callable[..., Rig]) -> None:
+    """A bay module silent mid-swap holds the swap until the operator confirms (the module
+    answering again); the trials do that and count it, and the swap then ends."""
+    rig = hil_rig_factory()
+    d = rig.driver()
+    d.boot()
+    d.arrive(soc=0.95)
+    d.wait_step("store", timeout=60)
+    unit = d.cfg["buses"]["bay_io"]["unit"]
+    rig.lines["bay_io"].silence(unit)
+    d.wait(lambda s: "comms" in (s.get("hold") or []), 10, "a comms hold")
+    threading.Timer(0.5, rig.lines["bay_io"].restore, (unit,)).start()
+    r = TrialResult("store", 0, 0.0, "silence")
+    st = follow_swap(d, lambda s: s.get("swaps_ok", 0) >= 1 and s.get("step") is None, 90,
+                     StepWatch(d, 4.0), r)
+    assert st is not None and r.problems == [], (r.problems, d.station())
+    assert [h.split(" (")[0] for h in r.comms_holds] == ["in store"]
+    assert d.swap_record_problems() == [] and d.rack_mismatches() == []
