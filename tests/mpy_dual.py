@@ -21,7 +21,8 @@ MicroPython ``qemu`` port for the Cortex-M3 ``mps2-an385`` board (``host/deploy`
 is ``QEMU_HEAPSIZE`` (default ``"128K"``, a build of its own per size, cached). The firmware
 and ``tests/firmware`` go on a ROMFS image as .mpy and run from it, off the heap; ``/tmp`` is
 a LittleFS on a RAM disk outside the heap. The session installs the Debian packages as root
-(``ensure_packages``); not root and missing packages skip the [qemu] items, saying so.
+(``ensure_packages``); not root and missing packages fail the [qemu] items with the
+apt-get command to run.
 
 For tests that need CPython-side peers (pymodbus on a pty, say), the
 ``fw_interpreter`` fixture gives the command line of each interpreter in turn.
@@ -149,11 +150,12 @@ def heap_bytes(text: str) -> int:
 
 class QemuSetup:
     """Once per session: the Debian packages, the ROMFS image, and an image per heap size.
-    ``skip`` says why [qemu] items cannot run (not root and packages missing)."""
+    ``missing`` says what to install when not root (each [qemu] item then fails with it:
+    skips are for absent hardware only)."""
 
     def __init__(self) -> None:
         self.checked = False
-        self.skip: str | None = None
+        self.missing: str | None = None
         self.dir: Path | None = None
         self.romfs: Path | None = None
         self.elfs: dict[int, Path] = {}
@@ -166,11 +168,9 @@ class QemuSetup:
             try:
                 qemu_build.ensure_packages()
             except qemu_build.QemuBuildError as e:
-                if qemu_build.is_root():
-                    raise
-                self.skip = str(e)
-        if self.skip:
-            pytest.skip(self.skip)
+                self.missing = str(e)
+        if self.missing:
+            raise qemu_build.QemuBuildError(self.missing)
         if self.romfs is None:
             self.dir = Path(tempfile.mkdtemp(prefix="swapstation-qemu-test-"))
             self.romfs = qemu_run.build_romfs(qemu_romfs_files(), self.dir / "tests.romfs")
