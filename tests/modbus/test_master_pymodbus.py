@@ -11,7 +11,7 @@ from host.demo import charger_registers
 
 from .conftest import BAY, run_fw
 
-FAST = {"timeout_ms": 60, "retries": 1}
+FAST = {"timeout_ms": 250, "retries": 1}  # room for a loaded machine: the good replies must beat it
 
 
 def test_every_function_code_reads_and_writes(field, fw_interpreter):
