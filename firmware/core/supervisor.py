@@ -71,6 +71,7 @@ _FEED_MS = const(250)  # longest wait between watchdog feeds
 _LOOP_LATE_MS = const(2000)  # a gap between ticks this long: the loop is not on time
 _QUEUE = const(8)  # transactions per bus master we build (chargers keep 6 in flight, the bay 6)
 _QUEUE_MAX = const(8)  # identities waiting from vehicle_arrived
+_WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
 _ST_NAMES = ("config_error", "boot", "hold", "manual", "run")
 # Alarms about the swap in the bay: they clear when that swap ends, whatever its outcome.
 _SWAP_ALARMS = ("operator", "swap_interrupted", "bay_not_clear")
@@ -276,7 +277,7 @@ class Supervisor:
     # ---- main loop ----------------------------------------------------------------------
     def tick(self, now):
         """Run everything due; returns ms until the next tick is needed."""
-        self.ticks += 1
+        self.ticks = (self.ticks + 1) & _WRAP
         late = ticks_diff(now, self._last_tick) > _LOOP_LATE_MS
         if late:
             self.late_ticks += 1
@@ -335,7 +336,7 @@ class Supervisor:
         self.alive = ok
         if ok and self.watchdog is not None:
             self.watchdog.feed()
-            self.feeds += 1
+            self.feeds = (self.feeds + 1) & _WRAP
 
     # ---- boot ------------------------------------------------------------------------------
     def _boot(self, now):

@@ -59,6 +59,7 @@ from firmware.proto.fieldbus import (  # noqa: F401  (re-exported API names)
 _RX_SIZE = const(512)
 _CHUNK = const(64)
 _READS_PER_POLL = const(8)  # bounds the work of one poll under a byte flood
+_WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
 
 _S_IDLE = const(0)
 _S_WAIT_BUS = const(1)  # request ready, waiting for line silence
@@ -167,7 +168,7 @@ class ModbusMaster(BusMaster):
         n = self._port.readinto(self._chunk)
         if n:
             while n:
-                self.stray_bytes += n
+                self.stray_bytes = (self.stray_bytes + n) & _WRAP
                 n = self._port.readinto(self._chunk)
             t = self._us()
             self._last_rx_us = t
@@ -256,7 +257,7 @@ class ModbusMaster(BusMaster):
                 # Noise flood: keep the newest bytes, a reply is at most 256 of them.
                 keep = ADU_MAX - n
                 base = L - keep
-                self.stray_bytes += base
+                self.stray_bytes = (self.stray_bytes + base) & _WRAP
                 for i in range(keep):
                     rx[i] = rx[base + i]
                 L = keep
@@ -333,8 +334,8 @@ class ModbusMaster(BusMaster):
         if err:
             self._attempt_end(err, now_ms)
             return True
-        self.stray_frames += 1
-        self.stray_bytes += L
+        self.stray_frames = (self.stray_frames + 1) & _WRAP
+        self.stray_bytes = (self.stray_bytes + L) & _WRAP
         return False
 
     def _attempt_end(self, err, now_ms):
@@ -348,7 +349,7 @@ class ModbusMaster(BusMaster):
             self._finish(tx, err, now_ms)
 
     def _done_ok(self, now_ms, off, length):
-        self.stray_bytes += self._rxlen - length  # noise around the reply
+        self.stray_bytes = (self.stray_bytes + self._rxlen - length) & _WRAP  # noise around the reply
         self._rxlen = 0
         self._state = _S_IDLE
         self._bus_free_us = ticks_add(self._last_rx_us, self.send_gap_us)
