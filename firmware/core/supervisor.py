@@ -77,6 +77,15 @@ _ST_NAMES = ("config_error", "boot", "hold", "manual", "run")
 _SWAP_ALARMS = ("operator", "swap_interrupted", "bay_not_clear")
 
 
+def swap_kwh(soc_in, kwh_in, soc_out, kwh_out):
+    """Energy the vehicle drove off with beyond what it brought (what a swap sells), kWh
+    to 0.01, half up: SoC in %, pack capacities in kWh. Counted in ints (0.1 % x Wh =
+    mWh, at most 1000 x 1000000 < 2**30) so a float32 board, the unix port and CPython
+    all round the same swap alike."""
+    mwh = round(soc_in * 10) * round(kwh_in * 1000) - round(soc_out * 10) * round(kwh_out * 1000)
+    return (mwh + 5000) // 10000 / 100 if mwh > 0 else 0.0
+
+
 def _config(cfg):
     """(normalised config, None) or (None, why). The validator is imported only when
     needed: boot code that validated already may have dropped it (config.release)."""
@@ -239,9 +248,9 @@ class Supervisor:
         ok = outcome == "ok"
         rk = self.rack
         soc_out = rk.soc[s.own_slot] / 10 if ok and rk.holds(s.own_slot, s.pack) else s.soc
-        kwh = 0.0  # energy the vehicle drove off with beyond what it brought: what a swap sells
+        kwh = 0.0
         if ok and s.soc_new is not None and soc_out is not None:
-            kwh = max(0.0, round((s.soc_new * s.kwh_new - soc_out * self._kwh(s.ptype)) / 100, 2))
+            kwh = swap_kwh(s.soc_new, s.kwh_new, soc_out, self._kwh(s.ptype))
         self._j(self.journal.swap_end, s.n, outcome, now, s.pack if ok else None, soc_out,
                 s.new_pack if ok else None, s.soc_new if ok else None, kwh)
         self._event("ST", {"n": s.n, "ms": s.step_ms, "t": s.ms})

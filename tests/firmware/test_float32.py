@@ -89,3 +89,16 @@ def test_watchdog_gate_feeds_wrap():
     g.feed()
     g.feed()
     assert g.feeds == 1, g.feeds
+
+
+def test_swap_energy_rounds_the_same_on_every_interpreter():
+    # SoC in 0.1 %, capacity in kWh: the energy is a whole number of Wh, here an odd
+    # 5 Wh that rounds half up to the 0.01 kWh the record keeps. Rounding a float
+    # product instead goes either way, differently in float32 and float64.
+    from firmware.core.supervisor import swap_kwh
+
+    got = [swap_kwh(50.0, 75, 0.7, 75), swap_kwh(50.0, 75, 6.3, 75), swap_kwh(95.3, 75, 0.0, 75)]
+    assert got == [36.98, 32.78, 71.48], got
+    assert swap_kwh(80.0, 62.5, 20.1, 100) == 29.9  # 50000 - 20100 Wh
+    assert swap_kwh(10.0, 75, 12.0, 75) == 0.0
+
