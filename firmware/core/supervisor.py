@@ -306,6 +306,7 @@ class Supervisor:
             self.bay_bus.poll(now)
             if not (ch.service(now) | self.baylink.service(now, not self._booting)):
                 break
+        self.thermal.expire(now)
         if self._thermal_events(now):
             ch.service(now)  # charge-enable 0 goes out in this tick
         if self._booting:

@@ -102,3 +102,35 @@ def test_swap_energy_rounds_the_same_on_every_interpreter():
     assert swap_kwh(80.0, 62.5, 20.1, 100) == 29.9  # 50000 - 20100 Wh
     assert swap_kwh(10.0, 75, 12.0, 75) == 0.0
 
+
+def _thermal_cfg():
+    from firmware.core import config
+
+    with open(config.default_path()) as f:
+        return config.validate(json.load(f))
+
+
+def test_thermal_history_survives_a_week_without_readings():
+    # A pack stays in its slot while the charger is off the bus (or its readings are
+    # refused) for a week: past 2**29 ms the ticks of its last reading look like the
+    # future. The first reading after must still be judged (over-temperature latches),
+    # not refused as "older than the last one" for up to six more days.
+    from firmware.compat import ticks_add
+    from firmware.core.thermal import NONE, OVER_TEMP, RISE, Thermal
+
+    th = Thermal(_thermal_cfg())  # over_temp_c 65
+    t = 5000
+    for _ in range(40):
+        assert th.check(0, 300, t) == NONE and th.check(2, 300, t) == NONE
+        t = ticks_add(t, 1000)
+    for _ in range(7 * 24 * 6):  # the supervisor ticks on meanwhile
+        t = ticks_add(t, 600000)
+        for _ in range(th.n):
+            th.expire(t)
+    assert th.check(0, 300, t) == NONE
+    assert th.check(0, 660, ticks_add(t, 1000)) == OVER_TEMP
+    got = []
+    for v in range(300, 400, 5):  # and slot 2's history measures a rise again
+        got.append(th.check(2, v, t))
+        t = ticks_add(t, 5000)
+    assert RISE in got, got
