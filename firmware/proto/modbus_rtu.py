@@ -126,7 +126,7 @@ class ModbusMaster(BusMaster):
                 self._state = _S_WAIT_BUS
             elif st == _S_WAIT_BUS:
                 self._drain()
-                if ticks_diff(self._us(), self._bus_free_us) < 0:
+                if self._bus_wait_us():
                     return
                 self._start_send(now_ms)
             elif st == _S_TX:
@@ -147,7 +147,7 @@ class ModbusMaster(BusMaster):
                 return max(0, ticks_diff(self._quiet_until_ms, now_ms) + 1)
             return 0
         if st == _S_WAIT_BUS:
-            return max(0, (ticks_diff(self._bus_free_us, self._us()) + 999) // 1000)
+            return (self._bus_wait_us() + 999) // 1000
         if st == _S_TX:
             return 1
         left = ticks_diff(self._deadline, now_ms)
@@ -158,8 +158,15 @@ class ModbusMaster(BusMaster):
         """As next_poll_ms, in us where the master knows better than a ms: the
         t3.5 wait before a request. For host loops that can sleep below 1 ms."""
         if self._state == _S_WAIT_BUS:
-            return max(0, ticks_diff(self._bus_free_us, self._us()))
+            return self._bus_wait_us()
         return 1000 * self.next_poll_ms(now_ms)
+
+    def _bus_wait_us(self):
+        """Us until the line is free for a request, 0 once it is. The mark is never set
+        more than send_gap_us ahead: further ahead, it is long past and the us ticks have
+        wrapped (2**30 us, ~18 min on a 32-bit build), e.g. after a quiet spell."""
+        d = ticks_diff(self._bus_free_us, self._us())
+        return d if 0 < d <= self.send_gap_us else 0
 
     # ---- steps ----------------------------------------------------------------------------
     def _drain(self):

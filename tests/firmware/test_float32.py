@@ -134,3 +134,25 @@ def test_thermal_history_survives_a_week_without_readings():
         got.append(th.check(2, v, t))
         t = ticks_add(t, 5000)
     assert RISE in got, got
+
+
+def test_rtu_master_idle_for_ten_minutes_sends_at_once():
+    # ticks_us wraps at 2**30 us (~17.9 min) on a 32-bit board: after ~9 idle minutes
+    # the end of the last frame looks like the future, and the next request would wait
+    # up to another 9 minutes for a "bus free" that passed long ago.
+    from rtu_slave import rig, run
+
+    from firmware.compat import ticks_add
+
+    m, port, vt, slaves, _ = rig()
+    slaves.add(7)
+    run(m, vt, slaves, m.read(7, 4, 0, 1))
+    port.take_written()
+    for _ in range(10):  # ten idle minutes (ticks_add takes at most half a period at once)
+        vt.us0 = ticks_add(vt.us0, 60000000)
+        vt.ms0 = ticks_add(vt.ms0, 60000)
+    m.read(7, 4, 0, 1)
+    now = vt.now_ms()
+    m.poll(now)
+    m.poll(now)
+    assert port.take_written()[:2] == b"\x07\x04", m.next_poll_ms(now)
