@@ -156,3 +156,35 @@ def test_rtu_master_idle_for_ten_minutes_sends_at_once():
     m.poll(now)
     m.poll(now)
     assert port.take_written()[:2] == b"\x07\x04", m.next_poll_ms(now)
+
+
+def test_a_charger_on_for_a_week_is_not_pinned_by_its_minimum_on_time():
+    # A pack that never reaches full (a tired BMS stuck below it) keeps its charger on for
+    # days. Past 2**29 ms its switch-on tick looks like the future: the minimum on-time
+    # must not hold it against demand then (ticks period 2**30 ms on a 32-bit build).
+    from racktest import station_cfg, status_regs
+
+    from firmware.compat import ticks_add
+    from firmware.core.dispatch import Dispatch
+    from firmware.core.rack import Rack
+
+    def mutate(raw):
+        raw["slots"] = raw["slots"][:2]
+        raw["limits"]["grid_kw"] = 62.5  # one charger's worth
+        raw["tou"] = None
+
+    cfg = station_cfg(mutate)
+    r = Rack(cfg)
+    d = Dispatch(cfg, r)
+    now = 1000
+    for day_h in range(7 * 24):
+        r.update_from_charger(0, status_regs(1, code=1, soc=50.0, volt=400.0), now)
+        r.update_from_charger(1, status_regs(2, code=2, soc=50.0, volt=400.0), now)
+        d.update(now)
+        if not day_h:
+            assert d.enable[0] and not d.enable[1]  # nearer to hand-over (75 kWh)
+        now = ticks_add(now, 3600000)
+    r.update_from_charger(0, status_regs(1, code=1, soc=50.0, volt=400.0), now)
+    r.update_from_charger(1, status_regs(2, code=2, soc=50.0, volt=400.0), now)
+    d.update(now, demand={"NIO-100": 1})  # a car wants slot 1's type: slot 1 first
+    assert d.enable[1] and not d.enable[0], (d.enable[0], d.enable[1])
