@@ -46,6 +46,7 @@ _IN_FLIGHT = const(6)
 _STOP_B = bytes((_STOP,))
 _MAYBE = const(7)  # after a read: write the control block if due
 _NREG = const(5)  # control registers compared (the heartbeat is not)
+_WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
 # The control block is refreshed at least this often: two fifths of the charger's
 # heartbeat watchdog (CHG_HR_WATCHDOG_MS, which the controller leaves at its default).
 KEEPALIVE_MS = const(2000)
@@ -160,7 +161,8 @@ class ChargerLink:
             elif kind == _STOP and not t.ok:
                 self.urgent[k] = _STOP  # charging must stop: try again
             if t.ok:
-                self.writes += kind != _INFO
+                if kind != _INFO:
+                    self.writes = (self.writes + 1) & _WRAP
                 b = k * _NREG
                 if kind == _WRITE:
                     self.acked[k] = now_ms
@@ -181,7 +183,7 @@ class ChargerLink:
                 sup.rack.charger_offline(k)
                 sup._alarm(k, "charger_offline", fb.ERROR_NAMES[t.error])
             return
-        self.reads += 1
+        self.reads = (self.reads + 1) & _WRAP
         if not self.online[k]:
             self.online[k] = 1
             self.sent[k * _NREG] = -1  # it may have restarted with its default setpoints

@@ -206,7 +206,8 @@ class Dispatch:
             short = demand is not None and demand.get(t, 0) > ready[t]
             togo = self.handover_d - r.soc[i]
             group = 0 if short else (1 if togo > 0 else 2)
-            if not (self.enable[i] and ticks_diff(now_ms, self._on_at[i]) < self.min_on_ms):
+            # 0 <=: on for over 2**29 ms, the switch-on tick looks ahead (32-bit ticks wrap)
+            if not (self.enable[i] and 0 <= ticks_diff(now_ms, self._on_at[i]) < self.min_on_ms):
                 group += _PINNED
             energy = (togo if togo > 0 else self.full_d - r.soc[i]) * self.ptypes[t][5]
             grp[i] = group

@@ -10,6 +10,12 @@ _PACKS_ROOM = const(64)  # pack records held without growing the table (cleared 
 SWAP_KEYS = ("po", "so", "pi", "si", "rs", "ss", "e")
 
 
+def _wh(e_kwh):
+    """A swap record's energy (kWh to 0.01) in Wh. e * 100 < 2**24 stays exact enough in
+    float32 to round to the right 0.01 kWh."""
+    return int(round(e_kwh * 100)) * 10 if e_kwh else 0
+
+
 class JournalState:
     """What the records say now. ``slots``: slot index -> last RK fields
     (p pack id or None, ty type, soc, soh, cy cycles, st state); ``packs``:
@@ -22,7 +28,7 @@ class JournalState:
     def clear(self):
         self.seq = self.ckpt_seq = self.boots = self.swap_no = self.exported = self.closed_n = 0
         self.last_swap_seq = self.swaps_ok = self.swaps_failed = 0
-        self.energy_kwh = 0.0
+        self.energy_wh = 0  # int: float32 would drift by kWh within a year (big int past 2**30 Wh)
         self.slots, self.alarms = {}, {}
         self.packs = sized_dict(_PACKS_ROOM)
         self.open_swap = None
@@ -79,7 +85,7 @@ class JournalState:
                 self.swaps_ok += 1
             else:
                 self.swaps_failed += 1
-            self.energy_kwh += f.get("e") or 0.0
+            self.energy_wh += _wh(f.get("e"))
             self.last_swap_seq = seq
             for k in ("po", "pi"):
                 if f.get(k):
@@ -99,7 +105,7 @@ class JournalState:
             self.ckpt_seq = self.seq = f["q"]
             self.boots, self.swap_no, self.exported = f["b"], f["n"], f["x"]
             self.last_swap_seq, self.swaps_ok, self.swaps_failed = f["ls"], f["ok"], f["nf"]
-            self.energy_kwh = f["e"]
+            self.energy_wh = f["ew"] if "ew" in f else int(round(f["e"] * 1000))  # "e": kWh, older
             self.closed_n = f.get("cn", 0)
         elif kind == "CP":
             self.packs[f["p"]] = [f["ty"], f["cy"], f["soh"], f["sw"], f["q"]]
@@ -108,7 +114,7 @@ class JournalState:
         """Checkpoint lines (kind, fields) that rebuild this state."""
         yield "CK", {"q": self.seq, "b": self.boots, "n": self.swap_no, "x": self.exported,
                      "ls": self.last_swap_seq, "ok": self.swaps_ok, "nf": self.swaps_failed,
-                     "cn": self.closed_n, "e": self.energy_kwh}
+                     "cn": self.closed_n, "ew": self.energy_wh}
         n = 1
         present = {}
         for s in self.slots:

@@ -71,9 +71,19 @@ _FEED_MS = const(250)  # longest wait between watchdog feeds
 _LOOP_LATE_MS = const(2000)  # a gap between ticks this long: the loop is not on time
 _QUEUE = const(8)  # transactions per bus master we build (chargers keep 6 in flight, the bay 6)
 _QUEUE_MAX = const(8)  # identities waiting from vehicle_arrived
+_WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
 _ST_NAMES = ("config_error", "boot", "hold", "manual", "run")
 # Alarms about the swap in the bay: they clear when that swap ends, whatever its outcome.
 _SWAP_ALARMS = ("operator", "swap_interrupted", "bay_not_clear")
+
+
+def swap_kwh(soc_in, kwh_in, soc_out, kwh_out):
+    """Energy the vehicle drove off with beyond what it brought (what a swap sells), kWh
+    to 0.01, half up: SoC in %, pack capacities in kWh. Counted in ints (0.1 % x Wh =
+    mWh, at most 1000 x 1000000 < 2**30) so a float32 board, the unix port and CPython
+    all round the same swap alike."""
+    mwh = round(soc_in * 10) * round(kwh_in * 1000) - round(soc_out * 10) * round(kwh_out * 1000)
+    return (mwh + 5000) // 10000 / 100 if mwh > 0 else 0.0
 
 
 def _config(cfg):
@@ -238,9 +248,9 @@ class Supervisor:
         ok = outcome == "ok"
         rk = self.rack
         soc_out = rk.soc[s.own_slot] / 10 if ok and rk.holds(s.own_slot, s.pack) else s.soc
-        kwh = 0.0  # energy the vehicle drove off with beyond what it brought: what a swap sells
+        kwh = 0.0
         if ok and s.soc_new is not None and soc_out is not None:
-            kwh = max(0.0, round((s.soc_new * s.kwh_new - soc_out * self._kwh(s.ptype)) / 100, 2))
+            kwh = swap_kwh(s.soc_new, s.kwh_new, soc_out, self._kwh(s.ptype))
         self._j(self.journal.swap_end, s.n, outcome, now, s.pack if ok else None, soc_out,
                 s.new_pack if ok else None, s.soc_new if ok else None, kwh)
         self._event("ST", {"n": s.n, "ms": s.step_ms, "t": s.ms})
@@ -276,7 +286,7 @@ class Supervisor:
     # ---- main loop ----------------------------------------------------------------------
     def tick(self, now):
         """Run everything due; returns ms until the next tick is needed."""
-        self.ticks += 1
+        self.ticks = (self.ticks + 1) & _WRAP
         late = ticks_diff(now, self._last_tick) > _LOOP_LATE_MS
         if late:
             self.late_ticks += 1
@@ -296,6 +306,7 @@ class Supervisor:
             self.bay_bus.poll(now)
             if not (ch.service(now) | self.baylink.service(now, not self._booting)):
                 break
+        self.thermal.expire(now)
         if self._thermal_events(now):
             ch.service(now)  # charge-enable 0 goes out in this tick
         if self._booting:
@@ -335,7 +346,7 @@ class Supervisor:
         self.alive = ok
         if ok and self.watchdog is not None:
             self.watchdog.feed()
-            self.feeds += 1
+            self.feeds = (self.feeds + 1) & _WRAP
 
     # ---- boot ------------------------------------------------------------------------------
     def _boot(self, now):

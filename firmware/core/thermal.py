@@ -33,6 +33,9 @@ _K = const(6)  # readings kept per slot, spaced so they span more than the windo
 _Q = const(16)  # queued events; latched causes stay readable if the queue overflows
 _T_MIN = const(-400)  # below this a cell reading is a sensor fault, 0.1 degC
 _T_MAX = const(2000)  # above this the reading is off the sensor's scale: runaway, not a fault
+# A slot's history this old is dropped (expire): far older than any rise window, and
+# far younger than 2**29 ms, past which a reading's ticks would look like the future.
+_FORGET_MS = const(3600000)
 
 
 class Thermal:
@@ -57,6 +60,7 @@ class Thermal:
         self._qv = [0] * _Q
         self._qh = self._qn = 0
         self.dropped = 0  # events that found the queue full
+        self._scan = 0  # next slot expire() looks at
 
     def _slot(self, slot, store_ok=False):
         if type(slot) is not int or not (-1 if store_ok else 0) <= slot < self.n:
@@ -114,6 +118,14 @@ class Thermal:
             if cnt < _K:
                 self._count[slot] = cnt + 1
         return raised
+
+    def expire(self, now_ms):
+        """Called every main-loop tick: drops one slot's history (round robin) if its
+        last reading is over an hour old, e.g. a charger off the bus for days."""
+        i = self._scan
+        self._scan = i + 1 if i + 1 < self.n else 0
+        if self._count[i] and ticks_diff(now_ms, self._last[i]) > _FORGET_MS:
+            self.forget(i)
 
     def charger_fault(self, slot, t_max_d=0):
         """The charger reported its thermal-runaway fault bit."""

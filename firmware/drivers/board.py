@@ -15,6 +15,7 @@ _UART_PARITY = {"none": None, "even": 0, "odd": 1}
 
 _HEARTBEAT_MS = const(500)  # slow blink: running
 _FAULT_BLINK_MS = const(100)  # fast blink: a fault is raised
+_WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
 
 
 def char_time_us(baudrate, bits):
@@ -225,7 +226,7 @@ class WatchdogGate(Watchdog):
     def feed(self):
         if self.wdt is not None:
             self.wdt.feed()
-            self.feeds += 1
+            self.feeds = (self.feeds + 1) & _WRAP
 
 
 class Board:

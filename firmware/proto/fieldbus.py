@@ -71,6 +71,7 @@ IDLE_POLL_MS = const(1000)  # next_poll_ms when nothing is queued
 ADU_MAX = const(256)  # longest RTU frame
 _NO_VALUES = b""  # what a pending or failed transaction shows: nothing
 
+_WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
 _FREE = const(0)
 _QUEUED = const(1)
 _ACTIVE = const(2)
@@ -407,11 +408,11 @@ class BusMaster:
         if tx.unit:
             h = self.health(tx.unit)
             if err == ERR_TIMEOUT:
-                h.timeouts += 1
+                h.timeouts = (h.timeouts + 1) & _WRAP
             elif err == ERR_CRC:
-                h.crc_errors += 1
+                h.crc_errors = (h.crc_errors + 1) & _WRAP
             else:
-                h.frame_errors += 1
+                h.frame_errors = (h.frame_errors + 1) & _WRAP
 
     def _finish(self, tx, err, now_ms, exc=0):
         """Publish the outcome, update health, free the handle if it was released."""
@@ -431,10 +432,10 @@ class BusMaster:
             h = self.health(tx.unit)
             if err == ERR_NONE or err == ERR_EXCEPTION:
                 if err == ERR_NONE:
-                    h.good += 1
+                    h.good = (h.good + 1) & _WRAP
                     h.last_ok_ms = now_ms
                 else:
-                    h.exceptions += 1
+                    h.exceptions = (h.exceptions + 1) & _WRAP
                 h.consecutive_failures = 0
                 if not h.online:
                     h.online = True

@@ -59,6 +59,7 @@ from firmware.proto.fieldbus import (  # noqa: F401  (re-exported API names)
 _RX_SIZE = const(512)
 _CHUNK = const(64)
 _READS_PER_POLL = const(8)  # bounds the work of one poll under a byte flood
+_WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
 
 _S_IDLE = const(0)
 _S_WAIT_BUS = const(1)  # request ready, waiting for line silence
@@ -125,7 +126,7 @@ class ModbusMaster(BusMaster):
                 self._state = _S_WAIT_BUS
             elif st == _S_WAIT_BUS:
                 self._drain()
-                if ticks_diff(self._us(), self._bus_free_us) < 0:
+                if self._bus_wait_us():
                     return
                 self._start_send(now_ms)
             elif st == _S_TX:
@@ -146,7 +147,7 @@ class ModbusMaster(BusMaster):
                 return max(0, ticks_diff(self._quiet_until_ms, now_ms) + 1)
             return 0
         if st == _S_WAIT_BUS:
-            return max(0, (ticks_diff(self._bus_free_us, self._us()) + 999) // 1000)
+            return (self._bus_wait_us() + 999) // 1000
         if st == _S_TX:
             return 1
         left = ticks_diff(self._deadline, now_ms)
@@ -157,8 +158,15 @@ class ModbusMaster(BusMaster):
         """As next_poll_ms, in us where the master knows better than a ms: the
         t3.5 wait before a request. For host loops that can sleep below 1 ms."""
         if self._state == _S_WAIT_BUS:
-            return max(0, ticks_diff(self._bus_free_us, self._us()))
+            return self._bus_wait_us()
         return 1000 * self.next_poll_ms(now_ms)
+
+    def _bus_wait_us(self):
+        """Us until the line is free for a request, 0 once it is. The mark is never set
+        more than send_gap_us ahead: further ahead, it is long past and the us ticks have
+        wrapped (2**30 us, ~18 min on a 32-bit build), e.g. after a quiet spell."""
+        d = ticks_diff(self._bus_free_us, self._us())
+        return d if 0 < d <= self.send_gap_us else 0
 
     # ---- steps ----------------------------------------------------------------------------
     def _drain(self):
@@ -167,7 +175,7 @@ class ModbusMaster(BusMaster):
         n = self._port.readinto(self._chunk)
         if n:
             while n:
-                self.stray_bytes += n
+                self.stray_bytes = (self.stray_bytes + n) & _WRAP
                 n = self._port.readinto(self._chunk)
             t = self._us()
             self._last_rx_us = t
@@ -256,7 +264,7 @@ class ModbusMaster(BusMaster):
                 # Noise flood: keep the newest bytes, a reply is at most 256 of them.
                 keep = ADU_MAX - n
                 base = L - keep
-                self.stray_bytes += base
+                self.stray_bytes = (self.stray_bytes + base) & _WRAP
                 for i in range(keep):
                     rx[i] = rx[base + i]
                 L = keep
@@ -333,8 +341,8 @@ class ModbusMaster(BusMaster):
         if err:
             self._attempt_end(err, now_ms)
             return True
-        self.stray_frames += 1
-        self.stray_bytes += L
+        self.stray_frames = (self.stray_frames + 1) & _WRAP
+        self.stray_bytes = (self.stray_bytes + L) & _WRAP
         return False
 
     def _attempt_end(self, err, now_ms):
@@ -348,7 +356,7 @@ class ModbusMaster(BusMaster):
             self._finish(tx, err, now_ms)
 
     def _done_ok(self, now_ms, off, length):
-        self.stray_bytes += self._rxlen - length  # noise around the reply
+        self.stray_bytes = (self.stray_bytes + self._rxlen - length) & _WRAP  # noise around the reply
         self._rxlen = 0
         self._state = _S_IDLE
         self._bus_free_us = ticks_add(self._last_rx_us, self.send_gap_us)

@@ -98,7 +98,7 @@ def test_state_is_rebuilt_on_replay():
     assert s_packs_ok(j.state)
     assert s.slots[0]["p"] == "P1" and s.slots[0]["cy"] == 312 and s.slots[1]["st"] == "READY"
     assert list(s.alarms) == ["0:OVERTEMP"] and s.alarms["0:OVERTEMP"]["d"] == "66.0C"
-    assert s.open_swap is None and s.swap_no == 1 and s.swaps_ok == 1 and s.energy_kwh == 2.5
+    assert s.open_swap is None and s.swap_no == 1 and s.swaps_ok == 1 and s.energy_wh == 2500
     assert s.packs["P2"][3] == 1 and s.packs["P9"][3] == 1 and s.packs["P1"][1] == 312
     recs = list(j.swap_records())
     assert len(recs) == 1
