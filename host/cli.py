@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,7 @@ SUBCOMMAND_MODULES: list[str] = list(SUBCOMMANDS.values())
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the job ran and found a problem (a failed check, a KPI out of range)
 EXIT_USAGE = 2  # bad arguments, bad config or scenario file
+EXIT_PIPE_CLOSED = 141  # the reader of stdout went away (`| head`): the shell's status for SIGPIPE
 
 
 def version() -> str:
@@ -68,12 +70,19 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    return int(args.func(args))
+    try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, so a closed pipe is met inside the try, not at exit
+        return code
+    except BrokenPipeError:
+        # Python's documented recipe: point stdout at /dev/null so the flush at exit is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
 
 
 if __name__ == "__main__":

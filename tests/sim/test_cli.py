@@ -197,3 +197,15 @@ def test_simulation_failure_exit_1(monkeypatch, capsys):
     monkeypatch.setattr(engine.Engine, "run", fail)
     assert sim_cli.run(parse(["--duration", "1m", "-q"])) == 1
     assert "simulation failed" in capsys.readouterr().err
+
+
+def test_output_cut_short_by_a_closed_pipe_is_quiet():
+    # `swapstation sim --list | head -1`: the reader goes away; no traceback, SIGPIPE's status.
+    root = Path(__file__).resolve().parents[2]
+    p = subprocess.Popen([sys.executable, "-m", "host.cli", "sim", "--list"], cwd=root,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None
+    p.stdout.close()  # before the child writes: every write meets a closed pipe
+    err = p.stderr.read().decode() if p.stderr else ""
+    assert p.wait(timeout=60) == 128 + signal.SIGPIPE
+    assert err == ""
