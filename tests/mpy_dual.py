@@ -221,6 +221,31 @@ def parse_results(stdout: str) -> tuple[dict[str, tuple[str, str]], dict[str, fl
     return found, times
 
 
+def run_unix_module(path: Path, heapsize: str | None, image: str | None,
+                    timeout_s: float) -> tuple[str, str]:
+    """Run a test module under the unix port: (stdout, output to show on failure).
+
+    A run that times out still returns what it printed, so the tests that finished keep their
+    results and the module is not run again for each remaining item.
+    """
+    cmd = micropython_command()
+    if heapsize:
+        cmd += ["-X", f"heapsize={heapsize}"]
+    cmd += [str(RUNNER), path.stem]
+    paths = [path.parent]
+    if image == "mpy":
+        paths.insert(0, firmware_mpy_image())
+    try:
+        proc = subprocess.run(cmd, cwd=str(ROOT), env=micropython_env(paths), capture_output=True,
+                              text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        out, err = (x.decode(errors="replace") if isinstance(x, bytes) else (x or "")
+                    for x in (e.stdout, e.stderr))
+        why = f"the module's run timed out after {timeout_s:g} s"
+        return out, f"{why}; its output:\n{out[-4000:]}{err[-4000:]}"
+    return proc.stdout, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
 class ModuleRun:
     """One interpreter run of a module: per-test results and times."""
 
@@ -258,22 +283,7 @@ class MicroPythonFile(pytest.File):
         return self.runs[target]
 
     def _run_unix(self) -> tuple[str, str]:
-        cmd = micropython_command()
-        if self.heapsize:
-            cmd += ["-X", f"heapsize={self.heapsize}"]
-        cmd += [str(RUNNER), self.path.stem]
-        paths = [self.path.parent]
-        if self.image == "mpy":
-            paths.insert(0, firmware_mpy_image())
-        proc = subprocess.run(
-            cmd,
-            cwd=str(ROOT),
-            env=micropython_env(paths),
-            capture_output=True,
-            text=True,
-            timeout=MODULE_TIMEOUT_S,
-        )
-        return proc.stdout, proc.stdout[-4000:] + proc.stderr[-4000:]
+        return run_unix_module(self.path, self.heapsize, self.image, MODULE_TIMEOUT_S)
 
     def _run_qemu(self) -> tuple[str, str]:
         from host.deploy.qemu_run import QemuTimeout, run_script

@@ -5,7 +5,15 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.mpy_dual import ROOT, RUNNER, heap_bytes, micropython_command, micropython_env, parse_results
+from tests.mpy_dual import (
+    ROOT,
+    RUNNER,
+    heap_bytes,
+    micropython_command,
+    micropython_env,
+    parse_results,
+    run_unix_module,
+)
 
 MODULE = '''
 import time
@@ -53,3 +61,26 @@ def test_heap_sizes_read_like_the_unix_port_option() -> None:
     assert heap_bytes("128K") == 131072
     assert heap_bytes("1M") == 1048576
     assert heap_bytes("100000") == 100000
+
+
+HANGS = '''
+def test_done_first():
+    pass
+
+
+def test_hangs():
+    while True:
+        pass
+
+
+def test_never_reached():
+    pass
+'''
+
+
+def test_a_module_run_that_times_out_keeps_what_finished(tmp_path: Path) -> None:
+    (tmp_path / "test_hangs.py").write_text(HANGS)
+    stdout, output = run_unix_module(tmp_path / "test_hangs.py", None, None, timeout_s=3)
+    results, _ = parse_results(stdout)
+    assert results == {"test_done_first": ("ok", "")}
+    assert "timed out after 3 s" in output
