@@ -59,7 +59,8 @@ def station_seeds(seed: int, n: int) -> list[np.random.SeedSequence]:
 
 
 def tasks_for(net: Network, duration_s: float, seed: int, substep_s: float = 5.0) -> list[StationTask]:
-    seeds = station_seeds(seed, len(net.stations))
+    # spawn(n)[i] is the same child for any n >= i + 1: a sample of a network's stations keeps their seeds
+    seeds = station_seeds(seed, max((s.index for s in net.stations), default=-1) + 1)
     return [StationTask(spec, seeds[spec.index], duration_s, substep_s) for spec in net.stations]
 
 
