@@ -110,6 +110,7 @@ class Network:
     seed: int
     currency: str
     stations: list[StationSpec]
+    stations_in_file: int = 0  # more than len(stations) when a sample of them is run
 
     @property
     def swaps_per_day(self) -> float:
@@ -244,8 +245,9 @@ def _station(i: int, r: _Reader, classes: Mapping[str, dict[str, _Value]],
 
     for key in REQUIRED:
         if key not in f:
-            source = f" nor its class {cls!r}" if cls else " (and it has no class)"
-            raise NetworkError(r.sub(key), f"missing: set in the station{source}")
+            why = f"neither the station nor its class {cls!r} sets it" if cls else \
+                "the station does not set it and has no class"
+            raise NetworkError(r.sub(key), f"missing: {why}")
 
     def get(key: str) -> Any:
         return f[key].value if key in f else DEFAULTS[key]
@@ -358,6 +360,7 @@ def _from_dict(data: dict[str, Any]) -> Network:
         seed=run.integer("seed", 1, lo=0),
         currency=top.text("currency", "CNY"),
         stations=stations,
+        stations_in_file=len(stations),
     )
     run.done()
     top.done()

@@ -115,7 +115,7 @@ def summary(result: FleetResult, table: Sequence[dict[str, Any]] | None = None) 
     p_waits = [row["wait_probability"] for row in table if not math.isnan(row["wait_probability"])]
     return {
         "network": net.name,
-        "stations": len(net.stations),
+        "stations": max(net.stations_in_file, len(net.stations)),
         "stations_run": len(rs),
         "duration_s": result.duration_s,
         "seed": result.seed,

@@ -30,6 +30,7 @@ from host.plant.standalone import PlantOnlyRun, StationKpis
 from host.plant.vehicles import VehicleModel
 
 METER_PERIOD_S = 900.0  # a utility's demand interval: peak power is the highest 15-minute mean
+INITIAL_SOC = 1.0  # the rack is full at the start: no top-up of every pack at once on the first meter reading
 BACKENDS = ("local", "serial")  # an embedded LocalCluster, or in this process
 
 
@@ -46,7 +47,9 @@ class StationResult:
     index: int
     id: str
     kpi: StationKpis
-    cpu_s: float = field(default=0.0, compare=False)  # the one figure that differs from run to run
+    # where and how long it ran: differ from run to run, never compared
+    cpu_s: float = field(default=0.0, compare=False)
+    pid: int = field(default=0, compare=False)
 
     @property
     def peak_kw(self) -> float:
@@ -75,9 +78,10 @@ def run_station(task: StationTask) -> StationResult:
         arrivals={"fleet": fleet, "patience_mean_s": s.patience_s, "balk_from": s.balk_from,
                   "balk_all": s.balk_all},
         station_seeds=[task.seed], record_waits=True, meter_period_s=METER_PERIOD_S,
+        initial_soc=INITIAL_SOC,
     )
     (kpi,) = run.run(task.duration_s)
-    return StationResult(s.index, s.id, kpi, time.process_time() - c0)
+    return StationResult(s.index, s.id, kpi, time.process_time() - c0, os.getpid())
 
 
 @dataclass

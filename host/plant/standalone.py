@@ -102,6 +102,7 @@ class PlantOnlyRun:
     stations). ``record_waits`` keeps every served vehicle's wait in ``waits_s``;
     ``meter_period_s`` reads each station's grid energy at every multiple of that period
     (``interval_kwh``: what a demand meter sees; the extra plant steps move the last digits).
+    ``initial_soc``: of every pack in the rack at the start.
     """
 
     def __init__(
@@ -110,7 +111,7 @@ class PlantOnlyRun:
         grid: Grid | None = None, rates_per_hour: Sequence[float] | None = None,
         arrivals: Mapping[str, Any] | None = None, slots: int | None = None, charger_kw: float | None = None,
         station_seeds: Sequence[np.random.SeedSequence] | None = None, record_waits: bool = False,
-        meter_period_s: float | None = None,
+        meter_period_s: float | None = None, initial_soc: float = 0.95,
     ) -> None:
         if slots is None:
             slots = len(rack) + 1
@@ -155,7 +156,7 @@ class PlantOnlyRun:
             st = _Station(s, ArrivalProcess(arrival_seed, rates, **(arrivals or {})),
                           BayModel(self.plant, seed=bay_seed), r.start, r.stop)
             for k, name in enumerate(rack):
-                self._put(r.start + k, PackRecord(next(pack_id), name, 0.95))
+                self._put(r.start + k, PackRecord(next(pack_id), name, initial_soc))
             st.empty_slot = r.start + len(rack)
             for slot in r:
                 self.plant.set_enable(slot, True)
@@ -238,8 +239,9 @@ class PlantOnlyRun:
         if kind == "arrival":
             assert isinstance(payload, Arrival)
             k.arrivals += 1
-            nxt = next(st.arrivals)
-            self._push(nxt.t_s, st.index, "arrival", nxt)
+            nxt = next(st.arrivals, None)  # None: a station without demand
+            if nxt is not None:
+                self._push(nxt.t_s, st.index, "arrival", nxt)
             if (st.busy or st.queue) and st.arrivals.balks(payload, len(st.queue)):
                 k.balked += 1
             else:
@@ -285,8 +287,9 @@ class PlantOnlyRun:
         """Simulate every station up to ``until_s``; returns the KPIs so far."""
         if not self._events:
             for st in self.stations:
-                first = next(st.arrivals)
-                self._push(first.t_s, st.index, "arrival", first)
+                first = next(st.arrivals, None)
+                if first is not None:
+                    self._push(first.t_s, st.index, "arrival", first)
                 self._push(self.grid.next_change_after(0.0), st.index, "grid")
                 if self.meter_period_s is not None:
                     self._push(self.meter_period_s, st.index, "meter")
