@@ -6,6 +6,7 @@ import argparse
 import datetime
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,34 +41,25 @@ the report is written, marked partial; a second one stops at once).
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return v
+def _at_least(lo: float, conv: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: ``conv(text)``, at least ``lo``."""
+
+    def parse(text: str) -> Any:
+        try:
+            v = conv(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if conv is int else 'a number'}: {text!r}") \
+                from None
+        if not v >= lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo:g}")
+        return v
+
+    return parse
 
 
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return v
-
-
-def _volume(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return v
+_positive_int = _at_least(1, int)
+_count = _at_least(0, int)
+_volume = _at_least(0.0, float)
 
 
 def register(subparsers: Any) -> None:

@@ -294,29 +294,18 @@ def _station(i: int, r: _Reader, classes: Mapping[str, dict[str, _Value]],
     )
 
 
-def _named_tables(top: _Reader, key: str, parse: Any) -> dict[str, Any]:
+def _named_tables(top: _Reader, key: str, field: str, parse: Any) -> dict[str, Any]:
+    """``[key.NAME]`` tables of one required ``field``, each parsed by ``parse(value, path)``."""
     t = top.table(key)
     out = {}
     for name in t.data:
-        out[str(name)] = parse(_Reader(t.data[name], t.sub(str(name))))
+        r = _Reader(t.data[name], t.sub(str(name)))
+        if not r.has(field):
+            raise NetworkError(r.sub(field), "missing")
+        out[str(name)] = parse(r.raw(field), r.sub(field))
+        r.done()
         t.used.add(name)
     return out
-
-
-def _tariff_table(r: _Reader) -> tuple[TouBand, ...]:
-    if not r.has("bands"):
-        raise NetworkError(r.sub("bands"), "missing")
-    bands = _bands(r.raw("bands"), r.sub("bands"))
-    r.done()
-    return bands
-
-
-def _profile_table(r: _Reader) -> tuple[float, ...]:
-    if not r.has("hourly"):
-        raise NetworkError(r.sub("hourly"), "missing")
-    v = _profile_values(r.raw("hourly"), r.sub("hourly"))
-    r.done()
-    return v
 
 
 def from_dict(data: dict[str, Any], source: str = "") -> Network:
@@ -330,8 +319,8 @@ def from_dict(data: dict[str, Any], source: str = "") -> Network:
 def _from_dict(data: dict[str, Any]) -> Network:
     top = _Reader(data, "")
     run = top.table("run")
-    tariffs = {**BUILTIN_TARIFFS, **_named_tables(top, "tariffs", _tariff_table)}
-    profiles = {**BUILTIN_PROFILES, **_named_tables(top, "profiles", _profile_table)}
+    tariffs = {**BUILTIN_TARIFFS, **_named_tables(top, "tariffs", "bands", _bands)}
+    profiles = {**BUILTIN_PROFILES, **_named_tables(top, "profiles", "hourly", _profile_values)}
     classes: dict[str, dict[str, _Value]] = {}
     ct = top.table("classes")
     for name in ct.data:

@@ -1,6 +1,7 @@
 """`swapstation fleet` end to end on a tiny network, --generate, errors, Ctrl-C, lazy imports."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -72,13 +73,16 @@ def test_version_and_sim_list_do_not_import_dask():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_ctrl_c_keeps_the_finished_stations(tmp_path):
+@pytest.mark.parametrize("where", ["--serial", "--workers=2"])
+def test_ctrl_c_keeps_the_finished_stations(tmp_path, where):
     gen = tmp_path / "gen.toml"
     assert cli.main(["fleet", "--generate", str(gen), "--stations", "400", "-q"]) == 0
     out = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-m", "host.cli", "fleet", str(gen), "--serial", "--no-plots",
+    # A terminal's Ctrl-C reaches the whole process group: the Dask workers too.
+    p = subprocess.Popen([sys.executable, "-m", "host.cli", "fleet", str(gen), where, "--no-plots",
                           "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                         text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert p.stderr is not None
         seen = []
@@ -87,7 +91,7 @@ def test_ctrl_c_keeps_the_finished_stations(tmp_path):
             if "stations done" in line:
                 break
         assert any("stations done" in x for x in seen), "".join(seen)
-        p.send_signal(signal.SIGINT)
+        os.killpg(p.pid, signal.SIGINT)
         stdout, rest = p.communicate(timeout=120)
     finally:
         if p.poll() is None:
