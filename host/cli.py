@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "flash": "host.flash",
     "demo": "host.demo",
     "sim": "host.sim_cli",
+    "fleet": "host.fleet.cli",
     "hil": "hil.cli",
 }
 SUBCOMMAND_MODULES: list[str] = list(SUBCOMMANDS.values())

@@ -374,12 +374,19 @@ class Progress:
     """Progress of a run on ``stream`` (stderr), with the time left at the run's pace so far.
 
     On a terminal a tqdm bar; otherwise (piped, logged) one line every ``every_pct`` percent.
-    Nothing when ``enabled`` is False."""
+    Nothing when ``enabled`` is False. ``update`` takes seconds, shown in hours; other counts
+    (stations done) pass ``per_unit=1`` and their ``unit`` and ``what`` ("stations", "done").
+    """
 
     def __init__(self, total_s: float, enabled: bool = True, stream: TextIO | None = None,
-                 every_pct: float = 5.0) -> None:
+                 every_pct: float = 5.0, *, unit: str = "h", per_unit: float = 3600.0,
+                 what: str = "simulated", digits: int = 1) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.total_h = total_s / 3600.0
+        self.per_unit = per_unit
+        self.total_h = total_s / per_unit
+        count = f"{{n:.{digits}f}}/{{total:.{digits}f}} {unit} {what}"
+        self._bar_format = "{l_bar}{bar}| " + count + " [{elapsed} elapsed, {remaining} left]"
+        self._line_format = "{percentage:3.0f}%  " + count + ", {elapsed} elapsed, about {remaining} left"
         self.enabled = enabled
         self.every = every_pct
         self._next_pct = every_pct
@@ -394,13 +401,14 @@ class Progress:
             except (OSError, ValueError):
                 sized = False
             # a terminal that reports no size (some ptys) would get no bar at all from tqdm
-            self._bar = tqdm(total=self.total_h, file=self.stream, unit="h", mininterval=0.2, bar_format=_BAR,
+            self._bar = tqdm(total=self.total_h, file=self.stream, unit=unit, mininterval=0.2,
+                             bar_format=self._bar_format,
                              ncols=None if sized else 100, nrows=None if sized else 24)
 
     def update(self, done_s: float) -> None:
         if not self.enabled:
             return
-        done_h = min(done_s / 3600.0, self.total_h)
+        done_h = min(done_s / self.per_unit, self.total_h)
         if self._bar is not None:
             self._bar.update(done_h - self._bar.n)
             return
@@ -412,7 +420,7 @@ class Progress:
         from tqdm import tqdm
 
         self.stream.write(tqdm.format_meter(done_h, self.total_h, time.monotonic() - self._start,
-                                            bar_format=_LINE) + "\n")
+                                            bar_format=self._line_format) + "\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -420,6 +428,3 @@ class Progress:
             self._bar.close()
             self._bar = None
 
-
-_BAR = "{l_bar}{bar}| {n:.1f}/{total:.1f} h simulated [{elapsed} elapsed, {remaining} left]"
-_LINE = "{percentage:3.0f}%  {n:.1f}/{total:.1f} h simulated, {elapsed} elapsed, about {remaining} left"

@@ -6,6 +6,7 @@
 - :mod:`host.plant.bay`: the bay remote-I/O module and the mechanics behind it (event-driven).
 - :mod:`host.plant.vehicles`: seeded arrivals with a daily profile, fleet mix, balking, reneging.
 - :mod:`host.plant.grid`: connection limit, time-of-use prices, outage window.
-- :mod:`host.plant.standalone`: plant-only station runs (no firmware), for benchmarks.
+- :mod:`host.plant.standalone`: plant-only station runs (no firmware), for benchmarks and the
+  network twin (:mod:`host.fleet`).
 - :mod:`host.plant.params`: pack types, charger and rack parameters.
 """

@@ -14,11 +14,13 @@ import heapq
 import itertools
 import math
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from host.kpi import WAITED_S
 from host.plant.bay import BayModel
 from host.plant.grid import Grid, TouBand
 from host.plant.params import PACK_TYPE_NAMES
@@ -42,6 +44,9 @@ class StationKpis:
     handover_soc: float = 0.0  # sum over swaps
     grid_kwh: float = 0.0
     cost: float = 0.0
+    waited: int = 0  # served vehicles whose swap began WAITED_S or more after they arrived
+    waits_s: list[float] = field(default_factory=list)  # each served vehicle's wait (record_waits)
+    interval_kwh: list[float] = field(default_factory=list)  # grid energy per meter period (meter_period_s)
 
     @property
     def mean_wait_s(self) -> float:
@@ -61,6 +66,7 @@ class _Station:
     empty_slot: int = -1
     kpi: StationKpis = field(default_factory=StationKpis)
     last_energy_j: float = 0.0
+    meter_energy_j: float = 0.0  # the station's energy at the last meter reading
     check_at: float = math.inf  # when the head of the queue may find a ready pack; inf: not known
 
 
@@ -84,16 +90,45 @@ class _PyReadySlots:
 
 
 class PlantOnlyRun:
-    """``n_stations`` identical stations in one :class:`Plant`, each with its own arrivals and bay."""
+    """``n_stations`` identical stations in one :class:`Plant`, each with its own arrivals and bay.
+
+    The defaults are a PSS-4.0-like station. For other stations: ``rates_per_hour`` (24 or 168
+    arrivals per hour, instead of ``swaps_per_day`` on the default daily shape), ``arrivals``
+    (further :class:`ArrivalProcess` fields: ``fleet``, ``patience_mean_s``, ``balk_from``...),
+    ``slots`` (rack slots, each with its charger; at least ``len(rack) + 1``, the extra ones stay
+    empty), ``charger_kw`` (every charger's power limit; the pack's BMS limit still applies).
+    ``station_seeds``: one ``SeedSequence`` per station, whose two generated words seed its
+    arrivals and its bay (instead of ``seed * 1000 + s``, which repeats streams past 1,000
+    stations). ``record_waits`` keeps every served vehicle's wait in ``waits_s``;
+    ``meter_period_s`` reads each station's grid energy at every multiple of that period
+    (``interval_kwh``: what a demand meter sees; the extra plant steps move the last digits).
+    ``initial_soc``: of every pack in the rack at the start.
+    """
 
     def __init__(
         self, n_stations: int = 1, *, seed: int = 1, swaps_per_day: float = 480.0, backend: str = "cython",
         max_substep_s: float = 5.0, ready_soc: float = 0.9, rack: tuple[str, ...] = DEFAULT_RACK,
-        grid: Grid | None = None,
+        grid: Grid | None = None, rates_per_hour: Sequence[float] | None = None,
+        arrivals: Mapping[str, Any] | None = None, slots: int | None = None, charger_kw: float | None = None,
+        station_seeds: Sequence[np.random.SeedSequence] | None = None, record_waits: bool = False,
+        meter_period_s: float | None = None, initial_soc: float = 0.95,
     ) -> None:
-        slots = len(rack) + 1
+        if slots is None:
+            slots = len(rack) + 1
+        if slots < len(rack) + 1:
+            raise ValueError(f"{len(rack)} packs need at least {len(rack) + 1} slots "
+                             "(one for the returned pack)")
+        if station_seeds is not None and len(station_seeds) != n_stations:
+            raise ValueError(f"{len(station_seeds)} station seeds for {n_stations} stations")
+        if meter_period_s is not None and not meter_period_s > 0.0:
+            raise ValueError("meter_period_s must be positive")
         self.plant = Plant(n_stations, slots, backend=backend, max_substep_s=max_substep_s, watchdog=False)
+        if charger_kw is not None:
+            for name in ("p_rated", "set_p"):
+                self.plant.arrays[name][:] = charger_kw * 1000.0
         self.grid = grid or Grid(1000.0, DEFAULT_TOU)
+        self.record_waits = record_waits
+        self.meter_period_s = meter_period_s
         self.ready_soc = ready_soc
         # int32 / int8: the types ReadySlots binds
         self.type_idx = np.full(self.plant.n_slots, -1, dtype=np.int32)
@@ -110,15 +145,18 @@ class PlantOnlyRun:
         self._e_sta = self.plant.arrays["e_sta"]
         self._t = self.plant.t
         self.stations: list[_Station] = []
-        rates = hourly_rates(swaps_per_day)
+        rates = list(rates_per_hour) if rates_per_hour is not None else hourly_rates(swaps_per_day)
         pack_id = itertools.count(1)
         for s in range(n_stations):
-            sub_seed = seed * 1000 + s
+            if station_seeds is None:
+                arrival_seed = bay_seed = seed * 1000 + s
+            else:
+                arrival_seed, bay_seed = (int(w) for w in station_seeds[s].generate_state(2, np.uint64))
             r = self.plant.slot_range(s)
-            st = _Station(s, ArrivalProcess(sub_seed, rates), BayModel(self.plant, seed=sub_seed),
-                          r.start, r.stop)
+            st = _Station(s, ArrivalProcess(arrival_seed, rates, **(arrivals or {})),
+                          BayModel(self.plant, seed=bay_seed), r.start, r.stop)
             for k, name in enumerate(rack):
-                self._put(r.start + k, PackRecord(next(pack_id), name, 0.95))
+                self._put(r.start + k, PackRecord(next(pack_id), name, initial_soc))
             st.empty_slot = r.start + len(rack)
             for slot in r:
                 self.plant.set_enable(slot, True)
@@ -167,7 +205,12 @@ class PlantOnlyRun:
         self.reserved[fetch] = 1
         st.busy = True
         duration, failure = st.bay.sample_swap_s(st.empty_slot - st.lo, fetch - st.lo)
-        st.kpi.wait_s += t - t_arr
+        wait = t - t_arr
+        st.kpi.wait_s += wait
+        if wait >= WAITED_S:
+            st.kpi.waited += 1
+        if self.record_waits:
+            st.kpi.waits_s.append(wait)
         self._push(t + duration, st.index, "done", (arrival, fetch, failure))
 
     def _renege(self, st: _Station, t: float) -> None:
@@ -196,8 +239,9 @@ class PlantOnlyRun:
         if kind == "arrival":
             assert isinstance(payload, Arrival)
             k.arrivals += 1
-            nxt = next(st.arrivals)
-            self._push(nxt.t_s, st.index, "arrival", nxt)
+            nxt = next(st.arrivals, None)  # None: a station without demand
+            if nxt is not None:
+                self._push(nxt.t_s, st.index, "arrival", nxt)
             if (st.busy or st.queue) and st.arrivals.balks(payload, len(st.queue)):
                 k.balked += 1
             else:
@@ -227,16 +271,28 @@ class PlantOnlyRun:
                 for slot in self.plant.slot_range(st.index):
                     self.plant.fault_reset(slot)
             self._push(self.grid.next_change_after(t), st.index, "grid")
+        elif kind == "meter":
+            self._read_meter(st)
+            assert self.meter_period_s is not None
+            self._push(t + self.meter_period_s, st.index, "meter")
         if st.queue and not st.busy:
             self._try_serve(st, t)
+
+    def _read_meter(self, st: _Station) -> None:
+        e = float(self._e_sta[st.index])
+        st.kpi.interval_kwh.append((e - st.meter_energy_j) / 3.6e6)
+        st.meter_energy_j = e
 
     def run(self, until_s: float) -> list[StationKpis]:
         """Simulate every station up to ``until_s``; returns the KPIs so far."""
         if not self._events:
             for st in self.stations:
-                first = next(st.arrivals)
-                self._push(first.t_s, st.index, "arrival", first)
+                first = next(st.arrivals, None)
+                if first is not None:
+                    self._push(first.t_s, st.index, "arrival", first)
                 self._push(self.grid.next_change_after(0.0), st.index, "grid")
+                if self.meter_period_s is not None:
+                    self._push(self.meter_period_s, st.index, "meter")
         events, stations, pop = self._events, self.stations, heapq.heappop
         while events and events[0][0] <= until_s:
             t, _, s, kind, payload = pop(events)
@@ -246,6 +302,8 @@ class PlantOnlyRun:
         for st in self.stations:
             self._advance(st, until_s)
             self._renege(st, until_s)
+            if self.meter_period_s is not None and until_s % self.meter_period_s:
+                self._read_meter(st)  # the part of a period up to the end
             st.kpi.grid_kwh = self.plant.station_energy_j(st.index) / 3.6e6
         self.now = until_s
         return [st.kpi for st in self.stations]

@@ -1,5 +1,6 @@
 """The plant-only station runner: deterministic, and its numbers hang together."""
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,35 @@ def test_ready_slots_picks_the_first_fullest_ready_pack_of_the_type_as_argmax_do
     assert slots.fullest(0, 6, 2, 0.0) == -1  # no pack of that type
     assert slots.fullest(3, 6, 0, 0.98) == -1  # none ready in the range
     assert slots.of_type(0, 6, 0) == [0, 2, 4, 5]
+
+
+def test_station_seeds_waits_and_the_demand_meter():
+    seeds = np.random.SeedSequence(9).spawn(2)
+
+    def run():
+        return PlantOnlyRun(2, station_seeds=seeds, record_waits=True, meter_period_s=900.0,
+                            swaps_per_day=700.0).run(6 * 3600.0 + 300.0)
+
+    a = run()
+    assert a == run() and a[0] != a[1]
+    for k in a:
+        assert len(k.interval_kwh) == 25  # 24 whole quarter-hours and the 5 minutes after
+        assert math.fsum(k.interval_kwh) == pytest.approx(k.grid_kwh, rel=1e-12)
+        assert k.swaps <= len(k.waits_s) <= k.swaps + 1 and math.fsum(k.waits_s) == pytest.approx(k.wait_s)
+        assert k.waited == sum(w >= 1.0 for w in k.waits_s) > 0
+
+
+def test_slots_charger_power_initial_soc_and_no_demand():
+    def energy(**kw):
+        grid = Grid(5000.0, DEFAULT_TOU)  # room for every charger at once
+        (k,) = PlantOnlyRun(1, swaps_per_day=0.0, initial_soc=0.5, grid=grid, **kw).run(900.0)
+        assert k.arrivals == 0
+        return k.grid_kwh
+
+    # 22 packs at half charge, a quarter of an hour at the chargers' power (and their losses)
+    full = energy()
+    assert full == pytest.approx(22 * 62.5 / 4, rel=0.05)
+    assert energy(charger_kw=20.0) == pytest.approx(22 * 20.0 / 4, rel=0.05)
+    assert energy(slots=30) == pytest.approx(full, rel=1e-3)  # the extra slots stay empty
+    with pytest.raises(ValueError, match="at least 23 slots"):
+        PlantOnlyRun(1, slots=22)

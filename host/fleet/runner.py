@@ -1,0 +1,222 @@
+"""Run every station of a network on the plant-only path, serially or on a Dask cluster.
+
+Station ``i`` gets child ``i`` of ``numpy.random.SeedSequence(seed).spawn(n)``; its arrivals
+and its bay draw from the two words that child generates. A station's run depends on
+nothing else (not on the process, the worker or the order it runs in), and the network
+figures are summed in station order, so one seed gives the same results to the last digit
+serially and on a cluster of any size.
+
+The Dask backend (``dask.distributed``, imported only there) submits one task per station
+and takes the results as they finish (``as_completed``): the progress callback sees each one,
+and a stop request (the first Ctrl-C) cancels what has not finished and keeps what has.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from host.fleet.network import Network, StationSpec
+from host.plant.grid import Grid
+from host.plant.standalone import PlantOnlyRun, StationKpis
+from host.plant.vehicles import VehicleModel
+
+METER_PERIOD_S = 900.0  # a utility's demand interval: peak power is the highest 15-minute mean
+INITIAL_SOC = 1.0  # the rack is full at the start: no top-up of every pack at once on the first meter reading
+BACKENDS = ("local", "serial")  # an embedded LocalCluster, or in this process
+
+
+@dataclass(frozen=True)
+class StationTask:
+    spec: StationSpec
+    seed: np.random.SeedSequence
+    duration_s: float
+    substep_s: float = 5.0
+
+
+@dataclass
+class StationResult:
+    index: int
+    id: str
+    kpi: StationKpis
+    # where and how long it ran: differ from run to run, never compared
+    cpu_s: float = field(default=0.0, compare=False)
+    pid: int = field(default=0, compare=False)
+
+    @property
+    def peak_kw(self) -> float:
+        return max(self.kpi.interval_kwh, default=0.0) * 3600.0 / METER_PERIOD_S
+
+
+def station_seeds(seed: int, n: int) -> list[np.random.SeedSequence]:
+    """One SeedSequence per station, spawned from one: station ``i`` gets child ``i``."""
+    return np.random.SeedSequence(seed).spawn(n)
+
+
+def tasks_for(net: Network, duration_s: float, seed: int, substep_s: float = 5.0) -> list[StationTask]:
+    # spawn(n)[i] is the same child for any n >= i + 1: a sample of a network's stations keeps their seeds
+    seeds = station_seeds(seed, max((s.index for s in net.stations), default=-1) + 1)
+    return [StationTask(spec, seeds[spec.index], duration_s, substep_s) for spec in net.stations]
+
+
+def run_station(task: StationTask) -> StationResult:
+    """One station for ``task.duration_s`` on the plant-only path (what a Dask task runs)."""
+    c0 = time.process_time()
+    s = task.spec
+    fleet = (VehicleModel(f"{s.id}-arrivals", 0, 1.0, dict(s.pack_mix)),)
+    run = PlantOnlyRun(
+        1, backend="cython", max_substep_s=task.substep_s, rack=s.rack, grid=Grid(s.grid_kw, s.tariff),
+        rates_per_hour=s.rates_per_hour(), slots=s.chargers, charger_kw=s.charger_kw,
+        arrivals={"fleet": fleet, "patience_mean_s": s.patience_s, "balk_from": s.balk_from,
+                  "balk_all": s.balk_all},
+        station_seeds=[task.seed], record_waits=True, meter_period_s=METER_PERIOD_S,
+        initial_soc=INITIAL_SOC,
+    )
+    (kpi,) = run.run(task.duration_s)
+    return StationResult(s.index, s.id, kpi, time.process_time() - c0, os.getpid())
+
+
+@dataclass
+class FleetResult:
+    network: Network
+    duration_s: float
+    seed: int
+    results: list[StationResult]  # in station order; fewer than the stations when partial
+    partial: bool = False
+    backend: str = "serial"
+    workers: int = 1
+    wall_s: float = 0.0
+
+    @property
+    def station_seconds(self) -> float:
+        return self.duration_s * len(self.results)
+
+
+def serial_results(tasks: Sequence[StationTask]) -> Iterator[StationResult]:
+    for task in tasks:
+        yield run_station(task)
+
+
+def dask_results(client: Any, tasks: Sequence[StationTask]) -> Iterator[StationResult]:
+    """Submit a task per station to ``client`` and yield the results as they finish; closing the
+    generator early (a stop) cancels the stations not yet finished."""
+    from distributed import as_completed
+
+    run_id = uuid.uuid4().hex[:8]
+    futures = [client.submit(run_station, t, key=f"station-{t.spec.index}-{run_id}", pure=False)
+               for t in tasks]
+    try:
+        for fut in as_completed(futures):
+            yield fut.result()
+            fut.release()
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+
+
+def default_workers() -> int:
+    """One worker process per core this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+    """A Client of the cluster at ``scheduler``, or of an embedded LocalCluster with ``workers``
+    single-threaded worker processes (default: one per core), closed on exit."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    n = workers or default_workers()
+    with _workers_ignore_ctrl_c():
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started inside inherit SIGINT ignored: a terminal's Ctrl-C goes to the whole
+    process group, and the workers should not die of it with a traceback each; this process
+    decides (keeps the finished stations, cancels the rest, closes the cluster)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def worker_count(client: Any) -> int:
+    return len(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def run_network(
+    net: Network, *, duration_s: float | None = None, seed: int | None = None, backend: str = "local",
+    workers: int | None = None, scheduler: str | None = None, substep_s: float = 5.0,
+    progress: Callable[[StationResult], None] | None = None, stop: Callable[[], bool] | None = None,
+    client: Any = None,
+) -> FleetResult:
+    """Every station of ``net`` for ``duration_s`` (default: the file's) from ``seed`` (likewise).
+
+    ``backend``: "serial" (this process) or "local" (Dask: ``client`` if given, else the cluster at
+    ``scheduler``, else an embedded LocalCluster of ``workers`` processes). ``progress`` sees each
+    result as it arrives; ``stop()`` true ends the run early, keeping the finished stations
+    (``partial``).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r} (use {' or '.join(BACKENDS)})")
+    duration = net.duration_s if duration_s is None else duration_s
+    sd = net.seed if seed is None else seed
+    tasks = tasks_for(net, duration, sd, substep_s)
+    t0 = time.perf_counter()
+    out = FleetResult(net, duration, sd, [], backend="serial" if backend == "serial" else "dask")
+
+    def collect(results: Iterator[StationResult]) -> None:
+        try:
+            for r in results:
+                out.results.append(r)
+                if progress is not None:
+                    progress(r)
+                if stop is not None and stop():
+                    break
+        finally:
+            if hasattr(results, "close"):
+                results.close()
+
+    if backend == "serial":
+        collect(serial_results(tasks))
+    elif client is not None:
+        out.workers = worker_count(client)
+        collect(dask_results(client, tasks))
+    else:
+        with dask_client(workers, scheduler) as c:
+            out.workers = worker_count(c)
+            collect(dask_results(c, tasks))
+    out.results.sort(key=lambda r: r.index)
+    out.partial = len(out.results) < len(tasks)
+    out.wall_s = time.perf_counter() - t0
+    return out
+
+
+def cpu_s(result: FleetResult) -> float:
+    return math.fsum(r.cpu_s for r in result.results)
