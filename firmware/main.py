@@ -69,6 +69,20 @@ def run(board, station, loops=-1, clock=ticks_ms, sleep=sleep_ms):
             sleep(wait - spent)
 
 
+def channel_for(board):
+    """``serve_station`` of the channel module the board config names, or None: no channel,
+    or it cannot be imported (said on the console; the station then runs on its own loop)."""
+    cfg = getattr(board, "cfg", None)
+    name = cfg.get("channel") if cfg is not None else None
+    if name is None:
+        return None
+    try:
+        return __import__(name).serve_station
+    except (ImportError, AttributeError) as e:
+        print("swapstation: channel", name, "not available:", type(e).__name__, e)
+        return None
+
+
 def main(root=""):
     try:
         manifest, board, station = start(root)
@@ -78,7 +92,11 @@ def main(root=""):
     fw = manifest["firmware"]
     print("swapstation %s (%s) image %s station %s" % (
         fw["version"], fw["revision"][:12], manifest["image_sha256"][:12], manifest["station_id"]))
-    run(board, station)
+    serve = channel_for(board)
+    if serve is not None:
+        serve(manifest, board, station)  # runs the station's loop with the channel beside it
+    else:
+        run(board, station)
     return None
 
 

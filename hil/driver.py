@@ -115,8 +115,14 @@ class Rig:
                                packs=o.packs, bay_scale=o.bay_scale, seed=o.seed, parity=b.parity)
             self.target = BoardTarget(b.port, board=b.board, config=target_cfg, reset=b.reset,
                                       deploy=b.deploy, workdir=self.workdir, log=self.log)
+        elif o.target == "pico":
+            from hil.targets.pico_field import EmulatedField
+            from hil.targets.pico_target import PicoTarget
+
+            self.field = EmulatedField(self.cfg, packs=o.packs, bay_scale=o.bay_scale, seed=o.seed)
+            self.target = PicoTarget(self.field, config=o.target_config, workdir=self.workdir, log=self.log)
         else:
-            raise ValueError(f"unknown target {o.target!r} (unix or board)")
+            raise ValueError(f"unknown target {o.target!r} (unix, board or pico)")
         self.field.start()
         self.started = True
         if boot:

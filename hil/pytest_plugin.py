@@ -59,6 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hil: HIL scenario test (runs per target: unix, board)")
     config.addinivalue_line("markers", "hil_unix_only(reason): the board run is skipped with this reason")
     config.addinivalue_line("markers", "hil_rig(**options): RigOptions for this test's rig")
+    config.addinivalue_line("markers", "pico: runs on the emulated Pico (rp2040py, the dev extra)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -491,6 +491,12 @@ def board_main(status_ms=100):
     except Exception as e:
         emit("fatal", {"error": f"{type(e).__name__}: {e}"})
         return
+    serve_station(manifest, board, station, status_ms)
+
+
+def serve_station(manifest, board, station, status_ms=100):
+    """The channel on the USB serial for a station ``main.py`` started: what it calls when
+    board.json names this module as its ``channel`` (the emulated Pico boots this way)."""
     emit("boot", {"image": manifest["image_sha256"][:12], "error": station.status().get("error")})
     serve(Station(station, board), status_ms)
 

@@ -37,7 +37,7 @@ PORTS = {
     "esp32": (("xtensawin", "rv32imc"), (1, 2), 60000),  # UART0 is the console
 }
 
-_TOP = ("board", "port", "arch", "buses", "watchdog_ms", "led", "storage", "inputs", "outputs")
+_TOP = ("board", "port", "arch", "buses", "watchdog_ms", "led", "storage", "inputs", "outputs", "channel")
 _BUS = ("uart", "tx", "rx", "de", "de_active_low", "parity", "stop", "txbuf", "rxbuf")
 _LED = ("pin", "active_low")
 _STORAGE = ("root",)
@@ -232,6 +232,11 @@ def validate(raw):
     cfg["storage"] = _storage(raw.get("storage", {}), "storage")
     cfg["inputs"] = _pins(raw.get("inputs", {}), "inputs", port, _INPUT, False)
     cfg["outputs"] = _pins(raw.get("outputs", {}), "outputs", port, _OUTPUT, True)
+    # A module on the flash that serves an operator/status channel: main.py hands it the
+    # started station (``serve_station(manifest, board, station)``) instead of running
+    # its own loop. The HIL rig's boards name ``hil_target``; a station's board has none.
+    channel = raw.get("channel")
+    cfg["channel"] = None if channel is None else _name(channel, "channel")
     _no_shared_pins(cfg)
     return cfg
 

@@ -34,17 +34,24 @@ class ImageError(Exception):
 _buf = bytearray(512)
 
 
-def sha256_file(path):
-    """Hex SHA-256 of a file, read in small chunks (boards have little RAM)."""
+def sha256_size(path):
+    """(hex SHA-256, size in bytes) of a file, read in small chunks (boards have little RAM)."""
     h = hashlib.sha256()
     mv = memoryview(_buf)
+    size = 0
     with open(path, "rb") as f:
         while True:
             n = f.readinto(_buf)
             if not n:
                 break
             h.update(mv[:n])
-    return hexlify(h.digest()).decode()
+            size += n
+    return hexlify(h.digest()).decode(), size
+
+
+def sha256_file(path):
+    """Hex SHA-256 of a file, read in small chunks (boards have little RAM)."""
+    return sha256_size(path)[0]
 
 
 def stat_or_none(path):
@@ -168,12 +175,22 @@ def check(root="", full=True):
     m = load_manifest(root)
     for p in sorted(m["files"]):
         want = m["files"][p]
-        st = stat_or_none(root + p)
-        if st is None:
+        digest = None
+        if full:
+            # The size comes from the bytes hashed: a second path lookup (stat) per file
+            # cost about 80 ms of a Pico's boot.
+            try:
+                digest, size = sha256_size(root + p)
+            except OSError:
+                size = None
+        else:
+            st = stat_or_none(root + p)
+            size = None if st is None else st[6]
+        if size is None:
             raise ImageError(p + " is missing")
-        if st[6] != want["size"]:
-            raise ImageError(p + " has %d bytes, the manifest says %d" % (st[6], want["size"]))
-        if full and sha256_file(root + p) != want["sha256"]:
+        if size != want["size"]:
+            raise ImageError(p + " has %d bytes, the manifest says %d" % (size, want["size"]))
+        if digest is not None and digest != want["sha256"]:
             raise ImageError(p + " does not match the manifest (damaged or changed)")
     return m
 

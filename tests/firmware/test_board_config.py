@@ -133,3 +133,12 @@ def test_text_and_file_errors():
     assert e.path == "board.json" and "invalid JSON" in e.reason
     e = raises(BoardConfigError, board_config.load, "no/such/board.json")
     assert e.path == "no/such/board.json" and "cannot read" in e.reason
+
+
+def test_channel_names_a_module_or_is_absent():
+    assert board_config.validate(_pico())["channel"] is None
+    cfg = _pico()
+    cfg["channel"] = "hil_target"
+    assert board_config.validate(cfg)["channel"] == "hil_target"
+    _bad(_pico(), lambda c: c.update(channel=""), "channel", "1..32 characters")
+    _bad(_pico(), lambda c: c.update(channel=7), "channel", "1..32 characters")

@@ -151,3 +151,35 @@ def test_loop_blinks_the_led_and_shows_faults():
     clock.t = 600
     main.run(b, station, loops=1, clock=clock, sleep=slept.append)
     assert led_pin.level == 1  # toggled after 100 ms, not 500
+
+
+class _Channel:
+    """A channel module as board.json's ``channel`` names it."""
+
+    def __init__(self):
+        self.served = []
+
+    def serve_station(self, manifest, board, station):
+        self.served.append((manifest, board, station))
+
+
+def test_a_board_channel_module_gets_the_started_station():
+    import sys
+
+    b = _board(led=False)
+    assert main.channel_for(b) is None  # no channel: main.py runs its own loop
+    mod = _Channel()
+    sys.modules["fake_channel"] = mod
+    try:
+        b.cfg["channel"] = "fake_channel"
+        serve = main.channel_for(b)
+        serve({"m": 1}, b, "station")
+        assert mod.served == [({"m": 1}, b, "station")]
+    finally:
+        del sys.modules["fake_channel"]
+
+
+def test_a_missing_channel_module_leaves_the_station_on_its_own_loop():
+    b = _board(led=False)
+    b.cfg["channel"] = "no_such_channel_module"
+    assert main.channel_for(b) is None
