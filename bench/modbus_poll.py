@@ -20,6 +20,7 @@ import json
 import sys
 
 from firmware.compat import ticks_diff, ticks_ms, ticks_us
+from firmware.hal import SerialPort
 
 try:
     from time import sleep_us
@@ -73,7 +74,7 @@ def run_master(path, baud, units, cycles, warmup):
     print(json.dumps({"cycle_us": times, "errors": errors}))
 
 
-class _InstantPort:
+class _InstantPort(SerialPort):
     """In-memory SerialPort whose device answers the moment a request is written."""
 
     def __init__(self, replies):

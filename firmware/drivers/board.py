@@ -45,21 +45,29 @@ class Rs485Uart(SerialPort):
         self._busy = False
         self._start_us = 0  # when DE went up
         self._sent = 0  # bytes queued since then
+        self._end_us = 0  # when the last of them has left at the latest
         self._idle_seen = False  # txdone() has said True since the last write
         self._idle_us = 0  # ... first at this time
         self._scratch = bytearray(32)
         de_pin.value(1 - self._on)
 
     def write(self, buf):
+        now = self._clock_us()
         if not self._busy:
             self._de.value(self._on)
             self._busy = True
-            self._start_us = self._clock_us()
+            self._start_us = now
+            self._end_us = now
             self._sent = 0
         n = self._uart.write(buf)
         if n is None:  # MicroPython returns None when nothing could be queued
             n = 0
         self._sent += n
+        # When the last byte queued so far leaves at the latest: after those before it, or
+        # after its own wire time if the UART had gone idle meanwhile.
+        if ticks_diff(now, self._end_us) > 0:
+            self._end_us = now
+        self._end_us = ticks_add(self._end_us, n * self.char_us)
         self._idle_seen = False
         return n
 
@@ -78,6 +86,11 @@ class Rs485Uart(SerialPort):
             if not self._uart.txdone():
                 self._idle_seen = False
                 return False
+            # Two chars past the last byte's wire time txdone() can no longer be early, so
+            # a late poll (a long tick) releases at once instead of one char later.
+            if not self._idle_seen and ticks_diff(now, self._end_us) >= 2 * self.char_us:
+                self._idle_seen = True
+                self._idle_us = ticks_add(now, -self.char_us)
             if not self._idle_seen:
                 self._idle_seen = True
                 self._idle_us = now
@@ -86,6 +99,15 @@ class Rs485Uart(SerialPort):
                 return False
         self._de.value(1 - self._on)
         self._busy = False
+        return True
+
+    def settle(self, max_us):
+        # The slave answers t3.5 after the request's last byte, while the main loop may not
+        # poll again for a whole tick: wait here, for at most about the request's wire time.
+        t0 = self._clock_us()
+        while not self.tx_done():
+            if ticks_diff(self._clock_us(), t0) >= max_us:
+                return False
         return True
 
     def readinto(self, buf):

@@ -36,6 +36,11 @@ class SerialPort:
         """True once every written byte is on the wire and the line is released."""
         raise NotImplementedError
 
+    def settle(self, max_us):
+        """``tx_done``, waiting for it at most ``max_us`` where the port drives a line that
+        must be let go before the reply starts (RS-485 DE). Ports without one never wait."""
+        return self.tx_done()
+
     def readinto(self, buf):
         """Copy waiting bytes into ``buf``; returns how many (0 when none)."""
         raise NotImplementedError

@@ -59,6 +59,7 @@ from firmware.proto.fieldbus import (  # noqa: F401  (re-exported API names)
 _RX_SIZE = const(512)
 _CHUNK = const(64)
 _READS_PER_POLL = const(8)  # bounds the work of one poll under a byte flood
+_SETTLE_MAX_US = const(10000)  # the longest a poll waits for a request's last byte to leave
 _WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
 
 _S_IDLE = const(0)
@@ -201,7 +202,7 @@ class ModbusMaster(BusMaster):
             self._sent += n or 0
             if self._sent < tx.req_len:
                 return self._tx_stuck(now_ms)
-        if not self._port.tx_done():
+        if not self._port.settle(min((tx.req_len + 3) * self.char_us, _SETTLE_MAX_US)):
             return self._tx_stuck(now_ms)
         self._txmv = self._no_mv
         t = self._us()

@@ -7,6 +7,7 @@ in virtual time a reply is there as soon as ``step()`` runs.
 
 from firmware.compat import ticks_add
 from firmware.drivers.mem import MemSerialPort
+from firmware.hal import SerialPort
 from firmware.proto import modbus_rtu as mb
 from firmware.proto.crc16 import append_crc, check_crc
 
@@ -100,7 +101,7 @@ class MemSlaves:
                 u.holding[addr + i] = (req[7 + 2 * i] << 8) | req[8 + 2 * i]
 
 
-class QuietPort:
+class QuietPort(SerialPort):
     """A SerialPort that allocates nothing, so heap and CPU figures are the master's.
 
     ``answer(request)`` (memoryview of the written frame) returns the reply to

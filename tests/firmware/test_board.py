@@ -3,7 +3,7 @@
 import fakemachine
 
 from firmware.boards import board_config
-from firmware.compat import ticks_add, ticks_max
+from firmware.compat import ticks_add, ticks_diff, ticks_max
 
 board = fakemachine.install()
 
@@ -282,3 +282,58 @@ def test_local_time_comes_from_the_rtc_once_it_was_set():
     b = board.open_board(_pico(), _station(), lambda root: None)
     assert b.minute_of_day(lambda: (2000, 1, 1, 0, 5, 0, 5, 1)) is None  # fresh RTC: unknown
     assert b.minute_of_day(lambda: (2026, 11, 22, 10, 30, 7, 6, 326)) == 630
+
+
+class _RunningClock(Clock):
+    """A us clock that moves on at every read, as a running CPU's does."""
+
+    def __call__(self):
+        self.t = ticks_add(self.t, 25)
+        return self.t
+
+
+class _WireUart(fakemachine.UART):
+    """txdone() turns True once the bytes written have had their wire time."""
+
+    clock = None
+    end = 0
+
+    def write(self, buf):
+        n = fakemachine.UART.write(self, buf)
+        self.end = ticks_add(self.clock.t, (n or 0) * CHAR_US)
+        return n
+
+    def txdone(self):
+        return ticks_diff(self.clock.t, self.end) >= 0
+
+
+def test_master_lets_go_of_the_line_in_the_poll_that_sends():
+    # The reply starts t3.5 after the request's last byte; the master's next poll can be a
+    # whole control tick away (10-50 ms on a Pico), so DE must drop in the sending poll.
+    from firmware.proto.modbus_rtu import ModbusMaster
+
+    fakemachine.reset()
+    clock = _RunningClock(1000)
+    uart = _WireUart(0)
+    uart.clock = clock
+    de = fakemachine.Pin(2, fakemachine.Pin.OUT)
+    port = board.Rs485Uart(uart, de, BAUD, 11, False, clock)
+    m = ModbusMaster(port, timeout_ms=100, us_clock=clock)
+    m.read(1, 3, 0, 2)
+    m.poll(0)
+    assert len(uart.wire) == 8
+    assert de.value() == 0
+    assert _edges(de.history) == [0, 1, 0]
+    t = clock.t
+    m.poll(0)  # nothing more to do until the reply: no second wait on the line
+    assert ticks_diff(clock.t, t) < 10 * 25
+
+
+def test_a_late_first_look_releases_at_once():
+    # Polled a whole tick after the frame left: txdone() cannot be early any more.
+    port, uart, de, clock = _port()
+    port.write(b"abc")
+    uart.done = True
+    clock.advance(5 * CHAR_US)  # 3 bytes' wire time + 2 chars
+    assert port.tx_done()
+    assert de.value() == 0

@@ -45,8 +45,6 @@ def test_main_py_boots_the_station_and_polls_the_chargers_and_the_bay(pico_drive
     assert len(reads) >= 15
 
 
-@pytest.mark.xfail(strict=True, reason="DE is released by Rs485Uart.tx_done, polled once per "
-                   "master poll (a tick, 10-50 ms on a Pico): it is still high when the reply starts")
 def test_the_driver_is_released_before_a_reply_starts(pico_driver: ScenarioDriver) -> None:
     d = pico_driver
     d.wait(lambda s: s["rack"]["ready"] >= 15, 120, "the chargers answering")
