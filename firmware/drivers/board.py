@@ -45,7 +45,7 @@ class Rs485Uart(SerialPort):
         self._busy = False
         self._start_us = 0  # when DE went up
         self._sent = 0  # bytes queued since then
-        self._end_us = 0  # when the last of them has left at the latest
+        self._end_us = clock_us()  # when the last of them has left at the latest
         self._idle_seen = False  # txdone() has said True since the last write
         self._idle_us = 0  # ... first at this time
         self._scratch = bytearray(32)
