@@ -141,13 +141,22 @@ def test_broadcast_write_reaches_every_unit_and_waits_turnaround(field, fw_inter
 def test_device_goes_offline_and_comes_back(field, fw_interpreter):
     field.line.silence(2)
     read = ["read", 2, mb.FC_READ_INPUT_REGISTERS, 0, 2]
-    ops = [read, read, read, ["pause", "restore"], read, ["idle", 320], read, read]
-    cfg = {"timeout_ms": 30, "retries": 1, "offline_after": 2, "probe_interval_ms": 300}
+    # The probe interval outlasts the pause (host time, long on a loaded machine), so the read
+    # right after it is still refused offline; the idle then outlasts the probe interval.
+    ops = [read, read, read, ["pause", "restore"], read, ["idle", 1600], read, read]
+    cfg = dict(FAST, offline_after=2, probe_interval_ms=1500)
     requests_to_2 = []
     t0 = field.line.now()
 
     def restore(label):
-        requests_to_2.append(sum(1 for f in field.line.frames_since(t0) if f.unit == 2))
+        def seen():
+            return sum(1 for f in field.line.frames_since(t0) if f.unit == 2)
+
+        # The line's thread records frames after the master sent them: let it catch up.
+        deadline = time.monotonic() + 3
+        while seen() < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        requests_to_2.append(seen())
         field.line.restore(2)
 
     out = run_fw(fw_interpreter, field.line.master_path, {"config": cfg, "ops": ops}, on_pause=restore)
