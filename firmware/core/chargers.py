@@ -60,8 +60,9 @@ _F_QUIET = const(0x0A00)  # no per-slot alarm: HEARTBEAT is routine after a rest
 
 
 class ChargerLink:
-    def __init__(self, sup, bus, cfg, now_ms):
+    def __init__(self, sup, bus, cfg, now_ms, alarm):
         self.sup = sup
+        self.alarm = alarm  # alarm(slot, code, detail=None, active=True), from the supervisor
         self.bus = bus
         slots = cfg["slots"]
         self.n = n = len(slots)
@@ -181,13 +182,13 @@ class ChargerLink:
             if not self.bus.health(self.units[k]).online and self.online[k]:
                 self.online[k] = 0
                 sup.rack.charger_offline(k)
-                sup._alarm(k, "charger_offline", fb.ERROR_NAMES[t.error])
+                self.alarm(k, "charger_offline", fb.ERROR_NAMES[t.error])
             return
         self.reads = (self.reads + 1) & _WRAP
         if not self.online[k]:
             self.online[k] = 1
             self.sent[k * _NREG] = -1  # it may have restarted with its default setpoints
-            sup._alarm(k, "charger_offline", None, False)
+            self.alarm(k, "charger_offline", None, False)
         rack = sup.rack
         beat = t.values[rm.CHG_IR_HEARTBEAT]
         if beat != self.beat[k]:
@@ -196,13 +197,13 @@ class ChargerLink:
             if self.frozen[k]:
                 self.frozen[k] = 0
                 self.sent[k * _NREG] = -1
-                sup._alarm(k, "charger_frozen", None, False)
+                self.alarm(k, "charger_frozen", None, False)
         elif self.frozen[k] or ticks_diff(now_ms, self.beat_at[k]) > FROZEN_MS:
             if not self.frozen[k]:  # its values are not current: the slot is out, as if offline
                 self.frozen[k] = 1
                 rack.charger_offline(k)
                 self.urgent[k] = _STOP
-                sup._alarm(k, "charger_frozen", "heartbeat counter stopped: power-cycle the charger")
+                self.alarm(k, "charger_frozen", "heartbeat counter stopped: power-cycle the charger")
             self.then[k] = 0
             return
         before = rack.pack[k]
@@ -211,11 +212,11 @@ class ChargerLink:
         except ValueError as e:  # a reading the rack refuses must not stop the loop
             self.then[k] = _MAYBE
             self.bad[k] = 1
-            sup._alarm(k, "bad_reading", str(e)[:64])
+            self.alarm(k, "bad_reading", str(e)[:64])
             return
         if self.bad[k]:  # checked first: the alarm key is a new string on every call
             self.bad[k] = 0
-            sup._alarm(k, "bad_reading", None, False)
+            self.alarm(k, "bad_reading", None, False)
         f = rack.faults[k]
         if f or self.fault[k]:
             self._faults(k, f, rack.pack[k] is None, now_ms)
@@ -223,20 +224,19 @@ class ChargerLink:
 
     def _faults(self, k, f, empty, now_ms):
         """Alarms and fault resets for charger ``k`` reading fault bits ``f``."""
-        sup = self.sup
         old = self.fault[k]
         self.fault[k] = f
         if (f ^ old) & rm.CHG_FAULT_GRID:
             self.no_grid += 1 if f & rm.CHG_FAULT_GRID else -1
             if self.no_grid == (1 if f & rm.CHG_FAULT_GRID else 0):
-                sup._alarm(-1, "grid_lost", "chargers have no AC input: they charge again when it returns",
+                self.alarm(-1, "grid_lost", "chargers have no AC input: they charge again when it returns",
                            self.no_grid > 0)
         shown = f & ~_F_QUIET
         if shown != old & ~_F_QUIET:
             if old & ~_F_QUIET:
-                sup._alarm(k, "charger_fault", None, False)  # raised again with the new bits
+                self.alarm(k, "charger_fault", None, False)  # raised again with the new bits
             if shown:
-                sup._alarm(k, "charger_fault", _describe(shown, empty))
+                self.alarm(k, "charger_fault", _describe(shown, empty))
         if not f or self.urgent[k]:
             return
         auto = _F_AT_ONCE | _F_RETRY | (rm.CHG_FAULT_THERMAL_RUNAWAY if empty else 0)
