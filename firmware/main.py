@@ -22,7 +22,7 @@ def start(root=""):
     from firmware.core import config
 
     bcfg = board_config.load(root + "board.json")
-    scfg = config.load(root + "firmware/station.json")
+    scfg = config.load(root + "firmware/station.json", _warn)
     from firmware.drivers.board import open_board
 
     board = open_board(bcfg, scfg)
@@ -33,6 +33,10 @@ def start(root=""):
         board.close()
         raise
     return manifest, board, station
+
+
+def _warn(path, reason):
+    print("station.json: warning: %s: %s" % (path, reason))  # valid, but the console should know
 
 
 def make_station(scfg, board, now_ms=None):

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -223,13 +223,19 @@ def resolve_board(board: str, root: Path) -> tuple[Path | None, dict[str, Any] |
         raise BuildError(f"board config {e}") from None
 
 
-def validate_station(path: Path) -> dict[str, Any]:
+def validate_station(path: Path, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The station config, validated; ``warn`` hears what the validator warns about."""
     try:
         text = path.read_text()
     except OSError as e:
         raise BuildError(f"station config {path}: cannot read ({e.strerror})") from None
+
+    def heard(field: str, reason: str) -> None:
+        if warn is not None:
+            warn(f"station config {path}: {field}: {reason}")
+
     try:
-        cfg: dict[str, Any] = station_config.loads(text, str(path))
+        cfg: dict[str, Any] = station_config.loads(text, str(path), heard)
     except station_config.ConfigError as e:
         raise BuildError(f"station config {path}: {e}") from None
     return cfg
@@ -266,12 +272,14 @@ def build_image(
     arch: str | None = None,
     root: Path = ROOT,
     test_drivers: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Build the image into ``out`` (replaced whole) and return its manifest. The unix
-    image always carries the test drivers; a board's only with ``test_drivers``."""
+    image always carries the test drivers; a board's only with ``test_drivers``. ``warn``
+    hears the station config validator's warnings."""
     config = config or root / "firmware" / "station.json"
     board_path, board_cfg = resolve_board(board, root)
-    station = validate_station(config)
+    station = validate_station(config, warn)
     port = UNIX if board_cfg is None else board_cfg["port"]
     if arch is not None and arch not in MPY_CROSS_ARCHES:
         raise BuildError(f"--arch {arch}: unknown (known: {', '.join(MPY_CROSS_ARCHES)})")
@@ -382,6 +390,7 @@ def run(args: argparse.Namespace) -> int:
             args.micropython,
             args.arch,
             test_drivers=args.test_drivers,
+            warn=lambda w: print(f"swapstation build: warning: {w}", file=sys.stderr),
         )
     except BuildError as e:
         print(f"swapstation build: {e}", file=sys.stderr)

@@ -310,7 +310,7 @@ class ExpChargeRack:
             R.CHG_IR_TEMP_MIN: 250 if pk else 0, R.CHG_IR_FAULTS: 0, R.CHG_IR_ENERGY_HI: e_hi,
             R.CHG_IR_ENERGY_LO: e_lo, R.CHG_IR_HEARTBEAT: int(self.t) & 0xFFFF,
             R.CHG_IR_MODEL: R.CHG_MODEL_CODE, R.CHG_IR_FW_VERSION: 0x0100,
-            R.CHG_IR_RATED_POWER: R.CHG_RATED_POWER,
+            R.CHG_IR_RATED_POWER: int(round(self.p_rated_w / 100.0)),
             R.CHG_IR_RATED_V_MAX: R.CHG_RATED_V_MAX, R.CHG_IR_RATED_V_MIN: R.CHG_RATED_V_MIN,
             R.CHG_IR_RATED_I_MAX: R.CHG_RATED_I_MAX,
             R.CHG_IR_PACK_CAPACITY: int(PACK_TYPES[pk.type_name].capacity_kwh * 10) if pk else 0,
@@ -434,8 +434,8 @@ class Engine:
             self.devices = {s["charger_unit"]: ExpChargerDevice(self.plant, i) for i, s in enumerate(slots)}
         else:
             backend = "cython" if plant == "fast" else "python"
-            self.plant = Plant(1, self.n_slots, grid_limit_kw=sc.grid_capacity_kw, backend=backend,
-                               rack=RackParams(t_amb_c=sc.ambient_c))
+            self.plant = Plant.for_station(sc.station, grid_limit_kw=sc.grid_capacity_kw, backend=backend,
+                                           rack=RackParams(t_amb_c=sc.ambient_c))
             self.devices = {s["charger_unit"]: ChargerDevice(self.plant, i) for i, s in enumerate(slots)}
         self._stock_rack()
         # The isolation bay sits behind the last rack slot, where the firmware sends the carrier.

@@ -292,6 +292,7 @@ class Scenario:
     faults: list[Fault] = field(default_factory=list)
     queueing: Queueing | None = None
     currency: str = "CNY"  # of the config's time-of-use prices, for the reported cost
+    config_warnings: list[str] = field(default_factory=list)  # the firmware validator's, on the station
 
     @property
     def slot_ids(self) -> list[str]:
@@ -341,7 +342,7 @@ def _slot_list(slots: object, n: int, path: str) -> list[Any]:
     return out
 
 
-def _station(r: _Reader, base_dir: Path) -> dict[str, Any]:
+def _station(r: _Reader, base_dir: Path, warnings: list[str]) -> dict[str, Any]:
     cfg_name = r.text("config", "") if r.has("config") else ""
     cfg_path = (base_dir / cfg_name) if cfg_name else Path(fwconfig.default_path())
     try:
@@ -364,8 +365,11 @@ def _station(r: _Reader, base_dir: Path) -> dict[str, Any]:
                                                 "numbered on from its last")
         raw["slots"] = _slot_list(raw.get("slots"), slots, r.sub("slots"))
     r.done()
+    def warn(path: str, reason: str) -> None:
+        warnings.append(f"station ({cfg_path.name}) {path}: {reason}")
+
     try:
-        return dict(fwconfig.validate(raw))
+        return dict(fwconfig.validate(raw, warn))
     except fwconfig.ConfigError as e:
         raise ScenarioError(f"station ({cfg_path.name}) {e.path}", e.reason) from None
 
@@ -464,7 +468,8 @@ def from_dict(data: Mapping[str, Any], source: str = "", base_dir: Path | None =
 def _from_dict(data: dict[str, Any], source: str, base_dir: Path) -> Scenario:
     top = _Reader(data, "")
     run = top.table("run")
-    station = _station(top.table("station"), base_dir)
+    warnings: list[str] = []
+    station = _station(top.table("station"), base_dir, warnings)
     rack = _rack(top.table("rack"), station)
     demand = _demand(top.table("demand"), station)
     mech = top.table("mechanics")
@@ -494,6 +499,7 @@ def _from_dict(data: dict[str, Any], source: str, base_dir: Path) -> Scenario:
         faults=_faults(top.list_of_tables("faults"), station),
         queueing=_queueing(qtable, station) if qtable is not None else None,
         currency=grid.text("currency", "CNY"),
+        config_warnings=warnings,
     )
     if not sc.currency.strip():
         raise ScenarioError("grid.currency", "must not be empty")

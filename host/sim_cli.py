@@ -139,6 +139,8 @@ def _run(args: argparse.Namespace) -> int:
     except scn.ScenarioError as e:
         print(f"swapstation sim: {e}", file=sys.stderr)
         return EXIT_USAGE
+    for w in sc.config_warnings:
+        print(f"swapstation sim: warning: {w}", file=sys.stderr)
     if args.out is not None:
         why = _check_out(args.out)
         if why is not None:

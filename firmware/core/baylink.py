@@ -30,8 +30,8 @@ def _ahead(a, b):
 
 
 class BayLink:
-    def __init__(self, sup, bus, unit, bay, cycle_ms, idle_ms, now_ms):
-        self.sup = sup
+    def __init__(self, alarm, bus, unit, bay, cycle_ms, idle_ms, now_ms):
+        self.alarm = alarm  # alarm(slot, code, detail=None, active=True), from the supervisor
         self.bus = bus
         self.unit = unit
         self.bay = bay
@@ -130,7 +130,7 @@ class BayLink:
             if not self.online:
                 self.online = True
                 b.comms(True)
-                self.sup._alarm(-1, "bay_io_offline", None, False)
+                self.alarm(-1, "bay_io_offline", None, False)
             if self.booted == 1:
                 self.booted = 2
             if run:
@@ -140,7 +140,7 @@ class BayLink:
             self.online = False
             b.comms(False)
             b.written = -1
-            self.sup._alarm(-1, "bay_io_offline", fb.ERROR_NAMES[di.error])
+            self.alarm(-1, "bay_io_offline", fb.ERROR_NAMES[di.error])
 
     def _read(self, now_ms):
         bus = self.bus

@@ -8,7 +8,15 @@ still leave it a second), and always after a new pack, a fault reset, a stop or 
 charger coming back online (its setpoints may have been reset).
 
 - A good read goes to the rack (``update_from_charger``), which also runs thermal
-  detection; a new pack there brings an info-block read (cycles).
+  detection; a new pack there brings an info-block read: the pack's cycles, and the
+  charger's rated power, current and voltage, within which the dispatch keeps its
+  setpoints from then on (``Dispatch.rated``): a charger refuses a control block with a
+  value above its rating.
+- A write the charger answers with an exception (refused: the charger changed nothing)
+  raises one alarm, ``charger_refused``, naming the slot, the unit, the write and the
+  exception; refused again, it stays as it is; it clears when a write of that kind is
+  accepted. The first refusal also brings an info-block read (a module swapped for a
+  smaller one is then held to its new rating).
 - A failed read of a unit the bus has marked offline makes the slot unavailable at
   once (``rack.charger_offline``) and raises one alarm, cleared by the next good read.
 - ``stop(slot)`` sends charge-enable 0 ahead of everything else for that slot.
@@ -60,8 +68,9 @@ _F_QUIET = const(0x0A00)  # no per-slot alarm: HEARTBEAT is routine after a rest
 
 
 class ChargerLink:
-    def __init__(self, sup, bus, cfg, now_ms):
+    def __init__(self, sup, bus, cfg, now_ms, alarm):
         self.sup = sup
+        self.alarm = alarm  # alarm(slot, code, detail=None, active=True), from the supervisor
         self.bus = bus
         slots = cfg["slots"]
         self.n = n = len(slots)
@@ -83,6 +92,7 @@ class ChargerLink:
         self.refresh = KEEPALIVE_MS - self.period // 2 if KEEPALIVE_MS > self.period else 0
         self.online = bytearray(b"\x01" * n)
         self.bad = bytearray(n)  # 1: the last status block was refused (bad_reading alarm up)
+        self.refused = bytearray(n)  # kind of the write refused (charger_refused alarm up), or 0
         self.fault = [0] * n  # fault bits of the last good read
         self.beat = [-1] * n  # the charger's own heartbeat counter (CHG_IR_HEARTBEAT) ...
         self.beat_at = [now_ms] * n  # ... and when it last changed
@@ -158,6 +168,10 @@ class ChargerLink:
         if kind != _READ:
             if kind == _INFO and t.ok:
                 sup.rack.update_info(k, t.values)
+                b = rm.CHG_INFO_BASE
+                v = t.values
+                sup.dispatch.rated(k, v[rm.CHG_IR_RATED_POWER - b], v[rm.CHG_IR_RATED_I_MAX - b],
+                                   v[rm.CHG_IR_RATED_V_MAX - b])
             elif kind == _STOP and not t.ok:
                 self.urgent[k] = _STOP  # charging must stop: try again
             if t.ok:
@@ -174,6 +188,11 @@ class ChargerLink:
                     self.sent[b] = -1
                     if kind == _RESET:
                         self.then[k] = _WRITE  # its setpoints again now, not after the next read
+                if self.refused[k] == kind:
+                    self.refused[k] = 0
+                    self.alarm(k, "charger_refused", None, False)
+            elif kind != _INFO and t.error == fb.ERR_EXCEPTION and not self.refused[k]:
+                self._refused(k, kind, t.exception_code)
             return
         self.read_once[k] = 1
         if not t.ok:
@@ -181,13 +200,13 @@ class ChargerLink:
             if not self.bus.health(self.units[k]).online and self.online[k]:
                 self.online[k] = 0
                 sup.rack.charger_offline(k)
-                sup._alarm(k, "charger_offline", fb.ERROR_NAMES[t.error])
+                self.alarm(k, "charger_offline", fb.ERROR_NAMES[t.error])
             return
         self.reads = (self.reads + 1) & _WRAP
         if not self.online[k]:
             self.online[k] = 1
             self.sent[k * _NREG] = -1  # it may have restarted with its default setpoints
-            sup._alarm(k, "charger_offline", None, False)
+            self.alarm(k, "charger_offline", None, False)
         rack = sup.rack
         beat = t.values[rm.CHG_IR_HEARTBEAT]
         if beat != self.beat[k]:
@@ -196,13 +215,13 @@ class ChargerLink:
             if self.frozen[k]:
                 self.frozen[k] = 0
                 self.sent[k * _NREG] = -1
-                sup._alarm(k, "charger_frozen", None, False)
+                self.alarm(k, "charger_frozen", None, False)
         elif self.frozen[k] or ticks_diff(now_ms, self.beat_at[k]) > FROZEN_MS:
             if not self.frozen[k]:  # its values are not current: the slot is out, as if offline
                 self.frozen[k] = 1
                 rack.charger_offline(k)
                 self.urgent[k] = _STOP
-                sup._alarm(k, "charger_frozen", "heartbeat counter stopped: power-cycle the charger")
+                self.alarm(k, "charger_frozen", "heartbeat counter stopped: power-cycle the charger")
             self.then[k] = 0
             return
         before = rack.pack[k]
@@ -211,32 +230,40 @@ class ChargerLink:
         except ValueError as e:  # a reading the rack refuses must not stop the loop
             self.then[k] = _MAYBE
             self.bad[k] = 1
-            sup._alarm(k, "bad_reading", str(e)[:64])
+            self.alarm(k, "bad_reading", str(e)[:64])
             return
         if self.bad[k]:  # checked first: the alarm key is a new string on every call
             self.bad[k] = 0
-            sup._alarm(k, "bad_reading", None, False)
+            self.alarm(k, "bad_reading", None, False)
         f = rack.faults[k]
         if f or self.fault[k]:
             self._faults(k, f, rack.pack[k] is None, now_ms)
         self.then[k] = _INFO if rack.pack[k] is not None and rack.pack[k] != before else _MAYBE
 
+    def _refused(self, k, kind, code):
+        """Charger ``k`` answered a write of ``kind`` with exception ``code``."""
+        self.refused[k] = kind
+        self.then[k] = _INFO  # its rating again: the one read with its pack may be out of date
+        what = "control write" if kind == _WRITE else ("stop" if kind == _STOP else "fault reset")
+        name = fb.EXC_NAMES[code] if 0 < code < len(fb.EXC_NAMES) else "?"
+        self.alarm(k, "charger_refused", ("%s unit %d %s: exception %02d %s" % (
+            self.sup.rack.ids[k], self.units[k], what, code, name))[:64])
+
     def _faults(self, k, f, empty, now_ms):
         """Alarms and fault resets for charger ``k`` reading fault bits ``f``."""
-        sup = self.sup
         old = self.fault[k]
         self.fault[k] = f
         if (f ^ old) & rm.CHG_FAULT_GRID:
             self.no_grid += 1 if f & rm.CHG_FAULT_GRID else -1
             if self.no_grid == (1 if f & rm.CHG_FAULT_GRID else 0):
-                sup._alarm(-1, "grid_lost", "chargers have no AC input: they charge again when it returns",
+                self.alarm(-1, "grid_lost", "chargers have no AC input: they charge again when it returns",
                            self.no_grid > 0)
         shown = f & ~_F_QUIET
         if shown != old & ~_F_QUIET:
             if old & ~_F_QUIET:
-                sup._alarm(k, "charger_fault", None, False)  # raised again with the new bits
+                self.alarm(k, "charger_fault", None, False)  # raised again with the new bits
             if shown:
-                sup._alarm(k, "charger_fault", _describe(shown, empty))
+                self.alarm(k, "charger_fault", _describe(shown, empty))
         if not f or self.urgent[k]:
             return
         auto = _F_AT_ONCE | _F_RETRY | (rm.CHG_FAULT_THERMAL_RUNAWAY if empty else 0)

@@ -4,7 +4,8 @@
 ``ConfigError`` names the field path and the reason, e.g.
 ``slots[3].charger_unit: duplicate address 4``. The schema is in docs/config.md.
 Unknown fields are errors (they are usually typos); keys starting with ``_`` are
-comments and are dropped.
+comments and are dropped. ``validate(cfg, warn)`` also calls ``warn(path, reason)`` for
+each limit the controller would write above what the register map's charger takes.
 """
 
 try:
@@ -353,10 +354,42 @@ def _check_tou(tou):
 _DERIVED = ("pack_type_by_code", "model_by_code")
 
 
-def validate(cfg):
+def _setpoint_warnings(out, warn):
+    """Limits the controller would write above the range the register map gives the
+    charger's limit registers (0 up to the rating of its 62.5 kW, 200 A, 800 V module, in
+    16 bits). Warnings, not errors: a charger of another rating reports it, and the
+    controller keeps each charger within what it reports (docs/register-map.md)."""
+    from firmware.proto import regmap as rm
+
+    pts = out["pack_types"]
+    pack_kw = 0
+    for pt in pts.values():
+        pack_kw = max(pack_kw, pt["max_charge_kw"])  # no power setpoint goes above it
+    kw = out["limits"]["charger_kw"]
+    _above(warn, "limits.charger_kw", min(kw, pack_kw), "kW", rm.CHG_RATED_POWER, "CHG_HR_P_LIMIT")
+    for i, s in enumerate(out["slots"]):
+        if s["charger_kw"] != kw:
+            _above(warn, "slots[%d].charger_kw" % i, min(s["charger_kw"], pack_kw), "kW", rm.CHG_RATED_POWER,
+                   "CHG_HR_P_LIMIT")
+    for name in sorted(pts):
+        p = "pack_types." + name
+        pt = pts[name]
+        _above(warn, p + ".max_charge_a", pt["max_charge_a"], "A", rm.CHG_RATED_I_MAX, "CHG_HR_I_LIMIT")
+        _above(warn, p + ".max_charge_v", pt["max_charge_v"], "V", rm.CHG_RATED_V_MAX, "CHG_HR_V_LIMIT")
+
+
+def _above(warn, path, value, unit, rated, reg):
+    if round(value * 10) > rated:  # the limit registers count tenths
+        warn(path, "setpoints up to %g %s, above the %g %s the register map's charger takes (%s 0..%d): "
+                   "each charger is held to the rating it reports" % (value, unit, rated / 10, unit, reg,
+                                                                      rated))
+
+
+def validate(cfg, warn=None):
     """Check a parsed config dict; return a normalised copy (defaults filled,
     numbers as float where fractional values make sense). Raises ConfigError.
-    The copy validates again to an equal copy."""
+    The copy validates again to an equal copy. ``warn(path, reason)``, if given, hears
+    what is valid but will not work as written (``_setpoint_warnings``)."""
     _obj(cfg, "config")
     known = (
         "station_id", "buses", "pack_types", "compatibility", "model_codes", "authorisation", "slots",
@@ -407,16 +440,18 @@ def validate(cfg):
     out["bay"] = _fields(cfg["bay"], "bay", _BAY)
     out["timeouts_ms"] = _fields(cfg["timeouts_ms"], "timeouts_ms", _TIMEOUTS)
     out["journal"] = _fields(cfg.get("journal", {}), "journal", _JOURNAL)
+    if warn is not None:
+        _setpoint_warnings(out, warn)
     return out
 
 
-def loads(text, source="<text>"):
+def loads(text, source="<text>", warn=None):
     """Parse JSON text and validate it. A syntax error is a ConfigError too."""
     try:
         cfg = json.loads(text)
     except ValueError as e:
         raise ConfigError(source, "invalid JSON (%s)" % (e,)) from None
-    return validate(cfg)
+    return validate(cfg, warn)
 
 
 def default_path():
@@ -429,18 +464,18 @@ def default_path():
     return "firmware/station.json"
 
 
-def load(path=None):
+def load(path=None, warn=None):
     """Read and validate a config file (path or open text file; default station.json)."""
     if path is None:
         path = default_path()
     if hasattr(path, "read"):
-        return loads(path.read(), "<file>")
+        return loads(path.read(), "<file>", warn)
     try:
         with open(path) as f:
             text = f.read()
     except OSError as e:
         raise ConfigError(path, "cannot read (%s)" % (e,)) from None
-    return loads(text, path)
+    return loads(text, path, warn)
 
 
 def tou_price(cfg, minute_of_day):

@@ -12,8 +12,9 @@ in the charger's register units so the supervisor writes them as they are:
 
 Rules, per slot: a slot charges only with a pack of a known type, fresh telemetry
 and no charger fault, thermal alarm, quarantine or reservation, below
-``limits.full_soc``. Its cap is the least of its charger's limit, the pack type's
-power limit and its current limit at the measured voltage, times a JEITA factor:
+``limits.full_soc``. Its cap is the least of its charger's limit (its ``charger_kw``, and
+the rated power the charger reports, ``rated``), the pack type's power limit and its
+current limit at the measured voltage, times a JEITA factor:
 none below ``stop_below_c`` (or the pack's cell minimum) and above ``stop_above_c``
 (or the pack's cell maximum), ``cold_derate_pct`` below ``cold_full_c``, falling
 linearly from 100 % at ``derate_from_c`` to ``derate_min_pct`` at the stop. In an
@@ -31,6 +32,8 @@ first seen in the same update (boot) rank nearest to hand-over first, then by sl
 A charger switched on stays on for ``limits.charge_min_on_ms`` ahead of every other
 slot (still within its cap and the grid budget, and only while the slot may charge).
 A slot whose share would be under 1 kW stays off. ``switches`` counts switch-ons.
+Current and voltage limits stay within the charger's rated current and voltage too: a
+charger refuses a control block with a value above its rating (docs/register-map.md).
 """
 
 from firmware.compat import const, ticks_diff
@@ -53,6 +56,7 @@ WHY_NAMES = ("ok", "empty", "stale", "fault", "alarm", "reserved", "full", "temp
 
 _MIN_DKW = const(10)  # 1 kW: less is not worth switching a module on for
 _PINNED = const(3)  # group offset of a slot that is not within its minimum on-time
+_U16 = const(0xFFFF)  # a setpoint register holds no more
 
 
 def _d(x):
@@ -65,7 +69,10 @@ class Dispatch:
         self.rack = rack
         self.n = n = rack.n
         self.grid_dkw = _d(lim["grid_kw"])
-        self.slot_dkw = [_d(s["charger_kw"]) for s in cfg["slots"]]
+        self.cfg_dkw = [min(_d(s["charger_kw"]), _U16) for s in cfg["slots"]]
+        self.slot_dkw = list(self.cfg_dkw)  # ... within the rated power each charger reports
+        self.max_da = [_U16] * n  # rated current and voltage each charger reports (0.1 A, 0.1 V)
+        self.max_dv = [_U16] * n
         self.stop_below = _d(lim["stop_below_c"])
         self.cold_full = _d(lim["cold_full_c"])
         self.cold_pm = _d(lim["cold_derate_pct"])  # per mille
@@ -150,11 +157,28 @@ class Dispatch:
         if not f:
             return TEMP
         v = r.volt[i] if r.volt[i] > 0 else pt[2]
-        cap = min(self.slot_dkw[i], pt[0], pt[1] * v // 10000)  # 0.1 A x 0.1 V -> 0.1 kW
+        a = min(pt[1], self.max_da[i])
+        cap = min(self.slot_dkw[i], pt[0], a * v // 10000)  # 0.1 A x 0.1 V -> 0.1 kW
         self._cap[i] = cap * f // 1000
-        self.i_da[i] = pt[1] * f // 1000
-        self.v_dv[i] = pt[2]
+        self.i_da[i] = a * f // 1000
+        self.v_dv[i] = min(pt[2], self.max_dv[i])
         return OK
+
+    def rated(self, slot, p_dkw, i_da, v_dv):
+        """The rated power (0.1 kW), current (0.1 A) and voltage (0.1 V) charger ``slot``
+        reports in its info block, 0 where it reports none: its setpoints stay within them,
+        the ones in force at once (the control write that follows must not be refused)."""
+        c = self.cfg_dkw[slot]
+        p = self.slot_dkw[slot] = min(c, p_dkw) if p_dkw > 0 else c
+        a = self.max_da[slot] = i_da if i_da > 0 else _U16
+        v = self.max_dv[slot] = v_dv if v_dv > 0 else _U16
+        if self.p_dkw[slot] > p:
+            self.total_dkw -= self.p_dkw[slot] - p
+            self.p_dkw[slot] = p
+        if self.i_da[slot] > a:
+            self.i_da[slot] = a
+        if self.v_dv[slot] > v:
+            self.v_dv[slot] = v
 
     def price_at(self, minute_of_day):
         """Price of the time-of-use band holding ``minute_of_day``, or None."""

@@ -157,9 +157,10 @@ class Supervisor:
         self.rack.restore(jstate)
         self.dispatch = Dispatch(cfg, self.rack)
         self.bay = bay_mod.Bay(cfg, self.rack, self._bay_event)
-        self.chargers = ChargerLink(self, _master(buses["chargers"], bc["chargers"]), cfg, now_ms)
-        self.baylink = BayLink(self, self.bay_bus, self.bay_unit, self.bay, bay_cycle_ms, idle_cycle_ms,
-                               now_ms)
+        self.chargers = ChargerLink(self, _master(buses["chargers"], bc["chargers"]), cfg, now_ms,
+                                    self._alarm)
+        self.baylink = BayLink(self._alarm, self.bay_bus, self.bay_unit, self.bay, bay_cycle_ms,
+                               idle_cycle_ms, now_ms)
         self._hold_seen = self.bay.safety.hold
         self._smoke = False
         self._booting = True

@@ -66,6 +66,8 @@ EXC_ILLEGAL_VALUE = const(3)
 EXC_DEVICE_FAILURE = const(4)
 EXC_ACKNOWLEDGE = const(5)
 EXC_DEVICE_BUSY = const(6)
+EXC_NAMES = ("", "illegal function", "illegal address", "illegal value", "device failure", "acknowledge",
+             "device busy")
 
 IDLE_POLL_MS = const(1000)  # next_poll_ms when nothing is queued
 ADU_MAX = const(256)  # longest RTU frame

@@ -52,8 +52,7 @@ class Field:
                  step_s: float = 0.02, plant_backend: str = "cython") -> None:
         self.cfg = cfg
         slots = cfg["slots"]
-        grid_kw = float(cfg["limits"]["grid_kw"])
-        self.plant = Plant(1, len(slots), grid_limit_kw=grid_kw, backend=plant_backend)
+        self.plant = Plant.for_station(cfg, backend=plant_backend)  # its chargers rated as configured
         for slot, pack in (default_packs(cfg) if packs is None else packs).items():
             self.plant.put_pack(slot, pack)
         self.chargers: dict[int, ChargerDevice] = {}

@@ -582,22 +582,22 @@ cdef class ControlWrite:
     """An FC16 write of the whole control block (holding registers 0..5: enable, I, V, P
     limits, target SoC, heartbeat) to one charger, applied as
     :func:`host.plant.charger_regs.write_holding` applies it, from the request frame's bytes.
-    ``apply`` returns False, having changed nothing, when a value is out of its range: the
-    caller then takes the checked path, which raises the exception reply."""
+    ``apply`` returns False, having changed nothing, when a value is out of its range (the
+    limits' range ends at the charger's own rated current, voltage and power, rounded as its
+    info block reports them): the caller then takes the checked path, which raises the
+    exception reply."""
 
-    cdef double[::1] set_i, set_v, set_p, target_soc, hb_age
+    cdef double[::1] set_i, set_v, set_p, target_soc, hb_age, i_rated, v_rated, p_rated
     cdef int[::1] enable, faults
     cdef long long[::1] hb_value
-    cdef int i_max, v_max, p_max, f_heartbeat
+    cdef int f_heartbeat
 
-    def __init__(self, dict a, hb_value, int i_max, int v_max, int p_max):
+    def __init__(self, dict a, hb_value):
         self.set_i = a["set_i"]; self.set_v = a["set_v"]; self.set_p = a["set_p"]
         self.target_soc = a["target_soc"]; self.hb_age = a["hb_age"]
+        self.i_rated = a["i_rated"]; self.v_rated = a["v_rated"]; self.p_rated = a["p_rated"]
         self.enable = a["enable"]; self.faults = a["faults"]
         self.hb_value = hb_value
-        self.i_max = i_max
-        self.v_max = v_max
-        self.p_max = p_max
         self.f_heartbeat = F_HEARTBEAT
 
     def apply(self, int slot, const unsigned char[:] frame, int offset):
@@ -605,7 +605,8 @@ cdef class ControlWrite:
         cdef long r[6]
         for k in range(6):
             r[k] = (<long>frame[offset + 2 * k] << 8) | frame[offset + 2 * k + 1]
-        if r[0] > 1 or r[1] > self.i_max or r[2] > self.v_max or r[3] > self.p_max or r[4] > 1000:
+        if (r[0] > 1 or r[1] > r_u16(self.i_rated[slot] * 10.0) or r[2] > r_u16(self.v_rated[slot] * 10.0)
+                or r[3] > r_u16(self.p_rated[slot] / 100.0) or r[4] > 1000):
             return False
         if not (r[0] == 1 and (self.faults[slot] & self.f_heartbeat)):  # Plant.set_enable
             self.enable[slot] = 1 if r[0] == 1 else 0

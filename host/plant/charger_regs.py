@@ -4,7 +4,9 @@
 bus: unmapped addresses raise :class:`ModbusError` with exception code 02, values out
 of range code 03 (and nothing is written), a charger with an injected ``dropout``
 raises :class:`NoReply`. A ``stuck`` charger answers with the registers it had when
-it froze and ignores writes.
+it froze and ignores writes. Each charger's rated current, voltage and power are its
+own (the plant's per-slot ``i_rated``, ``v_rated``, ``p_rated``): its info block reports
+them and its current, voltage and power limits range up to them.
 """
 
 from __future__ import annotations
@@ -57,6 +59,19 @@ def _pid(plant: Plant, slot: int, bms_ok: bool) -> tuple[int, int]:
     return regmap.split32(int(plant.pack_id[slot]) & 0xFFFFFFFF) if bms_ok else (0, 0)
 
 
+# A charger's rated values as its info block reports them (raw) and its limit registers take them.
+def _rated_i(a: Any, slot: int) -> int:
+    return _u16(a["i_rated"][slot] * 10.0)
+
+
+def _rated_v(a: Any, slot: int) -> int:
+    return _u16(a["v_rated"][slot] * 10.0)
+
+
+def _rated_p(a: Any, slot: int) -> int:
+    return _u16(a["p_rated"][slot] / 100.0)
+
+
 def _energy(a: Any, slot: int) -> tuple[int, int]:
     return regmap.split32(int(a["e_out"][slot] / 3600.0) & 0xFFFFFFFF)
 
@@ -82,10 +97,10 @@ _IR: dict[int, Callable[[Any, int, Any, bool, bool, Any], int]] = {
     regmap.CHG_IR_HEARTBEAT: lambda pl, s, a, pr, ok, pt: int(pl.time_s(pl.station_of(s))) & 0xFFFF,
     regmap.CHG_IR_MODEL: lambda pl, s, a, pr, ok, pt: regmap.CHG_MODEL_CODE,
     regmap.CHG_IR_FW_VERSION: lambda pl, s, a, pr, ok, pt: FW_VERSION,
-    regmap.CHG_IR_RATED_POWER: lambda pl, s, a, pr, ok, pt: _u16(pl.charger.p_rated_w / 100.0),
-    regmap.CHG_IR_RATED_V_MAX: lambda pl, s, a, pr, ok, pt: _u16(pl.charger.v_rated_max * 10.0),
+    regmap.CHG_IR_RATED_POWER: lambda pl, s, a, pr, ok, pt: _rated_p(a, s),
+    regmap.CHG_IR_RATED_V_MAX: lambda pl, s, a, pr, ok, pt: _rated_v(a, s),
     regmap.CHG_IR_RATED_V_MIN: lambda pl, s, a, pr, ok, pt: _u16(pl.charger.v_rated_min * 10.0),
-    regmap.CHG_IR_RATED_I_MAX: lambda pl, s, a, pr, ok, pt: _u16(pl.charger.i_rated_a * 10.0),
+    regmap.CHG_IR_RATED_I_MAX: lambda pl, s, a, pr, ok, pt: _rated_i(a, s),
     regmap.CHG_IR_PACK_CAPACITY: lambda pl, s, a, pr, ok, pt: (
         _u16(pt.capacity_kwh * 10.0) if (ok and pt) else 0
     ),
@@ -149,17 +164,26 @@ def write_control_frame(plant: Plant, slot: int, frame: Any, offset: int) -> Non
                   [(frame[offset + 2 * k] << 8) | frame[offset + 2 * k + 1] for k in range(6)])
 
 
-# Holding registers: (address, lowest, highest) of the accepted raw values.
+# Holding registers: address -> (lowest, highest) of the accepted raw values ...
 _HOLDING_RANGES = {
     regmap.CHG_HR_ENABLE: (0, 1),
-    regmap.CHG_HR_I_LIMIT: (0, regmap.CHG_RATED_I_MAX),
-    regmap.CHG_HR_V_LIMIT: (0, regmap.CHG_RATED_V_MAX),
-    regmap.CHG_HR_P_LIMIT: (0, regmap.CHG_RATED_POWER),
     regmap.CHG_HR_TARGET_SOC: (0, 1000),
     regmap.CHG_HR_HEARTBEAT: (0, 0xFFFF),
     regmap.CHG_HR_WATCHDOG_MS: (regmap.CHG_WATCHDOG_MIN_MS, regmap.CHG_WATCHDOG_MAX_MS),
     regmap.CHG_HR_FAULT_RESET: (0, 1),
 }
+# ... and the limits, 0 up to the charger's own rating.
+_RATED_LIMITS: dict[int, Callable[[Any, int], int]] = {
+    regmap.CHG_HR_I_LIMIT: _rated_i,
+    regmap.CHG_HR_V_LIMIT: _rated_v,
+    regmap.CHG_HR_P_LIMIT: _rated_p,
+}
+
+
+def holding_range(plant: Plant, slot: int, address: int) -> tuple[int, int]:
+    """(lowest, highest) raw value holding register ``address`` of charger ``slot`` accepts."""
+    rated = _RATED_LIMITS.get(address)
+    return (0, rated(plant.arrays, slot)) if rated is not None else _HOLDING_RANGES[address]
 
 
 def _check_holding_span(address: int, count: int) -> None:
@@ -192,7 +216,7 @@ def write_holding(plant: Plant, slot: int, address: int, values: Sequence[int]) 
         raise ModbusError(ILLEGAL_VALUE, "no values")
     _check_holding_span(address, len(values))
     for k, raw in enumerate(values):
-        lo, hi = _HOLDING_RANGES[address + k]
+        lo, hi = holding_range(plant, slot, address + k)
         if not lo <= raw <= hi:
             raise ModbusError(ILLEGAL_VALUE, f"holding register {address + k}: {raw} outside {lo}..{hi}")
     if plant.arrays["fault_inj"][slot] & P.INJ_STUCK:

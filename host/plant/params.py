@@ -9,7 +9,9 @@ from ``../shared/domain-notes.md`` (96s packs, about 48 mOhm for a 75 kWh pack,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from firmware.proto import regmap
 
@@ -103,7 +105,9 @@ class ChargerParams:
     """A 62.5 kW liquid-cooled DC module. Losses: ``loss0 + loss1*P + loss2*P**2`` while running.
 
     With these defaults the efficiency peaks at 98.0 % near half load, is 97.8 % at full
-    load and falls at light load (96.5 % at 10 %, 88 % at 2 %).
+    load and falls at light load (96.5 % at 10 %, 88 % at 2 %). ``p_rated_w`` is the rated
+    power of a charger no station config rates: ``Plant.for_station`` rates each one as its
+    slot's ``charger_kw`` says (:func:`charger_kw_of`), with these losses.
     """
 
     p_rated_w: float = regmap.CHG_RATED_POWER * 100.0
@@ -130,6 +134,13 @@ class ChargerParams:
             return 0.0
         loss = self.loss0_w + self.loss1 * p_out_w + self.loss2_per_w * p_out_w * p_out_w
         return p_out_w / (p_out_w + loss)
+
+
+def charger_kw_of(station: Mapping[str, Any]) -> list[float]:
+    """Each slot's charger rating in kW as a station config (``firmware/station.json``) says:
+    the slot's ``charger_kw``, else ``limits.charger_kw`` (a validated config has it filled in)."""
+    default = float(station["limits"]["charger_kw"])
+    return [float(s.get("charger_kw") or default) for s in station["slots"]]
 
 
 @dataclass(frozen=True)

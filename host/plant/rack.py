@@ -10,12 +10,16 @@ compiled call (``backend="cython"``, the default) or in the pure-Python referenc
 Setters take SI units (A, V, W, s); :mod:`host.plant.charger_regs` maps them to the
 Modbus register map. Time is per station (``time_s(station)``), so an engine may
 advance stations separately.
+
+Each charger has its own rated power (``charger_kw``; ``Plant.for_station`` takes it from
+the station config): its info block reports it, its output stays within it and it refuses
+a power setpoint above it, as the register map says.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -116,7 +120,10 @@ class Plant:
         backend: str = "cython",
         max_substep_s: float = 5.0,
         watchdog: bool = True,
+        charger_kw: float | Sequence[float] | None = None,
     ) -> None:
+        """``charger_kw``: each charger's rated power, one value for all, one per slot of a
+        station (every station alike) or one per slot; None: ``charger.p_rated_w``."""
         if n_stations < 1 or slots_per_station < 1:
             raise ValueError("need at least one station and one slot")
         self.charger = charger or ChargerParams()
@@ -153,12 +160,13 @@ class Plant:
         self.frozen_inputs: dict[int, dict[int, int]] = {}  # input registers of stuck chargers
         self.t = np.zeros(n_stations)
         c = self.charger
+        rated_w = self._ratings_w(charger_kw)
         for name, value in (
-            ("p_rated", c.p_rated_w), ("i_rated", c.i_rated_a), ("v_rated", c.v_rated_max),
+            ("p_rated", rated_w), ("i_rated", c.i_rated_a), ("v_rated", c.v_rated_max),
             ("ramp", c.ramp_a_per_s), ("loss0", c.loss0_w), ("loss1", c.loss1), ("loss2", c.loss2_per_w),
             ("standby", c.standby_w), ("ch_c", c.coolant_c_j_per_k), ("ch_h", c.coolant_h_w_per_k),
             ("wd_timeout", c.watchdog_s if watchdog else 0.0), ("set_i", c.i_rated_a),
-            ("set_v", c.v_rated_max), ("set_p", c.p_rated_w), ("target_soc", 1.0),
+            ("set_v", c.v_rated_max), ("set_p", rated_w), ("target_soc", 1.0),
             ("t_amb", self.rack.t_amb_c), ("cool_g", self.rack.cool_g_w_per_k),
             ("cool_set", self.rack.cool_set_c),
         ):
@@ -193,8 +201,32 @@ class Plant:
         if backend == "cython":
             from host.plant._fastplant import ControlWrite
 
-            self.control_write = ControlWrite(a, self.heartbeat_value, regmap.CHG_RATED_I_MAX,
-                                              regmap.CHG_RATED_V_MAX, regmap.CHG_RATED_POWER)
+            self.control_write = ControlWrite(a, self.heartbeat_value)
+
+    @classmethod
+    def for_station(cls, station: Mapping[str, Any], n_stations: int = 1, **kw: Any) -> Plant:
+        """The plant of ``n_stations`` stations as a station config describes them: one slot per
+        configured slot, each charger rated at its slot's ``charger_kw``, the grid connection at
+        ``limits.grid_kw``. Keywords are the constructor's and take precedence."""
+        kw.setdefault("grid_limit_kw", float(station["limits"]["grid_kw"]))
+        kw.setdefault("charger_kw", P.charger_kw_of(station))
+        return cls(n_stations, len(station["slots"]), **kw)
+
+    def _ratings_w(self, charger_kw: float | Sequence[float] | None) -> np.ndarray:
+        n, per = self.n_slots, self.slots_per_station
+        if charger_kw is None:
+            return np.full(n, self.charger.p_rated_w)
+        if isinstance(charger_kw, (int, float)):
+            kw = np.full(n, float(charger_kw))
+        else:
+            kw = np.asarray(charger_kw, dtype=float)
+            if kw.shape == (per,):
+                kw = np.tile(kw, self.n_stations)
+        if kw.shape != (n,):
+            raise ValueError(f"charger_kw: one value, {per} (a station's slots) or {n}, not {kw.size}")
+        if not (np.isfinite(kw) & (kw > 0.0)).all():
+            raise ValueError(f"charger_kw: every rating must be > 0 (got {kw.tolist()})")
+        return kw * 1000.0
 
     # ---- layout and time ---------------------------------------------------------------
     def slot_range(self, station: int) -> range:
@@ -306,6 +338,13 @@ class Plant:
         a["status"][slot] = st
 
     # ---- charger setpoints (SI units) -----------------------------------------------------
+    def rate_charger(self, slot: int, power_w: float) -> None:
+        """Another rated power for charger ``slot`` (its module swapped for another): its info
+        block, its range checks and its output follow; its setpoints stay as written."""
+        if not power_w > 0.0:
+            raise ValueError(f"rated power must be > 0 (got {power_w})")
+        self.arrays["p_rated"][slot] = power_w
+
     def set_enable(self, slot: int, on: bool) -> None:
         """Enable or stop a charger. Enabling is ignored while the heartbeat fault is latched."""
         a = self.arrays

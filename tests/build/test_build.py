@@ -164,6 +164,18 @@ def test_bad_station_config(capsys, tmp_path, old_image, mutate, field) -> None:
     assert sorted(p.name for p in out.parent.iterdir()) == sorted(["image", cfg.name])
 
 
+def test_station_config_warnings_are_printed_and_the_image_built(capsys, tmp_path) -> None:
+    def fast(c: dict) -> None:  # 120 kW chargers and packs: above the register map's 62.5 kW module
+        c["limits"]["charger_kw"] = 120
+        for pt in c["pack_types"].values():
+            pt["max_charge_kw"] = 120
+
+    cfg = _bad_station(tmp_path, fast)
+    code, _, err = _cli(capsys, "--board", "pico", "--config", str(cfg), "--out", str(tmp_path / "img"))
+    assert code == 0, err
+    assert f"swapstation build: warning: station config {cfg}: limits.charger_kw: setpoints up to 120 kW" in err
+
+
 def test_station_config_not_json(capsys, tmp_path) -> None:
     cfg = tmp_path / "s.json"
     cfg.write_text('{"station_id": ')

@@ -157,6 +157,12 @@ class Charger:
     held = 0  # fault bits whose cause is still there: a fault reset leaves them set
     resets = 0  # fault resets written
     beat_stopped = -1  # >= 0: its heartbeat counter reads this and no longer counts (frozen)
+    # Rated output (info block); a setpoint above it is refused with exception 03, as the map says.
+    rated_dkw = rm.CHG_RATED_POWER
+    rated_da = rm.CHG_RATED_I_MAX
+    rated_dv = rm.CHG_RATED_V_MAX
+    refuse = 0  # > 0: every write is answered with this exception code (fault injection)
+    refused = 0  # writes answered with an exception
 
     def __init__(self, plant, slot):
         self.plant = plant
@@ -195,7 +201,7 @@ class Charger:
         kw = 0.0
         target = self.hr[rm.CHG_HR_TARGET_SOC] / 10
         if self.hr[rm.CHG_HR_ENABLE] and not self.faults and p.soc < target:
-            kw = min(self.hr[rm.CHG_HR_P_LIMIT] / 10, rm.CHG_RATED_POWER / 10)
+            kw = min(self.hr[rm.CHG_HR_P_LIMIT] / 10, self.rated_dkw / 10)
             if p.soc > 80:
                 kw = kw * max(0.2, (100 - p.soc) / 20)  # CV taper
         self.power_kw = kw
@@ -247,8 +253,8 @@ class Charger:
                 self.faults, e, e, beat,
             ]
         if address == rm.CHG_INFO_BASE:
-            return [rm.CHG_MODEL_CODE, 0x0100, rm.CHG_RATED_POWER, rm.CHG_RATED_V_MAX, rm.CHG_RATED_V_MIN,
-                    rm.CHG_RATED_I_MAX, int(p.capacity_kwh * 10) if p else 0, p.cycles if p else 0, 250]
+            return [rm.CHG_MODEL_CODE, 0x0100, self.rated_dkw, self.rated_dv, rm.CHG_RATED_V_MIN,
+                    self.rated_da, int(p.capacity_kwh * 10) if p else 0, p.cycles if p else 0, 250]
         return None
 
     def write(self, fc, address, values):
@@ -257,6 +263,15 @@ class Charger:
             raise SlaveError(1)
         if address + len(values) > rm.CHG_HOLDING_COUNT:
             raise SlaveError(2)
+        code = self.refuse
+        for i, v in enumerate(values):
+            a = address + i
+            lo = rm.CHG_WATCHDOG_MIN_MS if a == rm.CHG_HR_WATCHDOG_MS else 0
+            if not code and not lo <= v <= self._top(a):
+                code = 3  # out of range: nothing is written
+        if code:
+            self.refused += 1
+            raise SlaveError(code)
         self.writes += 1
         for i, v in enumerate(values):
             a = address + i
@@ -275,6 +290,22 @@ class Charger:
             elif a == rm.CHG_HR_ENABLE and v and self.faults:
                 continue  # refused until faults are reset
             self.hr[a] = v
+
+    def _top(self, a):
+        """Highest value holding register ``a`` accepts (docs/register-map.md)."""
+        if a == rm.CHG_HR_I_LIMIT:
+            return self.rated_da
+        if a == rm.CHG_HR_V_LIMIT:
+            return self.rated_dv
+        if a == rm.CHG_HR_P_LIMIT:
+            return self.rated_dkw
+        if a == rm.CHG_HR_TARGET_SOC:
+            return 1000
+        if a == rm.CHG_HR_WATCHDOG_MS:
+            return rm.CHG_WATCHDOG_MAX_MS
+        if a == rm.CHG_HR_HEARTBEAT:
+            return 0xFFFF
+        return 1  # enable, fault reset
 
 
 # ---- bay I/O module and mechanics --------------------------------------------------

@@ -262,3 +262,34 @@ def test_bad_codes():
     out = config.validate(cfg)
     assert out["model_by_code"] == {}
     assert approx(out["pack_types"]["NIO-75"]["max_charge_v"], 370 * 1.15, 1e-6)
+
+
+def _warnings(cfg):
+    got = []
+    out = config.validate(cfg, lambda path, reason: got.append((path, reason)))
+    return out, got
+
+
+def test_setpoints_above_what_the_register_map_takes_are_warnings_not_errors():
+    out, got = _warnings(_cfg())
+    assert got == []  # station.json: every setpoint fits the register map's charger
+    cfg = _cfg()
+    cfg["limits"]["charger_kw"] = 120
+    assert _warnings(cfg)[1] == []  # no pack takes over 62.5 kW: no setpoint goes above it
+    for pt in cfg["pack_types"].values():
+        pt["max_charge_kw"] = 120
+    cfg["slots"][2]["charger_kw"] = 100
+    cfg["slots"][3]["charger_kw"] = 50
+    cfg["pack_types"]["NIO-150"]["max_charge_a"] = 250
+    cfg["pack_types"]["STD-A-60"]["max_charge_v"] = 900
+    out, got = _warnings(cfg)
+    assert [p for p, _ in got] == ["limits.charger_kw", "slots[2].charger_kw",
+                                   "pack_types.NIO-150.max_charge_a", "pack_types.STD-A-60.max_charge_v"], got
+    why = got[0][1]
+    assert "120 kW" in why and "62.5 kW" in why and "CHG_HR_P_LIMIT" in why, why
+    assert "250 A" in got[2][1] and "200 A" in got[2][1], got[2]
+    assert out["limits"]["charger_kw"] == 120  # still a valid config ...
+    assert config.validate(out) == out  # ... and silent without a listener
+    got = []
+    config.loads(json.dumps(cfg), "x.json", lambda path, reason: got.append(path))
+    assert len(got) == 4

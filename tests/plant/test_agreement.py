@@ -1,8 +1,8 @@
 """The compiled kernel and the pure-Python reference give the same results.
 
 Stated tolerance: every state array agrees to 1e-9 relative (1e-6 absolute on
-values near zero) after a four-hour run of two stations with mixed pack types,
-grid curtailment, an outage, faults, setpoint changes and the watchdog.
+values near zero) after a four-hour run of two stations with mixed pack types and
+charger ratings, grid curtailment, an outage, faults, setpoint changes and the watchdog.
 Both evaluate the same expressions in the same order with IEEE doubles, so in
 practice they agree to the last bit or nearly.
 """
@@ -13,10 +13,11 @@ import pytest
 from host.plant.rack import PackRecord, Plant
 
 TYPES = ["NIO-75", "NIO-100", "NIO-150", "STD-A-60", "NIO-100", "NIO-75"]
+RATINGS_KW = [62.5, 30.0, 62.5, 45.0, 120.0, 62.5]  # each station's chargers, slot by slot
 
 
 def _scenario(backend: str) -> Plant:
-    plant = Plant(2, 6, backend=backend, grid_limit_kw=250.0)
+    plant = Plant(2, 6, backend=backend, grid_limit_kw=250.0, charger_kw=RATINGS_KW)
     for slot in range(plant.n_slots):
         soc = 0.05 + 0.13 * (slot % 7)
         plant.put_pack(slot, PackRecord(slot + 1, TYPES[slot % 6], soc, temp_c=18.0 + slot))

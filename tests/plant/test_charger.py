@@ -3,6 +3,7 @@
 import pytest
 
 from firmware.proto import regmap as R
+from host.plant import charger_regs
 from host.plant.charger_regs import ModbusError, NoReply
 from host.plant.params import ChargerParams
 from host.plant.rack import PackRecord, Plant
@@ -244,3 +245,86 @@ def test_holding_registers_round_trip_and_validate_before_writing():
     with pytest.raises(ModbusError) as e:
         plant.charger_input_registers(0, 14, 4)  # 16, 17 are unmapped
     assert e.value.code == 2
+
+
+def _station(charger_kw=120.0, slot_kw=None):
+    """The default station config with ``limits.charger_kw`` and one slot's own rating changed."""
+    import json
+
+    from firmware.core import config as fwconfig
+
+    with open(fwconfig.default_path()) as f:
+        raw = json.load(f)
+    raw["limits"]["charger_kw"] = charger_kw
+    if slot_kw is not None:
+        raw["slots"][1]["charger_kw"] = slot_kw
+    return fwconfig.validate(raw)
+
+
+def _frame(enable=1, i=1800, v=4200, p=625, soc=1000, beat=1):
+    out = bytearray()
+    for r in (enable, i, v, p, soc, beat):
+        out += bytes(((r >> 8) & 0xFF, r & 0xFF))
+    return out
+
+
+@pytest.mark.parametrize("backend", ["cython", "python"])
+def test_charger_rating_comes_from_the_station_config(backend):
+    cfg = _station(120.0, slot_kw=30.0)
+    plant = Plant.for_station(cfg, backend=backend, watchdog=False)
+    assert plant.n_slots == len(cfg["slots"])
+    info = [plant.charger_input_registers(k, R.CHG_INFO_BASE, R.CHG_INFO_COUNT) for k in (0, 1, 2)]
+    assert [x[R.CHG_IR_RATED_POWER - R.CHG_INFO_BASE] for x in info] == [1200, 300, 1200]
+    # Its range checks are its own: a 120 kW setpoint is one a 120 kW charger takes ...
+    charger_regs.write_control_frame(plant, 0, _frame(p=1200), 0)
+    assert plant.charger_holding_registers(0)[R.CHG_HR_P_LIMIT] == 1200
+    # ... and one a 30 kW charger refuses, changing nothing, by either path
+    for write in (lambda: charger_regs.write_control_frame(plant, 1, _frame(p=301), 0),
+                  lambda: plant.write_charger_holding(1, R.CHG_HR_P_LIMIT, [301])):
+        with pytest.raises(ModbusError) as e:
+            write()
+        assert e.value.code == 3
+    assert plant.charger_holding_registers(1)[R.CHG_HR_P_LIMIT] == 300  # its rating, as powered up
+    charger_regs.write_control_frame(plant, 1, _frame(p=300), 0)
+    # and the kernel holds each charger to its rating
+    for slot in (0, 1):
+        plant.put_pack(slot, PackRecord(slot + 1, "NIO-100", 0.3))
+    plant.step(120.0)
+    assert plant.p_out[1] == pytest.approx(30e3, rel=1e-6)
+    assert plant.p_out[0] == pytest.approx(62.5e3, rel=1e-6)  # the pack's BMS limit, not the charger's
+
+
+def test_a_plant_without_a_config_has_the_register_maps_charger():
+    plant = Plant(1, 2)
+    assert plant.charger_input_registers(1, R.CHG_IR_RATED_POWER, 1) == [R.CHG_RATED_POWER]
+    assert Plant(1, 2, charger_kw=[50.0, 75.0]).charger_input_registers(1, R.CHG_IR_RATED_POWER, 1) == [750]
+    with pytest.raises(ValueError, match="charger_kw"):
+        Plant(1, 2, charger_kw=[50.0])
+    with pytest.raises(ValueError, match="charger_kw"):
+        Plant(1, 2, charger_kw=0.0)
+
+
+def test_compiled_and_checked_control_writes_accept_and_refuse_alike():
+    """The compiled control-block write and charger_regs' checked path draw the same line, at
+    each charger's own rated current, voltage and power."""
+    frames = [_frame(p=p) for p in (299, 300, 301, 625, 626, 1200, 1201)]
+    frames += [_frame(i=i, p=300) for i in (2000, 2001)] + [_frame(v=v, p=300) for v in (8000, 8001)]
+    seen = []
+    for backend in ("cython", "python"):
+        plant = Plant(1, 3, backend=backend, charger_kw=[30.0, 62.5, 120.0])
+        assert (plant.control_write is None) == (backend == "python")
+        got = []
+        for slot in range(3):
+            for f in frames:
+                try:
+                    charger_regs.write_control_frame(plant, slot, f, 0)
+                    got.append(tuple(plant.charger_holding_registers(slot)))
+                except ModbusError as e:
+                    got.append(e.code)
+        seen.append(got)
+    assert seen[0] == seen[1]
+    ok = [[not isinstance(x, int) for x in seen[0][k * len(frames):(k + 1) * len(frames)]] for k in range(3)]
+    assert ok[0][:7] == [True, True, False, False, False, False, False]
+    assert ok[1][:7] == [True, True, True, True, False, False, False]
+    assert ok[2][:7] == [True, True, True, True, True, True, False]
+    assert all(k[7:] == [True, False, True, False] for k in ok)

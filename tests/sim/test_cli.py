@@ -117,6 +117,26 @@ def test_wire_mode_warns_of_its_wall_time_at_the_start(capsys, monkeypatch):
     assert f"about {86400 / sim_cli.SPEED['direct'] / 60:.0f} min" in first and "slower" not in first
 
 
+def test_station_config_warnings_go_to_stderr_before_the_run(tmp_path, capsys, monkeypatch):
+    from host import engine
+
+    def stop(self):
+        raise engine.SimulationError("stopped after the start")
+
+    monkeypatch.setattr(engine.Engine, "run", stop)
+    f = tmp_path / "fast.toml"
+    f.write_text("[station.overrides.limits]\ncharger_kw = 120\n"
+                 "[station.overrides.pack_types.NIO-100]\nmax_charge_kw = 120\n"
+                 "[rack]\npacks = [{type='NIO-100', count=4}]\n[demand]\nrate_per_hour = 4\n")
+    assert sim_cli.run(parse([str(f), "--duration", "1h", "--json"])) == 1
+    got = capsys.readouterr()
+    warned = "swapstation sim: warning: station (station.json) limits.charger_kw: setpoints up to 120 kW"
+    assert warned in got.err
+    assert "warning" not in got.out
+    assert sim_cli.run(parse(["--duration", "1h"])) == 1
+    assert "warning" not in capsys.readouterr().err  # station.json as it is
+
+
 def test_bad_scenario_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[demand]\nrate_per_hour = -3\n[rack]\npacks = [{type='NIO-75', count=1}]\n")
