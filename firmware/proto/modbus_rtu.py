@@ -18,9 +18,10 @@ port may carry ``rtu_char_gap_us`` / ``rtu_frame_gap_us`` to override them
 (firmware.drivers.posix_serial turns the t1.5 check off and widens t3.5); an
 argument beats both; ``char_gap_us=0`` turns the t1.5 check off. A request
 starts no sooner than ``send_gap_us`` (t3.5) after the last byte on the line.
-A reply times out once ``timeout_ms`` has passed both by ``now_ms`` and by ``us_clock``
-since the request left, so a poll late in a long tick (its ``now_ms`` stale) does not
-shorten the wait.
+A reply times out once ``timeout_ms`` plus the expected reply's own wire time (its
+length at ``char_us``; an exception reply is shorter) has passed, both by ``now_ms`` and
+by ``us_clock``, since the request left, so neither a long reply at a low baud rate nor
+a poll late in a long tick (its ``now_ms`` stale) cuts the wait short.
 In virtual time pass a ``us_clock`` derived from the virtual ms clock.
 """
 
@@ -98,6 +99,7 @@ class ModbusMaster(BusMaster):
         self._txmv = self._no_mv
         self._deadline = 0
         self._timeout_us = 1000 * self.timeout_ms
+        self._reply_us = 0  # the attempt's reply window by us_clock: timeout and wire time
         self._reply_due = 0
         t = self._us()
         self._last_rx_us = t  # last read that returned bytes
@@ -213,7 +215,10 @@ class ModbusMaster(BusMaster):
             self._quiet_until_ms = ticks_add(now_ms, self.turnaround_ms)
             self._finish(tx, ERR_NONE, now_ms)
             return True
-        self._deadline = ticks_add(now_ms, self.timeout_ms)
+        # The reply's own wire time is not the device's to answer in: a long reply at a
+        # low baud rate may take longer than timeout_ms on the wire alone.
+        self._reply_us = self._timeout_us + tx.expect * self.char_us
+        self._deadline = ticks_add(now_ms, (self._reply_us + 999) // 1000)
         self._sent_us = t  # a long tick's now_ms is stale: the timeout also runs from here
         self._reply_due = ticks_add(now_ms, (tx.expect * self.char_us + self.send_gap_us + 999) // 1000)
         self._state = _S_RX
@@ -278,7 +283,7 @@ class ModbusMaster(BusMaster):
                 return True
         self._bus_free_us = ticks_add(self._last_rx_us, self.send_gap_us)
         if (ticks_diff(now_ms, self._deadline) >= 0
-                and ticks_diff(self._us(), self._sent_us) >= self._timeout_us):
+                and ticks_diff(self._us(), self._sent_us) >= self._reply_us):
             self._attempt_end(ERR_TIMEOUT, now_ms)
             return True
         return False
