@@ -91,6 +91,16 @@ def _limit(fc):
     return 1
 
 
+def reply_len(fc, count):
+    """Bytes of the RTU reply to a request of function ``fc`` for ``count`` bits or
+    registers (5 for an exception reply, whatever the request)."""
+    if fc < 3:
+        return 5 + ((count + 7) >> 3)
+    if fc < 5:
+        return 5 + 2 * count
+    return 8  # writes: the echo of address and value or quantity
+
+
 def _check_addr(fc, address, count):
     if not isinstance(address, int) or address < 0 or address > 0xFFFF:
         raise ValueError("FC%d address %r outside 0..65535" % (fc, address))
@@ -234,7 +244,7 @@ class BusMaster:
         r[4] = count >> 8
         r[5] = count & 0xFF
         tx.req_len = 8  # the CRC goes in when the frame is sent (frame_crc)
-        tx.expect = 5 + ((count + 7) >> 3 if fc < 3 else 2 * count)
+        tx.expect = reply_len(fc, count)
         return self._enqueue(tx)
 
     def write(self, unit, fc, address, values):
@@ -286,7 +296,7 @@ class BusMaster:
                     r[7 + 2 * i] = v >> 8
                     r[8 + 2 * i] = v & 0xFF
         tx.req_len = end + 2  # the CRC goes in when the frame is sent (frame_crc)
-        tx.expect = 8
+        tx.expect = reply_len(fc, n)
         return self._enqueue(tx)
 
     def release(self, tx):

@@ -27,6 +27,7 @@ In virtual time pass a ``us_clock`` derived from the virtual ms clock.
 
 from firmware.compat import const, ticks_add, ticks_diff, ticks_us
 from firmware.hal import char_time_us
+from firmware.hal import frame_gap_us as t35_us
 from firmware.proto.crc16 import check_crc
 from firmware.proto.fieldbus import (  # noqa: F401  (re-exported API names)
     ADU_MAX,
@@ -81,7 +82,7 @@ class ModbusMaster(BusMaster):
         self.char_us = char_time_us(baud)
         slow = baud <= 19200
         t15 = (15 * self.char_us + 9) // 10 if slow else 750
-        t35 = (35 * self.char_us + 9) // 10 if slow else 1750
+        t35 = t35_us(baud)
         if char_gap_us is None:
             char_gap_us = getattr(port, "rtu_char_gap_us", None)
         if frame_gap_us is None:
