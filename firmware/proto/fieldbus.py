@@ -35,7 +35,13 @@ Health (``health(unit)``): good, exceptions, timeouts, crc_errors, frame_errors
 count attempts; ``consecutive_failures`` counts failed transactions. After
 ``offline_after`` of them the unit is offline: its requests fail at once with
 ERR_OFFLINE without using the bus, except one single-attempt probe every
-``probe_interval_ms``. ``log(msg)`` hears only the two transitions.
+``probe_interval_ms``. ``log(msg)`` hears only the two transitions, and the line's.
+
+Line state: ``babbling`` is True while the line itself is at fault: it never went
+quiet long enough to send a request for a whole ``timeout_ms`` (a node talking out of
+turn, or noise). A framing master sets it (firmware.proto.modbus_rtu); a bus without
+a line never does. The requests that could not be sent fail as timeouts, counted as
+above; the flag is the station's cue to raise one alarm for the line.
 """
 
 from array import array
@@ -227,6 +233,7 @@ class BusMaster:
         self._qlen = 0
         self._active = None
         self._health = {}
+        self.babbling = False  # the line never went quiet for a request (module doc)
 
     # ---- requests --------------------------------------------------------------
     def read(self, unit, fc, address, count):

@@ -22,6 +22,13 @@ A reply times out once ``timeout_ms`` plus the expected reply's own wire time (i
 length at ``char_us``; an exception reply is shorter) has passed, both by ``now_ms`` and
 by ``us_clock``, since the request left, so neither a long reply at a low baud rate nor
 a poll late in a long tick (its ``now_ms`` stale) cuts the wait short.
+
+A line that is never silent for t3.5 (a node talking out of turn, noise) does not hold
+a request for ever: an attempt that waited ``timeout_ms`` for the line, counted from
+when it became due (the head of the queue, or its retry), fails as a timeout without
+being sent, and sets ``babbling`` (fieldbus module doc). The flag clears once no
+attempt has waited out its timeout for ``LINE_QUIET_MS`` and the line is then seen
+quiet for t3.5, so noise that comes and goes is one episode, not one per request.
 In virtual time pass a ``us_clock`` derived from the virtual ms clock.
 """
 
@@ -62,6 +69,9 @@ _RX_SIZE = const(512)
 _CHUNK = const(64)
 _READS_PER_POLL = const(8)  # bounds the work of one poll under a byte flood
 _WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
+# A babbling line counts as quiet again once no attempt has waited out its timeout for
+# the line this long: noise that keeps coming back stays one episode.
+LINE_QUIET_MS = const(10000)
 
 _S_IDLE = const(0)
 _S_WAIT_BUS = const(1)  # request ready, waiting for line silence
@@ -107,6 +117,9 @@ class ModbusMaster(BusMaster):
         self._last_empty_us = t  # last read that returned none
         self._bus_free_us = t  # no request before this
         self._sent_us = t  # when the request on the wire left
+        self._due_ms = 0  # when the attempt began to wait for the line ...
+        self._due_us = t  # ... by both clocks
+        self._babble_ms = 0  # when an attempt last waited out its timeout for the line
         self._quiet_until_ms = None  # broadcast turnaround end
         self.stray_frames = 0  # closed frames ignored: other units, garbage, noise
         self.stray_bytes = 0  # bytes dropped as noise or as other units' traffic
@@ -118,6 +131,8 @@ class ModbusMaster(BusMaster):
             st = self._state
             if st == _S_IDLE:
                 self._drain()
+                if self.babbling and not self._bus_wait_us():
+                    self._line_quiet(now_ms)
                 if self._quiet_until_ms is not None:
                     # Strictly after: ms ticks are truncated, so this is >= turnaround in real time.
                     if ticks_diff(now_ms, self._quiet_until_ms) <= 0:
@@ -126,12 +141,15 @@ class ModbusMaster(BusMaster):
                 tx = self._next_tx(now_ms)
                 if tx is None:
                     return
-                self._state = _S_WAIT_BUS
+                self._wait_bus(now_ms)
             elif st == _S_WAIT_BUS:
                 self._drain()
                 if self._bus_wait_us():
-                    return
-                self._start_send(now_ms)
+                    if not self._bus_timed_out(now_ms):
+                        return
+                    self._babble(now_ms)
+                else:
+                    self._start_send(now_ms)
             elif st == _S_TX:
                 if not self._send_more(now_ms):
                     return
@@ -171,6 +189,32 @@ class ModbusMaster(BusMaster):
         d = ticks_diff(self._bus_free_us, self._us())
         return d if 0 < d <= self.send_gap_us else 0
 
+    # ---- the line ------------------------------------------------------------------------
+    def _wait_bus(self, now_ms):
+        """The active attempt is due: it waits for line silence, at most timeout_ms."""
+        self._state = _S_WAIT_BUS
+        self._due_ms = now_ms
+        self._due_us = self._us()
+
+    def _bus_timed_out(self, now_ms):
+        return (ticks_diff(now_ms, self._due_ms) >= self.timeout_ms
+                and ticks_diff(self._us(), self._due_us) >= self._timeout_us)
+
+    def _babble(self, now_ms):
+        """The line was never quiet for a whole timeout: the attempt fails unsent."""
+        self._active.attempts += 1
+        self._babble_ms = now_ms
+        if not self.babbling:
+            self.babbling = True
+            self._say("line never quiet for %d ms: a node talks out of turn, or noise" % self.timeout_ms)
+        self._attempt_end(ERR_TIMEOUT, now_ms)
+
+    def _line_quiet(self, now_ms):
+        """Called when the line has just been seen quiet for t3.5."""
+        if ticks_diff(now_ms, self._babble_ms) >= LINE_QUIET_MS:
+            self.babbling = False
+            self._say("line quiet again")
+
     # ---- steps ----------------------------------------------------------------------------
     def _drain(self):
         # Bytes outside a transaction belong to no one: read them so they cannot
@@ -185,6 +229,8 @@ class ModbusMaster(BusMaster):
             self._bus_free_us = ticks_add(t, self.send_gap_us)
 
     def _start_send(self, now_ms):
+        if self.babbling:
+            self._line_quiet(now_ms)
         tx = self._active
         tx.attempts += 1
         # Guard against a port whose tx_done never comes: the attempt times out.
@@ -356,7 +402,7 @@ class ModbusMaster(BusMaster):
         self._attempt_failed(tx, err)
         self._rxlen = 0
         if self._attempts_left(tx):
-            self._state = _S_WAIT_BUS  # retry once the line is quiet
+            self._wait_bus(now_ms)  # retry once the line is quiet
         else:
             self._state = _S_IDLE
             self._finish(tx, err, now_ms)
