@@ -13,6 +13,10 @@ try:
 except ImportError:  # some MicroPython builds still name it ujson
     import ujson as json  # type: ignore
 
+from firmware.hal import char_time_us, frame_gap_us
+from firmware.proto import fieldbus as fb
+from firmware.proto import regmap as rm
+
 
 class ConfigError(ValueError):
     def __init__(self, path, reason):
@@ -42,6 +46,14 @@ _BUS = (
     ("probe_interval_ms", "int", 10, 600000, 5000),
 )
 _BAY_IO_BUS = _BUS + (("unit", "int", MODBUS_MIN_UNIT, MODBUS_MAX_UNIT, _REQ),)
+# The reads the controller makes on each line (function, count): firmware.core.chargers
+# and firmware.core.baylink. The bus timeout must cover the longest reply's wire time.
+_BUS_READS = {
+    "chargers": ((fb.FC_READ_INPUT_REGISTERS, rm.CHG_STATUS_COUNT),
+                 (fb.FC_READ_INPUT_REGISTERS, rm.CHG_INFO_COUNT)),
+    "bay_io": ((fb.FC_READ_COILS, rm.BAY_COIL_COUNT), (fb.FC_READ_DISCRETE_INPUTS, rm.BAY_DI_COUNT),
+               (fb.FC_READ_INPUT_REGISTERS, rm.BAY_IR_COUNT)),
+}
 
 _PACK_TYPE = (
     ("code", "int", 1, 65535, None),  # the charger's / reader's pack type code (regmap PACK_*)
@@ -339,6 +351,23 @@ def _check_limits(lim):
         raise ConfigError("limits.heartbeat_ms", "must be below limits.telemetry_stale_ms")
 
 
+def _check_bus_timeout(name, bus):
+    """Refuse a timeout that cannot cover the line's longest reply: the device answers
+    after t3.5 of silence at the earliest, and then the reply takes its wire time."""
+    baud = bus["baudrate"]
+    n = 0
+    for fc, count in _BUS_READS[name]:
+        n = max(n, fb.reply_len(fc, count))
+    wire_us = n * char_time_us(baud)
+    need = (wire_us + frame_gap_us(baud) + 999) // 1000
+    if bus["timeout_ms"] < need:
+        raise ConfigError(
+            "buses.%s.timeout_ms" % name,
+            "%d ms cannot cover the line's longest reply (%d bytes, %d ms on the wire at %d baud) "
+            "after t3.5 (%d us) of silence: at least %d ms" % (
+                bus["timeout_ms"], n, (wire_us + 999) // 1000, baud, frame_gap_us(baud), need))
+
+
 def _check_tou(tou):
     bands = sorted(tou["bands"], key=lambda b: b["start_min"])
     for i, b in enumerate(tou["bands"]):
@@ -415,6 +444,8 @@ def validate(cfg, warn=None):
         "chargers": _fields(buses["chargers"], "buses.chargers", _BUS),
         "bay_io": _fields(buses["bay_io"], "buses.bay_io", _BAY_IO_BUS),
     }
+    for key in ("chargers", "bay_io"):
+        _check_bus_timeout(key, out["buses"][key])
     out["pack_types"], out["pack_type_by_code"] = _pack_types(cfg["pack_types"])
     out["compatibility"] = _compatibility(cfg["compatibility"], out["pack_types"])
     out["model_by_code"] = _model_codes(cfg.get("model_codes", {}), out["compatibility"])

@@ -46,6 +46,8 @@ when their condition is gone or an operator acknowledges them:
 - hold reasons (``estop``, ``interlock``, ``smoke``, ``comms``, ``manual``, ``confirm``)
   and ``boot``: when the bay's hold bit clears (``ack``/``confirm``/leaving manual);
 - ``bay_io_offline``: when the module answers again;
+- ``chargers_babble``, ``bay_io_babble`` (that line never went quiet for a request,
+  ``babbling`` of its bus): when the bus master counts the line quiet again;
 - ``operator`` (the bay holds on a fault): on the ``confirm`` that retries, or when the
   swap ends; ``swap_interrupted`` (a swap resumed after a power loss) and
   ``bay_not_clear`` (an ``abort_swap`` refused): when that swap ends, whatever the outcome;
@@ -75,6 +77,10 @@ _WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small int
 _ST_NAMES = ("config_error", "boot", "hold", "manual", "run")
 # Alarms about the swap in the bay: they clear when that swap ends, whatever its outcome.
 _SWAP_ALARMS = ("operator", "swap_interrupted", "bay_not_clear")
+# A line that never goes quiet (the bus's ``babbling``): one alarm per line and episode.
+_BABBLE = ("chargers_babble", "bay_io_babble")
+_BABBLE_TEXT = ("chargers line never quiet: a node talks out of turn, or noise",
+                "bay_io line never quiet: a node talks out of turn, or noise")
 
 
 def swap_kwh(soc_in, kwh_in, soc_out, kwh_out):
@@ -162,6 +168,7 @@ class Supervisor:
         self.baylink = BayLink(self._alarm, self.bay_bus, self.bay_unit, self.bay, bay_cycle_ms,
                                idle_cycle_ms, now_ms)
         self._hold_seen = self.bay.safety.hold
+        self._babbling = bytearray(2)  # the alarm raised, per line (chargers, bay_io)
         self._smoke = False
         self._booting = True
         self._isolating = -1
@@ -318,6 +325,7 @@ class Supervisor:
         # delay motion going off after an e-stop.
         self.baylink.write()
         self.bay_bus.poll(now)
+        self._lines()
         self._holds(now)
         ch.bus.poll(now)
         self.bay_bus.poll(now)
@@ -409,6 +417,16 @@ class Supervisor:
             if not hold & sf.CONFIRM:
                 self._alarm(-1, "boot", None, False)
         self._out("fault", 1 if self.alarms else 0)
+
+    def _lines(self):
+        """Follow each bus's line state; the alarm goes up and down with it (the bus
+        master keeps an episode together), not with each failed request."""
+        seen = self._babbling
+        for i in range(2):
+            on = (self.chargers.bus if i == 0 else self.bay_bus).babbling
+            if on != seen[i]:
+                seen[i] = 1 if on else 0
+                self._alarm(-1, _BABBLE[i], _BABBLE_TEXT[i] if on else None, on)
 
     # ---- thermal --------------------------------------------------------------------------
     def _thermal_events(self, now):

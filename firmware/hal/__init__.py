@@ -92,3 +92,9 @@ class Watchdog:
 def char_time_us(baudrate):
     """Time of one 11-bit RTU character (start, 8 data, parity or 2nd stop, stop)."""
     return (11 * 1000000 + baudrate - 1) // baudrate
+
+
+def frame_gap_us(baudrate):
+    """RTU t3.5, the silence that ends a frame: 3.5 characters, a fixed 1750 us above
+    19200 baud (Modbus over serial line, 2.5.1.1)."""
+    return (35 * char_time_us(baudrate) + 9) // 10 if baudrate <= 19200 else 1750

@@ -35,7 +35,13 @@ Health (``health(unit)``): good, exceptions, timeouts, crc_errors, frame_errors
 count attempts; ``consecutive_failures`` counts failed transactions. After
 ``offline_after`` of them the unit is offline: its requests fail at once with
 ERR_OFFLINE without using the bus, except one single-attempt probe every
-``probe_interval_ms``. ``log(msg)`` hears only the two transitions.
+``probe_interval_ms``. ``log(msg)`` hears only the two transitions, and the line's.
+
+Line state: ``babbling`` is True while the line itself is at fault: it never went
+quiet long enough to send a request for a whole ``timeout_ms`` (a node talking out of
+turn, or noise). A framing master sets it (firmware.proto.modbus_rtu); a bus without
+a line never does. The requests that could not be sent fail as timeouts, counted as
+above; the flag is the station's cue to raise one alarm for the line.
 """
 
 from array import array
@@ -91,6 +97,16 @@ def _limit(fc):
     if fc == 16:
         return 123
     return 1
+
+
+def reply_len(fc, count):
+    """Bytes of the RTU reply to a request of function ``fc`` for ``count`` bits or
+    registers (5 for an exception reply, whatever the request)."""
+    if fc < 3:
+        return 5 + ((count + 7) >> 3)
+    if fc < 5:
+        return 5 + 2 * count
+    return 8  # writes: the echo of address and value or quantity
 
 
 def _check_addr(fc, address, count):
@@ -219,6 +235,7 @@ class BusMaster:
         self._qlen = 0
         self._active = None
         self._health = {}
+        self.babbling = False  # the line never went quiet for a request (module doc)
 
     # ---- requests --------------------------------------------------------------
     def read(self, unit, fc, address, count):
@@ -236,7 +253,7 @@ class BusMaster:
         r[4] = count >> 8
         r[5] = count & 0xFF
         tx.req_len = 8  # the CRC goes in when the frame is sent (frame_crc)
-        tx.expect = 5 + ((count + 7) >> 3 if fc < 3 else 2 * count)
+        tx.expect = reply_len(fc, count)
         return self._enqueue(tx)
 
     def write(self, unit, fc, address, values):
@@ -288,7 +305,7 @@ class BusMaster:
                     r[7 + 2 * i] = v >> 8
                     r[8 + 2 * i] = v & 0xFF
         tx.req_len = end + 2  # the CRC goes in when the frame is sent (frame_crc)
-        tx.expect = 8
+        tx.expect = reply_len(fc, n)
         return self._enqueue(tx)
 
     def release(self, tx):

@@ -18,14 +18,23 @@ port may carry ``rtu_char_gap_us`` / ``rtu_frame_gap_us`` to override them
 (firmware.drivers.posix_serial turns the t1.5 check off and widens t3.5); an
 argument beats both; ``char_gap_us=0`` turns the t1.5 check off. A request
 starts no sooner than ``send_gap_us`` (t3.5) after the last byte on the line.
-A reply times out once ``timeout_ms`` has passed both by ``now_ms`` and by ``us_clock``
-since the request left, so a poll late in a long tick (its ``now_ms`` stale) does not
-shorten the wait.
+A reply times out once ``timeout_ms`` plus the expected reply's own wire time (its
+length at ``char_us``; an exception reply is shorter) has passed, both by ``now_ms`` and
+by ``us_clock``, since the request left, so neither a long reply at a low baud rate nor
+a poll late in a long tick (its ``now_ms`` stale) cuts the wait short.
+
+A line that is never silent for t3.5 (a node talking out of turn, noise) does not hold
+a request for ever: an attempt that waited ``timeout_ms`` for the line, counted from
+when it became due (the head of the queue, or its retry), fails as a timeout without
+being sent, and sets ``babbling`` (fieldbus module doc). The flag clears once no
+attempt has waited out its timeout for ``LINE_QUIET_MS`` and the line is then seen
+quiet for t3.5, so noise that comes and goes is one episode, not one per request.
 In virtual time pass a ``us_clock`` derived from the virtual ms clock.
 """
 
 from firmware.compat import const, ticks_add, ticks_diff, ticks_us
 from firmware.hal import char_time_us
+from firmware.hal import frame_gap_us as t35_us
 from firmware.proto.crc16 import check_crc
 from firmware.proto.fieldbus import (  # noqa: F401  (re-exported API names)
     ADU_MAX,
@@ -61,6 +70,9 @@ _CHUNK = const(64)
 _READS_PER_POLL = const(8)  # bounds the work of one poll under a byte flood
 _SETTLE_MAX_US = const(10000)  # the longest a poll waits for a request's last byte to leave
 _WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
+# A babbling line counts as quiet again once no attempt has waited out its timeout for
+# the line this long: noise that keeps coming back stays one episode.
+LINE_QUIET_MS = const(10000)
 
 _S_IDLE = const(0)
 _S_WAIT_BUS = const(1)  # request ready, waiting for line silence
@@ -81,7 +93,7 @@ class ModbusMaster(BusMaster):
         self.char_us = char_time_us(baud)
         slow = baud <= 19200
         t15 = (15 * self.char_us + 9) // 10 if slow else 750
-        t35 = (35 * self.char_us + 9) // 10 if slow else 1750
+        t35 = t35_us(baud)
         if char_gap_us is None:
             char_gap_us = getattr(port, "rtu_char_gap_us", None)
         if frame_gap_us is None:
@@ -99,12 +111,16 @@ class ModbusMaster(BusMaster):
         self._txmv = self._no_mv
         self._deadline = 0
         self._timeout_us = 1000 * self.timeout_ms
+        self._reply_us = 0  # the attempt's reply window by us_clock: timeout and wire time
         self._reply_due = 0
         t = self._us()
         self._last_rx_us = t  # last read that returned bytes
         self._last_empty_us = t  # last read that returned none
         self._bus_free_us = t  # no request before this
         self._sent_us = t  # when the request on the wire left
+        self._due_ms = 0  # when the attempt began to wait for the line ...
+        self._due_us = t  # ... by both clocks
+        self._babble_ms = 0  # when an attempt last waited out its timeout for the line
         self._quiet_until_ms = None  # broadcast turnaround end
         self.stray_frames = 0  # closed frames ignored: other units, garbage, noise
         self.stray_bytes = 0  # bytes dropped as noise or as other units' traffic
@@ -116,6 +132,8 @@ class ModbusMaster(BusMaster):
             st = self._state
             if st == _S_IDLE:
                 self._drain()
+                if self.babbling and not self._bus_wait_us():
+                    self._line_quiet(now_ms)
                 if self._quiet_until_ms is not None:
                     # Strictly after: ms ticks are truncated, so this is >= turnaround in real time.
                     if ticks_diff(now_ms, self._quiet_until_ms) <= 0:
@@ -124,12 +142,15 @@ class ModbusMaster(BusMaster):
                 tx = self._next_tx(now_ms)
                 if tx is None:
                     return
-                self._state = _S_WAIT_BUS
+                self._wait_bus(now_ms)
             elif st == _S_WAIT_BUS:
                 self._drain()
                 if self._bus_wait_us():
-                    return
-                self._start_send(now_ms)
+                    if not self._bus_timed_out(now_ms):
+                        return
+                    self._babble(now_ms)
+                else:
+                    self._start_send(now_ms)
             elif st == _S_TX:
                 if not self._send_more(now_ms):
                     return
@@ -169,6 +190,32 @@ class ModbusMaster(BusMaster):
         d = ticks_diff(self._bus_free_us, self._us())
         return d if 0 < d <= self.send_gap_us else 0
 
+    # ---- the line ------------------------------------------------------------------------
+    def _wait_bus(self, now_ms):
+        """The active attempt is due: it waits for line silence, at most timeout_ms."""
+        self._state = _S_WAIT_BUS
+        self._due_ms = now_ms
+        self._due_us = self._us()
+
+    def _bus_timed_out(self, now_ms):
+        return (ticks_diff(now_ms, self._due_ms) >= self.timeout_ms
+                and ticks_diff(self._us(), self._due_us) >= self._timeout_us)
+
+    def _babble(self, now_ms):
+        """The line was never quiet for a whole timeout: the attempt fails unsent."""
+        self._active.attempts += 1
+        self._babble_ms = now_ms
+        if not self.babbling:
+            self.babbling = True
+            self._say("line never quiet for %d ms: a node talks out of turn, or noise" % self.timeout_ms)
+        self._attempt_end(ERR_TIMEOUT, now_ms)
+
+    def _line_quiet(self, now_ms):
+        """Called when the line has just been seen quiet for t3.5."""
+        if ticks_diff(now_ms, self._babble_ms) >= LINE_QUIET_MS:
+            self.babbling = False
+            self._say("line quiet again")
+
     # ---- steps ----------------------------------------------------------------------------
     def _drain(self):
         # Bytes outside a transaction belong to no one: read them so they cannot
@@ -183,6 +230,8 @@ class ModbusMaster(BusMaster):
             self._bus_free_us = ticks_add(t, self.send_gap_us)
 
     def _start_send(self, now_ms):
+        if self.babbling:
+            self._line_quiet(now_ms)
         tx = self._active
         tx.attempts += 1
         # Guard against a port whose tx_done never comes: the attempt times out.
@@ -214,7 +263,10 @@ class ModbusMaster(BusMaster):
             self._quiet_until_ms = ticks_add(now_ms, self.turnaround_ms)
             self._finish(tx, ERR_NONE, now_ms)
             return True
-        self._deadline = ticks_add(now_ms, self.timeout_ms)
+        # The reply's own wire time is not the device's to answer in: a long reply at a
+        # low baud rate may take longer than timeout_ms on the wire alone.
+        self._reply_us = self._timeout_us + tx.expect * self.char_us
+        self._deadline = ticks_add(now_ms, (self._reply_us + 999) // 1000)
         self._sent_us = t  # a long tick's now_ms is stale: the timeout also runs from here
         self._reply_due = ticks_add(now_ms, (tx.expect * self.char_us + self.send_gap_us + 999) // 1000)
         self._state = _S_RX
@@ -279,7 +331,7 @@ class ModbusMaster(BusMaster):
                 return True
         self._bus_free_us = ticks_add(self._last_rx_us, self.send_gap_us)
         if (ticks_diff(now_ms, self._deadline) >= 0
-                and ticks_diff(self._us(), self._sent_us) >= self._timeout_us):
+                and ticks_diff(self._us(), self._sent_us) >= self._reply_us):
             self._attempt_end(ERR_TIMEOUT, now_ms)
             return True
         return False
@@ -351,7 +403,7 @@ class ModbusMaster(BusMaster):
         self._attempt_failed(tx, err)
         self._rxlen = 0
         if self._attempts_left(tx):
-            self._state = _S_WAIT_BUS  # retry once the line is quiet
+            self._wait_bus(now_ms)  # retry once the line is quiet
         else:
             self._state = _S_IDLE
             self._finish(tx, err, now_ms)

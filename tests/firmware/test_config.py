@@ -293,3 +293,23 @@ def test_setpoints_above_what_the_register_map_takes_are_warnings_not_errors():
     got = []
     config.loads(json.dumps(cfg), "x.json", lambda path, reason: got.append(path))
     assert len(got) == 4
+
+
+def test_bus_timeout_must_cover_the_longest_reply_at_the_baud_rate():
+    # The bay module's 48-register read (FC04) is 101 bytes: 58 ms on the wire at 19200
+    # baud, and the module may answer only after t3.5 (2 ms) of silence. station.json's
+    # 30 ms bay_io timeout is fine at its 115200 baud, never at 19200.
+    slow = {"baudrate": 19200}
+    e = _bad(lambda c: c["buses"]["bay_io"].update(slow), "buses.bay_io.timeout_ms", "101 bytes")
+    for part in ("30 ms", "19200 baud", "58 ms", "at least 60"):
+        assert part in e.reason, (part, str(e))
+    _bad(lambda c: c["buses"]["bay_io"].update({"baudrate": 19200, "timeout_ms": 59}),
+         "buses.bay_io.timeout_ms", "at least 60")
+    cfg = _cfg()
+    cfg["buses"]["bay_io"].update({"baudrate": 19200, "timeout_ms": 60})
+    assert config.validate(cfg)["buses"]["bay_io"]["timeout_ms"] == 60
+    # The charger line's longest read is the 16-register status block: 37 bytes, 340 ms
+    # at 1200 baud, where t3.5 is 32 ms.
+    e = _bad(lambda c: c["buses"]["chargers"].update({"baudrate": 1200}), "buses.chargers.timeout_ms",
+             "37 bytes")
+    assert "at least 372" in e.reason, str(e)

@@ -591,6 +591,31 @@ def test_bay_module_lost_mid_swap_holds_then_confirm_resumes():
     assert s.until_swaps(1) and _sw(s)[0]["o"] == "ok"
 
 
+def test_a_babbling_line_raises_one_alarm_per_episode_naming_the_bus():
+    # The bus master flags a line that never went quiet for a request (modbus_rtu); the
+    # in-memory buses here have no line, so the test sets the flag as a master would.
+    s = _started()
+    s.run(2000)
+    assert s.fault_pin.value() == 0
+    s.bay_bus.babbling = True
+    s.run(10000)
+    assert "-1:bay_io_babble" in s.sup.alarms and s.fault_pin.value() == 1, s.sup.alarms
+    al = _al(s, "bay_io_babble")
+    assert [on for on, d in al] == [True] and "bay_io" in al[0][1], al  # once, not per tick
+    s.chg_bus.babbling = True
+    s.run(2000)
+    assert "-1:chargers_babble" in s.sup.alarms
+    s.bay_bus.babbling = False
+    s.run(2000)
+    assert "-1:bay_io_babble" not in s.sup.alarms and "-1:chargers_babble" in s.sup.alarms
+    assert [on for on, d in _al(s, "bay_io_babble")] == [True, False]
+    s.chg_bus.babbling = False
+    s.run(2000)
+    assert [on for on, d in _al(s, "chargers_babble")] == [True, False]
+    assert s.sup.alarms == {} and s.fault_pin.value() == 0, s.sup.alarms
+    assert s.sup.journal_errors == 0  # every record was taken (alarm codes are <= 16 chars)
+
+
 def test_bay_module_silent_beyond_its_watchdog_in_every_step_resumes_in_order():
     # The module's comm watchdog drops every coil, whatever the controller sent last; after
     # the confirm each step rebuilds its preconditions from there, in order.
