@@ -153,7 +153,7 @@ def check_hil(sc: Scenario, target: str, reader_codes: Mapping[str, Any]) -> Non
             if f.kind == "line_noise":
                 raise _hil_error(f"{f.where}.kind", f"line_noise needs the unix target ({UNIX_ONLY}):", sc)
             if f.step:
-                raise _hil_error(f"{f.where}.step", f"a {f.kind} waiting for a swap step needs the unix "
+                raise _hil_error(f"{f.where}.step", f"{f.kind} waiting for a swap step needs the unix "
                                                     f"target ({UNIX_ONLY}):", sc)
             if f.kind == "power_cut" and f.cut == "torn_write":
                 raise _hil_error(f"{f.where}.cut", f"torn_write needs the unix target ({UNIX_ONLY}):", sc)
