@@ -14,6 +14,7 @@ from typing import Any
 from firmware.core.config import SWAP_STEPS
 from host import scenario as scn
 from host import tools
+from host.sim_cli import _duration
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -70,16 +71,6 @@ SWAP_RECORD_NAMES = {
     "b": "boot",  # the controller's boot count when the swap ended
     "w": "wall_s",  # wall-clock time, when the controller knows it (else null)
 }
-
-
-def _duration(text: str) -> float:
-    try:
-        v = scn.parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive (got {text})")
-    return v
 
 
 def register(subparsers: Any) -> None:

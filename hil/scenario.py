@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from hil.driver import ScenarioError as RigError
@@ -183,6 +184,9 @@ class ScenarioRun:
     ``time_scale``: wall seconds per scenario second; ``end_s``: scenario time to run;
     ``timeout``: wall seconds the station gets per waiting vehicle once the run is over."""
 
+    d: Any  # hil.driver.ScenarioDriver
+    rig: Any  # hil.driver.Rig
+
     def __init__(self, sc: Scenario, driver: Any, rig: Any, *, time_scale: float, end_s: float,
                  timeout: float = 120.0, say: Callable[[str], None] | None = None) -> None:
         self.sc = sc
@@ -225,16 +229,16 @@ class ScenarioRun:
     # ---- set-up --------------------------------------------------------------------------------
     def _schedule(self) -> None:
         for a in listed_arrivals(self.sc):
-            self.at(a.t_s, f"vehicle {a.vehicle_id}", lambda a=a: self._arrive(a, False))
+            self.at(a.t_s, f"vehicle {a.vehicle_id}", partial(self._arrive, a, False))
         for a in self.process.until(self.end_s):
-            self.at(a.t_s, f"vehicle {a.vehicle_id}", lambda a=a: self._arrive(a, True))
+            self.at(a.t_s, f"vehicle {a.vehicle_id}", partial(self._arrive, a, True))
         faults = list(self.sc.faults)
         for i, (at_s, dur_s) in enumerate(self.sc.outages):
             faults.append(Fault("grid_outage", at_s, dur_s, "", 0, where=f"grid.outages[{i}]"))
         for f in faults:
             act = ACTIONS[f.kind]
             assert isinstance(act, Action), f.kind  # check_hil refused the rest
-            self.at(f.at_s, f.describe(), lambda f=f, act=act: self._start(f, act))
+            self.at(f.at_s, f.describe(), partial(self._start, f, act))
 
     def _start(self, f: Fault, act: Action) -> None:
         self._note(f"{f.describe()}: {'armed' if f.step else 'starts'}")
@@ -315,7 +319,7 @@ class ScenarioRun:
                 act = ACTIONS[f.kind]
                 assert isinstance(act, Action)
                 end = self.now_s() + f.duration_s if f.duration_s > 0 else math.inf
-                self.at(end, f"{f.describe()} ends", lambda f=f, act=act: self._stop(f, act), restore=True)
+                self.at(end, f"{f.describe()} ends", partial(self._stop, f, act), restore=True)
 
     def _power_on(self, f: Fault) -> None:
         self._fault_log[f.where]["ended_s"] = round(self.now_s(), 1)
