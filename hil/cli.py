@@ -12,32 +12,48 @@ from pathlib import Path
 from typing import Any
 
 from firmware.core.config import SWAP_STEPS
+from host import scenario as scn
 from host import tools
+from host.sim_cli import _duration
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
-SCENARIOS = ("swaps", "estop", "power-cut", "dropout", "noise")
+DEFAULT_SCENARIO = "hil-swaps"
+HIL_PREFIX = "hil-"  # built-in HIL scenarios: `swapstation hil swaps` is host/scenarios/hil-swaps.toml
+# Without --duration a scenario runs its whole [run] duration only if that takes at most this long.
+MAX_UNASKED_WALL_S = 600.0
 
-HELP = """\
+HELP = f"""\
 Run the station firmware on a target against emulated chargers and bay I/O on serial
 lines, drive a scenario, and report what happened.
+
+SCENARIO is a scenario file (.toml/.json, the schema of docs/scenarios.md: the same files
+`swapstation sim` runs) or a built-in name (`swapstation sim --list`); the HIL built-ins
+also go by their short names: swaps, estop, power-cut, dropout, noise (hil-swaps ...).
+Vehicles, faults and the operator are the scenario's; a fault kind the rig cannot run
+on the target is refused before anything starts, naming the field.
+
+HIL runs in scaled real time: the scenario's clock runs at --bay-scale (0.03: a scenario
+minute in 1.8 s, as the 144 s swap's mechanics take 4.3 s), chargers charge in real time.
+A scenario of a day takes 43 min at 0.03: give --duration (scenario time, e.g. 2h) for one
+whose run would take more than {MAX_UNASKED_WALL_S / 60:.0f} min; the expected wall time is printed first.
 
 targets:  unix   the firmware under the MicroPython unix port, on paced ptys (default)
           board  a controller on --port, the emulators on USB-RS485 adapters
 
-scenarios:
-  swaps      N vehicles (--swaps) one after another
-  estop      one swap; the controller's e-stop drops in --step, is released, acknowledged
-  power-cut  one swap; power is cut in --step (--cut kill|torn-write), restored, checked
-  dropout    one swap while the charger of --slot does not answer
-  noise      N swaps with bit flips in a share (--rate) of the charger line's frames
-
 Writes to --out: summary.json, the line traces chargers.csv and bay_io.csv (unix target),
-console.log (the target's output). Relative paths are taken from the current folder.
-exit codes: 0 the scenario passed, 1 it failed, 2 bad arguments, a missing tool or device.
+console.log (the target's output), scenario-station.json (the station config the field and
+the firmware are given). Relative paths are taken from the current folder.
+exit codes: 0 the scenario passed, 1 it failed, 2 bad arguments, a bad scenario file or one
+the rig cannot run, a missing tool or device.
 """
+
+# Options that set a field of the scenario's faults: (option, field, fault kinds it applies to).
+FAULT_OVERRIDES = (("rate", "rate", ("line_noise",)), ("step", "step", scn.STEP_FAULTS),
+                   ("cut", "cut", ("power_cut",)), ("slot", "slot", scn.SLOT_FAULTS))
+
 
 # The journal's swap record keys (firmware/core/journal.py, swap_end) as summary.json writes them.
 SWAP_RECORD_NAMES = {
@@ -60,24 +76,36 @@ SWAP_RECORD_NAMES = {
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("hil", help="run a scenario on the HIL rig (emulated field, real firmware)",
                               description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("scenario", nargs="?", default="swaps", choices=SCENARIOS)
+    p.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
+                   help=f"scenario file or built-in name (default: {DEFAULT_SCENARIO})")
+    p.add_argument("--duration", type=_duration, default=None,
+                   help="scenario time to run, e.g. 30m, 2h (default: the scenario's [run] duration, if its "
+                        f"wall time at --bay-scale is at most {MAX_UNASKED_WALL_S / 60:.0f} min)")
+    p.add_argument("--bay-scale", "--time-scale", dest="bay_scale", type=float, default=0.03,
+                   help="wall seconds per scenario second, for the bay mechanics and the scenario's clock "
+                        "(0.03: a 144 s swap's mechanics in 4.3 s)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's)")
     p.add_argument("--target", choices=("unix", "board"), default="unix")
     p.add_argument("--config", type=Path, default=None,
-                   help="station.json the field is built from (default: firmware/station.json)")
+                   help="station.json the scenario's station is (default: the scenario's [station], else "
+                        "firmware/station.json)")
     p.add_argument("--firmware-config", type=Path, default=None,
-                   help="station.json given to the firmware (default: --config); a wrong one must be refused")
+                   help="station.json given to the firmware (default: the scenario's); a wrong one must "
+                        "be refused")
     p.add_argument("--out", type=Path, default=Path("out/hil"), help="folder for traces and summary")
-    p.add_argument("--swaps", type=int, default=1, help="vehicles to serve (swaps, noise)")
-    p.add_argument("--step", choices=SWAP_STEPS, default="unbolt", help="swap step (estop, power-cut)")
-    p.add_argument("--cut", choices=("kill", "torn-write"), default="kill", help="how power is cut")
-    p.add_argument("--slot", type=int, default=0, help="charger slot that drops out (dropout)")
-    p.add_argument("--rate", type=float, default=0.01, help="share of frames hit by a bit flip (noise)")
-    p.add_argument("--bay-scale", type=float, default=0.03,
-                   help="bay motion time scale (0.03: a 144 s swap's mechanics in 4.3 s)")
+    p.add_argument("--swaps", type=int, default=None,
+                   help="vehicles the scenario's one [[arrivals]] entry sends")
+    p.add_argument("--step", choices=SWAP_STEPS, default=None,
+                   help="swap step of the scenario's step-triggered faults")
+    p.add_argument("--cut", type=lambda v: v.replace("-", "_"), default=None,
+                   help="kill or torn-write: how the scenario's power cuts cut")
+    p.add_argument("--slot", default=None, help="slot id (S05) of the scenario's charger and thermal faults")
+    p.add_argument("--rate", type=float, default=None,
+                   help="share of frames hit by a bit flip (line_noise faults)")
     p.add_argument("--keep-flash", action="store_true",
                    help="boot from the flash image a previous run left in --out (default: a blank flash)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds a scenario may take per swap")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="wall seconds the station gets per waiting vehicle once the run is over")
     p.add_argument("--port", help="board: the controller's USB serial port")
     p.add_argument("--chargers-adapter", help="board: USB-RS485 adapter on the charger line")
     p.add_argument("--bay-adapter", help="board: USB-RS485 adapter on the bay I/O line")
@@ -119,8 +147,82 @@ class Progress:
             self.say(f"{sig[0]}{step}{hold} swaps_ok={sig[4]}")
 
 
-def _rig_options(args: argparse.Namespace) -> Any:
-    from hil.driver import DEFAULT_CONFIG, BoardOptions, RigOptions
+def _resolve(name: str) -> str:
+    """A file or built-in name; the HIL built-ins also by their short names (``swaps``)."""
+    try:
+        scn.resolve(name)
+    except scn.ScenarioError:
+        if (scn.BUILTIN_DIR / f"{HIL_PREFIX}{name}.toml").is_file():
+            return HIL_PREFIX + name
+        raise
+    return name
+
+
+def _edit(args: argparse.Namespace) -> Callable[[dict[str, Any]], None]:
+    """The command line's changes to the scenario file, made before it is validated."""
+
+    def edit(data: dict[str, Any]) -> None:
+        if args.config is not None:
+            station = data.setdefault("station", {})
+            if isinstance(station, dict):
+                if "config" in station:
+                    raise scn.ScenarioError("station.config", "the scenario names its station config and "
+                                                              "--config another: give one of them")
+                station["config"] = str(args.config)
+        faults = data.get("faults", [])
+        faults = [f for f in faults if isinstance(f, dict)] if isinstance(faults, list) else []
+        for opt, name, kinds in FAULT_OVERRIDES:
+            value = getattr(args, opt)
+            if value is None:
+                continue
+            hits = [f for f in faults if f.get("kind") in kinds]
+            if not hits:
+                raise scn.ScenarioError("faults", f"--{opt}: the scenario has no {' or '.join(kinds)} fault")
+            for f in hits:
+                f[name] = value
+        if args.swaps is not None:
+            arrivals = data.get("arrivals")
+            if not isinstance(arrivals, list) or len(arrivals) != 1 or not isinstance(arrivals[0], dict):
+                n = len(arrivals) if isinstance(arrivals, list) else 0
+                raise scn.ScenarioError("arrivals", "--swaps sets the count of the scenario's one "
+                                                    f"[[arrivals]] entry; it has {n}")
+            arrivals[0]["count"] = args.swaps
+
+    return edit
+
+
+def load(args: argparse.Namespace) -> scn.Scenario:
+    """The scenario as this run will drive it; ScenarioError for anything the rig cannot do."""
+    from hil.scenario import check_hil
+
+    sc = scn.load(_resolve(args.scenario), _edit(args))
+    if args.duration is not None:
+        sc.duration_s = args.duration
+    if args.seed is not None:
+        sc.seed = args.seed
+    scn.check_schedule(sc)
+    check_hil(sc, args.target, {name: code for code, name in sc.station["model_by_code"].items()})
+    wall = sc.duration_s * args.bay_scale
+    if args.duration is None and wall > MAX_UNASKED_WALL_S:
+        hint = max(1, int(MAX_UNASKED_WALL_S / 2 / args.bay_scale / 60))  # minutes: half the unasked bound
+        raise scn.ScenarioError("run.duration", f"{_span(sc.duration_s)} of scenario time takes "
+                                                f"{_span(wall)} on the rig at --bay-scale {args.bay_scale:g} "
+                                                "(HIL runs in scaled real time): give --duration, the "
+                                                f"scenario time to run (e.g. --duration {hint}m)", sc.source)
+    return sc
+
+
+def _span(s: float) -> str:
+    if s < 90:
+        return f"{s:.3g} s"
+    if s < 5400:
+        return f"{s / 60:.3g} min"
+    return f"{s / 3600:.3g} h"
+
+
+def _rig_options(args: argparse.Namespace, sc: scn.Scenario) -> Any:
+    from hil.driver import BoardOptions, RigOptions
+    from host.engine import stock_rack
 
     board = None
     if args.target == "board":
@@ -128,61 +230,21 @@ def _rig_options(args: argparse.Namespace) -> Any:
             raise ValueError("--target board needs --port, --chargers-adapter and --bay-adapter")
         board = BoardOptions(args.port, args.chargers_adapter, args.bay_adapter, board=args.board,
                              reset=args.reset, deploy=not args.no_deploy)
-    return RigOptions(config=args.config or DEFAULT_CONFIG, target_config=args.firmware_config,
-                      workdir=args.out, target=args.target, board=board, bay_scale=args.bay_scale,
-                      seed=args.seed, fresh_flash=not args.keep_flash)
+    station = args.out / "scenario-station.json"  # the scenario's station, as the field and firmware get it
+    return RigOptions(config=station, target_config=args.firmware_config, workdir=args.out,
+                      target=args.target, board=board, bay_scale=args.bay_scale * sc.swap_time_scale,
+                      seed=sc.seed,
+                      packs=stock_rack(sc), grid_kw=sc.grid_capacity_kw, ambient_c=sc.ambient_c,
+                      fresh_flash=not args.keep_flash)
 
 
-def _scenario(args: argparse.Namespace, d: Any, rig: Any, say: Callable[[str], None]) -> dict[str, Any]:
+def _scenario(args: argparse.Namespace, sc: scn.Scenario, d: Any, rig: Any,
+              say: Callable[[str], None]) -> dict[str, Any]:
     """Run the scenario; returns its findings (``problems`` empty when it passed)."""
-    problems: list[str] = []
-    out: dict[str, Any] = {"problems": problems}
-    timeout = args.timeout
-    if args.scenario == "noise":
-        if not rig.lines:
-            raise ValueError("noise needs the unix target's paced line")
-        for direction in ("request", "reply"):
-            rig.lines["chargers"].set_rate("bitflip", args.rate, direction=direction)
-    if args.scenario == "dropout":
-        d.field.inject(args.slot, "dropout")
-        say(f"charger of slot {args.slot} stops answering")
-    n = args.swaps if args.scenario in ("swaps", "noise") else 1
-    if args.scenario == "estop":
-        d.trigger(args.step, "pin", plan="swap", name="estop_ok", value=0)
-    if args.scenario == "power-cut":
-        d.trigger(args.step, "kill" if args.cut == "kill" else "cut_write", plan="swap", delay_ms=40)
-    for k in range(n):
-        v = d.arrive(soc=0.15 + 0.5 * k / max(1, n))
-        say(f"vehicle {v.vehicle_id} ({v.model}, pack {v.pack_id} {v.pack_type} at {v.soc:.0%}) arrives")
-    if args.scenario == "estop":
-        st = d.wait(lambda s: "estop" in s["hold"], timeout, f"the e-stop in {args.step}")
-        out["estop_in_step"] = st["step"]
-        d.wait_field(lambda: d.motion_coils() == [], 5, "every drive off")
-        d.controller_estop(False)
-        d.ack_when_clear()
-        say("e-stop released and acknowledged")
-    if args.scenario == "power-cut":
-        if d.target.wait_exit(timeout) is None:
-            problems.append(f"no power cut happened in {args.step}")
-            return out
-        say("power restored")
-        d.power_on()
-        problems += d.check_recovery()
-        out["recovery_problems"] = list(problems)
-        if not d.confirm():
-            problems.append("confirm refused after the power cut")
-            return out
-    st = d.wait(lambda s: s.get("swaps_ok", 0) + s.get("swaps_other", 0) >= n and s.get("step") is None,
-                timeout * n, f"{n} swap(s) to end")
-    out["station"] = st
-    if st.get("swaps_ok") != n:
-        problems.append(f"{st.get('swaps_ok')} of {n} swaps completed")
-    if args.scenario == "dropout":
-        d.field.clear(args.slot, "dropout")
-        d.wait(lambda s: f"{args.slot}:charger_offline" not in s["alarms"], 15, "the charger back online")
-    problems += d.rack_mismatches()
-    problems += d.swap_record_problems()
-    problems += [f"field: {e}" for e in d.field_errors()]
+    from hil.scenario import ScenarioRun
+
+    out = ScenarioRun(sc, d, rig, time_scale=args.bay_scale, end_s=sc.duration_s, timeout=args.timeout,
+                      say=say).run()
     out["swap_records"] = [{SWAP_RECORD_NAMES.get(k, k): v for k, v in f.items()}
                            for _, f in d.swap_records()]
     out["departed"] = d.departed()
@@ -243,21 +305,32 @@ def run(args: argparse.Namespace) -> int:
     from hil.driver import Rig, ScenarioError
     from hil.targets import TargetError
 
-    if args.swaps < 1 or not 0.0 <= args.rate <= 1.0 or args.bay_scale <= 0:
-        print("swapstation hil: --swaps >= 1, --rate in 0..1 and --bay-scale > 0", file=sys.stderr)
+    if args.bay_scale <= 0 or args.timeout <= 0:
+        print("swapstation hil: --bay-scale and --timeout must be > 0", file=sys.stderr)
         return EXIT_USAGE
     # The target runs in the repository's folder: give it the caller's paths made absolute.
     for name in ("out", "config", "firmware_config"):
         if getattr(args, name) is not None:
             setattr(args, name, getattr(args, name).expanduser().absolute())
-    try:
-        opts = _rig_options(args)
-    except ValueError as e:
-        print(f"swapstation hil: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    args.out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"scenario": args.scenario, "target": args.target, "args": {
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}}
+    try:
+        sc = load(args)
+        opts = _rig_options(args, sc)
+    except (scn.ScenarioError, ValueError) as e:
+        print(f"swapstation hil: {e}", file=sys.stderr)
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+            summary["problems"] = [str(e)]
+            _write_summary(args, summary, EXIT_USAGE)
+        except OSError:
+            pass
+        return EXIT_USAGE
+    args.out.mkdir(parents=True, exist_ok=True)
+    opts.config.write_text(json.dumps(sc.station_raw, indent=1) + "\n")
+    summary["scenario"] = sc.name
+    summary["time_scale"] = args.bay_scale
+    summary["scenario_duration_s"] = sc.duration_s
     missing = _missing(args)
     if missing:
         summary["problems"] = missing
@@ -265,6 +338,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"swapstation hil: {'; '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
     progress = Progress(args.quiet)
+    progress.say(f"{sc.name}: {_span(sc.duration_s)} of scenario time at time scale {args.bay_scale:g}: "
+                 f"about {_span(sc.duration_s * args.bay_scale)} on the rig, plus boot and the end of the "
+                 "last swap (HIL runs in scaled real time; --duration sets the span)")
+    for w in sc.config_warnings:
+        progress.say(f"warning: {w}")
     console = open(args.out / "console.log", "w", buffering=1)  # noqa: SIM115  (closed below)
 
     def log(line: str) -> None:
@@ -294,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
         if boot.get("state") == "config_error":
             summary["problems"] = [f"the station refused its config: {boot.get('error')}"]
         else:
-            summary.update(_scenario(args, d, rig, progress.say))
+            summary.update(_scenario(args, sc, d, rig, progress.say))
         code = EXIT_OK if not summary.get("problems") else EXIT_FAILURE
     except (ScenarioError, TargetError) as e:
         summary.setdefault("problems", []).append(str(e))
@@ -307,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
         console.close()
         _write_summary(args, summary, code)
     st = summary.get("station") or {}
-    print(f"swapstation hil: {args.scenario} on {args.target}: "
+    print(f"swapstation hil: {sc.name} on {args.target}: "
           f"{'PASS' if code == EXIT_OK else 'FAIL'} in {summary['seconds']} s, "
           f"swaps ok {st.get('swaps_ok', 0)}, summary {args.out / 'summary.json'}")
     for p in summary.get("problems", []):

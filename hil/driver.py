@@ -70,6 +70,8 @@ class RigOptions:
     seed: int = 0
     packs: Mapping[int, PackRecord] | None = None
     status_ms: int = 100
+    grid_kw: float | None = None  # the grid connection's physical limit (default: the config's)
+    ambient_c: float | None = None  # the rack's ambient temperature (default: the plant's 25 degC)
     trace: bool = True  # CSV frame traces of the lines (unix target)
     fresh_flash: bool = True  # start from a blank flash image (the field starts fresh too)
 
@@ -103,7 +105,8 @@ class Rig:
                 self.lines[name] = PacedLine(baud, trace_path=trace, seed=o.seed).start()
             self.field = Field(self.cfg, charger_port=self.lines["chargers"].slave_path,
                                bay_port=self.lines["bay_io"].slave_path, packs=o.packs,
-                               bay_scale=o.bay_scale, seed=o.seed)
+                               bay_scale=o.bay_scale, seed=o.seed, grid_limit_kw=o.grid_kw,
+                               ambient_c=o.ambient_c)
             self.target = UnixTarget(target_cfg, self.image,
                                      {n: self.lines[n].master_path for n in BUS_NAMES},
                                      status_ms=o.status_ms, log=self.log)
@@ -112,7 +115,8 @@ class Rig:
             if b is None:
                 raise ValueError("the board target needs BoardOptions (--hil-port and the adapters)")
             self.field = Field(self.cfg, charger_port=b.chargers_adapter, bay_port=b.bay_adapter,
-                               packs=o.packs, bay_scale=o.bay_scale, seed=o.seed, parity=b.parity)
+                               packs=o.packs, bay_scale=o.bay_scale, seed=o.seed, parity=b.parity,
+                               grid_limit_kw=o.grid_kw, ambient_c=o.ambient_c)
             self.target = BoardTarget(b.port, board=b.board, config=target_cfg, reset=b.reset,
                                       deploy=b.deploy, workdir=self.workdir, log=self.log)
         elif o.target == "pico":
@@ -169,7 +173,7 @@ class ScenarioDriver:
 
     # ---- vehicles -------------------------------------------------------------------------
     def arrive(self, model: str = "NIO-ES6", pack_type: str | None = None, soc: float = 0.2,
-               known: bool = True, vehicle_id: int | None = None) -> Vehicle:
+               known: bool = True, vehicle_id: int | None = None, pack_id: int | None = None) -> Vehicle:
         """A vehicle queues at the entry; it drives in when the door opens."""
         codes = {name: code for code, name in self.cfg["model_by_code"].items()}
         if model not in codes:
@@ -177,8 +181,8 @@ class ScenarioDriver:
         ptype = pack_type or self.cfg["compatibility"][model][0]
         vid = vehicle_id if vehicle_id is not None else self._next_vehicle
         self._next_vehicle = max(self._next_vehicle, vid) + 1
-        pid = self._next_pack
-        self._next_pack += 1
+        pid = self._next_pack if pack_id is None else pack_id
+        self._next_pack = max(self._next_pack, pid) + 1
         bay = self._bay()
         self.field.call(bay.vehicle_arrives, vid, int(codes[model]), PackRecord(pid, ptype, soc), known)
         v = Vehicle(vid, model, pid, ptype, soc, time.monotonic())
@@ -238,6 +242,29 @@ class ScenarioDriver:
 
     def inject_bay(self, failure: str, bolt: int | None = None) -> None:
         self.field.call(self._bay().inject, failure, bolt)
+
+    def queued(self) -> list[int]:
+        """Vehicles waiting at the entry, first in line first."""
+        bay = self._bay()
+        return self.field.call(lambda: [v.vehicle_id for v in bay.model.queue])
+
+    def leave_queue(self, vehicle_id: int) -> bool:
+        """A waiting driver gives up (reneges); False if the vehicle is no longer in the queue."""
+        bay = self._bay()
+
+        def go() -> bool:
+            q = bay.model.queue
+            kept = [v for v in q if v.vehicle_id != vehicle_id]
+            gone = len(kept) != len(q)
+            q[:] = kept
+            return gone
+
+        return self.field.call(go)
+
+    def in_bay(self) -> int | None:
+        """The vehicle in the bay (driving in, being swapped or driving out), if any."""
+        bay = self._bay()
+        return self.field.call(lambda: None if bay.model.vehicle is None else bay.model.vehicle.vehicle_id)
 
     # ---- station state -------------------------------------------------------------------------------
     def station(self) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from host.plant.bay import BayModel, BayTiming, BayVehicle, RackWithIsolation
 from host.plant.params import PACK_TYPES, RackParams
 from host.plant.rack import PackRecord, Plant
 from host.plant.vehicles import NIO_FLEET, PARTNER_MODELS, Arrival, ArrivalProcess, VehicleModel
-from host.scenario import Scenario
+from host.scenario import Scenario, check_sim
 
 TICKS_START = (1 << 30) - 600_000  # ticks wrap 10 minutes into every run
 SPIN_PASSES = 8  # supervisor passes at one virtual ms before the clock is moved on by 1 ms
@@ -398,6 +398,49 @@ def fleet_for(sc: Scenario) -> list[VehicleModel]:
     return out
 
 
+LISTED_VEHICLE_ID = 800_001  # [[arrivals]] vehicles: ids (and their packs') apart from the demand's
+LISTED_PACK_ID = 800_001
+
+
+def stock_rack(sc: Scenario) -> dict[int, PackRecord]:
+    """Slot -> pack at the start, as ``[rack]`` says (SoC drawn with the scenario's seed)."""
+    rng = np.random.Generator(np.random.PCG64(sc.seed))
+    out: dict[int, PackRecord] = {}
+    slot = 0
+    for group in sc.rack:
+        lo, hi = group.soc
+        for _ in range(group.count):
+            soc = (lo + (hi - lo) * float(rng.random())) / 100.0
+            out[slot] = PackRecord(slot + 1, group.pack_type, soc, temp_c=sc.ambient_c)
+            slot += 1
+    return out
+
+
+def arrival_process(sc: Scenario) -> ArrivalProcess:
+    """The demand's vehicles (``[demand]``): times, models, packs, patience and balking draws."""
+    d = sc.demand
+    rates = list(d.rate_per_hour) * (24 if len(d.rate_per_hour) == 1 else 1)
+    patient = sc.queueing is not None or d.patience_s <= 0
+    return ArrivalProcess(
+        seed=sc.seed, rates_per_hour=[r * d.scale for r in rates], fleet=fleet_for(sc),
+        soc_lo=d.arrival_soc[0] / 100.0, soc_hi=d.arrival_soc[1] / 100.0,
+        patience_mean_s=math.inf if patient else d.patience_s,
+        balk_from=d.balk_from if d.balk_from else 10**9, balk_all=max(d.balk_all, d.balk_from + 1),
+    )
+
+
+def listed_arrivals(sc: Scenario) -> list[Arrival]:
+    """The vehicles of ``[[arrivals]]``: patient, never balking."""
+    codes = {name: int(code) for code, name in sc.station.get("model_by_code", {}).items()}
+    known = {m.name: m.code for m in (*NIO_FLEET, *PARTNER_MODELS)}
+    out = []
+    for k, v in enumerate(sc.arrivals):
+        model = VehicleModel(v.model, codes.get(v.model, known.get(v.model, 0)), 1.0, {v.pack_type: 1.0})
+        pack = PackRecord(LISTED_PACK_ID + k, v.pack_type, v.soc / 100.0, temp_c=30.0)
+        out.append(Arrival(v.at_s, LISTED_VEHICLE_ID + k, model, pack, math.inf, 1.0))
+    return out
+
+
 def _scaled_timing(scale: float) -> BayTiming:
     base = BayTiming()
     if scale == 1.0:
@@ -413,6 +456,7 @@ class Engine:
 
     def __init__(self, sc: Scenario, plant: str = "fast",
                  progress: Callable[[float], None] | None = None) -> None:
+        check_sim(sc)  # ScenarioError naming a fault the simulator cannot run
         self.sc = sc
         self.devices: dict[int, buses.Device]
         self.progress = progress
@@ -423,7 +467,6 @@ class Engine:
         self.end_ms = int(round(sc.duration_s * 1000))
         slots = sc.station["slots"]
         self.n_slots = len(slots)
-        self.rng = np.random.Generator(np.random.PCG64(sc.seed))
         q = sc.queueing
         self.plant: Any
         self.plant_name = "exp-charge" if q is not None else plant
@@ -444,15 +487,8 @@ class Engine:
                             bolt_count=min(sc.station["bay"]["bolt_count"], R.BOLT_MAX),
                             torque_window_nm=sc.station["bay"]["torque_nm"],
                             angle_window_deg=sc.station["bay"]["angle_deg"])
-        d = sc.demand
-        rates = list(d.rate_per_hour) * (24 if len(d.rate_per_hour) == 1 else 1)
-        patient = sc.queueing is not None or d.patience_s <= 0
-        self.arrivals = ArrivalProcess(
-            seed=sc.seed, rates_per_hour=[r * d.scale for r in rates], fleet=fleet_for(sc),
-            soc_lo=d.arrival_soc[0] / 100.0, soc_hi=d.arrival_soc[1] / 100.0,
-            patience_mean_s=math.inf if patient else d.patience_s,
-            balk_from=d.balk_from if d.balk_from else 10**9, balk_all=max(d.balk_all, d.balk_from + 1),
-        )
+        self.arrivals = arrival_process(sc)
+        self.estop_pin = _Pin(1)  # the controller's own e-stop input, wired when a fault opens it
         self.kpi = KpiRecorder(chargers_total=self.n_slots, price_at=sc.price_at)
         self.visits: list[_Visit] = []
         self._waiting: dict[int, _Visit] = {}  # vehicle id -> visit, while in the entry queue
@@ -463,15 +499,8 @@ class Engine:
 
     # --- set-up ---
     def _stock_rack(self) -> None:
-        slot = 0
-        pid = 1
-        for group in self.sc.rack:
-            lo, hi = group.soc
-            for _ in range(group.count):
-                soc = (lo + (hi - lo) * float(self.rng.random())) / 100.0
-                self.plant.put_pack(slot, PackRecord(pid, group.pack_type, soc, temp_c=self.sc.ambient_c))
-                slot += 1
-                pid += 1
+        for slot, pack in stock_rack(self.sc).items():
+            self.plant.put_pack(slot, pack)
 
     # --- scheduling ---
     def at(self, t_ms: int, fn: Callable[[], None]) -> None:
@@ -494,8 +523,15 @@ class Engine:
         if t < self.end_ms:
             self.at(t, lambda: self._arrive(a))
 
-    def _arrive(self, a: Arrival) -> None:
-        self._schedule_arrival()
+    def _schedule_listed(self) -> None:
+        for a in listed_arrivals(self.sc):
+            t = int(math.ceil(a.t_s * 1000.0))
+            if t < self.end_ms:
+                self.at(t, partial(self._arrive, a, False))
+
+    def _arrive(self, a: Arrival, demand: bool = True) -> None:
+        if demand:
+            self._schedule_arrival()
         self.kpi.arrival()
         visit = _Visit(a)
         self.visits.append(visit)
@@ -587,6 +623,13 @@ class Engine:
                 started = self._window(f.at_s, f.duration_s,
                              lambda: self.bay.set_input(R.BAY_DI_SMOKE_CLEAR, 0, self.t_s),
                              lambda: self.bay.set_input(R.BAY_DI_SMOKE_CLEAR, 1, self.t_s))
+            elif f.kind == "estop" and f.input == "bay":
+                started = self._window(f.at_s, f.duration_s,
+                             lambda: self.bay.set_input(R.BAY_DI_ESTOP_OK, 0, self.t_s),
+                             lambda: self.bay.set_input(R.BAY_DI_ESTOP_OK, 1, self.t_s))
+            elif f.kind == "estop":
+                started = self._window(f.at_s, f.duration_s, partial(self.estop_pin.set, 0),
+                                       partial(self.estop_pin.set, 1))
             elif f.kind == "jammed_bolt":
                 started = self._window(f.at_s, 0, partial(self.bay.inject, "jammed_bolt", f.bolt), None)
             elif f.kind == "thermal_event":
@@ -673,6 +716,7 @@ class Engine:
         self._sample_ms = max(1, int(round(sc.sample_period_s * 1000)))
         self._schedule_scenario()
         self._schedule_arrival()
+        self._schedule_listed()
         self.at(0, self._sample)
         self.fw = Firmware(self)
 
@@ -751,8 +795,12 @@ class Firmware:
             else:
                 bus_map[name] = buses.DirectBus(devices, **kw)
         self.buses = bus_map
+        # The controller's own e-stop input only where a fault opens it (its reading costs a
+        # bay write per tick).
+        wired = any(f.kind == "estop" and f.input == "controller" for f in eng.sc.faults)
+        inputs = {"estop_ok": eng.estop_pin} if wired else None
         # Virtual time starts at local midnight: the firmware's time-of-use bands apply.
-        self.sup = Supervisor(cfg, bus_map, self.storage, now_ms=eng.ticks(0),
+        self.sup = Supervisor(cfg, bus_map, self.storage, inputs=inputs, now_ms=eng.ticks(0),
                               minute_of_day=lambda: (eng.t_ms // 60000) % 1440)
         self._zero_waits = 0
         self._alarm_keys: set[str] = set()
@@ -907,6 +955,19 @@ class Firmware:
                 link.deliver()
                 landed = True
         return landed
+
+
+class _Pin:
+    """A digital input as the firmware reads it (``value()``)."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+    def value(self) -> int:
+        return self.level
+
+    def set(self, level: int) -> None:
+        self.level = level
 
 
 _PLANT_FAULT = {"charger_dropout": "dropout", "charger_stuck": "stuck", "charger_pump": "pump",

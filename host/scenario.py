@@ -15,7 +15,7 @@ import json
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,23 @@ BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_SCENARIO = "pss4-urban-day"
 MODES = ("direct", "wire")
 FAULT_KINDS = ("charger_dropout", "charger_stuck", "charger_pump", "bms_comm", "jammed_bolt", "thermal_event",
-               "grid_outage", "smoke")
+               "grid_outage", "smoke", "estop", "power_cut", "line_noise")
 SLOT_FAULTS = ("charger_dropout", "charger_stuck", "charger_pump", "bms_comm", "thermal_event")
+ONE_OFF_FAULTS = ("jammed_bolt", "thermal_event")  # no duration: they happen once
+ESTOP_INPUTS = ("bay", "controller")  # the bay's e-stop chain (bay I/O module), the controller's own input
+POWER_CUTS = ("kill", "torn_write")  # the controller loses power at once, or in the middle of a flash write
+LINES = ("chargers", "bay_io")
+# Faults that may wait for the bay to enter a swap step (``step``): they act inside the controller.
+STEP_FAULTS = ("power_cut", "estop")
+
+# What the simulator cannot run, and why: ``check_sim`` names the field. The HIL rig's own
+# table is ``hil.scenario.ACTIONS``; tests hold both to FAULT_KINDS.
+SIM_UNSUPPORTED = {
+    "power_cut": "the simulator runs the firmware in process and never restarts it from its flash "
+                 "(power cuts run on the HIL rig: swapstation hil)",
+    "line_noise": "the simulator's lines deliver every frame intact, in direct and wire mode "
+                  "(line noise runs on the HIL rig's paced lines: swapstation hil)",
+}
 
 
 class ScenarioError(ValueError):
@@ -254,13 +269,37 @@ class Demand:
 
 @dataclass(frozen=True)
 class Fault:
-    """Something that goes wrong at ``at_s`` for ``duration_s`` (0: latched until cleared)."""
+    """Something that goes wrong at ``at_s`` for ``duration_s`` (0: for the rest of the run)."""
 
     kind: str
     at_s: float
     duration_s: float
     target: str  # slot id for charger/thermal faults, "" otherwise
     bolt: int  # for jammed_bolt
+    step: str = ""  # power_cut, controller estop: at the bay's next entry into this swap step after at_s
+    input: str = "bay"  # estop: which e-stop input opens (ESTOP_INPUTS)
+    cut: str = "kill"  # power_cut: POWER_CUTS
+    rate: float = 0.0  # line_noise: share of frames with a flipped bit, both directions
+    line: str = "chargers"  # line_noise: which line
+    where: str = ""  # its place in the file ("faults[2]"), for messages
+
+    def describe(self) -> str:
+        on = f" on {self.target}" if self.target else ""
+        if self.kind == "line_noise":
+            on = f" on the {self.line} line"
+        when = f" in step {self.step} after {clock(self.at_s)}" if self.step else f" at {clock(self.at_s)}"
+        return f"{self.kind}{on}{when}"
+
+
+@dataclass(frozen=True)
+class VehicleArrival:
+    """A vehicle the scenario sends at ``at_s`` (``[[arrivals]]``), besides the demand's."""
+
+    at_s: float
+    model: str
+    pack_type: str  # the pack it brings
+    soc: float  # % SoC of that pack
+    where: str = ""  # "arrivals[0]"
 
 
 @dataclass(frozen=True)
@@ -290,9 +329,11 @@ class Scenario:
     grid_capacity_kw: float  # the connection's physical limit (plant); the firmware's is limits.grid_kw
     outages: list[tuple[float, float]] = field(default_factory=list)  # (at_s, duration_s)
     faults: list[Fault] = field(default_factory=list)
+    arrivals: list[VehicleArrival] = field(default_factory=list)  # one per vehicle, in time order
     queueing: Queueing | None = None
     currency: str = "CNY"  # of the config's time-of-use prices, for the reported cost
     config_warnings: list[str] = field(default_factory=list)  # the firmware validator's, on the station
+    station_raw: dict[str, Any] = field(default_factory=dict)  # the config as merged, before validation
 
     @property
     def slot_ids(self) -> list[str]:
@@ -342,7 +383,8 @@ def _slot_list(slots: object, n: int, path: str) -> list[Any]:
     return out
 
 
-def _station(r: _Reader, base_dir: Path, warnings: list[str]) -> dict[str, Any]:
+def _station(r: _Reader, base_dir: Path, warnings: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The validated station config, and the merged config it was validated from."""
     cfg_name = r.text("config", "") if r.has("config") else ""
     cfg_path = (base_dir / cfg_name) if cfg_name else Path(fwconfig.default_path())
     try:
@@ -369,7 +411,7 @@ def _station(r: _Reader, base_dir: Path, warnings: list[str]) -> dict[str, Any]:
         warnings.append(f"station ({cfg_path.name}) {path}: {reason}")
 
     try:
-        return dict(fwconfig.validate(raw, warn))
+        return dict(fwconfig.validate(copy.deepcopy(raw), warn)), raw
     except fwconfig.ConfigError as e:
         raise ScenarioError(f"station ({cfg_path.name}) {e.path}", e.reason) from None
 
@@ -393,11 +435,14 @@ def _rack(r: _Reader, station: dict[str, Any]) -> list[RackPacks]:
     return out
 
 
-def _demand(r: _Reader, station: dict[str, Any]) -> Demand:
+def _demand(r: _Reader, station: dict[str, Any], listed: bool) -> Demand:
+    """``listed``: the scenario lists its own [[arrivals]]; the rate then defaults to 0."""
     rate = r.raw("rate_per_hour")
     p = r.sub("rate_per_hour")
     if rate is None:
-        raise ScenarioError(p, "missing")
+        if not listed:
+            raise ScenarioError(p, "missing (or list the vehicles in [[arrivals]])")
+        rate = 0
     rates = rate if isinstance(rate, list) else [rate]
     if len(rates) not in (1, 24):
         raise ScenarioError(p, f"expected one number or 24 hourly numbers (got {len(rates)})")
@@ -432,10 +477,46 @@ def _faults(items: list[_Reader], station: dict[str, Any]) -> list[Fault]:
             if target not in slots:
                 raise ScenarioError(t.sub("slot"), f"unknown slot {target!r}")
         bolt = t.integer("bolt", 0, lo=0, hi=15) if kind == "jammed_bolt" else 0
-        default_len: object = 0 if kind in ("jammed_bolt", "thermal_event") else "10m"
-        out.append(Fault(kind, t.duration("at"), t.duration("duration", default_len), target, bolt))
+        default_len: object = 0 if kind in ONE_OFF_FAULTS else "10s" if kind in STEP_FAULTS else "10m"
+        extra: dict[str, Any] = {}
+        if kind in STEP_FAULTS and t.has("step"):
+            extra["step"] = t.text("step", choices=fwconfig.SWAP_STEPS)
+        if kind == "estop":
+            extra["input"] = t.text("input", "bay", choices=ESTOP_INPUTS)
+            if extra.get("step") and extra["input"] != "controller":
+                raise ScenarioError(t.sub("step"), "an e-stop that waits for a swap step opens the "
+                                                   "controller's own input: set input = \"controller\"")
+        if kind == "power_cut":
+            extra["cut"] = t.text("cut", "kill", choices=POWER_CUTS)
+        if kind == "line_noise":
+            extra["rate"] = t.num("rate", 0.01, lo=0.0, hi=1.0)
+            extra["line"] = t.text("line", "chargers", choices=LINES)
+        at = t.duration("at")
+        dur = t.duration("duration", default_len, positive=kind == "power_cut")
+        out.append(Fault(kind, at, dur, target, bolt, where=t.path, **extra))
         t.done()
     return sorted(out, key=lambda f: f.at_s)
+
+
+def _arrivals(items: list[_Reader], station: dict[str, Any], demand: Demand) -> list[VehicleArrival]:
+    out = []
+    compat = station["compatibility"]
+    for t in items:
+        model = t.text("model", next(iter(demand.models)))
+        if model not in compat:
+            raise ScenarioError(t.sub("model"), f"unknown vehicle model {model!r} "
+                                                f"(known: {', '.join(sorted(compat))})")
+        ptype = t.text("pack", compat[model][0])
+        if ptype not in compat[model]:
+            raise ScenarioError(t.sub("pack"), f"{model} does not take a {ptype} pack "
+                                               f"(it takes {', '.join(compat[model])})")
+        at = t.duration("at")
+        soc = t.num("soc", 20.0, lo=0.0, hi=100.0)
+        count = t.integer("count", 1, lo=1, hi=1000)
+        every = t.duration("every", 0)
+        t.done()
+        out += [VehicleArrival(at + k * every, model, ptype, soc, t.path) for k in range(count)]
+    return sorted(out, key=lambda v: v.at_s)
 
 
 def _queueing(r: _Reader, station: dict[str, Any]) -> Queueing:
@@ -469,9 +550,10 @@ def _from_dict(data: dict[str, Any], source: str, base_dir: Path) -> Scenario:
     top = _Reader(data, "")
     run = top.table("run")
     warnings: list[str] = []
-    station = _station(top.table("station"), base_dir, warnings)
+    station, station_raw = _station(top.table("station"), base_dir, warnings)
     rack = _rack(top.table("rack"), station)
-    demand = _demand(top.table("demand"), station)
+    listed = top.list_of_tables("arrivals")
+    demand = _demand(top.table("demand"), station, bool(listed))
     mech = top.table("mechanics")
     oper = top.table("operator")
     grid = top.table("grid")
@@ -497,9 +579,11 @@ def _from_dict(data: dict[str, Any], source: str, base_dir: Path) -> Scenario:
         grid_capacity_kw=grid.num("capacity_kw", station["limits"]["grid_kw"], positive=True),
         outages=outages,
         faults=_faults(top.list_of_tables("faults"), station),
+        arrivals=_arrivals(listed, station, demand),
         queueing=_queueing(qtable, station) if qtable is not None else None,
         currency=grid.text("currency", "CNY"),
         config_warnings=warnings,
+        station_raw=station_raw,
     )
     if not sc.currency.strip():
         raise ScenarioError("grid.currency", "must not be empty")
@@ -532,8 +616,25 @@ def check_schedule(sc: Scenario) -> None:
                                 f"the outage at {clock(at_s)} is outside the run: {span}", sc.source)
     for f in sc.faults:
         if f.at_s >= end:
-            what = f"{f.kind}{' on ' + f.target if f.target else ''} at {clock(f.at_s)}"
-            raise ScenarioError("faults", f"{what} is outside the run: {span}", sc.source)
+            raise ScenarioError(f.where or "faults", f"{f.describe()} is outside the run: {span}", sc.source)
+    for v in sc.arrivals:
+        if v.at_s >= end:
+            raise ScenarioError(v.where or "arrivals",
+                                f"the vehicle at {clock(v.at_s)} is outside the run: {span}", sc.source)
+
+
+def check_sim(sc: Scenario) -> None:
+    """Raise ScenarioError naming the first fault (its kind or field) the simulator cannot run."""
+    for f in sc.faults:
+        why = SIM_UNSUPPORTED.get(f.kind)
+        if why is not None:
+            raise ScenarioError(f"{f.where}.kind" if f.where else "faults",
+                                f"{f.kind} cannot run in the simulator: {why}", sc.source)
+        if f.step:
+            raise ScenarioError(f"{f.where}.step" if f.where else "faults",
+                                f"{f.kind} waiting for swap step {f.step!r} cannot run in the simulator: "
+                                "the step trigger acts inside the HIL target (give a time, at, instead)",
+                                sc.source)
 
 
 QUEUEING_SOC = 80.0  # % hand-over = full SoC in the queueing-validation mode
@@ -561,6 +662,7 @@ def _queueing_setup(sc: Scenario, q: Queueing) -> None:
     sc.rack = [RackPacks(ptype, q.packs, (QUEUEING_SOC, QUEUEING_SOC))]
     sc.faults = []
     sc.outages = []
+    sc.arrivals = []
     sc.swap_time_scale = 0.0
 
 
@@ -597,15 +699,27 @@ def resolve(name_or_path: str) -> Path:
                             f"(built-ins: {', '.join(builtin_names())})")
 
 
-def load(name_or_path: str = DEFAULT_SCENARIO) -> Scenario:
-    """Read and validate a scenario file or built-in; raises ScenarioError."""
+def read(name_or_path: str) -> tuple[dict[str, Any], str, Path]:
+    """A scenario file or built-in, parsed but not validated: (data, file name, its folder)."""
     path = resolve(name_or_path)
     try:
         text = path.read_text()
     except OSError as e:
         raise ScenarioError("", f"cannot read {path} ({e.strerror})") from None
-    data = _parse_text(text, path.name, path.suffix)
-    return from_dict(data, path.name, path.parent)
+    return _parse_text(text, path.name, path.suffix), path.name, path.parent
+
+
+def load(name_or_path: str = DEFAULT_SCENARIO,
+         edit: Callable[[dict[str, Any]], None] | None = None) -> Scenario:
+    """Read and validate a scenario file or built-in; raises ScenarioError. ``edit`` may change
+    the parsed data first (a command line's overrides), so they are validated as the file is."""
+    data, source, base_dir = read(name_or_path)
+    if edit is not None:
+        try:
+            edit(data)
+        except ScenarioError as e:
+            raise ScenarioError(e.path, e.reason, e.source or source) from None
+    return from_dict(data, source, base_dir)
 
 
 def describe(sc: Scenario) -> str:

@@ -136,6 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.mode is not None:
             sc.mode = args.mode
         scn.check_schedule(sc)
+        scn.check_sim(sc)
     except scn.ScenarioError as e:
         print(f"swapstation sim: {e}", file=sys.stderr)
         return EXIT_USAGE

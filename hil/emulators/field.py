@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from firmware.proto import regmap as rm
+from host.plant.params import RackParams
 from host.plant.rack import PackRecord, Plant
 
 from .bay import BayIODevice, scaled_timing
@@ -49,10 +50,16 @@ class Field:
     def __init__(self, cfg: Mapping[str, Any], *, charger_port: str, bay_port: str | None = None,
                  packs: Mapping[int, PackRecord] | None = None, bay_scale: float = 0.03,
                  bay_jitter: float | None = None, seed: int = 0, parity: str = "N", stopbits: int = 1,
-                 step_s: float = 0.02, plant_backend: str = "cython") -> None:
+                 step_s: float = 0.02, plant_backend: str = "cython", grid_limit_kw: float | None = None,
+                 ambient_c: float | None = None) -> None:
         self.cfg = cfg
         slots = cfg["slots"]
-        self.plant = Plant.for_station(cfg, backend=plant_backend)  # its chargers rated as configured
+        kw: dict[str, Any] = {}
+        if grid_limit_kw is not None:  # the connection's physical limit (default: the config's)
+            kw["grid_limit_kw"] = grid_limit_kw
+        if ambient_c is not None:
+            kw["rack"] = RackParams(t_amb_c=ambient_c)
+        self.plant = Plant.for_station(cfg, backend=plant_backend, **kw)  # its chargers rated as configured
         for slot, pack in (default_packs(cfg) if packs is None else packs).items():
             self.plant.put_pack(slot, pack)
         self.chargers: dict[int, ChargerDevice] = {}
@@ -187,6 +194,10 @@ class Field:
 
     def clear(self, slot: int, fault: str) -> None:
         self.call(self.plant.clear, slot, fault)
+
+    def set_grid(self, up: bool) -> None:
+        """AC power to the chargers lost (``up=False``) or back; the controller stays on its UPS."""
+        self.call(lambda: self.plant.set_grid(0, up=up))
 
     def slot_of_unit(self, unit: int) -> int:
         return self.chargers[unit].slot

@@ -81,7 +81,7 @@ def test_fault_outside_the_shortened_run_is_an_error_naming_it(tmp_path, capsys,
                  "[[faults]]\nkind = 'charger_dropout'\nslot = 'S03'\nat = '07:30'\n")
     assert sim_cli.run(parse([str(f), "--duration", "2h"])) == 2
     err = capsys.readouterr().err
-    assert "late.toml: faults: charger_dropout on S03 at 07:30 is outside the run" in err
+    assert "late.toml: faults[0]: charger_dropout on S03 at 07:30 is outside the run" in err
     assert "ends at 02:00" in err
     assert sim_cli.run(parse(["fault-storm", "--duration", "2h"])) == 2
     assert "grid.outages[0]: the outage at 14:00 is outside the run" in capsys.readouterr().err

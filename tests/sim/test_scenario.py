@@ -173,7 +173,7 @@ def test_durations_read_a_sign_and_plain_seconds(tmp_path):
 def test_faults_outside_the_run_are_errors_naming_them(tmp_path):
     run = "[run]\nduration = '2h'\n"
     e = error(tmp_path, MINIMAL + run + "[[faults]]\nkind = 'charger_dropout'\nslot = 'S03'\nat = '07:30'\n")
-    assert e.path == "faults"
+    assert e.path == "faults[0]"  # the entry, as grid.outages[0]
     assert "charger_dropout on S03 at 07:30 is outside the run: the run ends at 02:00" in e.reason
     e = error(tmp_path, MINIMAL + run + "[[faults]]\nkind = 'jammed_bolt'\nat = '2h'\n")  # at the very end
     assert "jammed_bolt at 02:00 is outside the run" in e.reason
