@@ -520,9 +520,10 @@ def heap():
 
     gc.collect()
     free = getattr(gc, "mem_free", None)
-    if free is None:
+    alloc = getattr(gc, "mem_alloc", None)
+    if free is None or alloc is None:
         return None
-    return {"free": free(), "alloc": gc.mem_alloc()}
+    return {"free": free(), "alloc": alloc()}
 
 
 def _reset_cause():
