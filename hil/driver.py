@@ -359,11 +359,19 @@ class ScenarioDriver:
         had already handed to the line to finish, so they are not taken for the new boot's."""
         time.sleep(off_s)
         self.marks["power_on"] = time.monotonic()
+        self.marks["power_on_field"] = self.field.clock()
         return self.target.start(boot_timeout)
+
+    def sleep_field(self, seconds: float, timeout: float = 600.0) -> None:
+        """Let ``seconds`` of field time pass (wall time on the unix target and a bench,
+        emulated time on the emulated Pico)."""
+        end = self.field.clock() + seconds
+        self.wait_field(lambda: self.field.clock() >= end, timeout, f"{seconds} s of field time")
 
     # ---- invariants ----------------------------------------------------------------------------------
     def motion_started_between(self, t0: float, t1: float) -> list[str]:
-        """Motion coils switched on (0 -> 1) by writes between host times ``t0`` and ``t1``."""
+        """Motion coils switched on (0 -> 1) by writes between field times ``t0`` and ``t1``
+        (``field.clock()``)."""
         bay = self._bay()
         writes = self.field.call(lambda: list(bay.coil_writes))
         prev: list[int] | None = None
@@ -417,9 +425,9 @@ class ScenarioDriver:
                             "not holding for confirmation")
         if self.outputs().get("motion_enable"):
             problems.append("motion_enable is on before the operator confirmed")
-        time.sleep(0.5)  # a few bay cycles: anything that would move unconfirmed does so now
-        t_on = self.marks.get("power_on", 0.0)
-        moved = self.motion_started_between(t_on, time.monotonic())
+        self.sleep_field(0.5)  # a few bay cycles: anything that would move unconfirmed does so now
+        t_on = self.marks.get("power_on_field", 0.0)
+        moved = self.motion_started_between(t_on, self.field.clock())
         problems += [f"motion before confirm: {m}" for m in moved]
         problems += self.rack_mismatches()
         problems += self.swap_record_problems()

@@ -2,7 +2,8 @@
 
 Every test that uses ``hil_rig`` / ``hil_target`` / ``hil_driver`` (or
 ``hil_rig_factory``) runs once per target: ``[unix]`` (the firmware under the MicroPython
-unix port, on ptys; what CI runs) and ``[board]`` (a controller on a bench). The board
+unix port, on ptys; what CI runs) and ``[board]`` (a controller on a bench), and with
+``--hil-pico`` also ``[pico]`` (the emulated Pico; slow: a minute of wall time per boot). The board
 run needs the bench on the command line and is skipped without it::
 
     pytest tests/hil --hil-port /dev/ttyACM0 \\
@@ -53,6 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--hil-skip-unix", action="store_true", help="run only the [board] scenarios")
     g.addoption("--hil-workdir", default=None, help="keep flash images, traces and logs here")
     g.addoption("--hil-bay-scale", type=float, default=None, help="bay motion time scale (default 0.03)")
+    g.addoption("--hil-pico", action="store_true",
+                help="also run every scenario on the emulated Pico ([pico]; a power-on costs about a "
+                     "minute of wall time there)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,7 +68,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if _FIXTURES & set(metafunc.fixturenames):
-        metafunc.parametrize("hil_target_kind", TARGETS, indirect=True)
+        # [pico] only on request: every scenario there pays a minute of boot and runs 25-40x
+        # slower than on a controller (tests/hil/test_pico_*.py cover it with shared boots).
+        extra = ("pico",) if metafunc.config.getoption("--hil-pico") else ()
+        metafunc.parametrize("hil_target_kind", TARGETS + extra, indirect=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -94,6 +101,10 @@ def hil_target_kind(request: pytest.FixtureRequest) -> str:
     if kind == "board":
         if _board_options(cfg) is None:
             pytest.skip(NO_BOARD)
+        m = request.node.get_closest_marker("hil_unix_only")
+        if m is not None:
+            pytest.skip("unix target only: " + (m.args[0] if m.args else "needs the unix target"))
+    elif kind == "pico":
         m = request.node.get_closest_marker("hil_unix_only")
         if m is not None:
             pytest.skip("unix target only: " + (m.args[0] if m.args else "needs the unix target"))

@@ -17,6 +17,8 @@ Operator/status channel: one JSON object per line. The rig writes requests on st
 ``@@HIL `` followed by JSON: ``{"k": "reply", "id": 3, "ok": true, "r": ...}``,
 ``{"k": "status", ...}`` (pushed every ``status_ms`` and after every request),
 ``{"k": "boot", ...}``, ``{"k": "fatal", ...}`` (cannot start), ``{"k": "powercut", ...}``.
+``{"op": "hang", "ms": n}`` stops the loop for ``n`` ms (a hung station: nothing feeds the
+watchdog).
 End of stdin (the rig went away) stops the target.
 
 Arguments (JSON object): ``config`` (station.json path), ``image`` (flash image path),
@@ -178,26 +180,27 @@ class Channel:
         self.requests = 0
 
     def wait(self, ms):
-        """Wait up to ``ms`` for a request; handle the ones that came. True if any did."""
-        handled = False
+        """Wait up to ``ms`` for a request and handle it. True if one was. One request per
+        wait: the station ticks between two requests, however fast they come (a host
+        repeating ``ack`` faster than a slow controller answers must not stop its loop)."""
         events = self.poll.poll(ms if ms > 0 else 0)
         while events:
             if not self._stdin(events):
-                return handled  # only the serial ports: back to the station
+                return False  # only the serial ports: back to the station
             b = sys.stdin.buffer.read(1)
             if not b:
                 self.eof = True
-                return handled
+                return False
             if b == b"\n":
                 line = bytes(self.buf)
                 self.buf = bytearray()
                 if line.strip():
                     self.handle(line)
-                    handled = True
+                    return True
             else:
                 self.buf.extend(b)
             events = self.poll.poll(0)
-        return handled
+        return False
 
     @staticmethod
     def _stdin(events):
@@ -266,6 +269,13 @@ class Station:
             return self.flash.writes
         if op == "quit":
             self.quit = True
+            return None
+        if op == "hang":
+            # The loop stops for ``ms`` without a tick: nothing feeds the watchdog. On a
+            # board whose watchdog_ms is shorter the chip resets here; no reply comes.
+            from firmware.compat import sleep_ms
+
+            sleep_ms(int(req.get("ms", 0)))
             return None
         if op == "probe":
             return self.probe(req["what"])
@@ -342,7 +352,7 @@ class Station:
     def probe(self, what):
         """Test probes into the station's own view (read only): ``rack`` (pack and state
         per slot), ``swaps`` (every swap transaction in the journal), ``journal``, ``sent``
-        (bytes written so far per bus)."""
+        (bytes written so far per bus), ``mem`` (heap free and used after a collection)."""
         st = self.station
         if what == "rack":
             rk = st.rack
@@ -364,6 +374,8 @@ class Station:
                                                          "corrupt": rep.corrupt, "clean": rep.clean}}
         if what == "sent":
             return self.bytes_sent()
+        if what == "mem":
+            return heap()
         raise ValueError(f"unknown probe {what!r}")
 
     def status(self):
@@ -497,8 +509,31 @@ def board_main(status_ms=100):
 def serve_station(manifest, board, station, status_ms=100):
     """The channel on the USB serial for a station ``main.py`` started: what it calls when
     board.json names this module as its ``channel`` (the emulated Pico boots this way)."""
-    emit("boot", {"image": manifest["image_sha256"][:12], "error": station.status().get("error")})
+    emit("boot", {"image": manifest["image_sha256"][:12], "error": station.status().get("error"),
+                  "reset_cause": _reset_cause()})
     serve(Station(station, board), status_ms)
+
+
+def heap():
+    """Heap bytes free and in use after a collection (MicroPython), None elsewhere."""
+    import gc
+
+    gc.collect()
+    free = getattr(gc, "mem_free", None)
+    alloc = getattr(gc, "mem_alloc", None)
+    if free is None or alloc is None:
+        return None
+    return {"free": free(), "alloc": alloc()}
+
+
+def _reset_cause():
+    """``machine.reset_cause()`` (rp2: 1 power-on, 3 watchdog), None where there is none."""
+    try:
+        import machine
+
+        return machine.reset_cause()
+    except (ImportError, AttributeError):
+        return None
 
 
 def main(argv):

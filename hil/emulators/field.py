@@ -130,6 +130,11 @@ class Field:
             await asyncio.sleep(self.step_s)
             self.advance()
 
+    def clock(self) -> float:
+        """The field's time, s: what the bay's ``coil_writes`` and ``input_changes`` are
+        stamped with (wall time here; emulated time on the emulated Pico)."""
+        return time.monotonic()
+
     def advance(self) -> None:
         """Advance the plant and the bay mechanics to now (runs in the loop)."""
         now = time.monotonic()

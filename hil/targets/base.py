@@ -107,6 +107,16 @@ class Channel:
                 self._pending.pop(rid, None)
             raise TargetError(f"no answer to {op!r} within {timeout} s") from None
 
+    def send(self, op: str, **fields: Any) -> None:
+        """A request whose answer nobody waits for (one that may never come: ``hang``)."""
+        if self.closed:
+            raise TargetError("the target is not running")
+        msg = dict(fields, id=next(self._ids), op=op)
+        try:
+            self._write((json.dumps(msg) + "\n").encode())
+        except OSError as e:
+            raise TargetError(f"cannot reach the target: {e}") from None
+
     def wait(self, pred: Callable[[Channel], bool], timeout: float) -> bool:
         """Wait until ``pred(self)`` holds (checked on every message); False on timeout."""
         end = time.monotonic() + timeout

@@ -203,6 +203,9 @@ class EmulatedField(Field):
         """Field time, s: emulated time, continuous over power cycles."""
         return self._offset_s + (self.pico.emulated_s if self.pico is not None else 0.0)
 
+    def clock(self) -> float:
+        return self.now()
+
     def start(self) -> None:  # the lines come with the Pico: attach()
         pass
 

@@ -27,6 +27,7 @@ from hil.targets.base import LAUNCHER, ROOT, Channel, Target, TargetError, _boot
 from hil.targets.pico import FS_BLOCK_COUNT, FS_BLOCK_SIZE, EmulatedPico
 
 BOARD = ROOT / "firmware" / "boards" / "pico.json"
+SLOW = 12  # request timeouts are this many times longer (the CPU runs 25-40x slower)
 
 
 def make_flash(files: dict[str, bytes]) -> bytes:
@@ -123,6 +124,29 @@ class PicoTarget(Target):
 
     def alive(self) -> bool:
         return self.pico is not None and self.pico.alive()
+
+    def request(self, op: str, timeout: float = 5.0, **fields: Any) -> Any:
+        """As on any target, with the timeout in emulated terms: the emulated Pico runs
+        25-40x slower than a real one, so a request that answers in 0.2 s on a board may
+        take seconds of wall time here."""
+        return super().request(op, max(timeout * SLOW, 30.0), **fields)
+
+    def boot_events(self) -> int:
+        ch = self.channel
+        return 0 if ch is None else sum(1 for e in ch.events if e.get("k") == "boot")
+
+    def wait_reboot(self, boots: int, timeout: float = 300.0) -> dict[str, Any]:
+        """After a reset in place (watchdog, ``machine.reset()``): wait for boot line number
+        ``boots + 1`` on the same console and a status after it; the new boot line."""
+        ch = self._ch()
+        if not ch.wait(lambda c: self.boot_events() > boots or c.event("fatal") is not None, timeout):
+            raise TargetError(f"no boot line within {timeout} s after the reset{self.console_tail()}")
+        n = ch.statuses
+        if not ch.wait(lambda c: c.statuses > n, timeout):
+            raise TargetError(f"no status within {timeout} s after the boot line{self.console_tail()}")
+        boot = ch.event("boot")
+        assert boot is not None
+        return boot
 
     def power_cut(self, off_s: float = 0.0) -> None:
         """The chip stops between two instructions; the next power-on boots from the flash
