@@ -6,7 +6,8 @@ pytest_plugins = ["tests.mpy_dual", "hil.pytest_plugin"]
 def pytest_configure(config: pytest.Config) -> None:
     # CI and the README's command run everything; `-m "not slow"` leaves these out locally.
     config.addinivalue_line(
-        "markers", "slow: long statistical validation; always run in CI, skip locally with -m 'not slow'"
+        "markers",
+        "slow: long validations and emulated-board scenarios; always in CI, left out by -m 'not slow'",
     )
 
 

@@ -26,7 +26,7 @@ from hil.driver import ScenarioDriver
 from hil.power_trials import StepWatch, TrialResult, follow_swap, pack_places
 from tests.hil.pico_rig import figures, pico_station
 
-pytestmark = pytest.mark.pico
+pytestmark = [pytest.mark.pico, pytest.mark.slow]  # minutes of wall time: started first
 
 CUT_IN = "store"
 

@@ -22,7 +22,7 @@ from hil.targets.pico_target import PicoTarget
 from host.plant.rack import PackRecord
 from tests.hil.pico_rig import figures, pico_station
 
-pytestmark = pytest.mark.pico
+pytestmark = [pytest.mark.pico, pytest.mark.slow]  # minutes of wall time: started first
 
 PACKS = dict(default_packs(config.load()))
 PACKS[0] = PackRecord(700_000, "NIO-100", 0.50)  # slots 0 and 1 charge from boot

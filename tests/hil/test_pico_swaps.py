@@ -20,7 +20,7 @@ from hil.driver import ScenarioDriver
 from hil.emulators.bay import MOTION_COILS
 from tests.hil.pico_rig import figures, pico_station
 
-pytestmark = pytest.mark.pico
+pytestmark = [pytest.mark.pico, pytest.mark.slow]  # minutes of wall time: started first
 
 BAY_SCALE = 0.005
 
