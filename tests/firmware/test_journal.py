@@ -3,6 +3,7 @@ import os
 from fwtest import raises
 from jtest import CutStorage, Tally, check_after_reboot, clear_dir, export, rmtree, swap_workload, tempdir
 
+from firmware.compat import micropython_heap
 from firmware.core import journal
 from firmware.core.journal import LOG_NAME, NEW_NAME, Journal
 from firmware.drivers.blockdev import FileBlockDev, RamBlockDev
@@ -504,6 +505,32 @@ def test_ram_block_device_checks_its_arguments():
     b = bytearray(4)
     copy.readblocks(1, b, 508)
     assert b == bytearray(b"yyyy") and dev.writes == 2
+
+
+def test_a_ram_block_device_takes_its_medium_from_the_heap_once():
+    """A medium as big as a board's free heap must not need twice its size while it is
+    made (a temporary the size of the medium, then the medium): on MicroPython, with the
+    collector off, what one device leaves allocated is its medium and little more."""
+    dev = RamBlockDev(512, 32)
+    assert dev.image() == b"\xff" * 16384  # erased
+    if micropython_heap() is None:
+        return
+    import gc
+
+    image = dev.image()
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        RamBlockDev(512, 32)
+        blank = gc.mem_alloc() - before
+        before = gc.mem_alloc()
+        RamBlockDev(512, 32, image)
+        copied = gc.mem_alloc() - before
+    finally:
+        gc.enable()
+    assert 16384 <= blank < 16384 + 2048, blank  # the device itself, its erased block
+    assert 16384 <= copied < 16384 + 2048, copied
 
 
 class _FlakyFile:
