@@ -203,9 +203,25 @@ def test_bad_board_config(capsys, tmp_path) -> None:
     assert not (tmp_path / "img").exists()
 
 
+def test_the_qemu_board_builds_and_a_broken_copy_names_the_field(capsys, tmp_path, source_tree) -> None:
+    m = build.build_image(tmp_path / "img", "qemu-mps2-an385", root=source_tree)
+    assert (m["target"]["board"], m["target"]["port"], m["target"]["arch"]) == ("qemu-mps2-an385", "qemu", "armv7m")
+    assert m["board_config"]["buses"]["chargers"] == {"uart": 1, "parity": "none", "stop": 1}
+    assert "firmware/drivers/mps2.mpy" in m["files"]
+    board = json.loads((build.ROOT / "firmware" / "boards" / "qemu-mps2-an385.json").read_text())
+    board["buses"]["bay_io"]["de"] = 6  # a direction pin, as on a Pico
+    p = tmp_path / "qemu.json"
+    p.write_text(json.dumps(board))
+    code, _, err = _cli(capsys, "--board", str(p), "--out", str(tmp_path / "img2"))
+    assert code == 2
+    assert "board config buses.bay_io.de: not on qemu: its UARTs are wired to the host" in err
+    assert not (tmp_path / "img2").exists()
+
+
 def test_unknown_board(capsys, tmp_path) -> None:
     code, _, err = _cli(capsys, "--board", "arduino", "--out", str(tmp_path / "img"))
     assert code == 2 and "no such board" in err and "pico" in err and "esp32-devkitc" in err
+    assert "qemu-mps2-an385" in err
 
 
 @pytest.mark.parametrize(
