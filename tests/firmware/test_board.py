@@ -5,6 +5,8 @@ import fakemachine
 from firmware.boards import board_config
 from firmware.compat import ticks_add, ticks_diff, ticks_max
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 board = fakemachine.install()
 
 BAUD = 19200

@@ -7,6 +7,8 @@ from fwtest import raises
 from firmware.boards import board_config
 from firmware.boards.board_config import BoardConfigError
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 
 def _pico():
     return {

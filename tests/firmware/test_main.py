@@ -9,6 +9,8 @@ from firmware import main
 from firmware.boards import board_config, image
 from firmware.compat import ticks_add, ticks_max
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 board = fakemachine.install()
 
 with open("firmware/boards/pico.json", "rb") as _f:
