@@ -215,6 +215,8 @@ def test_bad_inputs_are_refused_and_write_nothing():
         (j.append, ("NT", [1])),
         (j.append, ("NT", {"a": object()})),
         (j.append, ("NT", {"a": float("nan")})),
+        (j.append, ("NT", {"a": float("inf")})),
+        (j.append, ("NT", {"a": [1.0, float("-inf")]})),
         (j.append, ("NT", {"a": "x" * 600})),
         (j.append, ("NT", {1: 2})),
         (j.swap_begin, ("V2", "NIO-ES6", 1)),  # one swap at a time
