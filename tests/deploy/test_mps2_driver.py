@@ -34,64 +34,6 @@ print(got)
 """
 
 
-def test_uart1_sends_and_receives_without_losing_bytes(qemu_firmware: tuple[Path, Path]) -> None:
-    elf, romfs = qemu_firmware
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    heard: list[bytes] = []
-
-    def host_side() -> None:
-        server.settimeout(20)
-        conn, _ = server.accept()
-        with conn:
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = conn.recv(64)
-                if not chunk:
-                    break
-                data += chunk
-            heard.append(data)
-            conn.sendall(b"0123456789")  # more than the UART holds: QEMU paces it
-            conn.recv(1)  # until QEMU goes away
-
-    t = threading.Thread(target=host_side, daemon=True)
-    t.start()
-    try:
-        res = run_script(elf, UART_SCRIPT, romfs=romfs, timeout_s=30, serials=(f"tcp:127.0.0.1:{port}",))
-    finally:
-        server.close()
-    t.join(5)
-    assert res.error == ""
-    assert heard == [b"hello from the board\n"]
-    assert res.stdout.splitlines() == ["tx True", "b'0123456789'"]
-
-
-WDT_SCRIPT = """\
-import sys, time
-sys.path.append("/rom")
-from firmware.drivers.mps2 import CmsdkWatchdog
-w = CmsdkWatchdog(3000)
-t0 = time.ticks_ms()
-while time.ticks_diff(time.ticks_ms(), t0) < 1000:
-    w.feed()
-    time.sleep_ms(50)
-print("fed for 1 s")
-time.sleep_ms(5000)
-print("still running")
-"""
-
-
-def test_an_unfed_watchdog_resets_the_board(qemu_firmware: tuple[Path, Path]) -> None:
-    elf, romfs = qemu_firmware
-    # QEMU's clock follows the host's, so a loaded host's pauses count: the timeout (its
-    # first count-down half of it, an NMI) is far above the 50 ms feeds.
-    with pytest.raises(QemuTimeout) as e:
-        run_script(elf, WDT_SCRIPT, romfs=romfs, timeout_s=10)
-    out = e.value.output.decode(errors="replace")
-    assert "fed for 1 s" in out and "still running" not in out
-    assert "MicroPython v" in out.split("fed for 1 s")[1]  # booted again: the reset banner
-
-
 class _LinePeer:
     """A host end of one board UART (QEMU's ``-serial tcp:...`` connects to it): reads one
     line, answers ``reply``, stays until QEMU goes away."""
@@ -121,6 +63,44 @@ class _LinePeer:
     def close(self) -> None:
         self.server.close()
         self.thread.join(5)
+
+
+def test_uart1_sends_and_receives_without_losing_bytes(qemu_firmware: tuple[Path, Path]) -> None:
+    elf, romfs = qemu_firmware
+    host = _LinePeer(b"0123456789")  # more than the UART holds: QEMU paces it
+    try:
+        res = run_script(elf, UART_SCRIPT, romfs=romfs, timeout_s=30, serials=(host.backend,))
+    finally:
+        host.close()
+    assert res.error == ""
+    assert host.heard == [b"hello from the board\n"]
+    assert res.stdout.splitlines() == ["tx True", "b'0123456789'"]
+
+
+WDT_SCRIPT = """\
+import sys, time
+sys.path.append("/rom")
+from firmware.drivers.mps2 import CmsdkWatchdog
+w = CmsdkWatchdog(3000)
+t0 = time.ticks_ms()
+while time.ticks_diff(time.ticks_ms(), t0) < 1000:
+    w.feed()
+    time.sleep_ms(50)
+print("fed for 1 s")
+time.sleep_ms(5000)
+print("still running")
+"""
+
+
+def test_an_unfed_watchdog_resets_the_board(qemu_firmware: tuple[Path, Path]) -> None:
+    elf, romfs = qemu_firmware
+    # QEMU's clock follows the host's, so a loaded host's pauses count: the timeout (its
+    # first count-down half of it, an NMI) is far above the 50 ms feeds.
+    with pytest.raises(QemuTimeout) as e:
+        run_script(elf, WDT_SCRIPT, romfs=romfs, timeout_s=10)
+    out = e.value.output.decode(errors="replace")
+    assert "fed for 1 s" in out and "still running" not in out
+    assert "MicroPython v" in out.split("fed for 1 s")[1]  # booted again: the reset banner
 
 
 BOARD_SCRIPT = """\
