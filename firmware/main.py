@@ -10,14 +10,24 @@ the board.
 from firmware.compat import collect_every, const, forget, sleep_ms, ticks_diff, ticks_ms
 
 _MAX_IDLE_MS = const(20)  # longest sleep between ticks: bounds reaction time and WDT feeds
+# What start() keeps of the image manifest: the banner's and a channel's fields. The rest, a
+# SHA-256 per file and copies of both configs, is ~18 KB that a 128 KB heap needs for the
+# station (the qemu board's built image ran out in Supervisor() while it was kept).
+_MANIFEST_KEPT = ("format", "firmware", "image_sha256", "station_id", "target", "test_drivers")
 
 
 def start(root=""):
-    """Check the image and open everything; returns (manifest, board, station)."""
+    """Check the image and open everything; returns (manifest, board, station), the manifest
+    cut to ``_MANIFEST_KEPT``."""
     collect_every()  # small garbage runs from here on: what lives on packs into the low holes
     from firmware.boards import image
 
-    manifest = image.check(root, full=True)
+    full = image.check(root, full=True)
+    manifest = {}
+    for k in _MANIFEST_KEPT:
+        if k in full:
+            manifest[k] = full[k]
+    full = None  # garbage now, while the heap is still empty: its room goes to the station
     from firmware.boards import board_config
     from firmware.core import config
 

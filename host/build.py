@@ -413,7 +413,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--board",
         required=True,
-        help=f"board name from firmware/boards (pico, esp32-devkitc), a board.json path, or {UNIX}",
+        help=f"board name from firmware/boards (pico, esp32-devkitc, qemu-mps2-an385), a board.json path, "
+        f"or {UNIX}",
     )
     p.add_argument("--config", help="station config (default: firmware/station.json)")
     p.add_argument("--micropython", help="MicroPython release the board runs, e.g. 1.22 (default: newest)")

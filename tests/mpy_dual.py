@@ -20,7 +20,11 @@ MicroPython ``qemu`` port for the Cortex-M3 ``mps2-an385`` board (``host/deploy`
 32-bit build with single-precision floats and 31-bit small ints, as on rp2/esp32. Its heap
 is ``QEMU_HEAPSIZE`` (default ``"128K"``, a build of its own per size, cached). The firmware
 and ``tests/firmware`` go on a ROMFS image as .mpy and run from it, off the heap; ``/tmp`` is
-a LittleFS on a RAM disk outside the heap. The session installs the Debian packages as root
+a LittleFS on a RAM disk outside the heap, and the current folder is ``/rom``, which holds
+``firmware/`` and ``tests/firmware/`` as the checkout does (the unix port runs in the
+checkout). ``QEMU_EXCLUDE = {"test_x": "why", ...}`` leaves tests out of the [qemu] run
+(no item: they run on CPython and the unix port only); the reason stays in the module.
+The session installs the Debian packages as root
 (``ensure_packages``); not root and missing packages fail the [qemu] items with the
 apt-get command to run.
 
@@ -49,9 +53,10 @@ RESULT_TAG = "@@MPRESULT "
 MODULE_TIMEOUT_S = 900
 QEMU_DEFAULT_HEAP = "128K"
 # Run before the runner on the qemu board: /tmp as LittleFS on 1 MiB of the board's PSRAM
-# above the ROMFS partition (uctypes.bytearray_at: no heap), the ROMFS on sys.path.
+# above the ROMFS partition (uctypes.bytearray_at: no heap), the ROMFS on sys.path and as
+# the current folder (relative paths such as firmware/station.json work as in the checkout).
 QEMU_BOOT = """\
-import sys, vfs, uctypes
+import os, sys, vfs, uctypes
 class _RamDisk:
     def __init__(self, addr, bs, n):
         self.mv = memoryview(uctypes.bytearray_at(addr, bs * n))
@@ -74,6 +79,7 @@ vfs.VfsLfs2.mkfs(_d)
 vfs.mount(vfs.VfsLfs2(_d), "/tmp")
 del _d, _RamDisk
 sys.path[:] = ["/rom/tests/firmware", "/rom"]
+os.chdir("/rom")
 sys.argv[:] = {argv!r}
 import _mprun
 """
@@ -140,6 +146,26 @@ def _module_constant(tree: ast.Module, name: str) -> object:
 def _module_setting(tree: ast.Module, name: str) -> str | None:
     value = _module_constant(tree, name)
     return value if isinstance(value, str) else None
+
+
+def _module_exclusions(tree: ast.Module, path: Path, name: str = "QEMU_EXCLUDE") -> dict[str, str]:
+    """A module's ``{test name: reason}`` literal; a name that is no test, or no reason, is an
+    error (a renamed test must not quietly come back, nor a typo leave one out unseen)."""
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            assert isinstance(node, ast.Assign)
+            value = ast.literal_eval(node.value)
+            tests = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in value.items()
+            ):
+                raise ValueError(f"{path.name}: {name} must be {{test name: reason}}")
+            unknown = sorted(k for k in value if k not in tests)
+            if unknown:
+                raise ValueError(f"{path.name}: {name} names no test of the module: {', '.join(unknown)}")
+            return value
+    return {}
 
 
 def heap_bytes(text: str) -> int:
@@ -267,10 +293,14 @@ class MicroPythonFile(pytest.File):
             for node in tree.body
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
         ]
-        targets = ["micropython"] + (["qemu"] if _module_constant(tree, "QEMU") is True else [])
-        for target in targets:
-            for name in self.tests:
-                yield MicroPythonItem.from_parent(self, name=f"{name}[{target}]", func=name, target=target)
+        qemu = _module_constant(tree, "QEMU") is True
+        excluded = _module_exclusions(tree, self.path)
+        self.qemu_tests = [name for name in self.tests if name not in excluded]
+        for name in self.tests:
+            yield MicroPythonItem.from_parent(self, name=f"{name}[micropython]", func=name)
+        if qemu:
+            for name in self.qemu_tests:
+                yield MicroPythonItem.from_parent(self, name=f"{name}[qemu]", func=name, target="qemu")
 
     def run(self, target: str) -> ModuleRun:
         if target not in self.runs:
@@ -289,7 +319,7 @@ class MicroPythonFile(pytest.File):
         from host.deploy.qemu_run import QemuTimeout, run_script
 
         elf, romfs = _QEMU.firmware(heap_bytes(self.qemu_heapsize))
-        script = QEMU_BOOT.format(argv=["_mprun", self.path.stem, *self.tests])
+        script = QEMU_BOOT.format(argv=["_mprun", self.path.stem, *self.qemu_tests])
         try:
             res = run_script(elf, script, romfs=romfs, timeout_s=MODULE_TIMEOUT_S)
         except QemuTimeout as e:

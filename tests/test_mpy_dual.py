@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.mpy_dual import (
+    QEMU_BOOT,
     ROOT,
     RUNNER,
+    _module_exclusions,
     heap_bytes,
     micropython_command,
     micropython_env,
@@ -84,3 +89,35 @@ def test_a_module_run_that_times_out_keeps_what_finished(tmp_path: Path) -> None
     results, _ = parse_results(stdout)
     assert results == {"test_done_first": ("ok", "")}
     assert "timed out after 3 s" in output
+
+
+REASON = "an hour of virtual time; test_other covers it on the board"
+EXCLUDING = f'''
+QEMU = True
+QEMU_EXCLUDE = {{"test_long": "{REASON}"}}
+
+
+def test_long():
+    pass
+
+
+def test_other():
+    pass
+'''
+
+
+def test_qemu_exclusions_name_tests_of_the_module_with_a_reason(tmp_path: Path) -> None:
+    path = tmp_path / "test_x.py"
+    tree = ast.parse(EXCLUDING)
+    assert _module_exclusions(tree, path) == {"test_long": REASON}
+    assert _module_exclusions(ast.parse("QEMU = True\n"), path) == {}
+    with pytest.raises(ValueError, match="test_x.py: QEMU_EXCLUDE names no test of the module: test_lng"):
+        _module_exclusions(ast.parse(EXCLUDING.replace('"test_long"', '"test_lng"')), path)
+    with pytest.raises(ValueError, match=r"must be \{test name: reason\}"):
+        _module_exclusions(ast.parse(EXCLUDING.replace(REASON, " ")), path)
+
+
+def test_the_qemu_board_runs_in_the_romfs_as_the_unix_port_runs_in_the_checkout() -> None:
+    # Relative paths in tests (firmware/boards/pico.json, firmware/station.json) then work.
+    script = QEMU_BOOT.format(argv=["_mprun", "test_x"])
+    assert 'os.chdir("/rom")' in script and script.index("os.chdir") < script.index("import _mprun")

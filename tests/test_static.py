@@ -93,6 +93,42 @@ def test_ruff() -> None:
     _report("ruff", ruff_findings())
 
 
+# ---------------------------------------------------------------- single-precision constants
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def float32_findings(root: Path = ROOT) -> list[Finding]:
+    """Float literals a single-precision build cannot hold: they are inf at run time there,
+    and an image with the firmware frozen in cannot be built at all (mpy-tool packs each
+    constant as a C float and stops with OverflowError)."""
+    import ast
+
+    out = []
+    for p in sorted((root / "firmware").rglob("*.py")):
+        tree = ast.parse(p.read_text(), filename=str(p))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and type(node.value) is float:
+                v = abs(node.value)
+                if v > FLOAT32_MAX or 0.0 < v < 1.2e-38:
+                    out.append(Finding("float32", os.path.relpath(p, root), node.lineno, "F32",
+                                       f"{node.value!r} is outside single precision (inf or 0 on a board)"))
+    return sorted(out, key=lambda f: (f.path, f.line))
+
+
+def test_float32_findings_name_the_literal(tmp_path: Path) -> None:
+    (tmp_path / "firmware").mkdir()
+    (tmp_path / "firmware" / "m.py").write_text("a = 3.0e38\nb = -1e300 < a < 1e300\nc = 1e-40\n")
+    found = [str(f) for f in float32_findings(tmp_path)]
+    assert len(found) == 3  # 3.0e38 fits
+    assert found[1].startswith("firmware/m.py:2: [F32] 1e+300 is outside single precision")
+    assert found[2] == "firmware/m.py:3: [F32] 1e-40 is outside single precision (inf or 0 on a board)"
+
+
+def test_firmware_float_constants_fit_single_precision() -> None:
+    _report("float32", float32_findings())
+
+
 # ---------------------------------------------------------------- mypy
 
 _MYPY_LINE = re.compile(r"^(?P<path>[^:\n]+):(?P<line>\d+): error: (?P<msg>.*?)(?:  \[(?P<code>[a-z-]+)\])?$")
@@ -265,7 +301,7 @@ def test_mypy_host() -> None:
 
 if __name__ == "__main__":
     # Lists every check's findings.
-    for name, fn in [("ruff", ruff_findings), ("mypy-host", host_findings)] + [
+    for name, fn in [("ruff", ruff_findings), ("float32", float32_findings), ("mypy-host", host_findings)] + [
         (f"mypy-{p}", lambda p=p: firmware_findings(p)) for p in PORTS
     ]:
         found = fn()

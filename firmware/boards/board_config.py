@@ -3,6 +3,7 @@
 ``validate(raw) -> normalised dict`` checks the pin map against what the chip can do
 and fills defaults; ``BoardConfigError`` names the field and the reason, e.g.
 ``buses.chargers.tx: GPIO3 cannot be UART0 TX on rp2 (allowed: 0, 12, 16, 28)``.
+The ``qemu`` port (the emulated MPS2 AN385 board) has UARTs and a watchdog but no pins.
 Pure Python: no ``machine`` here, so the build and the tests use it too.
 The schema is in docs/flashing.md.
 """
@@ -35,7 +36,16 @@ _ESP32_INPUT_ONLY = (34, 35, 36, 37, 38, 39)
 PORTS = {
     "rp2": (("armv6m", "armv7emsp"), (0, 1), 8388),  # RP2040 WDT counts at most 8.388 s
     "esp32": (("xtensawin", "rv32imc"), (1, 2), 60000),  # UART0 is the console
+    # MicroPython's qemu port on the Arm MPS2 AN385 (Cortex-M3) that QEMU emulates: CMSDK
+    # APB UART1 (0x40005000) and UART2 (0x40006000), UART0 is the REPL; the CMSDK watchdog
+    # (0x40008000). firmware/drivers/mps2.py drives them.
+    "qemu": (("armv7m",), (1, 2), 60000),
 }
+
+# Ports whose UARTs are wired to the host (QEMU -serial), not to pins: a bus there names its
+# UART only, there is no GPIO for an LED or extra pins, and the frame is the CMSDK UART's 8N1.
+PINLESS = ("qemu",)
+_PINLESS_BUS = ("uart", "parity", "stop")
 
 _TOP = ("board", "port", "arch", "buses", "watchdog_ms", "led", "storage", "inputs", "outputs", "channel")
 _BUS = ("uart", "tx", "rx", "de", "de_active_low", "parity", "stop", "txbuf", "rxbuf")
@@ -113,13 +123,34 @@ def _allowed(pins):
     return "allowed: " + ", ".join([str(p) for p in pins])
 
 
+def _pinless_bus(src, path, port, uart):
+    for k in src:
+        if k[:1] != "_" and k not in _PINLESS_BUS:
+            if k in _BUS:
+                raise BoardConfigError(_join(path, k), "not on %s: its UARTs are wired to the host, "
+                                       "with no pins, direction line or buffer sizes to set" % port)
+            raise BoardConfigError(_join(path, k), "unknown field")
+    parity = src.get("parity", "none")
+    if parity != "none":
+        raise BoardConfigError(_join(path, "parity"), "the CMSDK UART on %s sends 8N1 only (got %r)"
+                               % (port, parity))
+    stop = src.get("stop", 1)
+    if type(stop) is not int or stop != 1:
+        raise BoardConfigError(_join(path, "stop"), "the CMSDK UART on %s sends 8N1 only (got %r)"
+                               % (port, stop))
+    return {"uart": uart, "parity": "none", "stop": 1}
+
+
 def _bus(src, path, port):
-    _obj(src, path, _BUS)
+    _obj(src, path)
     uart_ids = PORTS[port][1]
     uart = _req(src, path, "uart")
     if type(uart) is not int or uart not in uart_ids:
         raise BoardConfigError(_join(path, "uart"), "must be one of %s on %s (got %r)"
                                % (", ".join([str(u) for u in uart_ids]), port, uart))
+    if port in PINLESS:
+        return _pinless_bus(src, path, port, uart)
+    _obj(src, path, _BUS)
     tx = _gpio(_req(src, path, "tx"), _join(path, "tx"), port, True)
     rx = _gpio(_req(src, path, "rx"), _join(path, "rx"), port, False)
     if port == "rp2":
@@ -195,7 +226,7 @@ def _no_shared_pins(cfg):
     for name in BUS_NAMES:
         bus = cfg["buses"][name]
         for role in ("tx", "rx", "de"):
-            use(bus[role], "buses.%s.%s" % (name, role))
+            use(bus.get(role), "buses.%s.%s" % (name, role))
     uarts = {}
     for name in BUS_NAMES:
         u = cfg["buses"][name]["uart"]
@@ -208,6 +239,17 @@ def _no_shared_pins(cfg):
     for group in ("inputs", "outputs"):
         for name in cfg[group]:
             use(cfg[group][name]["pin"], "%s.%s.pin" % (group, name))
+
+
+def _no_gpio(raw, port):
+    why = "the %s board has no GPIO (leave it out)" % port
+    if raw.get("led") is not None:
+        raise BoardConfigError("led", why)
+    for group in ("inputs", "outputs"):
+        pins = _obj(raw.get(group, {}), group)
+        for name in pins:
+            if name[:1] != "_":
+                raise BoardConfigError(_join(group, name), why)
 
 
 def validate(raw):
@@ -227,6 +269,8 @@ def validate(raw):
     cfg["buses"] = {}
     for name in BUS_NAMES:
         cfg["buses"][name] = _bus(_req(buses, "buses", name), "buses." + name, port)
+    if port in PINLESS:
+        _no_gpio(raw, port)
     led = raw.get("led")
     cfg["led"] = None if led is None else _led(led, "led", port)
     cfg["storage"] = _storage(raw.get("storage", {}), "storage")

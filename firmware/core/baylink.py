@@ -82,6 +82,7 @@ class BayLink:
             if co.ok:
                 b.adopt(co.values)
                 self.booted = 1
+                self.due = now_ms  # the first sensor read goes out now
             co.release()
             got = True
         if read_done:
@@ -148,6 +149,9 @@ class BayLink:
         if self.booted == 0:
             if self._co is None:
                 self._co = bus.read(self.unit, fb.FC_READ_COILS, 0, rm.BAY_COIL_COUNT)
+                # A failed read is asked again an idle cycle later, not at once: with ``due``
+                # left behind, a module silent since boot had every tick ask for the next at once.
+                self.due = ticks_add(now_ms, self.idle_ms)
             return
         self._di = bus.read(self.unit, fb.FC_READ_DISCRETE_INPUTS, 0, rm.BAY_DI_COUNT)
         if self._di is None:

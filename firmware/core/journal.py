@@ -175,7 +175,9 @@ def _plain(v, depth=0):
     if v is None or t is bool or t is int or t is str:
         return True
     if t is float:
-        return -1e300 < v < 1e300  # also false for nan
+        # Finite: inf - inf and nan - nan are nan. No big literal bound: 1e300 is inf in
+        # single precision, and an image with the firmware frozen cannot hold it at all.
+        return v - v == 0.0
     if (t is list or t is tuple) and not depth:
         for x in v:
             if not _plain(x, 1):

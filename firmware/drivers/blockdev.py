@@ -125,13 +125,17 @@ class RamBlockDev(_CutBlockDev):
     def __init__(self, block_size=512, block_count=64, image=None):
         super().__init__(block_size, block_count)
         n = block_size * block_count
+        if image is not None and len(image) != n:
+            raise ValueError("image is %d bytes, expected %d" % (len(image), n))
+        # One allocation of the medium's size, filled in place: building it from a
+        # temporary ``bytes`` of the same size needed twice that in one heap run.
+        self._data = bytearray(n)
+        self._mv = mv = memoryview(self._data)
         if image is None:
-            self._data = bytearray(bytes([_ERASED]) * n)
+            for a in range(0, n, block_size):
+                mv[a : a + block_size] = self._blank
         else:
-            if len(image) != n:
-                raise ValueError("image is %d bytes, expected %d" % (len(image), n))
-            self._data = bytearray(image)
-        self._mv = memoryview(self._data)
+            mv[:] = image
 
     def image(self):
         return bytes(self._data)

@@ -1,9 +1,10 @@
 """HAL on MicroPython's ``machine``: RS-485 UARTs, pins, watchdog, status LED, flash storage.
 
-Only this driver imports ``machine``. Tests put a fake ``machine`` in ``sys.modules``
-before importing it. ``open_board(board_cfg, station_cfg)`` builds everything a
-board config (firmware/boards/*.json) describes; the watchdog is started separately
-because a started ``machine.WDT`` can never be stopped.
+Only this driver and ``mps2`` (the qemu board, which ``open_board`` hands over to) import
+``machine``. Tests put a fake ``machine`` in ``sys.modules`` before importing it.
+``open_board(board_cfg, station_cfg)`` builds everything a board config
+(firmware/boards/*.json) describes; the watchdog is started separately because a started
+``machine.WDT`` can never be stopped.
 """
 
 import machine
@@ -268,20 +269,27 @@ class Board:
     def minute_of_day(self, localtime=None):
         """Local minutes since midnight from the RTC, or None while it was never set
         (mpremote sets it on connect, NTP on a networked esp32; a fresh board counts
-        from 2000 or 2021)."""
+        from 2000 or 2021) or when the port has no RTC (the qemu port's ``time`` has no
+        ``localtime``)."""
         if localtime is None:
             import time
 
-            localtime = time.localtime
+            localtime = getattr(time, "localtime", None)
+            if localtime is None:
+                return None
         t = localtime()
         if t[0] < 2024:
             return None
         return t[3] * 60 + t[4]
 
+    def _new_watchdog(self, timeout_ms):
+        return MachineWatchdog(timeout_ms)
+
     def start_watchdog(self):
-        """Start ``machine.WDT`` with the board's timeout. Call once setup has succeeded."""
+        """Start the board's watchdog (``machine.WDT``) with its timeout. Call once setup
+        has succeeded."""
         if self.watchdog is None:
-            self.watchdog = MachineWatchdog(self.cfg["watchdog_ms"])
+            self.watchdog = self._new_watchdog(self.cfg["watchdog_ms"])
             if self.watchdog_gate is not None:
                 self.watchdog_gate.wdt = self.watchdog
         return self.watchdog
@@ -314,12 +322,20 @@ def open_storage(root):
     return VfsStorage(root)
 
 
-def open_board(cfg, station_cfg, storage_factory=open_storage, clock_us=ticks_us):
+def open_board(cfg, station_cfg, storage_factory=None, clock_us=ticks_us):
     """Open the UARTs, pins and storage of a validated board config.
 
     Baud rates come from the station config (``buses.<name>.baudrate``): the line speed
     is agreed with the chargers and the bay I/O module, the pins are this board's.
+    ``storage_factory(root)`` gives the journal's Storage (default: the port's flash).
+    The qemu board (no ``machine.UART``/``Pin``/``WDT``) is opened by ``drivers/mps2.py``.
     """
+    if cfg["port"] == "qemu":
+        from firmware.drivers import mps2
+
+        return mps2.open_board(cfg, station_cfg, storage_factory, clock_us)
+    if storage_factory is None:
+        storage_factory = open_storage
     buses = {}
     for name in cfg["buses"]:
         buses[name] = open_bus(cfg["buses"][name], station_cfg["buses"][name]["baudrate"], clock_us)

@@ -11,18 +11,30 @@ talks to the CMSDK APB peripherals through ``machine.mem32``, polled and non-blo
   half the timeout; a feed reloads it.
 
 There are no GPIO pins or RS-485 direction pins on this board: it carries the station's
-buses on UART1/UART2 to a host pty (``-serial pty``).
+buses on UART1/UART2 to a host pty (``-serial pty``). ``open_board`` opens a validated
+``boards/qemu-mps2-an385.json`` (``drivers/board.py``'s ``open_board`` hands it over here).
+
+Flash: the port mounts no filesystem but its ROMFS at ``/rom``. ``mount_flash`` puts
+LittleFS on 1 MiB of the board's PSRAM at 0x21800000 (outside the heap; the ROMFS image is
+loaded at 0x21000000, the test harness's ``/tmp`` is at 0x21400000) and mounts it at ``/``,
+as rp2 and esp32 have theirs. It survives the watchdog's reset (QEMU keeps RAM across a
+system reset), not a new QEMU process.
 """
 
 import machine
 
 from firmware.compat import const, ticks_diff, ticks_ms, ticks_us
+from firmware.drivers.board import Board, ensure_dir
 from firmware.hal import SerialPort, Watchdog
 
 UART1_BASE = const(0x40005000)
 UART2_BASE = const(0x40006000)
 WDOG_BASE = const(0x40008000)
 APB_CLOCK_HZ = const(25000000)  # the board's 25 MHz peripheral clock
+FLASH_ADDR = const(0x21800000)
+FLASH_BLOCK = const(4096)
+FLASH_BLOCKS = const(256)
+UART_BASES = {1: UART1_BASE, 2: UART2_BASE}  # board.json "uart" -> registers
 
 _DATA = const(0x0)
 _STATE = const(0x4)
@@ -133,3 +145,85 @@ class CmsdkWatchdog(Watchdog):
         m[self._base + _WD_INTCLR] = 1  # clears the first count-down and reloads
         m[self._base + _WD_LOCK] = 0
         self.last_feed = ticks_ms()
+
+
+class PsramDisk:
+    """A LittleFS block device (extended protocol) on board memory outside the heap."""
+
+    def __init__(self, addr=FLASH_ADDR, block_size=FLASH_BLOCK, blocks=FLASH_BLOCKS):
+        import uctypes
+
+        self.block_size = block_size
+        self.blocks = blocks
+        self._mv = memoryview(uctypes.bytearray_at(addr, block_size * blocks))
+
+    def readblocks(self, block, buf, offset=0):
+        a = block * self.block_size + offset
+        buf[:] = self._mv[a : a + len(buf)]
+
+    def writeblocks(self, block, buf, offset=0):
+        a = block * self.block_size + offset
+        self._mv[a : a + len(buf)] = buf
+
+    def ioctl(self, op, arg):
+        if op == 4:  # block count
+            return self.blocks
+        if op == 5:  # block size
+            return self.block_size
+        return 0  # init, deinit, sync; erase: RAM needs none
+
+
+def mount_flash(disk=None, at="/"):
+    """Mount the board's LittleFS at ``at``, formatting it first if it holds none (a fresh
+    QEMU process starts with blank memory), as a port's first boot does."""
+    import vfs
+
+    if disk is None:
+        disk = PsramDisk()
+    lfs = getattr(vfs, "VfsLfs2")  # noqa: B009 - the port stubs make it an abstract block device
+    try:
+        fs = lfs(disk)
+    except OSError:
+        lfs.mkfs(disk)
+        fs = lfs(disk)
+    vfs.mount(fs, at)
+    return fs
+
+
+def open_storage(root):
+    """The journal's folder on the board's flash, mounted first if nothing is at ``/``."""
+    from firmware.drivers.vfs_storage import VfsStorage
+
+    try:
+        ensure_dir(root)
+    except OSError:  # ENODEV: no filesystem there yet
+        mount_flash()
+        ensure_dir(root)
+    return VfsStorage(root)
+
+
+class Mps2Board(Board):
+    """The qemu board: CMSDK UARTs as the station's buses, the CMSDK watchdog; no pins,
+    no LED, no RTC (``minute_of_day`` is None: no time-of-use)."""
+
+    def __init__(self, cfg, buses, storage, mem=None):
+        Board.__init__(self, cfg, buses, {}, {}, None, storage)
+        self._mem = mem
+
+    def _new_watchdog(self, timeout_ms):
+        return CmsdkWatchdog(timeout_ms, self._mem)
+
+
+def open_board(cfg, station_cfg, storage_factory=None, clock_us=ticks_us, mem=None):
+    """Open a validated qemu board config: each bus's CMSDK UART at the station's baud rate,
+    then the storage (default: ``open_storage``, the board's flash)."""
+    from firmware.boards.board_config import frame_bits
+
+    buses = {}
+    for name in cfg["buses"]:
+        bus = cfg["buses"][name]
+        buses[name] = CmsdkUart(UART_BASES[bus["uart"]], station_cfg["buses"][name]["baudrate"],
+                                frame_bits(bus), mem, clock_us)
+    if storage_factory is None:
+        storage_factory = open_storage
+    return Mps2Board(cfg, buses, storage_factory(cfg["storage"]["root"]), mem)

@@ -4,7 +4,8 @@ The firmware meets a 32-bit interpreter there, as on a board: single-precision f
 (``MICROPY_FLOAT_IMPL=float``, as rp2 and esp32 builds use), 31-bit small ints and a
 heap the size of a microcontroller's. The build follows docs of
 ``../shared/micropython/README.md``: the port's Makefile with LittleFS2, no frozen
-modules, no btree and the ``usermod/timens`` user C module (LittleFS file timestamps).
+modules (``frozen=`` freezes given packages, e.g. the firmware), no btree and the
+``usermod/timens`` user C module (LittleFS file timestamps).
 
 Builds are cached under ``~/.cache/swapstation/qemu/<key>/firmware.elf``
 (``SWAPSTATION_QEMU_CACHE`` moves it). The key hashes every input: the source tarball's
@@ -86,13 +87,14 @@ def cache_root(cache: str | os.PathLike[str] | None = None) -> Path:
     return Path(cache)
 
 
-def make_args(heap_size: int = DEFAULT_HEAP, usermod: str = "USERMOD") -> list[str]:
-    """Arguments of ``make -C ports/qemu``; ``usermod`` is the user C module folder."""
+def make_args(heap_size: int = DEFAULT_HEAP, usermod: str = "USERMOD", manifest: str = "") -> list[str]:
+    """Arguments of ``make -C ports/qemu``; ``usermod`` is the user C module folder,
+    ``manifest`` a frozen-module manifest.py (none by default; ``MANIFEST`` in a key)."""
     if heap_size < 16 * 1024 or heap_size % 1024:
         raise QemuBuildError(f"heap size must be a whole number of KiB, at least 16 KiB (got {heap_size})")
     return [
         f"BOARD={BOARD}",
-        "FROZEN_MANIFEST=",
+        f"FROZEN_MANIFEST={manifest}",
         "MICROPY_PY_BTREE=0",
         "GIT_SUBMODULES=",
         "MICROPY_VFS_LFS2=1",
@@ -117,9 +119,11 @@ def usermod_files(usermod: Path) -> dict[str, bytes]:
     }
 
 
-def cache_key(tarball_sha256: str, args: Sequence[str], usermods: dict[str, bytes]) -> str:
-    """Hash of everything the image is built from. The usermod path inside ``args`` is
-    a placeholder, so moving the source folder keeps the key."""
+def cache_key(tarball_sha256: str, args: Sequence[str], usermods: dict[str, bytes],
+              frozen: dict[str, bytes] | None = None) -> str:
+    """Hash of everything the image is built from. The usermod and manifest paths inside
+    ``args`` are placeholders, so moving the source folder keeps the key; ``frozen`` (the
+    files frozen into the image) counts by content."""
     h = hashlib.sha256()
     h.update(f"swapstation-qemu {KEY_VERSION}\n".encode())
     h.update(f"tarball {tarball_sha256}\n".encode())
@@ -127,7 +131,18 @@ def cache_key(tarball_sha256: str, args: Sequence[str], usermods: dict[str, byte
         h.update(f"arg {a}\n".encode())
     for name in sorted(usermods):
         h.update(f"file {name} {hashlib.sha256(usermods[name]).hexdigest()}\n".encode())
+    for name in sorted(frozen or {}):
+        h.update(f"frozen {name} {hashlib.sha256((frozen or {})[name]).hexdigest()}\n".encode())
     return h.hexdigest()[:24]
+
+
+def firmware_package(root: Path = ROOT) -> dict[str, bytes]:
+    """``firmware/**.py`` as the frozen-image build takes it: image path -> source."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted((root / "firmware").rglob("*.py"))
+        if "__pycache__" not in p.parts
+    }
 
 
 def is_root() -> bool:
@@ -178,6 +193,20 @@ def ensure_packages(
     return list(missing)
 
 
+def _write_frozen(folder: Path, frozen: dict[str, bytes]) -> Path:
+    """The files under ``folder`` and a manifest.py freezing each top-level package there."""
+    tops = set()
+    for name, data in frozen.items():
+        if "/" not in name or not name.endswith(".py"):
+            raise QemuBuildError(f"frozen file {name!r}: expected a .py file inside a package folder")
+        tops.add(name.split("/", 1)[0])
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    manifest = folder / "manifest.py"
+    manifest.write_text("".join(f"package({top!r}, base_path={str(folder)!r})\n" for top in sorted(tops)))
+    return manifest
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """One build per key at a time (pytest-xdist workers, two engineers)."""
@@ -193,15 +222,23 @@ def _locked(path: Path) -> Iterator[None]:
 def firmware_elf(
     heap_size: int = DEFAULT_HEAP,
     *,
+    frozen: dict[str, bytes] | None = None,
     src: str | os.PathLike[str] | None = None,
     cache: str | os.PathLike[str] | None = None,
     jobs: int = 2,
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """The firmware.elf for these inputs: from the cache, or built into it first."""
+    """The firmware.elf for these inputs: from the cache, or built into it first.
+
+    ``frozen`` (image path -> source, e.g. :func:`firmware_package`) is frozen into the image
+    as packages (``package()`` of each top folder in a manifest.py): imported without any
+    filesystem, its bytecode in flash. The build then also makes the tarball's mpy-cross."""
     tarball = tarball_path(src)
     usermod = usermod_dir(src)
-    key = cache_key(_sha256(tarball), make_args(heap_size), usermod_files(usermod))
+    key_args = make_args(heap_size, manifest="MANIFEST" if frozen else "")
+    if frozen:
+        key_args.append("MPY_LIB_DIR=EMPTY")
+    key = cache_key(_sha256(tarball), key_args, usermod_files(usermod), frozen)
     out_dir = cache_root(cache) / key
     elf = out_dir / "firmware.elf"
     if elf.is_file():
@@ -227,7 +264,19 @@ def firmware_elf(
                 raise QemuBuildError(f"{tarball} has no micropython/ports/qemu/Makefile")
             mods = work / "usermod"
             shutil.copytree(usermod, mods)
-            cmd = ["make", "-C", str(tree / "ports" / "qemu"), f"-j{jobs}", *make_args(heap_size, str(mods))]
+            manifest = ""
+            if frozen:
+                manifest = str(_write_frozen(work / "frozen", frozen))
+            args = make_args(heap_size, str(mods), manifest)
+            if frozen:
+                # The frozen-content rule insists on the micropython-lib submodule (a README.md
+                # in MPY_LIB_DIR) even when the manifest requires nothing from it; the tarball
+                # has no submodules, so it gets an empty stand-in.
+                lib = work / "no-micropython-lib"
+                lib.mkdir()
+                (lib / "README.md").write_text("empty: the frozen manifest uses no micropython-lib package\n")
+                args.append(f"MPY_LIB_DIR={lib}")
+            cmd = ["make", "-C", str(tree / "ports" / "qemu"), f"-j{jobs}", *args]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
             built = tree / "ports" / "qemu" / f"build-{BOARD}" / "firmware.elf"
             if proc.returncode != 0 or not built.is_file():
@@ -238,7 +287,9 @@ def firmware_elf(
             staging = work / "out"
             staging.mkdir()
             shutil.copy2(built, staging / "firmware.elf")
-            (staging / "make-args.txt").write_text("\n".join(make_args(heap_size)) + "\n")
+            (staging / "make-args.txt").write_text("\n".join(key_args) + "\n")
+            if frozen:
+                (staging / "frozen.txt").write_text("".join(f"{name}\n" for name in sorted(frozen)))
             if out_dir.exists():
                 shutil.rmtree(out_dir)
             staging.rename(out_dir)

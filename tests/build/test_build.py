@@ -192,20 +192,36 @@ def test_station_config_missing(capsys, tmp_path) -> None:
     assert not (tmp_path / "img").exists()
 
 
-def test_bad_board_config(capsys, tmp_path) -> None:
-    board = json.loads((build.ROOT / "firmware" / "boards" / "pico.json").read_text())
-    board["buses"]["chargers"]["tx"] = 3
+@pytest.mark.parametrize(
+    "name, bus, field, value, message",
+    [
+        ("pico", "chargers", "tx", 3, "buses.chargers.tx: GPIO3 cannot be UART0 TX on rp2"),
+        # a direction pin, as on a Pico: the emulated board's UARTs go to the host
+        ("qemu-mps2-an385", "bay_io", "de", 6, "buses.bay_io.de: not on qemu: its UARTs are wired to the host"),
+    ],
+)
+def test_bad_board_config(capsys, tmp_path, name, bus, field, value, message) -> None:
+    board = json.loads((build.ROOT / "firmware" / "boards" / f"{name}.json").read_text())
+    board["buses"][bus][field] = value
     p = tmp_path / "myboard.json"
     p.write_text(json.dumps(board))
     code, _, err = _cli(capsys, "--board", str(p), "--out", str(tmp_path / "img"))
     assert code == 2
-    assert "buses.chargers.tx: GPIO3 cannot be UART0 TX on rp2" in err
+    assert f"board config {message}" in err
     assert not (tmp_path / "img").exists()
+
+
+def test_the_qemu_board_builds(tmp_path, source_tree) -> None:
+    m = build.build_image(tmp_path / "img", "qemu-mps2-an385", root=source_tree)
+    assert (m["target"]["board"], m["target"]["port"], m["target"]["arch"]) == ("qemu-mps2-an385", "qemu", "armv7m")
+    assert m["board_config"]["buses"]["chargers"] == {"uart": 1, "parity": "none", "stop": 1}
+    assert "firmware/drivers/mps2.mpy" in m["files"]
 
 
 def test_unknown_board(capsys, tmp_path) -> None:
     code, _, err = _cli(capsys, "--board", "arduino", "--out", str(tmp_path / "img"))
     assert code == 2 and "no such board" in err and "pico" in err and "esp32-devkitc" in err
+    assert "qemu-mps2-an385" in err
 
 
 @pytest.mark.parametrize(

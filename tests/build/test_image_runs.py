@@ -41,10 +41,14 @@ if m["target"]["port"] != "unix":
     fakemachine.install()
     import main  # the image's main.py, as the board runs it (here without __name__ == "__main__")
     from firmware.drivers import board as board_driver
+    from firmware.drivers.vfs_storage import VfsStorage
+    import os
     calls = []
-    board_driver.open_storage = lambda root: calls.append(root)
+    os.mkdir("data")  # in the test's folder: the board's /data is not the host's
+    board_driver.open_storage = lambda root: calls.append(root) or VfsStorage("data")
     manifest, board, station = main.start(IMAGE + "/")
     print("start", station.state(), manifest["image_sha256"])
+    print("storage", calls)
     uarts = [o for o in fakemachine.created if isinstance(o, fakemachine.UARTNoTxdone)]
     print("uarts", [u.id for u in uarts], [u.kw["baudrate"] for u in uarts])
 """
@@ -82,6 +86,7 @@ def test_image_loads_and_starts(
     assert out["image"] == m["image_sha256"]
     if board != "unix":
         assert out["start"] == "boot " + m["image_sha256"]
+        assert out["storage"] == "['/data']"  # the board's folder, asked of the (stand-in) flash
         assert json.loads(out["uarts"].split("] ")[0] + "]") == [
             m["board_config"]["buses"][b]["uart"] for b in ("chargers", "bay_io")
         ]

@@ -113,3 +113,19 @@ def test_nothing_missing_installs_nothing() -> None:
         assert q.ensure_packages(which=which, root=lambda: False, run=run) == []
     else:
         assert q.missing_packages(which) == ["libnewlib-arm-none-eabi"]
+
+
+def test_frozen_files_count_in_the_key_by_content_and_get_a_manifest(tmp_path: Path) -> None:
+    fw = {"firmware/__init__.py": b"", "firmware/core/a.py": b"x = 1\n"}
+    frozen_args = q.make_args(128 * 1024, manifest="MANIFEST")
+    assert "FROZEN_MANIFEST=MANIFEST" in frozen_args and "FROZEN_MANIFEST=" in q.make_args()
+    key = q.cache_key("a" * 64, frozen_args, MODS, fw)
+    assert key != q.cache_key("a" * 64, ARGS, MODS)  # frozen or not
+    assert key != q.cache_key("a" * 64, frozen_args, MODS, {**fw, "firmware/core/a.py": b"x = 2\n"})
+    assert q.cache_key("a" * 64, ARGS, MODS, None) == q.cache_key("a" * 64, ARGS, MODS)  # old keys hold
+    manifest = q._write_frozen(tmp_path / "frozen", fw)
+    assert manifest.read_text() == f"package('firmware', base_path={str(tmp_path / 'frozen')!r})\n"
+    assert (tmp_path / "frozen" / "firmware" / "core" / "a.py").read_bytes() == b"x = 1\n"
+    with pytest.raises(q.QemuBuildError, match="inside a package folder"):
+        q._write_frozen(tmp_path / "bad", {"main.py": b""})
+    assert "firmware/drivers/mps2.py" in q.firmware_package() and "firmware/main.py" in q.firmware_package()

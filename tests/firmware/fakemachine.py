@@ -11,6 +11,26 @@ created = []  # every object the driver made, in order
 
 def reset():
     created.clear()
+    mem32.regs.clear()
+    mem32.writes.clear()
+
+
+class Mem:
+    """``machine.mem32``: a register file (an unwritten register reads 0) and every write."""
+
+    def __init__(self):
+        self.regs = {}
+        self.writes = []
+
+    def __getitem__(self, addr):
+        return self.regs.get(addr, 0)
+
+    def __setitem__(self, addr, value):
+        self.regs[addr] = value
+        self.writes.append((addr, value))
+
+
+mem32 = Mem()
 
 
 class Pin:
@@ -96,21 +116,25 @@ class WDT:
 
 
 def install():
-    """Import firmware.drivers.board against this fake; the real ``machine`` (the unix
-    port has one) is restored in sys.modules afterwards, the driver keeps the fake."""
+    """Import firmware.drivers.board (and mps2, the qemu board's driver it hands over to)
+    against this fake; the real ``machine`` (the unix port has one, whose mem32 is real
+    memory) is restored in sys.modules afterwards, the drivers keep the fake."""
     me = sys.modules[__name__]
     old = sys.modules.get("machine")
     sys.modules["machine"] = me
     try:
-        if "firmware.drivers.board" in sys.modules:
-            del sys.modules["firmware.drivers.board"]
+        for name in ("firmware.drivers.board", "firmware.drivers.mps2"):
+            if name in sys.modules:
+                del sys.modules[name]
         # Not `from firmware.drivers import board`: MicroPython would hand back the package's
         # attribute, the module already imported against another machine.
         __import__("firmware.drivers.board")
         board = sys.modules["firmware.drivers.board"]
+        __import__("firmware.drivers.mps2")
+        mps2 = sys.modules["firmware.drivers.mps2"]
 
-        if board.machine is not me:
-            raise AssertionError("board driver did not pick up the fake machine")
+        if board.machine is not me or mps2.machine is not me:
+            raise AssertionError("board drivers did not pick up the fake machine")
         return board
     finally:
         if old is None:

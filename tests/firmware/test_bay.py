@@ -7,6 +7,8 @@ from firmware.core import bay as B
 from firmware.core import safety as sf
 from firmware.proto import regmap as rm
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 _LIMIT = 400000  # ms of virtual time any one scenario may take
 
 

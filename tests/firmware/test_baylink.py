@@ -7,6 +7,8 @@ from station import Station
 from firmware.core import bay as B
 from firmware.proto import regmap as rm
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 FC_WRITE_COILS = 15
 
 

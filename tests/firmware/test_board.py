@@ -5,6 +5,8 @@ import fakemachine
 from firmware.boards import board_config
 from firmware.compat import ticks_add, ticks_diff, ticks_max
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 board = fakemachine.install()
 
 BAUD = 19200
@@ -261,7 +263,43 @@ def test_board_json_files_are_valid():
     esp = board_config.load("firmware/boards/esp32-devkitc.json")
     assert esp["port"] == "esp32" and esp["arch"] == "xtensawin"
     assert esp["buses"]["bay_io"]["uart"] == 2
+    qemu = _qemu()
+    assert qemu["port"] == "qemu" and qemu["arch"] == "armv7m" and qemu["led"] is None
+    assert qemu["buses"] == {"chargers": {"uart": 1, "parity": "none", "stop": 1},
+                             "bay_io": {"uart": 2, "parity": "none", "stop": 1}}
+    assert board_config.frame_bits(qemu["buses"]["chargers"]) == 10
     assert board_config.frame_bits(pico["buses"]["chargers"]) == 11
+
+
+def _qemu():
+    return board_config.load("firmware/boards/qemu-mps2-an385.json")
+
+
+def test_the_qemu_board_opens_its_cmsdk_uarts_and_watchdog():
+    fakemachine.reset()
+    regs = fakemachine.mem32.regs
+    stores = []
+    b = board.open_board(_qemu(), _station(), lambda root: stores.append(root) or "store")
+    # chargers on UART1 (0x40005000) at 115200, bay_io on UART2 (0x40006000) at 9600: BAUDDIV
+    # is the 25 MHz APB clock over the baud rate, CTRL enables TX and RX.
+    assert regs[0x40005010] == 25000000 // 115200 and regs[0x40005008] == 3
+    assert regs[0x40006010] == 25000000 // 9600 and regs[0x40006008] == 3
+    assert b.buses["chargers"].char_us == board.char_time_us(115200, 10)  # 8N1
+    assert b.buses["bay_io"].baudrate == 9600
+    assert b.storage == "store" and stores == ["/data"]
+    assert b.led is None and b.inputs == {} and b.outputs == {}
+    assert b.watchdog is None and not [a for a, _ in fakemachine.mem32.writes if a >= 0x40008000]
+    w = b.start_watchdog()
+    assert b.start_watchdog() is w and w.timeout_ms == 5000
+    assert regs[0x40008000] == 5000 * 12500 and regs[0x40008008] == 3  # LOAD: two count-downs
+    assert regs[0x40008C00] == 0  # locked again
+    n = len(fakemachine.mem32.writes)
+    b.watchdog_gate.feed()
+    assert fakemachine.mem32.writes[n:] == [(0x40008C00, 0x1ACCE551), (0x4000800C, 1), (0x40008C00, 0)]
+    assert [o for o in fakemachine.created if isinstance(o, (fakemachine.WDT, fakemachine.Pin))] == []
+    assert b.buses["chargers"].write(b"\x01\x03") == 2 and regs[0x40005000] == 3  # DATA
+    b.close()
+    assert regs[0x40005008] == 0 and regs[0x40006008] == 0
 
 
 def test_ensure_dir_creates_the_storage_folder():

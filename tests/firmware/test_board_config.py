@@ -7,6 +7,8 @@ from fwtest import raises
 from firmware.boards import board_config
 from firmware.boards.board_config import BoardConfigError
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 
 def _pico():
     return {
@@ -23,6 +25,11 @@ def _esp32():
         "buses": {"chargers": {"uart": 1, "tx": 25, "rx": 26, "de": 27},
                   "bay_io": {"uart": 2, "tx": 32, "rx": 33, "de": 13}},
     }
+
+
+def _qemu():
+    with open("firmware/boards/qemu-mps2-an385.json") as f:
+        return json.loads(f.read())
 
 
 def _bad(cfg, mutate, path, reason_part):
@@ -63,7 +70,7 @@ def test_unknown_and_missing_fields():
 
 
 def test_port_and_arch():
-    _bad(_pico(), lambda c: c.update({"port": "stm32"}), "port", "must be one of esp32, rp2")
+    _bad(_pico(), lambda c: c.update({"port": "stm32"}), "port", "must be one of esp32, qemu, rp2")
     _bad(_pico(), lambda c: c.update({"arch": "xtensawin"}), "arch", "must be one of armv6m, armv7emsp")
 
 
@@ -126,6 +133,28 @@ def test_led_and_named_pins():
          "outputs.horn.pull", "unknown field")
     _bad(_pico(), lambda c: c.update({"inputs": {"a": {"pin": 15}}, "outputs": {"b": {"pin": 15}}}),
          "outputs.b.pin", "GPIO15 is already used by inputs.a.pin")
+
+
+def test_the_qemu_board_names_uarts_and_nothing_else():
+    cfg = board_config.validate(_qemu())
+    assert cfg["buses"]["chargers"] == {"uart": 1, "parity": "none", "stop": 1}
+    assert cfg["watchdog_ms"] == 5000 and cfg["led"] is None and cfg["storage"] == {"root": "/data"}
+    _bad(_qemu(), lambda c: c["buses"]["chargers"].update({"uart": 0}), "buses.chargers.uart",
+         "must be one of 1, 2 on qemu (got 0)")  # UART0 is the REPL
+    _bad(_qemu(), lambda c: c["buses"]["bay_io"].update({"uart": 1}), "buses.bay_io.uart",
+         "UART1 is already used by buses.chargers")
+    e = _bad(_qemu(), lambda c: c["buses"]["chargers"].update({"tx": 0}), "buses.chargers.tx", "not on qemu")
+    assert "no pins" in str(e)
+    _bad(_qemu(), lambda c: c["buses"]["bay_io"].update({"rxbuf": 512}), "buses.bay_io.rxbuf", "not on qemu")
+    _bad(_qemu(), lambda c: c["buses"]["bay_io"].update({"baud": 9600}), "buses.bay_io.baud", "unknown field")
+    _bad(_qemu(), lambda c: c["buses"]["chargers"].update({"parity": "even"}), "buses.chargers.parity",
+         "sends 8N1 only (got 'even')")
+    _bad(_qemu(), lambda c: c["buses"]["chargers"].update({"stop": 2}), "buses.chargers.stop", "8N1 only")
+    _bad(_qemu(), lambda c: c.update({"led": {"pin": 2}}), "led", "the qemu board has no GPIO")
+    _bad(_qemu(), lambda c: c.update({"inputs": {"estop_ok": {"pin": 3}}}), "inputs.estop_ok", "no GPIO")
+    _bad(_qemu(), lambda c: c.update({"arch": "armv6m"}), "arch", "must be one of armv7m")
+    _bad(_qemu(), lambda c: c.update({"watchdog_ms": 61000}), "watchdog_ms", "must be 500..60000")
+    _bad(_qemu(), lambda c: c["buses"].pop("bay_io"), "buses.bay_io", "required")
 
 
 def test_text_and_file_errors():

@@ -1,6 +1,8 @@
 from firmware.compat import const, ticks_add, ticks_diff, ticks_max
 from firmware.drivers.mem import ManualClock, MemSerialPort, MemWatchdog
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 _LIMIT = const(125)
 
 

@@ -9,6 +9,8 @@ from firmware import main
 from firmware.boards import board_config, image
 from firmware.compat import ticks_add, ticks_max
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 board = fakemachine.install()
 
 with open("firmware/boards/pico.json", "rb") as _f:
@@ -65,6 +67,35 @@ def test_refuses_without_a_manifest():
         assert "no manifest.json" in str(e)
         assert _wdts() == []
     finally:
+        b.done()
+
+
+def test_start_keeps_only_the_manifest_fields_the_banner_and_a_channel_read():
+    # The file list (a SHA-256 per file) and the configs' copies stay on the flash: on the
+    # qemu board's 128 KB heap the built image could not start its station beside them.
+    import json
+
+    from firmware.drivers.vfs_storage import VfsStorage
+
+    fakemachine.reset()
+    b = Board()
+    stand_in = board.open_storage
+    try:
+        b.put("data/.keep", b"")
+        board.open_storage = lambda root: VfsStorage(b.dir + root)  # the board's /data, in b
+        write_image(b, {"board.json": PICO, "firmware/station.json": STATION})
+        m = json.loads(b.get(image.MANIFEST))
+        m.update({"firmware": {"version": "0.1.0", "revision": "f" * 40}, "image_sha256": "a" * 64,
+                  "station_id": "S1", "target": {"board": "pico"}, "test_drivers": False,
+                  "station_config": {"big": "x" * 200}, "board_config": {"board": "pico"}})
+        b.put(image.MANIFEST, json.dumps(m).encode())
+        manifest, brd, station = main.start(b.root)
+        assert sorted(manifest) == ["firmware", "format", "image_sha256", "station_id", "target",
+                                    "test_drivers"]
+        assert manifest["image_sha256"] == "a" * 64 and station.state() == "boot"
+        brd.close()
+    finally:
+        board.open_storage = stand_in
         b.done()
 
 

@@ -735,3 +735,16 @@ def test_local_time_drives_the_time_of_use_slowdown():
     clock[0] = None  # clock lost: no shaping, never a guess
     s.run(3000)
     assert not d.slowed
+
+
+def test_a_bay_module_silent_since_boot_is_asked_again_at_its_idle_pace_not_in_a_spin():
+    # Until the module's coils are read back once, each failed read was queued again at once
+    # and the tick asked to run again at once: a board whose bay module was unplugged at boot
+    # never slept (seen on the qemu board with silent lines: every tick returned 0).
+    s = Station()
+    s.plant.bay.offline = True
+    s.run(10000)
+    assert s.sup.ticks < 10000 // 20, s.sup.ticks  # the quiet controller's pace, not 1 per ms
+    assert "-1:boot" in s.sup.alarms
+    s.plant.bay.offline = False
+    assert s.run(2000, until=lambda st: st.sup.baylink.booted == 2)  # answered: read back soon

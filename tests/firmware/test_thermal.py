@@ -6,6 +6,8 @@ from firmware.compat import micropython_heap, ticks_add, ticks_max
 from firmware.core import config, thermal
 from firmware.core.thermal import CHARGER, NONE, OVER_TEMP, RISE, SMOKE, STORE, Thermal
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 
 def _cfg(**runaway):
     with open(config.default_path()) as f:
