@@ -105,11 +105,15 @@ class Rs485Uart(SerialPort):
     def settle(self, max_us):
         # The slave answers t3.5 after the request's last byte, while the main loop may not
         # poll again for a whole tick: wait here, for at most about the request's wire time.
+        # Also at most max_us looks (each takes well over 1 us on a board), so a clock that
+        # stands still, as a virtual one does between steps, cannot hang the loop.
         t0 = self._clock_us()
-        while not self.tx_done():
+        for _ in range(max_us):
+            if self.tx_done():
+                return True
             if ticks_diff(self._clock_us(), t0) >= max_us:
                 return False
-        return True
+        return False
 
     def readinto(self, buf):
         n = self._uart.any()

@@ -375,3 +375,11 @@ def test_a_late_first_look_releases_at_once():
     clock.advance(5 * CHAR_US)  # 3 bytes' wire time + 2 chars
     assert port.tx_done()
     assert de.value() == 0
+
+
+def test_settle_gives_up_under_a_clock_that_stands_still():
+    # A virtual clock does not move inside a wait: the wait must still end.
+    port, uart, de, clock = _port()
+    port.write(b"abc")
+    assert port.settle(5000) is False
+    assert de.value() == 1  # not released early: the next poll decides
