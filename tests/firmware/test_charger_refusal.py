@@ -6,6 +6,8 @@ from station import Station
 
 from firmware.proto import regmap as rm
 
+QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
+
 
 def _fast_packs(raw):
     # Chargers and packs that would take 120 kW: the 62.5 kW modules must be the limit.
