@@ -122,7 +122,7 @@ class Field:
             line = LineServer(name, port, devices, baudrate=baud, parity=self.parity, stopbits=self.stopbits)
             await line.start()
             self.lines[name] = line
-        self._last_step = time.monotonic()
+        self._last_step = self.clock()
         self._stepper = asyncio.get_running_loop().create_task(self._run_plant())
 
     async def _run_plant(self) -> None:
@@ -137,7 +137,7 @@ class Field:
 
     def advance(self) -> None:
         """Advance the plant and the bay mechanics to now (runs in the loop)."""
-        now = time.monotonic()
+        now = self.clock()
         dt = now - self._last_step
         self._last_step = now
         if dt <= 0:

@@ -235,19 +235,6 @@ class EmulatedField(Field):
         self.advance()
         self._stepper_alarm.schedule(int(self.step_s * 1e9))
 
-    def advance(self) -> None:
-        now = self.now()
-        dt = now - self._last_step
-        self._last_step = now
-        if dt <= 0:
-            return
-        self.plant.step(dt)
-        if self.bay is not None:
-            self.bay.advance(dt)
-        self.steps += 1
-        for fn in self.hooks:
-            fn(now)
-
     def detach(self, ran_s: float, off_s: float = 0.0) -> None:
         """The Pico is gone (power cut, stop) after ``ran_s`` of emulated time: the
         field's time goes on from there, and by ``off_s`` more."""
