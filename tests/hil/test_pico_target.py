@@ -163,9 +163,9 @@ def test_an_unfed_watchdog_resets_the_chip_and_main_py_runs_again(fresh_pico: Em
     assert pico.wait_resets(1, timeout=30), "the watchdog did not reset the chip"
     took = pico.emulated_s - e0
     files: dict[str, bytes] = {}
-    while time.monotonic() - t0 < 20:  # boot 2 writes its files soon after the console is up
+    while time.monotonic() - t0 < 60:  # boot 2 writes its files soon after the console is up
         files = read_flash(pico.flash_image())
-        if "/cause2" in files:
+        if files.get("/cause2"):  # written, not only opened: a dump can fall in between
             break
         time.sleep(0.05)
     assert files.get("/cause1") == b"1"  # machine.PWRON_RESET: the RESET pin
