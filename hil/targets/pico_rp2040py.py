@@ -1,4 +1,4 @@
-"""Work-arounds for two defects of rp2040py 0.3.6, the emulator under the pico target.
+"""Work-arounds for defects of rp2040py 0.3.6, the emulator under the pico target.
 
 Pinned to that one release: the patches replace or wrap private parts of its UART and
 USB-CDC models (``RPUART._interrupt_status``, ``USBCDC._out_endpoint``, the callbacks
@@ -20,6 +20,16 @@ the patch that is no longer needed and move the pin.
    held until the host queues a byte, then completed (a few bytes queued together go in
    one packet). ``time.sleep(10)`` then takes a fraction of a second of wall time.
 
+3. GIL starvation of every other thread. The engine thread runs 5 ms batches of native
+   code, then briefly drops the GIL in its event loop's ``select()``, every 5 ms. That
+   wakes a thread waiting for the GIL before its own 5 ms switch interval times out, so
+   it never asks for a forced switch, and the engine takes the GIL back first: the
+   waiting thread (the test waiting for the boot, a pty bridge) can starve for seconds
+   to minutes, at random and more often on an idle machine (measured: boots of 0.2 s
+   to over 100 s). :func:`shorten_switch_interval` sets the interpreter's switch
+   interval below the batch budget, so a waiter times out inside a batch and the
+   engine hands the GIL over at the batch's end. Process-wide, and only ever lowered.
+
 Not patched, only worked around on the host side: ``RPUART.baud_rate`` assumes clk_peri
 runs at 125 MHz, but MicroPython v1.28 (pico-sdk 2.2) runs it at 48 MHz, so 115200 baud
 reads as 299940. :func:`uart_char_ns` computes a character's wire time from the divisors
@@ -28,6 +38,7 @@ the firmware wrote, at 48 MHz.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +48,7 @@ INSTALL_HINT = ".venv/bin/pip install 'rp2040py[fs]==0.3.6' (the dev extra pins 
 _UARTDR = 0x0  # data register offset
 _UARTTXINTR = 1 << 5  # TXRIS / TXMIS / TXIC bit
 _RELEASE_DELAY_NS = 1_000  # a held OUT transfer completes 1 us after the host queues a byte
+SWITCH_INTERVAL_S = 0.001  # below rp2040py's 5 ms batch budget (work-around 3)
 CLK_PERI_HZ = 48_000_000  # what the RPI_PICO v1.28.0 image programs the UART divisors for
 
 
@@ -141,9 +153,16 @@ def uart_char_ns(uart: Any, default_baud: int = 115200) -> int:
     return int(bits * 1e9 / baud)
 
 
+def shorten_switch_interval() -> None:
+    """Work-around 3: lower the interpreter's GIL switch interval below the engine's batch."""
+    if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
 def apply(device: Any) -> None:
     """Check the version and patch a ``MicroPythonDevice`` before it starts."""
     check_version()
+    shorten_switch_interval()
     for uart in device.mcu.uart:
         patch_uart(uart)
     patch_cdc(device.cdc, device.simulator.clock)

@@ -10,6 +10,7 @@ fail with what to install or where to point: skips are for absent hardware only.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +66,20 @@ def test_idle_time_is_skipped_so_sleeping_costs_no_wall_time(pico: EmulatedPico)
     assert pico.exec(code, timeout=60).strip() == "5000"
     assert pico.emulated_s - e0 >= 5.0
     assert time.monotonic() - t0 < 5.0  # ~0.1 s here; 51 s per emulated second without the work-around
+
+
+def test_the_engine_cannot_starve_the_other_threads_of_the_gil(pico: EmulatedPico) -> None:
+    """Work-around 3: rp2040py's engine drops the GIL briefly every 5 ms batch, which kept
+    resetting a waiting thread's 5 ms switch timer; boots here took 0.2 s to over 100 s at
+    random. A switch interval below the batch makes the waiter win at the batch's end."""
+    assert sys.getswitchinterval() <= pico_rp2040py.SWITCH_INTERVAL_S < 0.005
+    old = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.0002)
+        pico_rp2040py.shorten_switch_interval()
+        assert sys.getswitchinterval() == pytest.approx(0.0002)  # only ever lowered
+    finally:
+        sys.setswitchinterval(old)
 
 
 def test_errors_come_back_with_their_traceback(pico: EmulatedPico) -> None:
