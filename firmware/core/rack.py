@@ -15,8 +15,9 @@ old values are never used as current (``telemetry`` returns None). Packs are ass
 
 At boot ``restore(journal.state)`` loads what the journal says each slot holds; the
 first read of each charger is checked against it, and a different pack faults the
-slot until an operator confirms it. With a journal attached, every change of pack or
-state is recorded (RK) and a thermal alarm quarantines the slot in the same read.
+slot until an operator confirms it. Every change of pack or state is reported to the
+``on_change`` callback it is handed (the supervisor journals it as RK), and a thermal
+alarm quarantines the slot in the same read.
 
 The bay's port: ``reserve_for(model, now)``, ``reserve_slot``, ``release``,
 ``free_slot``, ``holds``, ``take``, ``set_fault``, ``to_isolation``.
@@ -40,7 +41,7 @@ _F_PLACE_OK = const(0x0A00)  # HEARTBEAT | GRID: the charger still reads its pac
 
 
 class Rack:
-    def __init__(self, cfg, thermal=None, journal=None):
+    def __init__(self, cfg, thermal=None, on_change=None):
         lim = cfg["limits"]
         self.n = n = len(cfg["slots"])
         self.ids = [s["id"] for s in cfg["slots"]]
@@ -51,7 +52,8 @@ class Rack:
         self.type_by_code = cfg["pack_type_by_code"]
         self.iso_capacity = cfg["isolation_bay"]["capacity"]
         self.thermal = thermal
-        self.journal = journal
+        # on_change(slot, pack, type, soc %, soh %, cycles, state name): slot >= n is isolation
+        self.on_change = on_change
         self.pack = [None] * n  # type: list  # serial (u32) or None
         self._hi = [-1] * n  # raw serial words of the last read, to spot a change cheaply
         self._lo = [-1] * n
@@ -115,10 +117,10 @@ class Rack:
         st = self._derive(i)
         if st != self.state[i] or force:
             self.state[i] = st
-            if self.journal is not None:
+            if self.on_change is not None:
                 p = self.pack[i]
                 a = self.assets.get(p) if p is not None else None
-                self.journal.rack_change(i, p, self.ptype[i], self.soc[i] / 10 if p is not None else None,
+                self.on_change(i, p, self.ptype[i], self.soc[i] / 10 if p is not None else None,
                                          self.soh[i] / 10 if p is not None else None,
                                          a[1] if a else None, STATE_NAMES[st])
         return st
@@ -352,10 +354,10 @@ class Rack:
             if self.pack[i] == pack:
                 self.take(i, now_ms)
         self.isolation.append(pack)
-        if self.journal is not None:
+        if self.on_change is not None:
             k = self.n + len(self.isolation) - 1
             ty = self.assets[pack][0] if pack in self.assets else None
-            self.journal.rack_change(k, pack, ty, None, None, None, "QUARANTINED")  # positional: any hook
+            self.on_change(k, pack, ty, None, None, None, "QUARANTINED")
 
     def leave_isolation(self, pack):
         """Operator took ``pack`` out of the isolation bay."""
@@ -363,8 +365,8 @@ class Rack:
             raise ValueError("pack %r is not in the isolation bay" % (pack,))
         k = self.isolation.index(pack)
         self.isolation.remove(pack)
-        if self.journal is not None:
-            self.journal.rack_change(self.n + k, None, None, None, None, None, "EMPTY")
+        if self.on_change is not None:
+            self.on_change(self.n + k, None, None, None, None, None, "EMPTY")
 
     def needs_isolation(self):
         """A quarantined slot whose pack waits for the robot, or None."""

@@ -159,7 +159,7 @@ class Supervisor:
             self._journal_failed(e)
         jstate = self.journal.state
         self.thermal = th.Thermal(cfg)
-        self.rack = Rack(cfg, self.thermal, self)
+        self.rack = Rack(cfg, self.thermal, self.rack_change)
         self.rack.restore(jstate)
         self.dispatch = Dispatch(cfg, self.rack)
         self.bay = bay_mod.Bay(cfg, self.rack, self._bay_event)

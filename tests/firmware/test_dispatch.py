@@ -255,7 +255,7 @@ def test_an_hour_of_charging_and_swaps_with_bounded_memory():
     j = Journal(storage, 8192, 100)
     j.open()
     th = Thermal(CFG)
-    r = Rack(CFG, thermal=th, journal=j)
+    r = Rack(CFG, thermal=th, on_change=j.rack_change)
     d = Dispatch(CFG, r)
     n = r.n
     soc = [50.0 + 2 * i for i in range(n)]

@@ -169,7 +169,7 @@ def test_journal_records_changes_and_boot_reconciles():
     st = VfsStorage(path)
     j = Journal(st, 8192, 500)
     j.open()
-    r = Rack(CFG, thermal=Thermal(CFG), journal=j)
+    r = Rack(CFG, thermal=Thermal(CFG), on_change=j.rack_change)
     fill(r, 0, {0: dict(pack=10, soc=95.0), 1: dict(pack=11, soc=40.0), 2: dict(pack=12, soc=95.0)})
     seq = j.state.seq
     fill(r, 1000, {0: dict(pack=10, soc=95.5), 1: dict(pack=11, soc=41.0), 2: dict(pack=12, soc=95.0)})
@@ -183,7 +183,7 @@ def test_journal_records_changes_and_boot_reconciles():
     # reboot: the journal says 0 holds 10, 1 holds 11, 2 holds quarantined 12, 3 empty
     j = Journal(st, 8192, 500)
     j.open()
-    r = Rack(CFG, thermal=Thermal(CFG), journal=j)
+    r = Rack(CFG, thermal=Thermal(CFG), on_change=j.rack_change)
     r.restore(j.state)
     assert r.state[2] == QUARANTINED and not r.fresh(0, 0) and r.select("NIO-ES6", 0) is None
     assert r.assets[10][1] == 250
@@ -276,7 +276,7 @@ def test_isolation_bay_is_journalled_and_restored():
     st = VfsStorage(path)
     j = Journal(st, 8192, 500)
     j.open()
-    r = Rack(CFG, thermal=Thermal(CFG), journal=j)
+    r = Rack(CFG, thermal=Thermal(CFG), on_change=j.rack_change)
     fill(r, 0, {5: dict(pack=55, soc=80.0, t_max=67.0)})
     assert r.needs_isolation() == 5
     r.to_isolation(55, 100)
@@ -284,7 +284,7 @@ def test_isolation_bay_is_journalled_and_restored():
     j.close()
     j = Journal(st, 8192, 500)
     j.open()
-    r = Rack(CFG, journal=j)
+    r = Rack(CFG, on_change=j.rack_change)
     r.restore(j.state)
     assert r.isolation == [55]
     r.leave_isolation(55)
