@@ -300,8 +300,3 @@ def load(path="board.json"):
     except OSError as e:
         raise BoardConfigError(path, "cannot read (%s)" % (e,)) from None
     return loads(text, path)
-
-
-def frame_bits(bus):
-    """Bits in one character on the wire: start, 8 data, parity, stop(s)."""
-    return 1 + 8 + (0 if bus["parity"] == "none" else 1) + bus["stop"]

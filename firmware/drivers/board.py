@@ -10,7 +10,7 @@ Only this driver and ``mps2`` (the qemu board, which ``open_board`` hands over t
 import machine
 
 from firmware.compat import const, ticks_add, ticks_diff, ticks_ms, ticks_us
-from firmware.hal import DigitalIn, DigitalOut, SerialPort, Watchdog
+from firmware.hal import DigitalIn, DigitalOut, SerialPort, Watchdog, frame_bits
 
 _UART_PARITY = {"none": None, "even": 0, "odd": 1}
 
@@ -221,8 +221,6 @@ def make_pin_out(spec):
 
 def open_bus(bus, baudrate, clock_us=ticks_us):
     """One RS-485 line from a normalised board bus entry and the station's baudrate."""
-    from firmware.boards.board_config import frame_bits
-
     # value= sets the released level before the pin drives: no glitch on the line.
     de = machine.Pin(bus["de"], machine.Pin.OUT, value=1 if bus["de_active_low"] else 0)
     uart = machine.UART(
@@ -238,7 +236,8 @@ def open_bus(bus, baudrate, clock_us=ticks_us):
         timeout=0,  # never wait in read/write: the main loop polls
         timeout_char=0,
     )
-    return Rs485Uart(uart, de, baudrate, frame_bits(bus), bus["de_active_low"], clock_us)
+    bits = frame_bits(bus["parity"], bus["stop"])
+    return Rs485Uart(uart, de, baudrate, bits, bus["de_active_low"], clock_us)
 
 
 class WatchdogGate(Watchdog):

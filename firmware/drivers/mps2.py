@@ -25,7 +25,7 @@ import machine
 
 from firmware.compat import const, ticks_diff, ticks_ms, ticks_us
 from firmware.drivers.board import Board, ensure_dir
-from firmware.hal import SerialPort, Watchdog
+from firmware.hal import SerialPort, Watchdog, frame_bits
 
 UART1_BASE = const(0x40005000)
 UART2_BASE = const(0x40006000)
@@ -217,13 +217,11 @@ class Mps2Board(Board):
 def open_board(cfg, station_cfg, storage_factory=None, clock_us=ticks_us, mem=None):
     """Open a validated qemu board config: each bus's CMSDK UART at the station's baud rate,
     then the storage (default: ``open_storage``, the board's flash)."""
-    from firmware.boards.board_config import frame_bits
-
     buses = {}
     for name in cfg["buses"]:
         bus = cfg["buses"][name]
         buses[name] = CmsdkUart(UART_BASES[bus["uart"]], station_cfg["buses"][name]["baudrate"],
-                                frame_bits(bus), mem, clock_us)
+                                frame_bits(bus["parity"], bus["stop"]), mem, clock_us)
     if storage_factory is None:
         storage_factory = open_storage
     return Mps2Board(cfg, buses, storage_factory(cfg["storage"]["root"]), mem)

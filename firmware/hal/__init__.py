@@ -94,6 +94,11 @@ def char_time_us(baudrate):
     return (11 * 1000000 + baudrate - 1) // baudrate
 
 
+def frame_bits(parity, stop_bits):
+    """Bits in one character on the wire: start, 8 data, parity (unless "none"), stop(s)."""
+    return 1 + 8 + (0 if parity == "none" else 1) + stop_bits
+
+
 def frame_gap_us(baudrate):
     """RTU t3.5, the silence that ends a frame: 3.5 characters, a fixed 1750 us above
     19200 baud (Modbus over serial line, 2.5.1.1)."""

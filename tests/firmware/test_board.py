@@ -2,6 +2,7 @@
 
 import fakemachine
 
+from firmware import hal
 from firmware.boards import board_config
 from firmware.compat import ticks_add, ticks_diff, ticks_max
 
@@ -267,8 +268,8 @@ def test_board_json_files_are_valid():
     assert qemu["port"] == "qemu" and qemu["arch"] == "armv7m" and qemu["led"] is None
     assert qemu["buses"] == {"chargers": {"uart": 1, "parity": "none", "stop": 1},
                              "bay_io": {"uart": 2, "parity": "none", "stop": 1}}
-    assert board_config.frame_bits(qemu["buses"]["chargers"]) == 10
-    assert board_config.frame_bits(pico["buses"]["chargers"]) == 11
+    for bus, bits in ((qemu["buses"]["chargers"], 10), (pico["buses"]["chargers"], 11)):
+        assert hal.frame_bits(bus["parity"], bus["stop"]) == bits
 
 
 def _qemu():

@@ -1,0 +1,144 @@
+"""Dependencies point one way (docs/architecture.md): firmware (core -> hal -> drivers)
+depends on nothing of the host; the plant depends on the firmware's register map; the
+engine and the HIL rig depend on the plant; the CLIs sit on top; nothing ships code that
+imports the tests. Every import statement in firmware/, host/, hil/ and bench/ is read
+(function-level ones too) and checked against the rules below.
+
+``KNOWN`` lists the wrong-way imports still to be removed (issue #15), each with what
+replaces it. An entry that no longer occurs fails the test too, so the list only shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = ("firmware", "host", "hil", "tests", "bench")
+HOST_ONLY_LIBS = ("numpy", "pymodbus", "serial", "dask", "distributed", "pyarrow", "matplotlib", "scipy")
+
+# (importer prefix, imported prefix, why not): an import that matches a rule breaks it.
+RULES: tuple[tuple[str, str, str], ...] = (
+    *(("firmware", p, "the firmware depends on nothing of the host") for p in
+      ("host", "hil", "tests", "bench")),
+    *(("firmware", p, "the firmware runs on MicroPython") for p in HOST_ONLY_LIBS),
+    *(("firmware.hal", p, "the HAL is the bottom layer") for p in
+      ("firmware.core", "firmware.proto", "firmware.drivers", "firmware.boards", "firmware.main")),
+    *(("firmware.proto", p, "protocols sit on the HAL only") for p in
+      ("firmware.core", "firmware.drivers", "firmware.boards", "firmware.main")),
+    *(("firmware.core", p, "core reaches hardware through the HAL it is handed") for p in
+      ("firmware.drivers", "firmware.boards", "firmware.main")),
+    *(("firmware.drivers", p, "drivers implement the HAL; they do not drive the station") for p in
+      ("firmware.core", "firmware.boards", "firmware.main")),
+    *(("host.plant", p, "the plant depends on the firmware's register map only") for p in
+      ("firmware.core", "firmware.drivers", "firmware.hal", "firmware.boards", "firmware.main")),
+    *(("host.plant", p, "the plant sits under the engine, the rig and the reports") for p in
+      ("host.engine", "host.buses", "host.kpi", "host.report", "host.scenario", "host.sim_cli", "host.fleet",
+       "host.demo", "host.cli", "hil")),
+    ("host", "hil", "the host's simulator and tools sit beside the rig, not on it"),
+    ("host", "tests", "shipped code does not import the tests"),
+    ("host", "bench", "shipped code does not import the benchmarks"),
+    ("hil", "tests", "shipped code does not import the tests"),
+    ("hil", "bench", "shipped code does not import the benchmarks"),
+    ("bench", "tests", "a benchmark uses the project's own modules, not the test suite's"),
+)
+
+# (importing file, imported module) -> what removes it
+KNOWN: dict[tuple[str, str], str] = {
+    ("host/plant/standalone.py", "host.kpi"):
+        "WAITED_S (what counts as a wait) moves under the plant, or the plant-only run reports raw waits",
+    ("host/demo.py", "hil.line"):
+        "the demo's line and chargers come from the shared field-device layer",
+    ("bench/modbus_poll.py", "tests.mpy_dual"):
+        "micropython_command/micropython_env move into host.deploy",
+    ("bench/qemu_heap.py", "tests.mpy_dual"):
+        "the qemu ROMFS file list moves into host.deploy.qemu_build",
+}
+
+
+def _module_of(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _imports(path: Path, module: str) -> Iterator[tuple[int, str]]:
+    """(line, absolute module name) of every import in ``path``, which is ``module``."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the importing package
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                yield node.lineno, ".".join([*base, node.module] if node.module else base)
+            elif node.module:
+                yield node.lineno, node.module
+
+
+def _matches(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _rule_breaks(importer: str, name: str) -> list[str]:
+    return [why for src, dst, why in RULES if _matches(importer, src) and _matches(name, dst)]
+
+
+def _violations() -> dict[tuple[str, str], list[str]]:
+    found: dict[tuple[str, str], list[str]] = {}
+    for top in ("firmware", "host", "hil", "bench"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if ".venv" in path.parts or "__pycache__" in path.parts:
+                continue
+            importer = _module_of(path)
+            rel = path.relative_to(ROOT).as_posix()
+            for line, name in _imports(path, importer):
+                for why in _rule_breaks(importer, name):
+                    found.setdefault((rel, name), []).append(f"{rel}:{line}: imports {name}: {why}")
+    return found
+
+
+def test_dependencies_point_one_way() -> None:
+    found = _violations()
+    new = [msg for key, msgs in sorted(found.items()) if key not in KNOWN for msg in msgs]
+    assert not new, "wrong-way imports:\n" + "\n".join(new)
+
+
+def test_every_known_wrong_way_import_still_exists() -> None:
+    """A removed one comes off KNOWN, so the list says what is left to do."""
+    found = _violations()
+    stale = [f"{f} -> {m}" for f, m in KNOWN if (f, m) not in found]
+    assert not stale, "fixed, remove from KNOWN: " + ", ".join(stale)
+
+
+def test_the_rules_catch_a_wrong_way_import(tmp_path: Path) -> None:
+    """The scanner sees function-level and relative imports, the usual ways one slips in."""
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from host.engine import Engine\n    from . import sibling\n"
+                 "    from .. import buses\n")
+    names = [name for _, name in _imports(f, "host.plant.m")]
+    assert names == ["host.engine", "host.plant", "host"]
+    assert _rule_breaks("host.plant.m", "host.engine")
+    assert _rule_breaks("firmware.core.bay", "firmware.drivers.board")
+    assert _rule_breaks("bench.x", "tests.mpy_dual")
+    assert not _rule_breaks("host.engine", "host.plant.rack")  # the engine sits on the plant
+    assert not _rule_breaks("host.plant.rack", "firmware.proto.regmap")
+
+
+def test_the_cli_lists_scenarios_without_the_rig_or_the_cluster_installed() -> None:
+    """Subcommands are imported lazily: ``swapstation sim --list`` needs none of pymodbus,
+    pyserial, Dask, pyarrow or matplotlib (a planner's machine may lack the rig's parts)."""
+    code = ("import sys\n"
+            "for m in ('pymodbus', 'serial', 'dask', 'distributed', 'pyarrow', 'matplotlib', 'hil'):\n"
+            "    sys.modules[m] = None\n"
+            "from host import cli\n"
+            "sys.exit(cli.main(['sim', '--list']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "pss4-urban-day (default)" in proc.stdout
