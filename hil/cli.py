@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from firmware.core.config import SWAP_STEPS
+from host import cli_args, tools
 from host import scenario as scn
-from host import tools
-from host.sim_cli import _duration
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -78,7 +77,7 @@ def register(subparsers: Any) -> None:
                               description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
                    help=f"scenario file or built-in name (default: {DEFAULT_SCENARIO})")
-    p.add_argument("--duration", type=_duration, default=None,
+    p.add_argument("--duration", type=cli_args.duration, default=None,
                    help="scenario time to run, e.g. 30m, 2h (default: the scenario's [run] duration, if its "
                         f"wall time at --bay-scale is at most {MAX_UNASKED_WALL_S / 60:.0f} min)")
     p.add_argument("--bay-scale", "--time-scale", dest="bay_scale", type=float, default=0.03,

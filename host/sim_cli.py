@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import re
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from host import cli_args
 from host import scenario as scn
 
 EXIT_OK = 0
@@ -40,26 +39,6 @@ marked partial).
 """
 
 
-def _duration(text: str) -> float:
-    try:
-        s = scn.parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if s <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive (got {text})")
-    return s
-
-
-def _seed(text: str) -> int:
-    try:
-        v = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return v
-
-
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "sim",
@@ -71,9 +50,9 @@ def register(subparsers: Any) -> None:
     p._negative_number_matcher = re.compile(r"^-\d")
     p.add_argument("scenario", nargs="?", default=scn.DEFAULT_SCENARIO,
                    help=f"built-in scenario name or scenario file (default: {scn.DEFAULT_SCENARIO})")
-    p.add_argument("--duration", type=_duration, default=None,
+    p.add_argument("--duration", type=cli_args.duration, default=None,
                    help="virtual time to simulate, e.g. 6h, 1d, 3d (default: the scenario's, usually 1d)")
-    p.add_argument("--seed", type=_seed, default=None, help="random seed (default: the scenario's)")
+    p.add_argument("--seed", type=cli_args.seed, default=None, help="random seed (default: the scenario's)")
     p.add_argument("--mode", choices=scn.MODES, default=None,
                    help="direct: plant registers called in process (fast); wire: complete Modbus RTU frames "
                         "between the firmware's master and simulated slaves (default: the scenario's)")
@@ -95,17 +74,6 @@ def _list() -> int:
         except scn.ScenarioError as e:
             print(f"{name:<22} (broken: {e})")
     return EXIT_OK
-
-
-def _check_out(out: Path) -> str | None:
-    """Why the report cannot go into ``out`` (created if missing), or None: found before the run."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        return e.strerror or str(e)
-    return None
 
 
 def expected_wall_s(sc: scn.Scenario, plant: str) -> float:
@@ -143,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
     for w in sc.config_warnings:
         print(f"swapstation sim: warning: {w}", file=sys.stderr)
     if args.out is not None:
-        why = _check_out(args.out)
+        why = cli_args.check_out(args.out)
         if why is not None:
             print(f"swapstation sim: --out {args.out}: cannot write the report there ({why})",
                   file=sys.stderr)
@@ -160,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.perf_counter()
     eng = engine.Engine(sc, plant=args.plant, progress=progress.update)
-    previous = _on_sigint(eng)
+    previous = cli_args.stop_on_sigint(eng)
     try:
         result = eng.run()
     except engine.SimulationError as e:
@@ -168,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"swapstation sim: simulation failed: {e}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
-        _restore_sigint(previous)
+        cli_args.restore_sigint(previous)
     progress.close()
     wall_s = time.perf_counter() - t0
     summary = result.summary
@@ -200,24 +168,3 @@ def _run(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(report.format_table(summary, facts))
     return EXIT_INTERRUPTED if partial else EXIT_OK
-
-
-def _on_sigint(eng: Any) -> Any:
-    """The first Ctrl-C ends the run at its next event (the report so far is kept); a second one
-    stops at once. Returns the handler to restore, or None off the main thread."""
-
-    def stop(signum: int, frame: Any) -> None:
-        eng.request_stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    try:
-        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-            return None  # started with Ctrl-C ignored (a background job): keep it so
-        return signal.signal(signal.SIGINT, stop)
-    except ValueError:  # not the main thread: no handler, Ctrl-C is the caller's
-        return None
-
-
-def _restore_sigint(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGINT, previous)

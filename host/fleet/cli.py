@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from host import cli_args
 from host import scenario as scn
-from host.sim_cli import _check_out, _duration, _on_sigint, _restore_sigint, _seed
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -70,9 +70,9 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("network", nargs="?", help="network file (.toml or .json)")
-    p.add_argument("--duration", type=_duration, default=None,
+    p.add_argument("--duration", type=cli_args.duration, default=None,
                    help="virtual time, e.g. 6h, 1d (default: the file's)")
-    p.add_argument("--seed", type=_seed, default=None, help="run seed (default: the file's)")
+    p.add_argument("--seed", type=cli_args.seed, default=None, help="run seed (default: the file's)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--serial", action="store_true", help="run the stations in this process, no Dask")
     where.add_argument("--workers", type=_positive_int, default=None,
@@ -83,7 +83,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--sample", type=_positive_int, default=None, metavar="N",
                    help="run only N stations spread evenly through the file (each with the seed it has in "
                         "the full run): a quick estimate")
-    p.add_argument("--substep", type=_duration, default=5.0,
+    p.add_argument("--substep", type=cli_args.duration, default=5.0,
                    help="plant sub-step (default 5 s; 30 s is about 3x faster, KPIs within about 0.1 %%)")
     p.add_argument("--out", type=Path, default=None,
                    help="write summary.json, run.json, stations.parquet (or .csv) and PNG plots here")
@@ -101,7 +101,8 @@ def register(subparsers: Any) -> None:
     g.add_argument("--swaps-per-day", type=_volume, default=None,
                    help=f"network arrivals a day (default {gen.NIO_SWAPS_PER_DAY:,.0f}, or as many per "
                         "station)")
-    g.add_argument("--generator-seed", type=_seed, default=2024, help="the generator's seed (default 2024)")
+    g.add_argument("--generator-seed", type=cli_args.seed, default=2024,
+                   help="the generator's seed (default 2024)")
     p.set_defaults(func=run)
 
 
@@ -162,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
         step = len(net.stations) / args.sample
         net.stations = [net.stations[int(k * step)] for k in range(args.sample)]
     if args.out is not None:
-        why = _check_out(args.out)
+        why = cli_args.check_out(args.out)
         if why is not None:
             print(f"swapstation fleet: --out {args.out}: cannot write the report there ({why})",
                   file=sys.stderr)
@@ -188,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
         done[0] += 1
         progress.update(done[0])
 
-    previous = _on_sigint(stopping)
+    previous = cli_args.stop_on_sigint(stopping)
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.perf_counter()
     try:
@@ -200,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"swapstation fleet: the Dask cluster failed: {e}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
-        _restore_sigint(previous)
+        cli_args.restore_sigint(previous)
     progress.close()
     wall = time.perf_counter() - t0
     facts = {
