@@ -51,7 +51,8 @@ when their condition is gone or an operator acknowledges them:
 - ``operator`` (the bay holds on a fault): on the ``confirm`` that retries, or when the
   swap ends; ``swap_interrupted`` (a swap resumed after a power loss) and
   ``bay_not_clear`` (an ``abort_swap`` refused): when that swap ends, whatever the outcome;
-- ``journal_replay`` (torn or corrupt records skipped at boot): on the operator's ``ack``;
+- ``journal_replay`` (torn or corrupt records skipped at boot) and ``journal_refused`` (the
+  journal refused a record as malformed; its detail says which field): on the operator's ``ack``;
 - ``store_smoke``: on the ``ack`` that clears the smoke latch; per-slot alarms
   (``runaway``, ``pack_mismatch``, ``pack_missing``, ``not_isolated``): ``clear_slot``;
 - ``journal`` (flash unwritable): never in this boot; the watchdog restarts the controller.
@@ -74,6 +75,7 @@ _LOOP_LATE_MS = const(2000)  # a gap between ticks this long: the loop is not on
 _QUEUE = const(8)  # transactions per bus master we build (chargers keep 6 in flight, the bay 6)
 _QUEUE_MAX = const(8)  # identities waiting from vehicle_arrived
 _WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
+_DETAIL_MAX = const(64)  # the longest alarm text the journal takes (core/journal.py)
 _ST_NAMES = ("config_error", "boot", "hold", "manual", "run")
 # Alarms about the swap in the bay: they clear when that swap ends, whatever its outcome.
 _SWAP_ALARMS = ("operator", "swap_interrupted", "bay_not_clear")
@@ -185,8 +187,9 @@ class Supervisor:
             return fn(*args)
         except OSError as e:
             self._journal_failed(e)
-        except ValueError:
-            self.journal_errors += 1  # a record the journal refused: count, carry on
+        except ValueError as e:  # a record the journal refused: say so once, carry on
+            self.journal_errors += 1
+            self._alarm(-1, "journal_refused", str(e)[:_DETAIL_MAX])
         return None
 
     def _journal_failed(self, e):
@@ -202,6 +205,8 @@ class Supervisor:
         key = "%d:%s" % (slot, code)
         if active == (key in self.alarms):
             return
+        if detail is not None and len(detail) > _DETAIL_MAX:
+            detail = detail[:_DETAIL_MAX - 3] + "..."  # shortened, not refused by the journal
         if active:
             self.alarms[key] = detail
         else:
@@ -470,20 +475,19 @@ class Supervisor:
 
     def ack(self):
         """Reset e-stop / interlock / smoke latches whose cause is gone, and acknowledge a
-        damaged journal (``journal_replay``: replay skipped the bad records, nothing else
-        clears it); True if anything cleared."""
+        damaged journal (``journal_replay``: replay skipped the bad records) or a refused
+        record (``journal_refused``); nothing else clears those two. True if anything cleared."""
         if self.error is not None:
             return False
         cleared = self.bay.ack()
         if cleared & sf.SMOKE:
             self.thermal.clear(th.STORE)
             self._alarm(-1, "store_smoke", None, False)
-        seen = "-1:journal_replay" in self.alarms
-        if seen:
-            self._alarm(-1, "journal_replay", None, False)
         names = sf.names(cleared)
-        if seen:
-            names.append("journal_replay")
+        for code in ("journal_replay", "journal_refused"):
+            if "-1:" + code in self.alarms:
+                self._alarm(-1, code, None, False)
+                names.append(code)
         return self._op("ack", bool(names), ",".join(names) or None)
 
     def confirm(self):
