@@ -138,16 +138,37 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
 
     from distributed import Client, LocalCluster
 
-    if scheduler:
-        with Client(scheduler) as client:
-            yield client
-        return
-    n = workers or default_workers()
-    with _workers_ignore_ctrl_c():
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
-    with cluster, Client(cluster) as client:
-        yield client
+    dask_log = logging.getLogger("distributed")
+    level = dask_log.level
+    try:
+        if scheduler:
+            with Client(scheduler) as client:
+                try:
+                    yield client
+                finally:
+                    _quiet(dask_log)
+            return
+        n = workers or default_workers()
+        with _workers_ignore_ctrl_c():
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)
+        with cluster, Client(cluster) as client:
+            try:
+                yield client
+            finally:
+                _quiet(dask_log)
+    finally:
+        dask_log.setLevel(level)
+
+
+def _quiet(log: Any) -> None:
+    """Closing the client and cluster with stations cancelled (a stop, Ctrl-C) races the
+    scheduler's reports against the closing client, which Dask logs as errors with a
+    traceback that means nothing to the user. A station that failed reached us already as
+    its task's exception, so nothing is hidden by muting the shutdown."""
+    import logging
+
+    log.setLevel(logging.CRITICAL)
 
 
 @contextmanager
