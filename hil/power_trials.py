@@ -195,7 +195,10 @@ def run_trial(d: ScenarioDriver, step: str, delay_ms: int = 40, off_s: float = 0
 
     def remember(msg: dict[str, Any]) -> None:
         if msg.get("k") == "status":
-            last["step"] = (msg.get("s") or {}).get("step")
+            st = msg.get("s") or {}
+            last["step"] = st.get("step")
+            last["seen"] = {k: st.get(k) for k in ("step", "hold", "fault", "alarms", "swaps_ok",
+                                                   "swaps_other")}
 
     d.target.listeners.append(remember)
     try:
@@ -206,7 +209,8 @@ def run_trial(d: ScenarioDriver, step: str, delay_ms: int = 40, off_s: float = 0
         d.arrive(soc=soc)
         st = follow(d, lambda s: False, swap_timeout, watch)  # until the target dies
         if st is not None or d.target.alive():
-            r.problems.append(f"no cut: the swap never reached {step} (or the cut never came)")
+            r.problems.append(f"no cut: the swap never reached {step} (or the cut never came) in "
+                              f"{swap_timeout:.0f} s; last status: {last.get('seen')}")
             watch.close()
             r.stalls = watch.stalls
             for s in r.stalls:
