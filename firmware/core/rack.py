@@ -121,8 +121,8 @@ class Rack:
                 p = self.pack[i]
                 a = self.assets.get(p) if p is not None else None
                 self.on_change(i, p, self.ptype[i], self.soc[i] / 10 if p is not None else None,
-                                         self.soh[i] / 10 if p is not None else None,
-                                         a[1] if a else None, STATE_NAMES[st])
+                               self.soh[i] / 10 if p is not None else None,
+                               a[1] if a else None, STATE_NAMES[st])
         return st
 
     def _asset(self, pack, ptype):
