@@ -19,7 +19,7 @@ from typing import Any
 from firmware.core.config import SWAP_STEPS
 from firmware.proto import regmap as rm
 from hil.driver import ScenarioDriver, ScenarioError
-from hil.targets import UnixTarget
+from hil.targets import TargetError, UnixTarget
 
 
 def _all_bolts(di: Sequence[int], base: int) -> bool:
@@ -147,7 +147,8 @@ def follow_swap(d: ScenarioDriver, ended: Callable[[dict[str, Any]], bool], time
     for the operator's confirm once the module answers again (docs/operations.md): that is
     the firmware right, so this confirms as the operator would and counts the hold in
     ``r.comms_holds``. A comms hold with no ``bay_io_offline`` alarm before it, or a fourth
-    one, is a problem. None if the swap did not end."""
+    one, is a problem. None if the swap did not end, or the target died (a power cut may
+    come at any moment, the confirm included)."""
     offline = {"seen": False}
 
     def ended_or_comms(s: dict[str, Any]) -> bool:
@@ -168,13 +169,14 @@ def follow_swap(d: ScenarioDriver, ended: Callable[[dict[str, Any]], bool], time
         r.comms_holds.append(f"in {st.get('step')}" + ("" if worst is None else
                              f" (bay line emulator's longest stall so far: {worst:.0f} ms)"))
         offline["seen"] = False
-        if not d.confirm():
-            r.problems.append(f"confirm refused after a comms hold: {d.station()}")
-            return None
-        try:  # the status shows the confirm a poll or two later
+        try:
+            if not d.confirm():
+                raise ScenarioError(f"confirm refused after a comms hold: {d.station()}")
+            # the status shows the confirm a poll or two later
             d.wait(lambda s: "comms" not in (s.get("hold") or []), 5.0, "the comms hold cleared by confirm")
-        except ScenarioError as e:
-            r.problems.append(str(e))
+        except (ScenarioError, TargetError) as e:
+            if d.target.alive():
+                r.problems.append(str(e))
             return None
 
 
@@ -207,10 +209,12 @@ def run_trial(d: ScenarioDriver, step: str, delay_ms: int = 40, off_s: float = 0
         else:
             d.trigger(step, "cut_write", plan="swap")
         d.arrive(soc=soc)
-        st = follow(d, lambda s: False, swap_timeout, watch)  # until the target dies
-        if st is not None or d.target.alive():
-            r.problems.append(f"no cut: the swap never reached {step} (or the cut never came) in "
-                              f"{swap_timeout:.0f} s; last status: {last.get('seen')}")
+        # until the target dies, through comms holds on the way (confirmed as the operator)
+        follow_swap(d, lambda s: False, swap_timeout, watch, r)
+        if r.problems or d.target.alive():
+            if not r.problems:
+                r.problems.append(f"no cut: the swap never reached {step} (or the cut never came) in "
+                                  f"{swap_timeout:.0f} s; last status: {last.get('seen')}")
             watch.close()
             r.stalls = watch.stalls
             for s in r.stalls:

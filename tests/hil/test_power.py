@@ -125,3 +125,35 @@ def test_a_trial_confirms_a_comms_hold_as_the_operator_once_the_module_answers(
     assert st is not None and r.problems == [], (r.problems, d.station())
     assert [h.split(" (")[0] for h in r.comms_holds] == ["in store"]
     assert d.swap_record_problems() == [] and d.rack_mismatches() == []
+
+
+@pytest.mark.hil_unix_only("the bay module is silenced on the line emulator")
+def test_a_comms_hold_before_the_cut_is_confirmed_and_the_cut_still_comes(
+        hil_rig_factory: Callable[..., Rig]) -> None:
+    """A bay module silent before the step to cut holds the swap there; the trial confirms
+    it as the operator once the module answers, so the swap goes on to the cut."""
+    rig = hil_rig_factory()
+    d = rig.driver()
+    d.boot()
+    unit = d.cfg["buses"]["bay_io"]["unit"]
+    line = rig.lines["bay_io"]
+    done = {"silenced": False, "restoring": False}
+
+    def silence_in_unbolt(msg: dict) -> None:  # on the target's reader thread
+        st = msg.get("s") or {} if msg.get("k") == "status" else {}
+        if st.get("step") == "unbolt" and not done["silenced"]:
+            done["silenced"] = True
+            line.silence(unit)
+        elif "comms" in (st.get("hold") or []) and not done["restoring"]:
+            done["restoring"] = True
+            threading.Timer(0.5, line.restore, (unit,)).start()
+
+    d.target.listeners.append(silence_in_unbolt)
+    try:
+        r = run_trial(d, "install", 40, 0.2)
+    finally:
+        d.target.listeners.remove(silence_in_unbolt)
+    assert done["restoring"], "the silence never held the swap"
+    assert r.problems == [] and r.recovery == [], (r.problems, r.recovery)
+    assert [h.split(" (")[0] for h in r.comms_holds] == ["in unbolt"]
+    assert r.cut_in == "install" and r.outcome == "ok"
