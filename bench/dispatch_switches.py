@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from host import engine, scenario  # noqa: E402
+from host.plant.expcharge import ExpChargeRack  # noqa: E402
 from host.plant.rack import PackRecord  # noqa: E402
 
 SCENARIO = """
@@ -55,7 +56,7 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, float]:
         sc = scenario.load(str(path))
     e = engine.Engine(sc)
     plant = e.plant
-    assert isinstance(plant, engine.ExpChargeRack)
+    assert isinstance(plant, ExpChargeRack)
     n = plant.n
     on = [False] * n
     on_at = [0.0] * n

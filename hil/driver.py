@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from firmware.core import config as config_mod
-from hil.emulators.bay import MOTION_COILS
 from hil.emulators.field import Field
 from hil.line import PacedLine
 from hil.targets import BoardTarget, Target, TargetError, UnixTarget
+from host.devices.bay import MOTION_COILS
 from host.plant.rack import PackRecord
 
 ROOT = Path(__file__).resolve().parent.parent

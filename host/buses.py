@@ -1,16 +1,16 @@
 """In-process field buses between the real firmware and the simulated plant.
 
-Plant devices (chargers, the bay I/O module) are seen through one small interface,
-``Device``: ``read(fc, address, count) -> list[int]`` and ``write(fc, address, values)``,
-raising the plant's ``ModbusError(code, why)`` (``SlaveError`` here) for a Modbus
-exception, or its ``NoReply`` when the device is off the bus (dropout). Two buses put
+The field devices (``host.devices``: chargers, the bay I/O module) are seen through
+their one interface, ``Device``: ``read(fc, address, count) -> list[int]`` and
+``write(fc, address, values)``, raising ``ModbusError(code, why)`` for a Modbus
+exception, or ``NoReply`` when the device is off the bus (dropout). Two buses put
 those devices behind the firmware:
 
 - ``wire``: ``RtuLine`` is the far end of the firmware master's in-memory serial port.
   It decodes the complete RTU request frames the master wrote (CRC, unit, function,
   PDU limits), calls the device, encodes the reply frame and hands it back after the
-  time it takes on the wire at the line's baud rate, in virtual time. This module
-  is the slave side only; the master is the firmware's own ``ModbusMaster``.
+  time it takes on the wire at the line's baud rate, in virtual time. The slave side
+  is ``host.devices.rtu``'s; the master is the firmware's own ``ModbusMaster``.
 - ``direct``: ``DirectBus`` has the master's transaction API but calls the devices
   at once, without framing (see its docstring).
 """
@@ -18,120 +18,14 @@ those devices behind the firmware:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from firmware.compat import ticks_add, ticks_diff
 from firmware.hal import char_time_us
 from firmware.proto import modbus_rtu as mb
 from firmware.proto.crc16 import crc16
-from host.plant.charger_regs import ModbusError, NoReply
-
-# Function and exception codes, as the firmware's master names them
-FC_READ_COILS = mb.FC_READ_COILS
-FC_READ_DISCRETE = mb.FC_READ_DISCRETE_INPUTS
-FC_READ_HOLDING = mb.FC_READ_HOLDING_REGISTERS
-FC_READ_INPUT = mb.FC_READ_INPUT_REGISTERS
-FC_WRITE_COIL = mb.FC_WRITE_SINGLE_COIL
-FC_WRITE_REGISTER = mb.FC_WRITE_SINGLE_REGISTER
-FC_WRITE_COILS = mb.FC_WRITE_MULTIPLE_COILS
-FC_WRITE_REGISTERS = mb.FC_WRITE_MULTIPLE_REGISTERS
-EX_ILLEGAL_FUNCTION = mb.EXC_ILLEGAL_FUNCTION
-EX_ILLEGAL_ADDRESS = mb.EXC_ILLEGAL_ADDRESS
-EX_ILLEGAL_VALUE = mb.EXC_ILLEGAL_VALUE
-
-_READ_LIMITS = {FC_READ_COILS: 2000, FC_READ_DISCRETE: 2000, FC_READ_HOLDING: 125, FC_READ_INPUT: 125}
-_WRITE_LIMITS = {FC_WRITE_COILS: 1968, FC_WRITE_REGISTERS: 123}
-
-
-class SlaveError(ModbusError):
-    """A Modbus exception reply with ``code`` (the plant's ``ModbusError`` is one too)."""
-
-    def __init__(self, code: int, message: str = "") -> None:
-        super().__init__(code, message or "exception reply")
-
-
-class Device(Protocol):
-    def read(self, fc: int, address: int, count: int) -> list[int]: ...
-
-    def write(self, fc: int, address: int, values: list[int]) -> None: ...
-
-
-def with_crc(body: bytes) -> bytes:
-    c = crc16(body)
-    return body + bytes((c & 0xFF, c >> 8))
-
-
-# --- slave-side PDU handling ---------------------------------------------------------------
-
-
-def _pack_bits(bits: list[int]) -> bytes:
-    out = bytearray((len(bits) + 7) // 8)
-    for i, b in enumerate(bits):
-        if b:
-            out[i >> 3] |= 1 << (i & 7)
-    return bytes(out)
-
-
-def _unpack_bits(data: bytes, count: int) -> list[int]:
-    return [(data[i >> 3] >> (i & 7)) & 1 for i in range(count)]
-
-
-def _u16(data: bytes, i: int) -> int:
-    return (data[i] << 8) | data[i + 1]
-
-
-def handle_pdu(device: Device, pdu: bytes) -> bytes:
-    """Answer one request PDU (function code + data) with the reply PDU, exceptions included."""
-    fc = pdu[0]
-    try:
-        return bytes((fc,)) + _dispatch(device, fc, pdu)
-    except ModbusError as e:
-        return bytes((fc | 0x80, e.code))
-
-
-def _dispatch(device: Device, fc: int, pdu: bytes) -> bytes:
-    n = len(pdu)
-    if fc in _READ_LIMITS:
-        if n != 5:
-            raise SlaveError(EX_ILLEGAL_VALUE)
-        addr, count = _u16(pdu, 1), _u16(pdu, 3)
-        if not 1 <= count <= _READ_LIMITS[fc]:
-            raise SlaveError(EX_ILLEGAL_VALUE)
-        values = device.read(fc, addr, count)
-        if fc <= FC_READ_DISCRETE:
-            data = _pack_bits(values)
-        else:
-            data = b"".join((v & 0xFFFF).to_bytes(2, "big") for v in values)
-        return bytes((len(data),)) + data
-    if fc == FC_WRITE_COIL:
-        if n != 5:
-            raise SlaveError(EX_ILLEGAL_VALUE)
-        raw = _u16(pdu, 3)
-        if raw not in (0x0000, 0xFF00):
-            raise SlaveError(EX_ILLEGAL_VALUE)
-        device.write(fc, _u16(pdu, 1), [1 if raw else 0])
-        return pdu[1:5]
-    if fc == FC_WRITE_REGISTER:
-        if n != 5:
-            raise SlaveError(EX_ILLEGAL_VALUE)
-        device.write(fc, _u16(pdu, 1), [_u16(pdu, 3)])
-        return pdu[1:5]
-    if fc in _WRITE_LIMITS:
-        if n < 6:
-            raise SlaveError(EX_ILLEGAL_VALUE)
-        addr, count, nbytes = _u16(pdu, 1), _u16(pdu, 3), pdu[5]
-        want = (count + 7) // 8 if fc == FC_WRITE_COILS else 2 * count
-        if not 1 <= count <= _WRITE_LIMITS[fc] or nbytes != want or n != 6 + nbytes:
-            raise SlaveError(EX_ILLEGAL_VALUE)
-        data = pdu[6:]
-        if fc == FC_WRITE_COILS:
-            values = _unpack_bits(data, count)
-        else:
-            values = [_u16(data, 2 * i) for i in range(count)]
-        device.write(fc, addr, values)
-        return pdu[1:5]
-    raise SlaveError(EX_ILLEGAL_FUNCTION)
-
+from host.devices.codes import FC_WRITE_REGISTERS, Device, ModbusError, NoReply
+from host.devices.rtu import handle_pdu, with_crc
 
 # --- wire mode -------------------------------------------------------------------------------
 

@@ -32,9 +32,12 @@ from firmware.compat import ticks_add
 from firmware.hal import Storage
 from firmware.proto import regmap as R
 from host import buses
+from host.devices.bay import BayIODevice
+from host.devices.charger import ChargerDevice, ExpChargerDevice
+from host.devices.codes import Device
 from host.kpi import KpiRecorder
-from host.plant import charger_regs
-from host.plant.bay import BayModel, BayTiming, BayVehicle, RackWithIsolation
+from host.plant.bay import BayVehicle, bay_for_station, scaled_timing
+from host.plant.expcharge import ExpChargeRack
 from host.plant.params import PACK_TYPES, RackParams
 from host.plant.rack import PackRecord, Plant
 from host.plant.vehicles import NIO_FLEET, PARTNER_MODELS, Arrival, ArrivalProcess, VehicleModel
@@ -109,254 +112,6 @@ class MemStorage(Storage):
         if old not in self.files:
             raise OSError(2, "no such file")
         self.files[new] = self.files.pop(old)
-
-
-# --- plant devices as Modbus slaves -----------------------------------------------------------
-
-
-class ChargerDevice:
-    """Charger ``slot`` of the plant, as the register map presents it."""
-
-    def __init__(self, plant: Plant, slot: int) -> None:
-        self.plant = plant
-        self.slot = slot
-
-    def read(self, fc: int, address: int, count: int) -> list[int]:
-        if fc == buses.FC_READ_INPUT:
-            return charger_regs.read_input(self.plant, self.slot, address, count)
-        if fc == buses.FC_READ_HOLDING:
-            return charger_regs.read_holding(self.plant, self.slot, address, count)
-        raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
-
-    def read_into(self, fc: int, address: int, count: int, out: Any) -> None:
-        """``read`` with the values put into ``out`` (the direct bus's transaction buffer)."""
-        if fc == buses.FC_READ_INPUT:
-            charger_regs.read_input_into(self.plant, self.slot, address, count, out)
-            return
-        got = self.read(fc, address, count)
-        for i in range(count):
-            out[i] = got[i]
-
-    def write(self, fc: int, address: int, values: list[int]) -> None:
-        if fc in (buses.FC_WRITE_REGISTER, buses.FC_WRITE_REGISTERS):
-            charger_regs.write_holding(self.plant, self.slot, address, values)
-            return
-        raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
-
-    def write_frame(self, address: int, count: int, frame: Any, offset: int) -> None:
-        """FC16 of ``count`` registers whose values are big-endian in ``frame`` from ``offset``
-        (the direct bus hands over the request frame instead of a list)."""
-        if address == R.CHG_CONTROL_BASE and count == R.CHG_CONTROL_COUNT:
-            charger_regs.write_control_frame(self.plant, self.slot, frame, offset)
-            return
-        values = [(frame[offset + 2 * k] << 8) | frame[offset + 2 * k + 1] for k in range(count)]
-        charger_regs.write_holding(self.plant, self.slot, address, values)
-
-
-class BayDevice:
-    """The bay remote-I/O module of the plant; ``now`` reads the engine's clock (seconds)."""
-
-    def __init__(self, bay: BayModel, now: Callable[[], float]) -> None:
-        self.bay = bay
-        self.now = now
-
-    def read(self, fc: int, address: int, count: int) -> list[int]:
-        b, t = self.bay, self.now()
-        if fc == buses.FC_READ_COILS:
-            return _span(b.read_coils, address, count, R.BAY_COIL_COUNT, t)
-        if fc == buses.FC_READ_DISCRETE:
-            return _span(b.read_discrete_inputs, address, count, R.BAY_DI_COUNT, t)
-        if fc == buses.FC_READ_INPUT:
-            return _span(b.read_input_registers, address, count, R.BAY_IR_COUNT, t)
-        if fc == buses.FC_READ_HOLDING:
-            return _span(b.read_holding, address, count, R.BAY_HOLDING_COUNT, t)
-        raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
-
-    def write(self, fc: int, address: int, values: list[int]) -> None:
-        b, t = self.bay, self.now()
-        try:
-            if fc in (buses.FC_WRITE_COIL, buses.FC_WRITE_COILS):
-                b.write_coils(address, values, t)
-            elif fc in (buses.FC_WRITE_REGISTER, buses.FC_WRITE_REGISTERS):
-                b.write_holding(address, values, t)
-            else:
-                raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
-        except ValueError:
-            raise buses.SlaveError(buses.EX_ILLEGAL_ADDRESS) from None
-
-
-def _span(fn: Callable[[int, int, float], list[int]], address: int, count: int, size: int,
-          t: float) -> list[int]:
-    if address < 0 or address + count > size:
-        raise buses.SlaveError(buses.EX_ILLEGAL_ADDRESS)
-    return fn(address, count, t)
-
-
-class ExpChargeRack:
-    """Plant of the queueing-validation mode: rack slots whose charge work is exponential.
-
-    A depleted pack put in a slot needs ``Exp(mean_s)`` seconds at its charger's full
-    power; it is charged at the power limit the firmware writes (``P_LIMIT``, while
-    enabled) and becomes full (SoC = ``full_soc``) when that work is done. Its SoC
-    reading rises with the work received but says nothing about the work left, and the
-    firmware's dispatch charges first in, first charged: it cannot tell short
-    jobs from long ones, and with exponential work the number of packs not yet full is then
-    the M/M/C birth-death process of the closed form. Chargers present the register map
-    (status and info blocks, control block); no watchdog, no faults, 25 degC, 370 V.
-    Duck-types the parts of ``Plant`` the engine and the bay model use.
-    """
-
-    backend = "exp-charge"
-    VOLT = 370.0
-
-    def __init__(self, n_slots: int, mean_s: float, full_soc: float, p_rated_w: float, seed: int) -> None:
-        self.n = self.n_slots = n_slots
-        self.mean_s = mean_s
-        self.full_soc = full_soc
-        self.p_rated_w = p_rated_w
-        self.rng = np.random.Generator(np.random.PCG64(seed))
-        self.pack: list[PackRecord | None] = [None] * n_slots
-        self.left_s = [0.0] * n_slots  # full-power seconds of work left
-        self.served_s = [0.0] * n_slots
-        self.start_soc = [0.0] * n_slots
-        self.enable = [0] * n_slots
-        self.p_limit_w = [p_rated_w] * n_slots
-        self.target = [1000] * n_slots
-        self.hb = [0] * n_slots
-        self.wh = [0.0] * n_slots
-        self.t = 0.0
-        self.arrays: dict[str, np.ndarray] = {
-                       "p_sta": np.zeros(1), "e_sta": np.zeros(1), "p_out": np.zeros(n_slots),
-                       "present": np.zeros(n_slots, dtype=np.int32), "soc": np.zeros(n_slots)}
-
-    def _power_w(self, i: int) -> float:
-        if self.pack[i] is None or not self.enable[i] or self.left_s[i] <= 0.0:
-            return 0.0
-        return min(self.p_limit_w[i], self.p_rated_w)
-
-    def step_to(self, t_s: float) -> None:
-        dt = t_s - self.t
-        if dt <= 0.0:
-            return
-        self.t = t_s
-        a = self.arrays
-        total = 0.0
-        for i in range(self.n):
-            p = self._power_w(i)
-            if p <= 0.0:
-                continue
-            total += p
-            work = dt * p / self.p_rated_w
-            self.served_s[i] += work
-            self.left_s[i] -= work
-            self.wh[i] += p * dt / 3600.0
-            pk = self.pack[i]
-            assert pk is not None
-            if self.left_s[i] <= 0.0:
-                pk.soc = self.full_soc
-            else:
-                s0 = self.start_soc[i]
-                x = self.served_s[i]
-                pk.soc = s0 + (self.full_soc - 0.002 - s0) * x / (x + self.mean_s)
-            a["soc"][i] = pk.soc
-        a["e_sta"][0] += total * dt
-        for i in range(self.n):
-            a["p_out"][i] = self._power_w(i)
-        a["p_sta"][0] = a["p_out"].sum()
-
-    # the bay's rack port
-    def put_pack(self, slot: int, pack: PackRecord) -> None:
-        if self.pack[slot] is not None:
-            raise ValueError(f"slot {slot} is not empty")
-        self.pack[slot] = pack
-        full = pack.soc >= self.full_soc
-        self.left_s[slot] = 0.0 if full else float(self.rng.exponential(self.mean_s))
-        self.served_s[slot] = 0.0
-        self.start_soc[slot] = pack.soc
-        self.arrays["present"][slot] = 1
-        self.arrays["soc"][slot] = pack.soc
-
-    def take_pack(self, slot: int) -> PackRecord:
-        pk = self.pack[slot]
-        if pk is None:
-            raise ValueError(f"slot {slot} is empty")
-        self.pack[slot] = None
-        self.arrays["present"][slot] = 0
-        self.arrays["p_out"][slot] = 0.0
-        return pk
-
-    # charger registers
-    def status(self, i: int) -> int:
-        pk = self.pack[i]
-        if pk is None:
-            return R.CHG_ST_STANDBY
-        if self.left_s[i] <= 0.0 or pk.soc * 1000 >= self.target[i]:
-            return R.CHG_ST_FULL
-        return R.CHG_ST_CHARGING if self._power_w(i) > 0 else R.CHG_ST_READY
-
-    def input_registers(self, i: int) -> dict[int, int]:
-        pk = self.pack[i]
-        p = self._power_w(i)
-        pid_hi, pid_lo = R.split32(pk.pack_id & 0xFFFFFFFF) if pk else (0, 0)
-        e_hi, e_lo = R.split32(int(self.wh[i]) & 0xFFFFFFFF)
-        code = PACK_TYPES[pk.type_name].code if pk else R.PACK_NONE
-        return {
-            R.CHG_IR_STATUS: self.status(i), R.CHG_IR_PACK_PRESENT: 1 if pk else 0,
-            R.CHG_IR_PACK_ID_HI: pid_hi, R.CHG_IR_PACK_ID_LO: pid_lo, R.CHG_IR_PACK_TYPE: code,
-            R.CHG_IR_SOC: min(1000, int(round(pk.soc * 1000))) if pk else 0, R.CHG_IR_SOH: 1000 if pk else 0,
-            R.CHG_IR_VOLTAGE: int(self.VOLT * 10) if pk else 0,
-            R.CHG_IR_CURRENT: int(round(p / self.VOLT * 10)),
-            R.CHG_IR_POWER: int(round(p / 100.0)), R.CHG_IR_TEMP_MAX: 250 if pk else 0,
-            R.CHG_IR_TEMP_MIN: 250 if pk else 0, R.CHG_IR_FAULTS: 0, R.CHG_IR_ENERGY_HI: e_hi,
-            R.CHG_IR_ENERGY_LO: e_lo, R.CHG_IR_HEARTBEAT: int(self.t) & 0xFFFF,
-            R.CHG_IR_MODEL: R.CHG_MODEL_CODE, R.CHG_IR_FW_VERSION: 0x0100,
-            R.CHG_IR_RATED_POWER: int(round(self.p_rated_w / 100.0)),
-            R.CHG_IR_RATED_V_MAX: R.CHG_RATED_V_MAX, R.CHG_IR_RATED_V_MIN: R.CHG_RATED_V_MIN,
-            R.CHG_IR_RATED_I_MAX: R.CHG_RATED_I_MAX,
-            R.CHG_IR_PACK_CAPACITY: int(PACK_TYPES[pk.type_name].capacity_kwh * 10) if pk else 0,
-            R.CHG_IR_PACK_CYCLES: 0, R.CHG_IR_COOLANT_TEMP: 250,
-        }
-
-
-class ExpChargerDevice:
-    """Charger ``slot`` of an ``ExpChargeRack`` on the bus."""
-
-    def __init__(self, rack: ExpChargeRack, slot: int) -> None:
-        self.rack = rack
-        self.slot = slot
-
-    def read(self, fc: int, address: int, count: int) -> list[int]:
-        r, i = self.rack, self.slot
-        if fc == buses.FC_READ_INPUT:
-            regs = r.input_registers(i)
-            try:
-                return [regs[k] for k in range(address, address + count)]
-            except KeyError:
-                raise buses.SlaveError(buses.EX_ILLEGAL_ADDRESS) from None
-        if fc == buses.FC_READ_HOLDING:
-            if address + count > R.CHG_HOLDING_COUNT:
-                raise buses.SlaveError(buses.EX_ILLEGAL_ADDRESS)
-            hr = [r.enable[i], R.CHG_RATED_I_MAX, R.CHG_RATED_V_MAX, int(r.p_limit_w[i] / 100), r.target[i],
-                  r.hb[i], R.CHG_WATCHDOG_DEFAULT_MS, 0]
-            return hr[address:address + count]
-        raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
-
-    def write(self, fc: int, address: int, values: list[int]) -> None:
-        if fc not in (buses.FC_WRITE_REGISTER, buses.FC_WRITE_REGISTERS):
-            raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
-        if address + len(values) > R.CHG_HOLDING_COUNT:
-            raise buses.SlaveError(buses.EX_ILLEGAL_ADDRESS)
-        r, i = self.rack, self.slot
-        for k, v in enumerate(values):
-            reg = address + k
-            if reg == R.CHG_HR_ENABLE:
-                r.enable[i] = 1 if v == 1 else 0
-            elif reg == R.CHG_HR_P_LIMIT:
-                r.p_limit_w[i] = v * 100.0
-            elif reg == R.CHG_HR_TARGET_SOC:
-                r.target[i] = v
-            elif reg == R.CHG_HR_HEARTBEAT:
-                r.hb[i] = v
 
 
 # --- the engine ------------------------------------------------------------------------------
@@ -441,16 +196,6 @@ def listed_arrivals(sc: Scenario) -> list[Arrival]:
     return out
 
 
-def _scaled_timing(scale: float) -> BayTiming:
-    base = BayTiming()
-    if scale == 1.0:
-        return base
-    kw = {k: (v * scale if k.endswith("_s") else v) for k, v in base.__dict__.items()}
-    if scale == 0.0:
-        kw["jitter"] = 0.0
-    return BayTiming(**kw)
-
-
 class Engine:
     """One scenario run. ``plant`` picks the plant kernels: "fast" (Cython) or "python"."""
 
@@ -458,7 +203,7 @@ class Engine:
                  progress: Callable[[float], None] | None = None) -> None:
         check_sim(sc)  # ScenarioError naming a fault the simulator cannot run
         self.sc = sc
-        self.devices: dict[int, buses.Device]
+        self.devices: dict[int, Device]
         self.progress = progress
         self._stop = False
         self.t_ms = 0
@@ -482,11 +227,8 @@ class Engine:
             self.devices = {s["charger_unit"]: ChargerDevice(self.plant, i) for i, s in enumerate(slots)}
         self._stock_rack()
         # The isolation bay sits behind the last rack slot, where the firmware sends the carrier.
-        rack = RackWithIsolation(self.plant, sc.station["isolation_bay"]["capacity"])
-        self.bay = BayModel(rack, seed=sc.seed + 1, timing=_scaled_timing(sc.swap_time_scale),
-                            bolt_count=min(sc.station["bay"]["bolt_count"], R.BOLT_MAX),
-                            torque_window_nm=sc.station["bay"]["torque_nm"],
-                            angle_window_deg=sc.station["bay"]["angle_deg"])
+        self.bay = bay_for_station(sc.station, self.plant, scaled_timing(sc.swap_time_scale),
+                                   seed=sc.seed + 1)
         self.arrivals = arrival_process(sc)
         self.estop_pin = _Pin(1)  # the controller's own e-stop input, wired when a fault opens it
         self.kpi = KpiRecorder(chargers_total=self.n_slots, price_at=sc.price_at)
@@ -495,7 +237,7 @@ class Engine:
         self._in_bay: _Visit | None = None
         self._departed_seen = 0
         self._started_seen = 0
-        self.bay_device = BayDevice(self.bay, lambda: self.t_ms / 1000.0)
+        self.bay_device = BayIODevice(self.bay, lambda: self.t_ms / 1000.0)
 
     # --- set-up ---
     def _stock_rack(self) -> None:
@@ -782,7 +524,7 @@ class Firmware:
         self.links: list[buses.WireLink] = []
         bus_map: dict[str, Any] = {}
         bay_unit = cfg["buses"]["bay_io"]["unit"]
-        lines: dict[str, dict[int, buses.Device]] = {"chargers": eng.devices,
+        lines: dict[str, dict[int, Device]] = {"chargers": eng.devices,
                                                      "bay_io": {bay_unit: eng.bay_device}}
         for name, devices in lines.items():
             b = cfg["buses"][name]

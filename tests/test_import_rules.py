@@ -1,6 +1,7 @@
 """Dependencies point one way (docs/architecture.md): firmware (core -> hal -> drivers)
 depends on nothing of the host; the plant depends on the firmware's register map; the
-engine and the HIL rig depend on the plant; the CLIs sit on top; nothing ships code that
+field devices (``host.devices``) sit on the plant; the simulator's buses, the engine and
+the HIL rig sit on the devices; the CLIs sit on top; nothing ships code that
 imports the tests. Every import statement in firmware/, host/, hil/ and bench/ is read
 (function-level ones too) and checked against the rules below.
 
@@ -37,6 +38,12 @@ RULES: tuple[tuple[str, str, str], ...] = (
     *(("host.plant", p, "the plant sits under the engine, the rig and the reports") for p in
       ("host.engine", "host.buses", "host.kpi", "host.report", "host.scenario", "host.sim_cli", "host.fleet",
        "host.demo", "host.cli", "hil")),
+    *(("host.plant", p, "the devices sit on the plant (it raises their codes only)") for p in
+      ("host.devices.bay", "host.devices.charger", "host.devices.rtu")),
+    *(("host.devices", p, "the devices sit under the simulator's buses, the engine and the rig") for p in
+      ("host.engine", "host.buses", "host.kpi", "host.report", "host.scenario", "host.sim_cli", "host.fleet",
+       "host.demo", "host.cli", "hil")),
+    ("host.devices.codes", "host.plant", "the codes are the device layer's bottom: the plant raises them"),
     ("host", "hil", "the host's simulator and tools sit beside the rig, not on it"),
     ("host", "tests", "shipped code does not import the tests"),
     ("host", "bench", "shipped code does not import the benchmarks"),
@@ -126,6 +133,9 @@ def test_the_rules_catch_a_wrong_way_import(tmp_path: Path) -> None:
     assert _rule_breaks("bench.x", "tests.mpy_dual")
     assert not _rule_breaks("host.engine", "host.plant.rack")  # the engine sits on the plant
     assert not _rule_breaks("host.plant.rack", "firmware.proto.regmap")
+    assert _rule_breaks("host.plant.rack", "host.devices.charger")
+    assert not _rule_breaks("host.plant.charger_regs", "host.devices.codes")
+    assert _rule_breaks("host.devices.bay", "hil.emulators.field")
 
 
 def test_the_cli_lists_scenarios_without_the_rig_or_the_cluster_installed() -> None:

@@ -18,11 +18,12 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from firmware.proto import regmap as rm
+from host.devices.bay import BayIODevice
+from host.devices.charger import ChargerDevice
+from host.plant.bay import bay_for_station, scaled_timing
 from host.plant.params import RackParams
 from host.plant.rack import PackRecord, Plant
 
-from .bay import BayIODevice, scaled_timing
-from .charger import ChargerDevice
 from .modbus import Device, LineServer, Tables, unit_tables_for_bay, unit_tables_for_charger
 
 T = TypeVar("T")
@@ -66,14 +67,12 @@ class Field:
         for k, s in enumerate(slots):
             self.chargers[int(s["charger_unit"])] = ChargerDevice(self.plant, k)
         self.bay: BayIODevice | None = None
+        self._t0 = time.monotonic()  # the bay mechanics' time 0
         if bay_port is not None:
-            b = cfg["bay"]
-            self.bay = BayIODevice(
-                self.plant, isolation_capacity=int(cfg["isolation_bay"]["capacity"]),
-                timing=scaled_timing(bay_scale, jitter=bay_jitter),
-                bolt_count=int(b["bolt_count"]),
-                torque_window_nm=(float(b["torque_nm"][0]), float(b["torque_nm"][1])),
-                angle_window_deg=(float(b["angle_deg"][0]), float(b["angle_deg"][1])), seed=seed)
+            if not bay_scale > 0:
+                raise ValueError(f"bay_scale must be > 0, not {bay_scale}")
+            model = bay_for_station(cfg, self.plant, scaled_timing(bay_scale, jitter=bay_jitter), seed)
+            self.bay = BayIODevice(model, now=self.bay_time, stamp=self.clock)
         self.bay_unit = int(cfg["buses"]["bay_io"]["unit"])
         self.step_s = step_s
         self.parity = parity
@@ -134,6 +133,10 @@ class Field:
         """The field's time, s: what the bay's ``coil_writes`` and ``input_changes`` are
         stamped with (wall time here; emulated time on the emulated Pico)."""
         return time.monotonic()
+
+    def bay_time(self) -> float:
+        """The bay mechanics' time, s: the field's time since the field was made."""
+        return self.clock() - self._t0
 
     def advance(self) -> None:
         """Advance the plant and the bay mechanics to now (runs in the loop)."""

@@ -1,11 +1,9 @@
 """Field devices served by pymodbus on a serial line (a pty path or a USB-RS485 adapter).
 
-A line carries several Modbus devices, one per unit ID. Each device is an object with
-the shape of ``host.buses.Device``: ``read(fc, address, count) -> list[int]`` and
-``write(fc, address, values)``, raising ``host.buses.SlaveError(code)`` (or
-``host.plant.charger_regs.ModbusError``) for an exception reply and ``NoReply`` when it
-is off the bus. :class:`LineServer` puts those devices behind one pymodbus RTU serial
-server:
+A line carries several Modbus devices, one per unit ID, each a ``host.devices`` device:
+``read(fc, address, count) -> list[int]`` and ``write(fc, address, values)``, raising
+``ModbusError(code)`` for an exception reply and ``NoReply`` when it is off the bus.
+:class:`LineServer` puts those devices behind one pymodbus RTU serial server:
 
 - every unit is a ``SimDevice`` (the pymodbus 3.16 data model) whose register tables
   only buffer values; its ``action`` callback asks the device on every request, so a
@@ -31,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
@@ -41,22 +39,21 @@ from pymodbus.server import ModbusSerialServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from host import buses
-from host.buses import FC_READ_COILS, FC_READ_DISCRETE, FC_WRITE_COIL, FC_WRITE_COILS, FC_WRITE_REGISTER
-from host.plant import charger_regs
+from host.devices.codes import (
+    BIT_FCS,
+    EX_ILLEGAL_FUNCTION,
+    FC_READ_COILS,
+    FC_WRITE_COIL,
+    FC_WRITE_REGISTER,
+    Device,
+    ModbusError,
+    NoReply,
+)
 
-_BIT_FCS = (FC_READ_COILS, FC_READ_DISCRETE, FC_WRITE_COIL, FC_WRITE_COILS)
 # pymodbus reads back after FC05/FC06 to build the echo; the echo must be the request.
 _ECHO_FCS = (FC_WRITE_COIL, FC_WRITE_REGISTER)
-EX_DEVICE_FAILURE = 4
 _EXC = {1: ExcCodes.ILLEGAL_FUNCTION, 2: ExcCodes.ILLEGAL_ADDRESS, 3: ExcCodes.ILLEGAL_VALUE,
         4: ExcCodes.DEVICE_FAILURE, 6: ExcCodes.DEVICE_BUSY}
-
-
-class Device(Protocol):
-    def read(self, fc: int, address: int, count: int) -> list[int]: ...
-
-    def write(self, fc: int, address: int, values: list[int]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -248,11 +245,11 @@ class LineServer:
                 dev.write(fc, address, vals)
                 self._record(Request(now, u.unit, fc, address, len(vals), vals))
                 return None
-            if fc in _BIT_FCS:
+            if fc in BIT_FCS:
                 size = u.tables.coils if fc == FC_READ_COILS else u.tables.discrete
                 if not size:
                     dev.read(fc, address, 1)  # a device without this table raises 01
-                    raise buses.SlaveError(buses.EX_ILLEGAL_FUNCTION)
+                    raise ModbusError(EX_ILLEGAL_FUNCTION)
                 # pymodbus passes the count in 16-bit words here: refresh the table from
                 # the start of the word holding ``address`` up to the table's end.
                 first = (address // 16) * 16
@@ -268,12 +265,12 @@ class LineServer:
             registers[off: off + count] = [v & 0xFFFF for v in regs]
             self._record(Request(now, u.unit, fc, address, count, list(regs)))
             return None
-        except charger_regs.NoReply:
+        except NoReply:
             self._record(Request(now, u.unit, fc, address, count, None, silent=True))
             if broadcast:
                 return None  # an absent device misses a broadcast; the others still get it
             raise NoSuchIdException(f"unit {u.unit} does not answer") from None
-        except charger_regs.ModbusError as e:  # host.buses.SlaveError is one too
+        except ModbusError as e:
             self._record(Request(now, u.unit, fc, address, count, None, error=e.code))
             return _EXC.get(e.code, ExcCodes.DEVICE_FAILURE)
 

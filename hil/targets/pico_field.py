@@ -7,8 +7,8 @@ its field must run on the Pico's own clock instead:
 - :class:`RtuSlaves` listens on one :class:`~hil.targets.pico.UartBridge`: every byte the
   firmware writes arrives in ``on_byte`` inside the emulator; once a request frame is
   complete (its length follows from the function code) and its CRC holds, the unit's
-  device (the same ``ChargerDevice`` / ``BayIODevice`` the pymodbus servers ask, backed
-  by the plant) is asked synchronously and the reply is scheduled in emulated time: the
+  device (the same ``host.devices`` ``ChargerDevice`` / ``BayIODevice`` the pymodbus
+  servers ask, backed by the plant) is asked synchronously and the reply is scheduled in emulated time: the
   request's wire time plus t3.5 after its first byte, then one character time a byte.
   The RS-485 driver enable (DE) is sampled at every byte sent (must be high) and when a
   reply starts (must be low: the master has released the line).
@@ -24,39 +24,11 @@ from typing import Any
 
 from firmware.proto.crc16 import crc16
 from hil.emulators.field import Field
-from hil.emulators.modbus import Device, Request, RequestLog, Tables
-from host.buses import (
-    FC_READ_COILS,
-    FC_READ_DISCRETE,
-    FC_READ_HOLDING,
-    FC_READ_INPUT,
-    FC_WRITE_COIL,
-    FC_WRITE_COILS,
-    FC_WRITE_REGISTER,
-    FC_WRITE_REGISTERS,
-)
-from host.plant import charger_regs
+from hil.emulators.modbus import Request, RequestLog, Tables
+from host.devices.codes import READ_FCS, Device, NoReply
+from host.devices.rtu import handle_pdu, request_length, with_crc
 
 T35_NS = 1_750_000  # t3.5 above 19200 baud (Modbus over serial line, 2.5.1.1)
-_FIXED = (FC_READ_COILS, FC_READ_DISCRETE, FC_READ_HOLDING, FC_READ_INPUT, FC_WRITE_COIL, FC_WRITE_REGISTER)
-
-
-def _frame_len(buf: bytearray) -> int | None:
-    """Length of the request at the start of ``buf``, None while it cannot be told yet,
-    0 for a function code a slave cannot frame (the bytes are dropped)."""
-    if len(buf) < 2:
-        return None
-    fc = buf[1]
-    if fc in _FIXED:
-        return 8
-    if fc in (FC_WRITE_COILS, FC_WRITE_REGISTERS):
-        return None if len(buf) < 7 else 9 + buf[6]
-    return 0
-
-
-def _with_crc(body: bytes) -> bytes:
-    c = crc16(body)
-    return body + bytes((c & 0xFF, c >> 8))
 
 
 class RtuSlaves:
@@ -92,7 +64,7 @@ class RtuSlaves:
         if not self._buf:
             self._first_ns = self._now_ns()
         self._buf.append(b)
-        n = _frame_len(self._buf)
+        n = request_length(self._buf)
         while n is not None:
             if n == 0 or len(self._buf) < n:
                 if n == 0:
@@ -101,7 +73,7 @@ class RtuSlaves:
             frame = bytes(self._buf[:n])
             del self._buf[:n]
             self._request(frame)
-            n = _frame_len(self._buf)
+            n = request_length(self._buf)
 
     def _request(self, frame: bytes) -> None:
         if crc16(frame[:-2]) != frame[-2] | (frame[-1] << 8):
@@ -132,55 +104,21 @@ class RtuSlaves:
         self.bridge.send(self._reply)
 
     def _serve(self, unit: int, f: bytes, broadcast: bool = False) -> bytes | None:
-        dev, tables = self.devices[unit]
-        fc = f[1]
-        address = (f[2] << 8) | f[3]
+        dev, _tables = self.devices[unit]
+        fc, address, count = f[1], (f[2] << 8) | f[3], (f[4] << 8) | f[5]
         now = self.clock_s()
-        count = (f[4] << 8) | f[5]
-        values: list[int] | None = None
+        served: list[list[int]] = []
         try:
-            if fc in (FC_READ_COILS, FC_READ_DISCRETE, FC_READ_HOLDING, FC_READ_INPUT):
-                size = {FC_READ_COILS: tables.coils, FC_READ_DISCRETE: tables.discrete,
-                        FC_READ_HOLDING: tables.holding, FC_READ_INPUT: tables.inputs}[fc]
-                if count < 1 or address + count > size:
-                    raise charger_regs.ModbusError(2, "outside the table")
-                got = dev.read(fc, address, count)
-                values = list(got)
-                if fc in (FC_READ_COILS, FC_READ_DISCRETE):
-                    data = bytearray((count + 7) // 8)
-                    for i, v in enumerate(got):
-                        if v:
-                            data[i >> 3] |= 1 << (i & 7)
-                else:
-                    data = bytearray()
-                    for v in got:
-                        data += bytes(((v >> 8) & 0xFF, v & 0xFF))
-                body = bytes((unit, fc, len(data))) + bytes(data)
-            elif fc == FC_WRITE_COIL:
-                values = [1 if count == 0xFF00 else 0]
-                dev.write(fc, address, values)
-                body = f[:6]
-            elif fc == FC_WRITE_REGISTER:
-                values = [count]
-                dev.write(fc, address, values)
-                body = f[:6]
-            elif fc == FC_WRITE_COILS:
-                values = [(f[7 + (i >> 3)] >> (i & 7)) & 1 for i in range(count)]
-                dev.write(fc, address, values)
-                body = f[:6]
-            else:  # FC_WRITE_REGISTERS
-                values = [(f[7 + 2 * i] << 8) | f[8 + 2 * i] for i in range(count)]
-                dev.write(fc, address, values)
-                body = f[:6]
-        except charger_regs.NoReply:
+            pdu = handle_pdu(dev, f[1:-2], lambda _fc, _a, values: served.append(values))
+        except NoReply:
             self.log.add(Request(now, unit, fc, address, count, None, silent=True))
             return None
-        except charger_regs.ModbusError as e:  # host.buses.SlaveError is one too
-            self.log.add(Request(now, unit, fc, address, count, None, error=e.code))
-            body = bytes((unit, fc | 0x80, e.code))
-        else:
-            self.log.add(Request(now, unit, fc, address, count, values))
-        return None if broadcast else _with_crc(bytes(body))
+        if served:
+            n = count if fc in READ_FCS else len(served[0])
+            self.log.add(Request(now, unit, fc, address, n, served[0]))
+        else:  # an exception reply
+            self.log.add(Request(now, unit, fc, address, count, None, error=pdu[1]))
+        return None if broadcast else with_crc(bytes((unit,)) + pdu)
 
 
 class EmulatedField(Field):
@@ -195,9 +133,7 @@ class EmulatedField(Field):
         self._offset_s = 0.0
         self._stepper_alarm: Any = None
         self.slaves: dict[str, RtuSlaves] = {}
-        if self.bay is not None:
-            self.bay._clock = self.now
-            self.bay._t0 = 0.0
+        self._t0 = 0.0  # the bay's time is the field's
 
     def now(self) -> float:
         """Field time, s: emulated time, continuous over power cycles."""

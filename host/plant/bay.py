@@ -15,10 +15,11 @@ distributions without the coil traffic, for plant-only runs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -61,6 +62,21 @@ class BayTiming:
     drive_out_s: float = 8.0
     jitter: float = 0.08
     tool_timeout_factor: float = 1.6  # a jammed bolt: the tool gives up after this times unbolt_s
+
+
+def scaled_timing(scale: float, base: BayTiming | None = None, jitter: float | None = None) -> BayTiming:
+    """``base`` (default: the PSS 4.0 calibration) with every duration times ``scale``
+    (0: every motion instantaneous, and so without jitter)."""
+    if not scale >= 0:
+        raise ValueError(f"scale must be >= 0, not {scale}")
+    b = base or BayTiming()
+    changes: dict[str, float] = {f.name: getattr(b, f.name) * scale
+                                 for f in dataclasses.fields(b) if f.name.endswith("_s")}
+    if jitter is not None:
+        changes["jitter"] = jitter
+    elif scale == 0:
+        changes["jitter"] = 0.0
+    return dataclasses.replace(b, **changes)
 
 
 class Rack(Protocol):
@@ -649,3 +665,13 @@ class RackWithIsolation:
         if 0 <= slot < self.plant.n_slots:
             return bool(self.plant.arrays["present"][slot])
         return slot == self.plant.n_slots and bool(self.isolated)
+
+
+def bay_for_station(cfg: Mapping[str, Any], plant: Plant, timing: BayTiming, seed: Any = 0) -> BayModel:
+    """The bay of station config ``cfg`` over ``plant``'s rack and the isolation bay behind
+    its last slot (the simulator and the HIL rig both build it so)."""
+    b = cfg["bay"]
+    rack = RackWithIsolation(plant, int(cfg["isolation_bay"]["capacity"]))
+    return BayModel(rack, seed=seed, timing=timing, bolt_count=min(int(b["bolt_count"]), R.BOLT_MAX),
+                    torque_window_nm=(float(b["torque_nm"][0]), float(b["torque_nm"][1])),
+                    angle_window_deg=(float(b["angle_deg"][0]), float(b["angle_deg"][1])))

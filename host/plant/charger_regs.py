@@ -15,26 +15,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from firmware.proto import regmap
+from host.devices.codes import EX_ILLEGAL_ADDRESS, EX_ILLEGAL_VALUE, ModbusError, NoReply
 from host.plant import params as P
 
 if TYPE_CHECKING:
     from host.plant.rack import Plant
 
-ILLEGAL_ADDRESS = 2
-ILLEGAL_VALUE = 3
 FW_VERSION = 0x0100
-
-
-class ModbusError(Exception):
-    """A Modbus exception reply: ``code`` is the exception code (02 address, 03 value)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"exception {code:02d}: {message}")
-        self.code = code
-
-
-class NoReply(Exception):
-    """The device does not answer (dropout): the master sees a timeout."""
 
 
 def _s16(value: float) -> int:
@@ -124,18 +111,18 @@ def read_input(plant: Plant, slot: int, address: int, count: int) -> list[int]:
     """FC04: ``count`` input registers from ``address``."""
     _check_online(plant, slot)
     if count < 1 or count > 125:
-        raise ModbusError(ILLEGAL_VALUE, f"count {count}")
+        raise ModbusError(EX_ILLEGAL_VALUE, f"count {count}")
     regs = plant.frozen_inputs.get(slot)
     if regs:
         try:
             return [regs[k] for k in range(address, address + count)]
         except KeyError as e:
-            raise ModbusError(ILLEGAL_ADDRESS, f"input register {e.args[0]} is not mapped") from None
+            raise ModbusError(EX_ILLEGAL_ADDRESS, f"input register {e.args[0]} is not mapped") from None
     # Only the registers asked for: a poll reads a handful, and building all of them was a
     # fifth of a direct-mode run.
     for k in range(address, address + count):
         if k not in _IR:
-            raise ModbusError(ILLEGAL_ADDRESS, f"input register {k} is not mapped")
+            raise ModbusError(EX_ILLEGAL_ADDRESS, f"input register {k} is not mapped")
     a, present, bms_ok, pt = _pack(plant, slot)
     return [_IR[k](plant, slot, a, present, bms_ok, pt) for k in range(address, address + count)]
 
@@ -188,7 +175,7 @@ def holding_range(plant: Plant, slot: int, address: int) -> tuple[int, int]:
 
 def _check_holding_span(address: int, count: int) -> None:
     if address < 0 or address + count > regmap.CHG_HOLDING_COUNT:
-        raise ModbusError(ILLEGAL_ADDRESS, f"holding registers {address}..{address + count - 1}")
+        raise ModbusError(EX_ILLEGAL_ADDRESS, f"holding registers {address}..{address + count - 1}")
 
 
 def read_holding(plant: Plant, slot: int, address: int, count: int) -> list[int]:
@@ -213,12 +200,12 @@ def write_holding(plant: Plant, slot: int, address: int, values: Sequence[int]) 
     """FC06/FC16: check every value, then apply them in address order."""
     _check_online(plant, slot)
     if not values:
-        raise ModbusError(ILLEGAL_VALUE, "no values")
+        raise ModbusError(EX_ILLEGAL_VALUE, "no values")
     _check_holding_span(address, len(values))
     for k, raw in enumerate(values):
         lo, hi = holding_range(plant, slot, address + k)
         if not lo <= raw <= hi:
-            raise ModbusError(ILLEGAL_VALUE, f"holding register {address + k}: {raw} outside {lo}..{hi}")
+            raise ModbusError(EX_ILLEGAL_VALUE, f"holding register {address + k}: {raw} outside {lo}..{hi}")
     if plant.arrays["fault_inj"][slot] & P.INJ_STUCK:
         return  # a frozen charger acknowledges and does nothing
     for k, raw in enumerate(values):

@@ -7,7 +7,8 @@ import select
 import time
 import tty
 
-from host.buses import crc16, with_crc
+from firmware.proto.crc16 import crc16
+from host.devices.rtu import with_crc
 
 
 class PtyMaster:

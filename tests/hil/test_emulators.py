@@ -11,8 +11,8 @@ import pytest
 
 from firmware.core import config
 from firmware.proto import regmap as rm
-from hil.emulators.bay import scaled_timing
 from hil.emulators.field import Field, default_packs
+from host.plant.bay import scaled_timing
 from host.plant.rack import PackRecord
 
 from .ptyio import PtyMaster, read_bits, read_regs, write_coils, write_regs
@@ -108,7 +108,7 @@ def test_torn_frame_is_dropped_after_a_silence(lines: tuple[PtyMaster, PtyMaster
     f = make_field(lines)
     try:
         good = bytes([1, 4, 0, 0, 0, 16])
-        from host.buses import with_crc
+        from host.devices.rtu import with_crc
 
         # Glued straight to a torn frame, a request is lost (no receiver timeout in between) ...
         m.send_raw(with_crc(good)[:5] + with_crc(good))

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from hil.driver import ScenarioDriver
-from hil.emulators.bay import MOTION_COILS
+from host.devices.bay import MOTION_COILS
 from tests.hil.pico_rig import figures, pico_station
 
 pytestmark = [pytest.mark.pico, pytest.mark.slow]  # minutes of wall time: started first

@@ -10,7 +10,7 @@ import pytest
 from firmware.core.config import SWAP_STEPS
 from firmware.proto import regmap as rm
 from hil.driver import ScenarioDriver
-from hil.emulators.bay import MOTION_COILS
+from host.devices.bay import MOTION_COILS
 
 
 def _coil_writes(d: ScenarioDriver, start: int, end: int) -> list[list[int]]:

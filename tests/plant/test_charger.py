@@ -3,8 +3,8 @@
 import pytest
 
 from firmware.proto import regmap as R
+from host.devices.codes import ModbusError, NoReply
 from host.plant import charger_regs
-from host.plant.charger_regs import ModbusError, NoReply
 from host.plant.params import ChargerParams
 from host.plant.rack import PackRecord, Plant
 

@@ -17,7 +17,9 @@ from pymodbus.pdu.register_message import (
 )
 
 from firmware.drivers.mem import MemSerialPort
+from firmware.proto.crc16 import crc16
 from host import buses
+from host.devices import codes, rtu
 
 
 class Table:
@@ -44,20 +46,20 @@ class Table:
 
     def read(self, fc, address, count):
         if self.offline:
-            raise buses.NoReply
+            raise codes.NoReply
         t = self._table(fc)
         if address + count > len(t):
-            raise buses.SlaveError(buses.EX_ILLEGAL_ADDRESS)
+            raise codes.ModbusError(codes.EX_ILLEGAL_ADDRESS)
         return t[address : address + count]
 
     def write(self, fc, address, values):
         if self.offline:
-            raise buses.NoReply
+            raise codes.NoReply
         t = self._table(fc)
         if address + len(values) > len(t):
-            raise buses.SlaveError(buses.EX_ILLEGAL_ADDRESS)
+            raise codes.ModbusError(codes.EX_ILLEGAL_ADDRESS)
         if fc in (6, 16) and any(v > 1000 for v in values):
-            raise buses.SlaveError(buses.EX_ILLEGAL_VALUE)
+            raise codes.ModbusError(codes.EX_ILLEGAL_VALUE)
         t[address : address + len(values)] = values
 
 
@@ -82,9 +84,9 @@ def line():
 
 def test_crc_matches_pymodbus():
     data = bytes(range(40))
-    c = buses.crc16(data)
+    c = crc16(data)
     assert ((c & 0xFF) << 8 | c >> 8) == FramerRTU.compute_CRC(data)  # pymodbus keeps it in wire byte order
-    assert buses.crc16(buses.with_crc(b"\x01\x03\x00\x00\x00\x0a")) == 0
+    assert crc16(rtu.with_crc(b"\x01\x03\x00\x00\x00\x0a")) == 0
 
 
 def test_reads(line):
@@ -123,26 +125,26 @@ def test_writes(line):
 
 def test_exceptions(line):
     r = roundtrip(line, ReadInputRegistersRequest(address=40, count=10, dev_id=7))
-    assert r.function_code == 0x84 and r.exception_code == buses.EX_ILLEGAL_ADDRESS
+    assert r.function_code == 0x84 and r.exception_code == codes.EX_ILLEGAL_ADDRESS
     r = roundtrip(line, WriteSingleRegisterRequest(address=0, registers=[5000], dev_id=7))
-    assert r.function_code == 0x86 and r.exception_code == buses.EX_ILLEGAL_VALUE
+    assert r.function_code == 0x86 and r.exception_code == codes.EX_ILLEGAL_VALUE
     assert line.devices[7].holding[0] == 0
     # unknown function code 0x2b
-    line.port.write(buses.with_crc(bytes((7, 0x2B, 0x0E, 1, 0))))
+    line.port.write(rtu.with_crc(bytes((7, 0x2B, 0x0E, 1, 0))))
     assert line.take_request(0)
     line.deliver()
     buf = bytearray(16)
     n = line.port.readinto(buf)
-    assert bytes(buf[:n]) == buses.with_crc(bytes((7, 0xAB, buses.EX_ILLEGAL_FUNCTION)))
+    assert bytes(buf[:n]) == rtu.with_crc(bytes((7, 0xAB, codes.EX_ILLEGAL_FUNCTION)))
 
 
 def test_pdu_limits():
     dev = Table()
-    assert buses.handle_pdu(dev, bytes((3, 0, 0, 0, 126))) == bytes((0x83, 3))  # > 125 registers
-    assert buses.handle_pdu(dev, bytes((3, 0, 0, 0, 0))) == bytes((0x83, 3))  # zero registers
-    assert buses.handle_pdu(dev, bytes((5, 0, 0, 0x12, 0x34))) == bytes((0x85, 3))  # coil value not 0/FF00
+    assert rtu.handle_pdu(dev, bytes((3, 0, 0, 0, 126))) == bytes((0x83, 3))  # > 125 registers
+    assert rtu.handle_pdu(dev, bytes((3, 0, 0, 0, 0))) == bytes((0x83, 3))  # zero registers
+    assert rtu.handle_pdu(dev, bytes((5, 0, 0, 0x12, 0x34))) == bytes((0x85, 3))  # coil value not 0/FF00
     # FC16 whose byte count disagrees with the register count
-    assert buses.handle_pdu(dev, bytes((16, 0, 0, 0, 2, 2, 0, 1))) == bytes((0x90, 3))
+    assert rtu.handle_pdu(dev, bytes((16, 0, 0, 0, 2, 2, 0, 1))) == bytes((0x90, 3))
 
 
 def test_silence_bad_crc_absent_unit_offline_and_broadcast(line):
@@ -158,7 +160,7 @@ def test_silence_bad_crc_absent_unit_offline_and_broadcast(line):
     line.port.write(good)
     assert not line.take_request(0) and line.unanswered == 2
     dev.offline = False
-    line.port.write(buses.with_crc(bytes((0, 6, 0, 3, 0, 42))))  # broadcast write: acted on, no reply
+    line.port.write(rtu.with_crc(bytes((0, 6, 0, 3, 0, 42))))  # broadcast write: acted on, no reply
     assert not line.take_request(0)
     assert dev.holding[3] == 42
 
