@@ -290,6 +290,14 @@ class Bay:
 
     def _resume_step(self):
         self.sub = 0
+        if self.step == POSITION:
+            # Its first phase opens the entry for a car still outside. One already in keeps
+            # the door closed behind it; opening it on the guarded bay would latch an
+            # interlock that the open door then keeps from being acknowledged.
+            if self.di[rm.BAY_DI_VEHICLE_PRESENT]:
+                self.sub = 1
+            else:
+                self._guard = False
         self._retry = 0
         self._cut = True  # what a tool did before the hold is unknown
         for i in range(rm.BOLT_MAX):

@@ -556,6 +556,35 @@ def test_smoke_stops_and_ventilates():
     assert r.dev.coils[rm.BAY_CO_VENTILATION] == 0
 
 
+def test_a_confirm_after_the_door_closed_does_not_open_it_on_the_vehicle():
+    # An operator clears a smoke stop with ack, then confirms, while the car stands in the
+    # bay at "position": the step resumes from its start, whose first phase opens the entry
+    # door for a car to drive in. Opening it on a guarded bay latched the interlock, which
+    # the open door then kept from being acknowledged: the station held for ever.
+    r = _rig()
+    r.vehicle()
+    _until_step(r, B.POSITION, sub=2)
+    r.dev.smoke = True
+    r.cycle()
+    assert r.bay.safety.hold & sf.SMOKE
+    r.dev.smoke = False
+    r.run(2000)
+    assert r.bay.ack() & sf.SMOKE
+    assert r.bay.confirm()
+    seen = {"interlock": 0, "door_open": 0}
+
+    def watch(r):
+        if r.bay.safety.hold & sf.INTERLOCK:
+            seen["interlock"] += 1
+        if r.dev.coils[rm.BAY_CO_DOOR_OPEN]:
+            seen["door_open"] += 1
+        return r.bay.step > B.POSITION
+
+    assert r.run(_LIMIT, until=watch), (r.bay.step, r.bay.sub, r.bay.safety.hold, r.alarms())
+    assert seen == {"interlock": 0, "door_open": 0}
+    assert _until_end(r) == "ok"
+
+
 def test_queued_identity_drives_in_after_authorisation():
     r = _rig()
     r.plant.reader = False
