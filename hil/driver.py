@@ -26,6 +26,7 @@ from hil.line import PacedLine
 from hil.targets import BoardTarget, Target, TargetError, UnixTarget
 from host.devices.bay import MOTION_COILS
 from host.plant.rack import PackRecord
+from host.scenario import random_streams
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "firmware" / "station.json"
@@ -96,16 +97,18 @@ class Rig:
     def start(self, boot: bool = True) -> None:
         o = self.opt
         target_cfg = o.target_config or o.config
+        streams = random_streams(o.seed)  # the bay's jitter and the lines' fault picks draw apart
+        bay_seed, line_seed = streams["bay"], int(streams["line"].generate_state(1)[0])
         if o.fresh_flash and self.image.exists():
             self.image.unlink()
         if o.target == "unix":
-            for name in BUS_NAMES:
+            for k, name in enumerate(BUS_NAMES):
                 baud = int(self.cfg["buses"][name]["baudrate"])
                 trace = self.workdir / f"{name}.csv" if o.trace else None
-                self.lines[name] = PacedLine(baud, trace_path=trace, seed=o.seed).start()
+                self.lines[name] = PacedLine(baud, trace_path=trace, seed=line_seed + k).start()
             self.field = Field(self.cfg, charger_port=self.lines["chargers"].slave_path,
                                bay_port=self.lines["bay_io"].slave_path, packs=o.packs,
-                               bay_scale=o.bay_scale, seed=o.seed, grid_limit_kw=o.grid_kw,
+                               bay_scale=o.bay_scale, seed=bay_seed, grid_limit_kw=o.grid_kw,
                                ambient_c=o.ambient_c)
             self.target = UnixTarget(target_cfg, self.image,
                                      {n: self.lines[n].master_path for n in BUS_NAMES},
@@ -115,7 +118,7 @@ class Rig:
             if b is None:
                 raise ValueError("the board target needs BoardOptions (--hil-port and the adapters)")
             self.field = Field(self.cfg, charger_port=b.chargers_adapter, bay_port=b.bay_adapter,
-                               packs=o.packs, bay_scale=o.bay_scale, seed=o.seed, parity=b.parity,
+                               packs=o.packs, bay_scale=o.bay_scale, seed=bay_seed, parity=b.parity,
                                grid_limit_kw=o.grid_kw, ambient_c=o.ambient_c)
             self.target = BoardTarget(b.port, board=b.board, config=target_cfg, reset=b.reset,
                                       deploy=b.deploy, workdir=self.workdir, log=self.log)
@@ -123,7 +126,7 @@ class Rig:
             from hil.targets.pico_field import EmulatedField
             from hil.targets.pico_target import PicoTarget
 
-            self.field = EmulatedField(self.cfg, packs=o.packs, bay_scale=o.bay_scale, seed=o.seed)
+            self.field = EmulatedField(self.cfg, packs=o.packs, bay_scale=o.bay_scale, seed=bay_seed)
             self.target = PicoTarget(self.field, config=o.target_config, workdir=self.workdir, log=self.log)
         else:
             raise ValueError(f"unknown target {o.target!r} (unix, board or pico)")

@@ -41,7 +41,7 @@ from host.plant.expcharge import ExpChargeRack
 from host.plant.params import PACK_TYPES, RackParams
 from host.plant.rack import PackRecord, Plant
 from host.plant.vehicles import NIO_FLEET, PARTNER_MODELS, Arrival, ArrivalProcess, VehicleModel
-from host.scenario import Scenario, check_sim
+from host.scenario import Scenario, check_sim, random_streams
 
 TICKS_START = (1 << 30) - 600_000  # ticks wrap 10 minutes into every run
 SPIN_PASSES = 8  # supervisor passes at one virtual ms before the clock is moved on by 1 ms
@@ -158,8 +158,8 @@ LISTED_PACK_ID = 800_001
 
 
 def stock_rack(sc: Scenario) -> dict[int, PackRecord]:
-    """Slot -> pack at the start, as ``[rack]`` says (SoC drawn with the scenario's seed)."""
-    rng = np.random.Generator(np.random.PCG64(sc.seed))
+    """Slot -> pack at the start, as ``[rack]`` says (SoC drawn from the run's "stock" stream)."""
+    rng = np.random.Generator(np.random.PCG64(random_streams(sc.seed)["stock"]))
     out: dict[int, PackRecord] = {}
     slot = 0
     for group in sc.rack:
@@ -177,7 +177,8 @@ def arrival_process(sc: Scenario) -> ArrivalProcess:
     rates = list(d.rate_per_hour) * (24 if len(d.rate_per_hour) == 1 else 1)
     patient = sc.queueing is not None or d.patience_s <= 0
     return ArrivalProcess(
-        seed=sc.seed, rates_per_hour=[r * d.scale for r in rates], fleet=fleet_for(sc),
+        seed=random_streams(sc.seed)["arrivals"], rates_per_hour=[r * d.scale for r in rates],
+        fleet=fleet_for(sc),
         soc_lo=d.arrival_soc[0] / 100.0, soc_hi=d.arrival_soc[1] / 100.0,
         patience_mean_s=math.inf if patient else d.patience_s,
         balk_from=d.balk_from if d.balk_from else 10**9, balk_all=max(d.balk_all, d.balk_from + 1),
@@ -213,12 +214,13 @@ class Engine:
         slots = sc.station["slots"]
         self.n_slots = len(slots)
         q = sc.queueing
+        streams = random_streams(sc.seed)
         self.plant: Any
         self.plant_name = "exp-charge" if q is not None else plant
         if q is not None:
             full = sc.station["limits"]["full_soc"] / 100.0
             self.plant = ExpChargeRack(self.n_slots, 3600.0 / q.mu_per_hour, full,
-                                       slots[0]["charger_kw"] * 1000.0, seed=sc.seed + 2)
+                                       slots[0]["charger_kw"] * 1000.0, seed=streams["charge"])
             self.devices = {s["charger_unit"]: ExpChargerDevice(self.plant, i) for i, s in enumerate(slots)}
         else:
             backend = "cython" if plant == "fast" else "python"
@@ -228,7 +230,7 @@ class Engine:
         self._stock_rack()
         # The isolation bay sits behind the last rack slot, where the firmware sends the carrier.
         self.bay = bay_for_station(sc.station, self.plant, scaled_timing(sc.swap_time_scale),
-                                   seed=sc.seed + 1)
+                                   seed=streams["bay"])
         self.arrivals = arrival_process(sc)
         self.estop_pin = _Pin(1)  # the controller's own e-stop input, wired when a fault opens it
         self.kpi = KpiRecorder(chargers_total=self.n_slots, price_at=sc.price_at)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from firmware.core import config as fwconfig
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -57,6 +59,17 @@ class ScenarioError(ValueError):
 
 
 # --- value parsers -------------------------------------------------------------------------
+
+# A run's independent random streams: child k of SeedSequence(seed) for name k. Append only:
+# a new name at the end leaves every existing stream, and so every result, unchanged.
+RANDOM_STREAMS = ("arrivals", "stock", "bay", "charge", "line")
+
+
+def random_streams(seed: int) -> dict[str, np.random.SeedSequence]:
+    """The run's random streams by name (:data:`RANDOM_STREAMS`), spawned from one
+    ``SeedSequence(seed)``: no two draw alike, and seed s shares none with seed s + 1."""
+    return dict(zip(RANDOM_STREAMS, np.random.SeedSequence(seed).spawn(len(RANDOM_STREAMS)), strict=True))
+
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
 _UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}

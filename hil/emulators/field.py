@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+import numpy as np
+
 from firmware.proto import regmap as rm
 from host.devices.bay import BayIODevice
 from host.devices.charger import ChargerDevice
@@ -50,7 +52,8 @@ class Field:
 
     def __init__(self, cfg: Mapping[str, Any], *, charger_port: str, bay_port: str | None = None,
                  packs: Mapping[int, PackRecord] | None = None, bay_scale: float = 0.03,
-                 bay_jitter: float | None = None, seed: int = 0, parity: str = "N", stopbits: int = 1,
+                 bay_jitter: float | None = None, seed: int | np.random.SeedSequence = 0,
+                 parity: str = "N", stopbits: int = 1,
                  step_s: float = 0.02, plant_backend: str = "cython", grid_limit_kw: float | None = None,
                  ambient_c: float | None = None) -> None:
         self.cfg = cfg

@@ -124,7 +124,7 @@ class BayModel:
     """One bay's remote-I/O module and the mechanics behind it."""
 
     rack: Rack
-    seed: int = 0
+    seed: int | np.random.SeedSequence = 0
     timing: BayTiming = field(default_factory=BayTiming)
     bolt_count: int = R.BOLT_COUNT
     torque_window_nm: tuple[float, float] = (110.0, 130.0)

@@ -27,7 +27,8 @@ class ExpChargeRack:
     backend = "exp-charge"
     VOLT = 370.0
 
-    def __init__(self, n_slots: int, mean_s: float, full_soc: float, p_rated_w: float, seed: int) -> None:
+    def __init__(self, n_slots: int, mean_s: float, full_soc: float, p_rated_w: float,
+                 seed: int | np.random.SeedSequence) -> None:
         self.n = self.n_slots = n_slots
         self.mean_s = mean_s
         self.full_soc = full_soc

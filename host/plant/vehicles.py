@@ -86,7 +86,7 @@ class ArrivalProcess:
     waiting balks with probability ``min(1, max(0, q - balk_from + 1) / (balk_all - balk_from + 1))``.
     """
 
-    seed: int
+    seed: int | np.random.SeedSequence
     rates_per_hour: Sequence[float] = field(default_factory=hourly_rates)
     fleet: Sequence[VehicleModel] = NIO_FLEET
     soc_a: float = 2.0

@@ -27,11 +27,13 @@ def urban_2h():
 def test_same_seed_same_kpis_to_the_last_digit(urban_2h):
     _, first = urban_2h
     again = engine.run(short(hours=2.0))
-    assert again.summary == first.summary
-    assert again.series == first.series
-    assert again.swaps == first.swaps
+    # repr: every float to its last digit, and a NaN (a vehicle that left unswapped has no
+    # swap time) equal to a NaN
+    assert repr(again.summary) == repr(first.summary)
+    assert repr(again.series) == repr(first.series)
+    assert repr(again.swaps) == repr(first.swaps)
     other = engine.run(short(hours=2.0, seed=99))
-    assert other.summary != first.summary
+    assert repr(other.summary) != repr(first.summary)
 
 
 def test_a_run_serves_vehicles_with_the_real_firmware(urban_2h):
@@ -51,11 +53,14 @@ def test_a_run_serves_vehicles_with_the_real_firmware(urban_2h):
 def test_a_vehicle_that_finds_the_bay_free_has_not_waited():
     # Light demand, charged packs: every wait is the bay's own approach (drive-in, door,
     # identification), which P(wait) must not count, while the wait itself includes it.
+    # The second car arrives while the first is in the bay; the others find it free.
     sc = short(hours=3.0)
-    sc.demand = scenario.Demand((3.0,), 1.0, sc.demand.models, (10.0, 40.0), 0, 0, 0.0)
+    sc.demand = scenario.Demand((0.0,), 1.0, sc.demand.models, (10.0, 40.0), 0, 0, 0.0)
+    sc.arrivals = [scenario.VehicleArrival(t, "NIO-ES6", "NIO-100", 20.0)
+                   for t in (600.0, 640.0, 3600.0, 7200.0)]
     e = engine.Engine(sc)
     s = e.run().summary
-    assert s["wait_s"]["count"] >= 3
+    assert s["wait_s"]["count"] == 4
     assert s["wait_s"]["min"] > 5.0  # arrival to swap start takes the approach
     queued = [v.entered_s - v.arrival.t_s >= 1.0 for v in e.visits if v.started_s >= 0]
     assert 0 < sum(queued) < len(queued)  # some found the bay taken, some did not
