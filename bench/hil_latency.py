@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from firmware.core import config  # noqa: E402
 from firmware.proto import regmap as rm  # noqa: E402
-from hil.driver import Rig, RigOptions, ScenarioDriver  # noqa: E402
+from hil.rig import Rig, RigOptions, ScenarioDriver  # noqa: E402
 from host.devices.bay import MOTION_COILS  # noqa: E402
 
 N_CHARGERS = 20

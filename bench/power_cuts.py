@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from firmware.core.config import SWAP_STEPS  # noqa: E402
-from hil.driver import Rig, RigOptions, ScenarioDriver  # noqa: E402
 from hil.power_trials import TrialResult, pack_places, run_trial  # noqa: E402
+from hil.rig import Rig, RigOptions, ScenarioDriver  # noqa: E402
 
 COMM_WD_S = 1.5  # the bay module's comm watchdog as the controller sets it (max(1000, 3 * idle_ms))
 

@@ -220,7 +220,7 @@ def _span(s: float) -> str:
 
 
 def _rig_options(args: argparse.Namespace, sc: scn.Scenario) -> Any:
-    from hil.driver import BoardOptions, RigOptions
+    from hil.rig import BoardOptions, RigOptions
     from host.engine import stock_rack
 
     board = None
@@ -301,7 +301,7 @@ def _write_summary(args: argparse.Namespace, summary: dict[str, Any], code: int)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hil.driver import Rig, ScenarioError
+    from hil.rig import Rig, ScenarioError
     from hil.targets import TargetError
 
     if args.bay_scale <= 0 or args.timeout <= 0:

@@ -18,7 +18,7 @@ from typing import Any
 
 from firmware.core.config import SWAP_STEPS
 from firmware.proto import regmap as rm
-from hil.driver import ScenarioDriver, ScenarioError
+from hil.rig import ScenarioDriver, ScenarioError
 from hil.targets import TargetError, UnixTarget
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from hil.driver import BoardOptions, Rig, RigOptions, ScenarioDriver
+from hil.rig import BoardOptions, Rig, RigOptions, ScenarioDriver
 from hil.targets import Target
 
 TARGETS = ("unix", "board")

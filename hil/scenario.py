@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from hil.driver import ScenarioError as RigError
+from hil.rig import ScenarioError as RigError
 from hil.targets import TargetError
 from host.engine import arrival_process, fleet_for, listed_arrivals
 from host.plant.vehicles import Arrival
@@ -184,8 +184,8 @@ class ScenarioRun:
     ``time_scale``: wall seconds per scenario second; ``end_s``: scenario time to run;
     ``timeout``: wall seconds the station gets per waiting vehicle once the run is over."""
 
-    d: Any  # hil.driver.ScenarioDriver
-    rig: Any  # hil.driver.Rig
+    d: Any  # hil.rig.ScenarioDriver
+    rig: Any  # hil.rig.Rig
 
     def __init__(self, sc: Scenario, driver: Any, rig: Any, *, time_scale: float, end_s: float,
                  timeout: float = 120.0, say: Callable[[str], None] | None = None) -> None:

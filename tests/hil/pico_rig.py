@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hil.driver import Rig, RigOptions, ScenarioDriver
+from hil.rig import Rig, RigOptions, ScenarioDriver
 
 
 @contextmanager

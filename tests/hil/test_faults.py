@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from firmware.core import config
-from hil.driver import Rig
 from hil.emulators.field import default_packs
 from hil.line import REPLY, REQUEST
+from hil.rig import Rig
 from host.plant.rack import PackRecord
 
 CFG = config.load()

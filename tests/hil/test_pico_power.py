@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from firmware.core.config import SWAP_STEPS
-from hil.driver import ScenarioDriver
 from hil.power_trials import StepWatch, TrialResult, follow_swap, pack_places
+from hil.rig import ScenarioDriver
 from tests.hil.pico_rig import figures, pico_station
 
 pytestmark = [pytest.mark.pico, pytest.mark.slow]  # minutes of wall time: started first

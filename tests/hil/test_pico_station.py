@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from firmware.core import config
-from hil.driver import ScenarioDriver
 from hil.emulators.field import default_packs
+from hil.rig import ScenarioDriver
 from hil.targets.pico_target import PicoTarget
 from host.plant.rack import PackRecord
 from tests.hil.pico_rig import figures, pico_station

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from hil.driver import ScenarioDriver
+from hil.rig import ScenarioDriver
 from host.devices.bay import MOTION_COILS
 from tests.hil.pico_rig import figures, pico_station
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import pytest
 
 from firmware.core.config import SWAP_STEPS
-from hil.driver import Rig, ScenarioDriver
 from hil.power_trials import StepWatch, TrialResult, follow_swap, pack_places, run_trial
+from hil.rig import Rig, ScenarioDriver
 
 BAY_WATCHDOG_S = 1.5  # the comm watchdog the controller writes to the bay module
 CHARGER_WATCHDOG_S = 5.0  # the chargers' heartbeat watchdog (default, left as it is)

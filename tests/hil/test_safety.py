@@ -9,7 +9,7 @@ import pytest
 
 from firmware.core.config import SWAP_STEPS
 from firmware.proto import regmap as rm
-from hil.driver import ScenarioDriver
+from hil.rig import ScenarioDriver
 from host.devices.bay import MOTION_COILS
 
 

@@ -53,10 +53,10 @@ def _file(tmp_path: Path, text: str, name: str = "scenario.toml") -> Path:
 
 def _no_rig(monkeypatch: pytest.MonkeyPatch) -> None:
     """A refused scenario must be refused before the rig (or the simulator) starts."""
-    from hil import driver
+    from hil import rig
     from host import engine
 
-    monkeypatch.setattr(driver.Rig, "start", lambda *a, **k: pytest.fail("the rig started"))
+    monkeypatch.setattr(rig.Rig, "start", lambda *a, **k: pytest.fail("the rig started"))
     monkeypatch.setattr(engine.Engine, "run", lambda self: pytest.fail("the simulation ran"))
 
 

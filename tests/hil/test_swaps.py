@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hil.driver import ScenarioDriver
+from hil.rig import ScenarioDriver
 
 
 def test_one_full_swap(hil_driver: ScenarioDriver) -> None:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from firmware.proto import regmap as rm
-from hil.driver import ScenarioDriver
+from hil.rig import ScenarioDriver
 
 
 class FakeField:
