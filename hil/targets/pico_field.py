@@ -8,8 +8,9 @@ its field must run on the Pico's own clock instead:
   firmware writes arrives in ``on_byte`` inside the emulator; once a request frame is
   complete (its length follows from the function code) and its CRC holds, the unit's
   device (the same ``host.devices`` ``ChargerDevice`` / ``BayIODevice`` the pymodbus
-  servers ask, backed by the plant) is asked synchronously and the reply is scheduled in emulated time: the
-  request's wire time plus t3.5 after its first byte, then one character time a byte.
+  servers ask, backed by the plant) is asked synchronously and the reply is scheduled in
+  emulated time: the request's wire time plus t3.5 after its first byte, then one
+  character time a byte.
   The RS-485 driver enable (DE) is sampled at every byte sent (must be high) and when a
   reply starts (must be low: the master has released the line).
 - :class:`EmulatedField` is a :class:`~hil.emulators.field.Field` whose plant and bay
