@@ -30,6 +30,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from host.deploy import debian
+from host.deploy.debian import apt_command
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 TARBALL = "micropython-1.29.0-preview-1c3c2011.tar.gz"
 SRC_ENV = "SWAPSTATION_MICROPYTHON_SRC"
@@ -37,13 +40,14 @@ CACHE_ENV = "SWAPSTATION_QEMU_CACHE"
 BOARD = "MPS2_AN385"
 MACHINE = "mps2-an385"
 DEFAULT_HEAP = 128 * 1024
-PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm")
-# Package -> a program it installs (what is looked for on PATH).
-PACKAGE_PROGRAMS = {
+NEWLIB_HEADER = Path("/usr/lib/arm-none-eabi/include/stdlib.h")
+# Package -> a file it installs (a program on PATH, or a path).
+PROBES = {
     "gcc-arm-none-eabi": "arm-none-eabi-gcc",
+    "libnewlib-arm-none-eabi": str(NEWLIB_HEADER),
     "qemu-system-arm": "qemu-system-arm",
 }
-NEWLIB_HEADER = Path("/usr/lib/arm-none-eabi/include/stdlib.h")  # libnewlib-arm-none-eabi
+PACKAGES = tuple(PROBES)
 KEY_VERSION = "1"  # bump when the way the build is done changes but its inputs do not
 BUILD_TIMEOUT_S = 1800
 
@@ -145,52 +149,20 @@ def firmware_package(root: Path = ROOT) -> dict[str, bytes]:
     }
 
 
-def is_root() -> bool:
-    return os.geteuid() == 0
-
-
 def missing_packages(which: Callable[[str], str | None] = shutil.which) -> list[str]:
-    out = [pkg for pkg, prog in PACKAGE_PROGRAMS.items() if which(prog) is None]
-    if not NEWLIB_HEADER.is_file():
-        out.append("libnewlib-arm-none-eabi")
-    return [p for p in PACKAGES if p in out]
-
-
-def apt_command(packages: Sequence[str]) -> str:
-    return f"apt-get update && apt-get install -y {' '.join(packages)}"
+    return debian.missing(PROBES, which)
 
 
 def ensure_packages(
     *,
     which: Callable[[str], str | None] = shutil.which,
-    root: Callable[[], bool] = is_root,
+    root: Callable[[], bool] = debian.is_root,
     run: Callable[..., object] = subprocess.run,
 ) -> list[str]:
     """Install the Debian packages the build and the emulator need if any is missing.
     Returns what was installed. Not root and something missing: QemuBuildError with the
     command to run as root."""
-    missing = missing_packages(which)
-    if not missing:
-        return []
-    if not root():
-        raise QemuBuildError(
-            f"missing Debian packages {', '.join(missing)} (the qemu build needs "
-            f"{' '.join(PACKAGES)}); as root run: {apt_command(PACKAGES)}"
-        )
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    try:
-        run(["apt-get", "update"], check=True, env=env, capture_output=True)
-        run(["apt-get", "install", "-y", *PACKAGES], check=True, env=env, capture_output=True)
-    except subprocess.CalledProcessError as e:
-        tail = (e.stderr or b"")[-2000:]
-        raise QemuBuildError(
-            f"`{apt_command(PACKAGES)}` failed (exit {e.returncode}):\n"
-            f"{tail.decode(errors='replace') if isinstance(tail, bytes) else tail}"
-        ) from e
-    still = missing_packages(which)
-    if still:
-        raise QemuBuildError(f"installed {' '.join(PACKAGES)} but still missing: {', '.join(still)}")
-    return list(missing)
+    return debian.ensure(PROBES, "the qemu build", which=which, root=root, run=run, error=QemuBuildError)
 
 
 def _write_frozen(folder: Path, frozen: dict[str, bytes]) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from host.deploy import debian
 from host.deploy import qemu_build as q
 
 ARGS = q.make_args(128 * 1024)
@@ -84,14 +85,14 @@ def test_root_installs_the_missing_packages_with_apt_get() -> None:
 
     def run(cmd: list[str], **kw: object) -> None:
         calls.append(cmd)
-        if cmd[:2] == ["apt-get", "install"]:
+        if "install" in cmd:
             installed["done"] = True
 
     def which(prog: str) -> str | None:
         return "/usr/bin/" + prog if installed["done"] else None
 
     assert q.ensure_packages(which=which, root=lambda: True, run=run)  # reports what it installed
-    assert calls == [["apt-get", "update"], ["apt-get", "install", "-y", *q.PACKAGES]]
+    assert calls == [["apt-get", "update"], [*debian.APT_INSTALL, *q.PACKAGES]]
 
 
 def test_a_failing_apt_get_is_reported_with_its_output() -> None:
