@@ -18,9 +18,10 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from firmware.core import config as fwconfig
 
@@ -68,6 +69,8 @@ RANDOM_STREAMS = ("arrivals", "stock", "bay", "charge", "line")
 def random_streams(seed: int) -> dict[str, np.random.SeedSequence]:
     """The run's random streams by name (:data:`RANDOM_STREAMS`), spawned from one
     ``SeedSequence(seed)``: no two draw alike, and seed s shares none with seed s + 1."""
+    import numpy as np  # here, so that `sim --list` and `--help` do not load it
+
     return dict(zip(RANDOM_STREAMS, np.random.SeedSequence(seed).spawn(len(RANDOM_STREAMS)), strict=True))
 
 
