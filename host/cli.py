@@ -19,7 +19,7 @@ from pathlib import Path
 SUBCOMMANDS: dict[str, str] = {
     "build": "host.build",
     "flash": "host.flash",
-    "demo": "host.demo",
+    "demo": "hil.demo",
     "sim": "host.sim_cli",
     "fleet": "host.fleet.cli",
     "hil": "hil.cli",

@@ -37,12 +37,12 @@ RULES: tuple[tuple[str, str, str], ...] = (
       ("firmware.core", "firmware.drivers", "firmware.hal", "firmware.boards", "firmware.main")),
     *(("host.plant", p, "the plant sits under the engine, the rig and the reports") for p in
       ("host.engine", "host.buses", "host.kpi", "host.report", "host.scenario", "host.sim_cli", "host.fleet",
-       "host.demo", "host.cli", "hil")),
+       "host.cli", "hil")),
     *(("host.plant", p, "the devices sit on the plant (it raises their codes only)") for p in
       ("host.devices.bay", "host.devices.charger", "host.devices.rtu")),
     *(("host.devices", p, "the devices sit under the simulator's buses, the engine and the rig") for p in
       ("host.engine", "host.buses", "host.kpi", "host.report", "host.scenario", "host.sim_cli", "host.fleet",
-       "host.demo", "host.cli", "hil")),
+       "host.cli", "hil")),
     ("host.devices.codes", "host.plant", "the codes are the device layer's bottom: the plant raises them"),
     ("host", "hil", "the host's simulator and tools sit beside the rig, not on it"),
     ("host", "tests", "shipped code does not import the tests"),
@@ -56,8 +56,6 @@ RULES: tuple[tuple[str, str, str], ...] = (
 KNOWN: dict[tuple[str, str], str] = {
     ("host/plant/standalone.py", "host.kpi"):
         "WAITED_S (what counts as a wait) moves under the plant, or the plant-only run reports raw waits",
-    ("host/demo.py", "hil.line"):
-        "the demo's line and chargers come from the shared field-device layer",
     ("bench/modbus_poll.py", "tests.mpy_dual"):
         "micropython_command/micropython_env move into host.deploy",
     ("bench/qemu_heap.py", "tests.mpy_dual"):

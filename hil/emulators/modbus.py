@@ -53,7 +53,7 @@ from host.devices.codes import (
 # pymodbus reads back after FC05/FC06 to build the echo; the echo must be the request.
 _ECHO_FCS = (FC_WRITE_COIL, FC_WRITE_REGISTER)
 _EXC = {1: ExcCodes.ILLEGAL_FUNCTION, 2: ExcCodes.ILLEGAL_ADDRESS, 3: ExcCodes.ILLEGAL_VALUE,
-        4: ExcCodes.DEVICE_FAILURE, 6: ExcCodes.DEVICE_BUSY}
+        4: ExcCodes.DEVICE_FAILURE, 5: ExcCodes.ACKNOWLEDGE, 6: ExcCodes.DEVICE_BUSY}
 
 
 @dataclass(frozen=True)
@@ -211,6 +211,9 @@ class LineServer:
         self.resyncs = 0  # partial frames dropped after a silence
         self.foreign = 0  # requests for units not on this line (left unanswered)
         self.served = 0
+        # unit -> exception code it answers every request with (a device in trouble: 04 failure,
+        # 05 acknowledge, 06 busy), whatever the device would have said. Cleared by deleting.
+        self.force_exception: dict[int, int] = {}
         self._dev_id = -1  # unit of the request being handled (0: broadcast)
         self._server: _Server | None = None
 
@@ -240,6 +243,9 @@ class LineServer:
         broadcast = self._dev_id == 0
         dev = u.device
         try:
+            forced = self.force_exception.get(u.unit)
+            if forced:
+                raise ModbusError(forced, "forced by the rig")
             if values is not None:
                 vals = [int(v) for v in values]
                 dev.write(fc, address, vals)
