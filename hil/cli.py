@@ -40,6 +40,10 @@ A scenario of a day takes 43 min at 0.03: give --duration (scenario time, e.g. 2
 whose run would take more than {MAX_UNASKED_WALL_S / 60:.0f} min; the expected wall time is printed first.
 
 targets:  unix   the firmware under the MicroPython unix port, on paced ptys (default)
+          pico   the real RPI_PICO MicroPython image in an RP2040 emulator (rp2040py): the
+                 image `swapstation build --board pico` makes, booted from its LittleFS
+                 flash, the field on its UARTs. Emulated time runs 25-40x slower than wall
+                 time; the scenario clock and --timeout run in emulated time
           board  a controller on --port, the emulators on USB-RS485 adapters
 
 Writes to --out: summary.json, the line traces chargers.csv and bay_io.csv (unix target),
@@ -84,7 +88,7 @@ def register(subparsers: Any) -> None:
                    help="wall seconds per scenario second, for the bay mechanics and the scenario's clock "
                         "(0.03: a 144 s swap's mechanics in 4.3 s)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's)")
-    p.add_argument("--target", choices=("unix", "board"), default="unix")
+    p.add_argument("--target", choices=("unix", "pico", "board"), default="unix")
     p.add_argument("--config", type=Path, default=None,
                    help="station.json the scenario's station is (default: the scenario's [station], else "
                         "firmware/station.json)")
@@ -263,7 +267,11 @@ def _line_stats(lines: dict[str, Any]) -> dict[str, Any]:
 def _missing(args: argparse.Namespace) -> list[str]:
     """Tools and devices the run needs that are not there, each as one sentence."""
     out = []
-    need = ["micropython"] if args.target == "unix" else [] if args.no_deploy else ["mpy-cross", "mpremote"]
+    need = {"unix": ["micropython"], "pico": ["mpy-cross"]}.get(args.target) or (
+        [] if args.no_deploy else ["mpy-cross", "mpremote"])
+    if args.target == "pico" and not tools.has_module("rp2040py"):
+        out.append(f"the pico target's RP2040 emulator is not installed (PyPI package rp2040py, in the "
+                   f"{tools.EXTRA} extra); install it with: {tools.install_command()}")
     for tool in need:
         try:
             if tool == "mpy-cross" and not tools.has_module("mpy_cross"):  # build runs its package

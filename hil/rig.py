@@ -127,7 +127,7 @@ class Rig:
             from hil.targets.pico_target import PicoTarget
 
             self.field = EmulatedField(self.cfg, packs=o.packs, bay_scale=o.bay_scale, seed=bay_seed)
-            self.target = PicoTarget(self.field, config=o.target_config, workdir=self.workdir, log=self.log)
+            self.target = PicoTarget(self.field, config=target_cfg, workdir=self.workdir, log=self.log)
         else:
             raise ValueError(f"unknown target {o.target!r} (unix, board or pico)")
         self.field.start()

@@ -29,6 +29,7 @@ from host.plant.vehicles import Arrival
 from host.scenario import Fault, Scenario, ScenarioError, clock
 
 POLL_S = 0.02  # the run loop's period (wall)
+WALL_GUARD = 100  # wall time a run waits at most, in multiples of its field-time budget (a hung emulator)
 STEP_DELAY_MS = 40  # a step-triggered fault acts this long into the step (a 100 ms step is still hit)
 COILS_OFF_S = 5.0  # after an e-stop every drive must be off within this (wall)
 ALARM_CLEAR_S = 15.0  # a fault's alarm must go within this once the fault has ended (wall)
@@ -181,8 +182,10 @@ class _Event:
 class ScenarioRun:
     """One scenario on a started, booted rig (``driver`` of ``rig``): ``run()`` returns findings.
 
-    ``time_scale``: wall seconds per scenario second; ``end_s``: scenario time to run;
-    ``timeout``: wall seconds the station gets per waiting vehicle once the run is over."""
+    ``time_scale``: field seconds per scenario second; ``end_s``: scenario time to run;
+    ``timeout``: field seconds the station gets per waiting vehicle once the run is over.
+    Field seconds are the field's clock: wall time, except on the emulated Pico, whose
+    field runs in its emulated time (25-40x slower than wall time)."""
 
     d: Any  # hil.rig.ScenarioDriver
     rig: Any  # hil.rig.Rig
@@ -199,7 +202,8 @@ class ScenarioRun:
         self.problems: list[str] = []
         self.events: list[_Event] = []
         self._seq = 0
-        self.t0 = time.monotonic()
+        self.clock: Callable[[], float] = rig.field.clock
+        self.t0 = self.clock()
         self.armed: list[Fault] = []  # power cuts waiting for the target to stop
         self._triggers: list[tuple[Fault, int]] = []  # e-stops armed in the target: (fault, triggers before)
         self.down: Fault | None = None  # the power cut in progress
@@ -214,7 +218,7 @@ class ScenarioRun:
 
     # ---- clock and events ----------------------------------------------------------------
     def now_s(self) -> float:
-        return (time.monotonic() - self.t0) / self.scale
+        return (self.clock() - self.t0) / self.scale
 
     def at(self, t_s: float, label: str, fn: Callable[[], None], restore: bool = False) -> None:
         self._seq += 1
@@ -340,7 +344,7 @@ class ScenarioRun:
         if st.get("state") != "hold":
             self._visit_at = None
             return
-        now = time.monotonic()
+        now = self.clock()
         wait = self.sc.operator_response_s * self.scale
         if self._visit_at is None:
             self._visit_at = now + wait
@@ -366,7 +370,7 @@ class ScenarioRun:
     # ---- the run ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         self._clears = []
-        self.t0 = time.monotonic()
+        self.t0 = self.clock()
         self._schedule()
         while True:
             now = self.now_s()
@@ -397,8 +401,10 @@ class ScenarioRun:
             self.problems.append(f"{f.where} ({f.describe()}): never happened in the run (the bay did not "
                                  f"enter {f.step or 'a flash write'} after {clock(f.at_s)})")
         waiting = sum(1 for v in self.vehicles.values() if v["outcome"] == "queued")
-        limit = time.monotonic() + self.timeout * max(1, waiting)
-        while time.monotonic() < limit:
+        limit = self.clock() + self.timeout * max(1, waiting)
+        # A field clock that stops (an emulator that hangs) must not hang the run.
+        wall_limit = time.monotonic() + WALL_GUARD * self.timeout * max(1, waiting)
+        while self.clock() < limit and time.monotonic() < wall_limit:
             self._watch()
             self._operator()
             now = self.now_s()  # a power cut or e-stop that fires late still ends (inf: at once)
