@@ -172,18 +172,20 @@ def _line_gaps(frames, tc_s):
 
 
 def _interpreters():
-    from tests.mpy_dual import micropython_command
+    from host import tools
 
-    return {"micropython": micropython_command(), "cpython": [sys.executable]}
+    return {"micropython": tools.command("micropython"), "cpython": [sys.executable]}
 
 
 def _run(cmd, timeout):
+    import os
     import subprocess
 
-    from tests.mpy_dual import ROOT, micropython_env
+    from host import tools
 
-    p = subprocess.run(cmd, cwd=str(ROOT), env=micropython_env(), capture_output=True, text=True,
-                       timeout=timeout)
+    # The firmware package from the checkout, as the unix target runs it.
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(tools.ROOT), ".frozen"]))
+    p = subprocess.run(cmd, cwd=str(tools.ROOT), env=env, capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-2000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -194,7 +196,7 @@ def host_main(argv):
     import platform
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for tests.mpy_dual
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root
 
     import pymodbus
 

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from host.plant.vehicles import WAITED_S
+
 # Time series columns, in CSV order.
 SERIES_COLUMNS = (
     "t_s",
@@ -31,10 +33,9 @@ SERIES_COLUMNS = (
 )
 
 SWAP_HISTOGRAM_EDGES_S = (0, 60, 90, 120, 140, 150, 160, 180, 240, 300, 600)
-# A served vehicle "waited" when it could not drive in on arrival (queued this long or
+# A served vehicle "waited" when it could not drive in on arrival (queued WAITED_S or
 # longer) or, once identified in the bay, its swap began this much later (no charged pack
 # yet: the controller reacts to an identification within a bay poll cycle, under 1 s).
-WAITED_S = 1.0
 WAITED_IN_BAY_S = 5.0
 
 

@@ -54,12 +54,9 @@ RULES: tuple[tuple[str, str, str], ...] = (
 
 # (importing file, imported module) -> what removes it
 KNOWN: dict[tuple[str, str], str] = {
-    ("host/plant/standalone.py", "host.kpi"):
-        "WAITED_S (what counts as a wait) moves under the plant, or the plant-only run reports raw waits",
-    ("bench/modbus_poll.py", "tests.mpy_dual"):
-        "micropython_command/micropython_env move into host.deploy",
     ("bench/qemu_heap.py", "tests.mpy_dual"):
-        "the qemu ROMFS file list moves into host.deploy.qemu_build",
+        "it runs the simulated hour of tests/firmware (its plant and runner) on the qemu board: "
+        "that hour moves out of the tests into a plant the bench and the tests share",
 }
 
 

@@ -20,12 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from host.kpi import WAITED_S
 from host.plant.bay import BayModel
 from host.plant.grid import Grid, TouBand
 from host.plant.params import PACK_TYPE_NAMES
 from host.plant.rack import PackRecord, Plant
-from host.plant.vehicles import Arrival, ArrivalProcess, hourly_rates
+from host.plant.vehicles import WAITED_S, Arrival, ArrivalProcess, hourly_rates
 
 # 22 packs and one empty slot for the incoming pack
 DEFAULT_RACK = ("NIO-75",) * 10 + ("NIO-100",) * 9 + ("NIO-150",) * 3

@@ -20,6 +20,10 @@ from host.plant.params import PACK_TYPES
 from host.plant.rack import PackRecord
 
 DAY_S = 86400.0
+# A served vehicle "waited" when it could not drive in on arrival: it queued this long or
+# longer. Here, under the plant, because the plant-only run counts waits too (host.kpi
+# adds the in-bay rule the firmware's runs need).
+WAITED_S = 1.0
 
 # Relative demand per hour of the day (commuter peaks), scaled to ``swaps_per_day``.
 DEFAULT_DAILY_SHAPE: tuple[float, ...] = (
