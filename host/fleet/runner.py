@@ -6,9 +6,11 @@ nothing else (not on the process, the worker or the order it runs in), and the n
 figures are summed in station order, so one seed gives the same results to the last digit
 serially and on a cluster of any size.
 
-The Dask backend (``dask.distributed``, imported only there) submits one task per station
-and takes the results as they finish (``as_completed``): the progress callback sees each one,
-and a stop request (the first Ctrl-C) cancels what has not finished and keeps what has.
+The Dask backend (``dask.distributed``, imported only there) submits the stations in
+batches, about ``BATCHES_PER_WORKER`` per worker (a task costs the scheduler and the client
+a few ms, a third of a station-day of its own: bench/fleet_speed.py), and takes the results
+as batches finish (``as_completed``): the progress callback sees each station, and a stop
+request (the first Ctrl-C) cancels the batches not finished and keeps what has.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from host.plant.vehicles import VehicleModel
 METER_PERIOD_S = 900.0  # a utility's demand interval: peak power is the highest 15-minute mean
 INITIAL_SOC = 1.0  # the rack is full at the start: no top-up of every pack at once on the first meter reading
 BACKENDS = ("local", "serial")  # an embedded LocalCluster, or in this process
+# Batches per worker: enough that a worker left with a slow batch at the end costs little,
+# few enough that the per-task overhead does not count.
+BATCHES_PER_WORKER = 8
 
 
 @dataclass(frozen=True)
@@ -106,17 +111,32 @@ def serial_results(tasks: Sequence[StationTask]) -> Iterator[StationResult]:
         yield run_station(task)
 
 
-def dask_results(client: Any, tasks: Sequence[StationTask]) -> Iterator[StationResult]:
-    """Submit a task per station to ``client`` and yield the results as they finish; closing the
-    generator early (a stop) cancels the stations not yet finished."""
+def run_batch(tasks: Sequence[StationTask]) -> list[StationResult]:
+    """Several stations in one Dask task, one after another."""
+    return [run_station(t) for t in tasks]
+
+
+def batches(tasks: Sequence[StationTask], workers: int,
+            per_worker: int = BATCHES_PER_WORKER) -> list[list[StationTask]]:
+    """``tasks`` cut into about ``per_worker`` runs of consecutive stations per worker (no
+    fewer than one station each)."""
+    n = len(tasks)
+    size = max(1, math.ceil(n / max(1, workers * per_worker)))
+    return [list(tasks[i:i + size]) for i in range(0, n, size)]
+
+
+def dask_results(client: Any, tasks: Sequence[StationTask],
+                 per_worker: int = BATCHES_PER_WORKER) -> Iterator[StationResult]:
+    """Submit the stations to ``client`` in batches and yield the results as batches finish;
+    closing the generator early (a stop) cancels the batches not yet finished."""
     from distributed import as_completed
 
     run_id = uuid.uuid4().hex[:8]
-    futures = [client.submit(run_station, t, key=f"station-{t.spec.index}-{run_id}", pure=False)
-               for t in tasks]
+    futures = [client.submit(run_batch, b, key=f"stations-{b[0].spec.index}-{run_id}", pure=False)
+               for b in batches(tasks, worker_count(client), per_worker)]
     try:
         for fut in as_completed(futures):
-            yield fut.result()
+            yield from fut.result()
             fut.release()
     finally:
         client.cancel([f for f in futures if not f.done()])

@@ -68,12 +68,27 @@ def test_serial_and_a_two_worker_local_cluster_give_the_same_results(net, serial
         seen = []
         on_dask = runner.run_network(net, duration_s=SHORT_S, seed=11, client=client, progress=seen.append)
         assert on_dask.workers == 2
+        # Batches of several stations (here 2 and 1) give the same results as one per task.
+        tasks = runner.tasks_for(net, SHORT_S, 11)
+        batched = sorted(runner.dask_results(client, tasks, per_worker=1), key=lambda r: r.index)
     print(f"two-worker LocalCluster: {time.perf_counter() - t0:.1f} s")
+    assert batched == serial.results
     assert len(seen) == 3 and not on_dask.partial
     assert on_dask.results == serial.results  # every KPI, every wait, every meter reading: exact
     pids = {r.pid for r in on_dask.results}
     assert os.getpid() not in pids and all(pids)
     assert report.summary(on_dask) == report.summary(serial)
+
+
+def test_batches_cover_every_station_once_in_order(net):
+    tasks = runner.tasks_for(nw.Network("n", "", "", 3600.0, 1, "CNY", [net.stations[0]] * 1), 3600.0, 1)
+    many = tasks * 37  # stand-ins: only their order counts here
+    for workers, per_worker in ((1, 8), (2, 8), (3, 1), (64, 8)):
+        got = runner.batches(many, workers, per_worker)
+        assert [t for b in got for t in b] == many and all(got)
+        assert len(got) <= max(1, workers * per_worker)
+        assert max(map(len, got)) - min(map(len, got)) <= max(map(len, got)) // 2 + 1
+    assert runner.batches([], 2) == []
 
 
 def test_a_station_without_demand_runs(net):
