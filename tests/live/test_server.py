@@ -169,7 +169,7 @@ def test_a_snapshot_is_plain_json_and_shows_the_station() -> None:
     assert s["finished"] and s["t_s"] == 100.0 and s["clock"] == "day 0 00:01:40"
     assert len(s["slots"]) == 23 and len(s["steps"]) == 13
     assert s["bay"]["step"] in s["steps"] and s["bay"]["in_step_s"] <= s["bay"]["timeout_s"]
-    assert s["bay"]["vehicle"] == "800001" and s["bay"]["pack_in"] == 800001
+    assert s["bay"]["vehicle"] == "800001" and s["bay"]["vehicle_pack"] == 800001
     assert {x["state"] for x in s["slots"]} >= {"ready", "charging"}
     assert [a["key"] for a in s["alarms"]] == ["4:runaway"] and s["alarms"][0]["slot"] == "S05"
     assert s["grid"]["cap_kw"] == 1000.0 and 0 < s["grid"]["kw"] < s["grid"]["cap_kw"]

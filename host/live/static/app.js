@@ -35,8 +35,8 @@ function renderBay(s) {
   bar.style.width = (100 * frac).toFixed(1) + "%";
   bar.className = frac > 0.8 ? "late" : "";
   text("bay-vehicle", b.vehicle);
-  text("bay-pack-in", b.pack_in);
-  text("bay-pack-out", b.pack_out);
+  text("bay-vehicle-pack", b.vehicle_pack);
+  text("bay-new-pack", b.new_pack);
   text("bay-slot", b.fetch_slot ? "from " + b.fetch_slot : "");
   text("bay-fault", b.fault ? "fault: " + b.fault : "");
   const steps = $("steps");
