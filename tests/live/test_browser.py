@@ -21,6 +21,7 @@ return {seq: Number(b.seq || -1), t: Number(b.t || -1), paused: b.paused, finish
         step: document.getElementById("bay-step").textContent,
         clock: document.getElementById("clock").textContent,
         conn: document.getElementById("conn").textContent,
+        sim: !document.getElementById("sim-controls").hidden,
         s21: s21 ? {state: s21.dataset.state, soc: Number(s21.dataset.soc),
                     text: s21.querySelector(".soc").textContent} : null,
         s05: s05 ? {state: s05.dataset.state, label: s05.querySelector(".st").textContent} : null,
@@ -97,7 +98,7 @@ def test_pause_stops_virtual_time_and_resume_restarts_it(
 
     run = live_run(speed="10")
     driver = open_page(browser, run.url)
-    wait_for(driver, lambda v: v["t"] > 1.0, "time running")
+    wait_for(driver, lambda v: v["t"] > 1.0 and v["sim"], "time running, the controls shown")
     driver.find_element(By.ID, "pause").click()
     paused = wait_for(driver, lambda v: v["paused"] == "1", "paused")
     # Snapshots keep coming while paused; virtual time stays where it stopped.

@@ -39,6 +39,7 @@ function renderBay(s) {
   text("bay-new-pack", b.new_pack);
   text("bay-slot", b.fetch_slot ? "from " + b.fetch_slot : "");
   text("bay-fault", b.fault ? "fault: " + b.fault : "");
+  text("bay-coils", b.coils === undefined ? "" : "drives on: " + (b.coils.length ? b.coils.join(", ") : "none"));
   const steps = $("steps");
   if (steps.children.length !== s.steps.length) {
     steps.innerHTML = "";
@@ -134,9 +135,10 @@ function renderLists(s) {
     journal.appendChild(li);
   }
   const k = s.kpi;
+  const unit = (v, u) => (v === null || v === undefined ? "-" : v + u);
   const rows = [["swaps", k.swaps], ["arrived", k.arrived], ["turned away", k.balked + k.reneged + k.not_swapped],
-    ["mean wait", fmtS(k.mean_wait_s)], ["grid energy", k.grid_kwh + " kWh"], ["peak", k.peak_kw + " kW"],
-    ["cost", k.cost]];
+    ["mean wait", fmtS(k.mean_wait_s)], ["grid energy", unit(k.grid_kwh, " kWh")], ["peak", unit(k.peak_kw, " kW")],
+    ["cost", unit(k.cost, "")]];
   $("kpis").innerHTML = rows.map(([a, b]) => "<dt>" + a + "</dt><dd>" + b + "</dd>").join("");
   $("queue").innerHTML = s.queue.length
     ? s.queue.map((q) => "<li>vehicle " + q.vehicle + ", " + fmtS(q.waiting_s) + "</li>").join("")
@@ -158,6 +160,10 @@ function render(s) {
   $("pause").textContent = s.paused ? "resume" : "pause";
   for (const b of document.querySelectorAll("[data-speed]")) {
     b.classList.toggle("on", b.dataset.speed === s.speed);
+  }
+  const sel = $("dropout-slot");
+  if (sel.options.length !== s.slots.length) {
+    sel.innerHTML = s.slots.map((x) => "<option>" + x.id + "</option>").join("");
   }
   renderBay(s);
   renderRack(s);
@@ -193,6 +199,19 @@ function connect() {
   };
 }
 
+// The controls this run has (a simulation: pause and speed; the rig: the operator's actions).
+fetch("/info").then((r) => r.json()).then((info) => {
+  $("sim-controls").hidden = !info.controls.includes("pause");
+  $("hil-controls").hidden = !info.controls.includes("estop");
+}).catch(() => {});
+$("ack").addEventListener("click", () => control({ action: "ack" }));
+$("confirm").addEventListener("click", () => control({ action: "confirm" }));
+$("estop-press").addEventListener("click", () => control({ action: "estop", pressed: true }));
+$("estop-release").addEventListener("click", () => control({ action: "estop", pressed: false }));
+$("dropout-on").addEventListener("click",
+  () => control({ action: "charger_dropout", slot: $("dropout-slot").value, on: true }));
+$("dropout-off").addEventListener("click",
+  () => control({ action: "charger_dropout", slot: $("dropout-slot").value, on: false }));
 $("pause").addEventListener("click", () => control({ action: last && last.paused ? "resume" : "pause" }));
 for (const b of document.querySelectorAll("[data-speed]")) {
   b.addEventListener("click", () => control({ action: "speed", speed: b.dataset.speed }));
