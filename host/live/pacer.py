@@ -18,7 +18,7 @@ from typing import Any
 from host.live.snapshot import Snapshotter
 
 SPEEDS: dict[str, float] = {"1": 1.0, "10": 10.0, "100": 100.0, "max": 0.0}  # 0: no pacing
-SNAPSHOT_EVERY_S = 0.15  # wall time between two snapshots
+SNAPSHOT_EVERY_S = 0.2  # wall time between two snapshots: five a second
 SLICE_S = 0.05  # longest sleep between two looks at the controls
 
 

@@ -29,10 +29,10 @@ WAIT_S = 90.0  # a condition's longest wait on a loaded 2-core machine
 class LiveRun:
     """A scenario running on a thread, paced and watched, its page served on loopback."""
 
-    def __init__(self, sc: scn.Scenario, speed: str, port: int = 0) -> None:
+    def __init__(self, sc: scn.Scenario, speed: str, port: int = 0, paused: bool = False) -> None:
         self.eng = Engine(sc)
         self.server = LiveServer(port=port)
-        self.pacer = Pacer(self.eng, self.publish, speed=speed)
+        self.pacer = Pacer(self.eng, self.publish, speed=speed, paused=paused)
         self.server.controls.update(controls(self.pacer))
         self.eng.pace = self.pacer
         self.result: RunResult | None = None
@@ -69,11 +69,12 @@ class LiveRun:
 def live_run() -> Iterator[Callable[..., LiveRun]]:
     runs: list[LiveRun] = []
 
-    def start(speed: str = "10", duration_s: float | None = None, port: int = 0) -> LiveRun:
+    def start(speed: str = "10", duration_s: float | None = None, port: int = 0,
+              paused: bool = False) -> LiveRun:
         sc = scn.load(str(SCENARIO))
         if duration_s is not None:
             sc.duration_s = duration_s
-        run = LiveRun(sc, speed, port)
+        run = LiveRun(sc, speed, port, paused)
         runs.append(run)
         return run.start()
 

@@ -64,8 +64,11 @@ def not_blank(png: bytes) -> float:
 
 def test_the_page_follows_a_swap_charging_and_a_thermal_alarm(
         live_run: Callable[..., LiveRun], browser: Callable[[], Any], tmp_path: Path) -> None:
-    run = live_run(speed="10")
+    # Held at the start until the page is open: a slow browser start misses nothing.
+    run = live_run(speed="10", paused=True)
     driver = open_page(browser, run.url)
+    assert driver.execute_script(READ)["t"] == 0.0
+    run.pacer.resume()
     seen: list[dict[str, Any]] = []
     first = wait_for(driver, lambda v: v["s21"] is not None and v["s21"]["state"] == "charging",
                      "S21 charging", seen)

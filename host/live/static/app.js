@@ -12,6 +12,20 @@ function text(id, value) {
   if (el.textContent !== v) el.textContent = v;
 }
 
+// innerHTML only when it differs: most snapshots change a few figures, and every DOM write
+// costs the browser layout and paint (on the machine that also runs the station).
+function html(id, value) {
+  const el = $(id);
+  if (el.dataset.html !== value) {
+    el.dataset.html = value;
+    el.innerHTML = value;
+  }
+}
+
+function esc(v) {
+  return String(v).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+}
+
 function fmtS(s) {
   if (s === null || s === undefined) return "-";
   if (s < 120) return s.toFixed(1) + " s";
@@ -79,6 +93,9 @@ function renderRack(s) {
     counts[slot.state] = (counts[slot.state] || 0) + 1;
     const cls = "slot state-" + slot.state + (slot.for_bay ? " for-bay" : "") + (slot.temp >= 45 ? " hot" : "");
     if (d.className !== cls) d.className = cls;
+    const key = JSON.stringify(slot);
+    if (d.dataset.key === key) return;  // nothing new in this slot
+    d.dataset.key = key;
     d.dataset.state = slot.state;
     d.dataset.soc = slot.soc;
     d.title = slot.reason ? slot.state + ": " + slot.reason : slot.state;
@@ -100,49 +117,32 @@ function renderGrid(s) {
   const band = $("band");
   band.textContent = g.band ? g.band + " " + g.price + (g.slowed ? ", slowed" : "") : "no tariff";
   band.className = "badge " + (g.band ? "band-" + g.band : "");
-  const svg = $("grid-chart");
   const cap = Math.max(g.cap_kw, ...g.history.map((p) => p[1]), 1);
   const t1 = s.t_s;
   const x = (t) => (360 * (1 - (t1 - t) / 3600)).toFixed(1);
   const y = (kw) => (120 - 110 * kw / cap).toFixed(1);
   const pts = g.history.map((p) => x(p[0]) + "," + y(p[1])).join(" ");
-  svg.innerHTML = '<line x1="0" x2="360" y1="' + y(g.cap_kw) + '" y2="' + y(g.cap_kw) +
+  html("grid-chart", '<line x1="0" x2="360" y1="' + y(g.cap_kw) + '" y2="' + y(g.cap_kw) +
     '" stroke="#c8322c" stroke-dasharray="4 3"/>' +
-    '<polyline fill="none" stroke="#2f6fd1" stroke-width="2" points="' + pts + '"/>';
+    '<polyline fill="none" stroke="#2f6fd1" stroke-width="2" points="' + pts + '"/>');
 }
 
 function renderLists(s) {
-  const alarms = $("alarms");
-  alarms.innerHTML = "";
-  if (!s.alarms.length) {
-    const li = document.createElement("li");
-    li.className = "none";
-    li.textContent = "none latched";
-    alarms.appendChild(li);
-  }
-  for (const a of s.alarms) {
-    const li = document.createElement("li");
-    li.dataset.key = a.key;
-    li.dataset.code = a.code;
-    li.textContent = (a.slot || "station") + ": " + a.code + (a.detail ? " (" + a.detail + ")" : "");
-    alarms.appendChild(li);
-  }
-  const journal = $("journal");
-  journal.innerHTML = "";
-  for (const r of s.journal) {
-    const li = document.createElement("li");
-    li.textContent = r.seq + " " + r.kind + " " + JSON.stringify(r.fields);
-    journal.appendChild(li);
-  }
+  html("alarms", s.alarms.length
+    ? s.alarms.map((a) => '<li data-key="' + esc(a.key) + '" data-code="' + esc(a.code) + '">' +
+      esc((a.slot || "station") + ": " + a.code + (a.detail ? " (" + a.detail + ")" : "")) + "</li>").join("")
+    : '<li class="none">none latched</li>');
+  html("journal", s.journal.map((r) => "<li>" + esc(r.seq + " " + r.kind + " " + JSON.stringify(r.fields)) +
+    "</li>").join(""));
   const k = s.kpi;
   const unit = (v, u) => (v === null || v === undefined ? "-" : v + u);
   const rows = [["swaps", k.swaps], ["arrived", k.arrived], ["turned away", k.balked + k.reneged + k.not_swapped],
     ["mean wait", fmtS(k.mean_wait_s)], ["grid energy", unit(k.grid_kwh, " kWh")], ["peak", unit(k.peak_kw, " kW")],
     ["cost", unit(k.cost, "")]];
-  $("kpis").innerHTML = rows.map(([a, b]) => "<dt>" + a + "</dt><dd>" + b + "</dd>").join("");
-  $("queue").innerHTML = s.queue.length
-    ? s.queue.map((q) => "<li>vehicle " + q.vehicle + ", " + fmtS(q.waiting_s) + "</li>").join("")
-    : "<li>empty</li>";
+  html("kpis", rows.map(([a, b]) => "<dt>" + a + "</dt><dd>" + esc(b) + "</dd>").join(""));
+  html("queue", s.queue.length
+    ? s.queue.map((q) => "<li>vehicle " + esc(q.vehicle) + ", " + fmtS(q.waiting_s) + "</li>").join("")
+    : "<li>empty</li>");
 }
 
 function render(s) {
