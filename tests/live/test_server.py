@@ -37,10 +37,11 @@ def post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
 
 
 def latest(url: str) -> dict[str, Any]:
+    """The newest snapshot ({} before the first: the run may not have taken one yet)."""
     with urllib.request.urlopen(url + "snapshot", timeout=WAIT_S) as r:
         data = json.loads(r.read())
-    assert isinstance(data, dict)
-    return data
+    assert data is None or isinstance(data, dict)
+    return data or {}
 
 
 def until(cond: Callable[[], bool], what: str) -> None:
@@ -119,11 +120,11 @@ def test_unknown_and_bad_controls_get_an_error_and_the_server_keeps_running(
     # ... and it still serves and obeys.
     code, body = post(url, b'{"action": "pause"}')
     assert code == 200 and body["ok"]
-    until(lambda: latest(url)["paused"], "a paused snapshot")
+    until(lambda: latest(url).get("paused", False), "a paused snapshot")
     code, body = post(url, b'{"action": "speed", "speed": "max"}')
     assert code == 200 and body["result"] == "max"
     post(url, b'{"action": "resume"}')
-    until(lambda: latest(url)["finished"], "the run finished")
+    until(lambda: latest(url).get("finished", False), "the run finished")
     assert run.error is None
 
 
@@ -150,8 +151,8 @@ def test_browsers_that_disconnect_mid_update_do_not_break_the_server(
         data = _read_some_events(run.server.port, abort=k % 2 == 0)
         assert b"200 OK" in data and b"text/event-stream" in data and b'"seq":' in data
     until(lambda: run.server.clients == 0, "every stream closed on the server")
-    seq = latest(run.url)["seq"]
-    until(lambda: latest(run.url)["seq"] > seq, "snapshots still flowing")
+    seq = latest(run.url).get("seq", 0)
+    until(lambda: latest(run.url).get("seq", 0) > seq, "snapshots still flowing")
     assert run.error is None
 
 
@@ -210,3 +211,16 @@ def test_pacing_holds_virtual_time_to_the_speed() -> None:
     eng.run()
     assert min(behind) >= -1e-6  # never ahead of wall time x 10
     assert wall[0] == pytest.approx(3.0, abs=0.1)
+
+
+def test_every_file_of_the_page_is_package_data() -> None:
+    """An install from a wheel serves the page too: pyproject's package-data covers static/."""
+    import tomllib
+
+    from host.live.server import STATIC
+
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        patterns = tomllib.load(f)["tool"]["setuptools"]["package-data"]["host.live"]
+    covered = {p for pattern in patterns for p in STATIC.parent.glob(pattern)}
+    files = {p for p in STATIC.iterdir() if p.is_file()}
+    assert files and files <= covered, sorted(str(p) for p in files - covered)
