@@ -116,6 +116,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--reset", default="dtr", help="board: dtr, rts or a relay command")
     p.add_argument("--no-deploy", action="store_true", help="board: it already runs this firmware")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--live", type=cli_args.listen, default=None, metavar="[HOST:]PORT",
+                   help="serve a live view of the rig on http://HOST:PORT/ with the operator's actions "
+                        "(host default 127.0.0.1; docs/live-view.md)")
     p.set_defaults(func=run)
 
 
@@ -344,6 +347,17 @@ def run(args: argparse.Namespace) -> int:
         _write_summary(args, summary, EXIT_USAGE)
         print(f"swapstation hil: {'; '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
+    live = None
+    if args.live is not None:
+        from host.live.server import LiveError, LiveServer
+
+        try:  # bound before the rig starts: a port in use is a usage error
+            live = LiveServer(args.live[0], args.live[1], title=f"swapstation hil {sc.name}")
+        except LiveError as e:
+            summary["problems"] = [f"--live: {e}"]
+            _write_summary(args, summary, EXIT_USAGE)
+            print(f"swapstation hil: --live: {e}", file=sys.stderr)
+            return EXIT_USAGE
     progress = Progress(args.quiet)
     progress.say(f"{sc.name}: {_span(sc.duration_s)} of scenario time at time scale {args.bay_scale:g}: "
                  f"about {_span(sc.duration_s * args.bay_scale)} on the rig, plus boot and the end of the "
@@ -359,12 +373,15 @@ def run(args: argparse.Namespace) -> int:
         rig = Rig(opts, log=log)
     except (ValueError, OSError) as e:  # ConfigError is a ValueError
         console.close()
+        if live is not None:
+            live.sock.close()
         summary["problems"] = [str(e)]
         _write_summary(args, summary, EXIT_USAGE)
         print(f"swapstation hil: {e}", file=sys.stderr)
         return EXIT_USAGE
     code = EXIT_FAILURE
     t0 = time.monotonic()
+    view = None
     try:
         progress.say(f"starting the rig ({args.target} target) in {args.out}")
         try:
@@ -375,6 +392,14 @@ def run(args: argparse.Namespace) -> int:
         rig.target.listeners.append(progress.on_message)
         rig.target.start()
         d = rig.driver()
+        if live is not None:
+            from hil.live import HilView
+
+            view = HilView(d, live.publish, sc.name)
+            live.controls.update(view.controls())
+            live.start()
+            view.start()
+            progress.say(f"live view: {live.url}")
         boot = d.boot()
         if boot.get("state") == "config_error":
             summary["problems"] = [f"the station refused its config: {boot.get('error')}"]
@@ -384,6 +409,10 @@ def run(args: argparse.Namespace) -> int:
     except (ScenarioError, TargetError) as e:
         summary.setdefault("problems", []).append(str(e))
     finally:
+        if view is not None:
+            view.stop()
+        if live is not None:
+            live.stop()
         summary["seconds"] = round(time.monotonic() - t0, 2)
         summary["timeline"] = progress.changes
         lines = dict(rig.lines)

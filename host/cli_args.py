@@ -33,6 +33,16 @@ def seed(text: str) -> int:
     return v
 
 
+def listen(text: str) -> tuple[str, int]:
+    """An argparse type: ``[HOST:]PORT`` for a server (host default 127.0.0.1)."""
+    from host.live import parse_listen
+
+    try:
+        return parse_listen(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def check_out(out: Path) -> str | None:
     """Why a report cannot go into ``out`` (created if missing), or None: found before the run."""
     try:

@@ -206,6 +206,9 @@ class Engine:
         self.sc = sc
         self.devices: dict[int, Device]
         self.progress = progress
+        # Called with each next moment before the engine moves there (the live view's pacing
+        # and snapshots); None costs one test per step.
+        self.pace: Callable[[int], None] | None = None
         self._stop = False
         self.t_ms = 0
         self._seq = 0
@@ -343,6 +346,10 @@ class Engine:
                 v = bay.queue[0]
             if v is not None:
                 self._enter(v.vehicle_id, bay.now)
+
+    def waiting(self) -> list[tuple[int, float]]:
+        """The vehicles in the entry queue, first first: (vehicle id, seconds waited so far)."""
+        return [(vid, self.t_s - v.arrival.t_s) for vid, v in self._waiting.items()]
 
     def _enter(self, vehicle_id: int, t: float) -> None:
         visit = self._waiting.pop(vehicle_id)
@@ -491,6 +498,8 @@ class Engine:
                 bay_next = self.bay.next_event_s()
                 if bay_next * 1000.0 < t:
                     t = max(self.t_ms, int(math.ceil(bay_next * 1000.0)))
+                if self.pace is not None:
+                    self.pace(t)
                 self._advance_to(t)
                 if t >= end or self._stop:
                     break

@@ -64,6 +64,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the JSON summary instead of the table")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no table")
     p.add_argument("--list", action="store_true", help="list the built-in scenarios and exit")
+    p.add_argument("--live", type=cli_args.listen, default=None, metavar="[HOST:]PORT",
+                   help="serve a live view of the run on http://HOST:PORT/ (host default 127.0.0.1; "
+                        "docs/live-view.md); virtual time then runs at --speed")
+    p.add_argument("--speed", choices=("1", "10", "100", "max"), default="1",
+                   help="with --live: virtual seconds per wall second at the start (the page changes it)")
     p.set_defaults(func=run)
 
 
@@ -120,6 +125,24 @@ def _run(args: argparse.Namespace) -> int:
     import host.engine as engine
     import host.report as report
 
+    live = None
+    if args.live is not None:
+        from host.live.server import LiveError, LiveServer
+
+        try:  # bound before the run: a port in use is a usage error, not a lost run
+            live = LiveServer(args.live[0], args.live[1], title=f"swapstation sim {sc.name}")
+        except LiveError as e:
+            print(f"swapstation sim: --live: {e}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        return _simulate(args, sc, engine, report, live)
+    finally:
+        if live is not None:
+            live.stop()
+
+
+def _simulate(args: argparse.Namespace, sc: scn.Scenario, engine: Any, report: Any, live: Any) -> int:
+
     if not args.quiet:
         slow = "; wire mode models every frame, about 13x slower than direct" if sc.mode == "wire" else ""
         print(f"{sc.name}: {report.span(sc.duration_s)} simulated in {sc.mode} mode, "
@@ -128,6 +151,15 @@ def _run(args: argparse.Namespace) -> int:
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.perf_counter()
     eng = engine.Engine(sc, plant=args.plant, progress=progress.update)
+    pacer = None
+    if live is not None:
+        from host.live.pacer import Pacer, controls
+
+        pacer = Pacer(eng, live.publish, speed=args.speed)
+        eng.pace = pacer
+        live.controls.update(controls(pacer))
+        live.start()
+        print(f"live view: {live.url}", file=sys.stderr)
     previous = cli_args.stop_on_sigint(eng)
     try:
         result = eng.run()
@@ -137,6 +169,8 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     finally:
         cli_args.restore_sigint(previous)
+        if pacer is not None:
+            pacer.done()
     progress.close()
     wall_s = time.perf_counter() - t0
     summary = result.summary

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST_ONLY_LIBS = ("numpy", "pymodbus", "serial", "dask", "distributed", "pyarrow", "matplotlib", "scipy")
+HOST_ONLY_LIBS = ("numpy", "pymodbus", "serial", "dask", "distributed", "pyarrow", "matplotlib", "scipy",
+                  "starlette", "uvicorn")
 
 # (importer prefix, imported prefix, why not): an import that matches a rule breaks it.
 RULES: tuple[tuple[str, str, str], ...] = (
@@ -43,6 +44,8 @@ RULES: tuple[tuple[str, str, str], ...] = (
     *(("host.devices", p, "the devices sit under the simulator's buses, the engine and the rig") for p in
       ("host.engine", "host.buses", "host.kpi", "host.report", "host.scenario", "host.sim_cli", "host.fleet",
        "host.cli", "hil")),
+    *((p, "host.live", "the live view sits on the engine (Engine.pace), which does not know it") for p in
+      ("host.plant", "host.devices", "host.engine", "host.buses", "host.kpi", "host.scenario")),
     ("host.devices.codes", "host.plant", "the codes are the device layer's bottom: the plant raises them"),
     ("host", "hil", "the host's simulator and tools sit beside the rig, not on it"),
     ("host", "tests", "shipped code does not import the tests"),
