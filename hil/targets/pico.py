@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pty
+import sys
 import tempfile
 import threading
 import time
@@ -414,6 +415,21 @@ class EmulatedPico:
     def console_mark(self) -> int:
         return self._con().mark()
 
+    def interrupt(self, timeout: float = 300.0) -> None:
+        """Ctrl-C on the console, again every half second, until the REPL prompt comes back:
+        stops ``main.py`` or whatever runs (a Ctrl-C sent while the chip boots is lost)."""
+        con = self._con()
+        start = con.mark()
+        end = time.monotonic() + timeout
+        while True:
+            con.send(b"\x03")
+            try:
+                con.wait_for(b">>> ", start, 0.5)
+                return
+            except PicoError:
+                if time.monotonic() > end:
+                    raise
+
     def wait_resets(self, count: int, timeout: float) -> bool:
         """Wait until ``resets`` reaches ``count`` and the console is up again after it."""
         end = time.monotonic() + timeout
@@ -508,3 +524,44 @@ class EmulatedPico:
             return fn()
 
         return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout)
+
+
+# -- a bench without a board: `python -m hil.targets.pico`
+def main(argv: list[str] | None = None) -> int:
+    """Boot the emulated Pico, print its console pty (for ``swapstation flash --port`` and
+    ``mpremote connect``) and run until Ctrl-C; with ``--flash`` the filesystem is loaded
+    from that file if it exists, and saved to it at the end."""
+    import argparse
+    import signal
+
+    ap = argparse.ArgumentParser(prog="python -m hil.targets.pico", description=main.__doc__)
+    ap.add_argument("--flash", type=Path, help="LittleFS image file: booted from if it exists, saved on exit")
+    ap.add_argument("--uf2", help=f"the MicroPython image (default: ${UF2_ENV}, else ../shared/micropython/"
+                                  f"{UF2_NAME})")
+    args = ap.parse_args(argv)
+    flash = args.flash if args.flash is not None and args.flash.exists() else None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        pico = EmulatedPico(uf2=args.uf2, flash=flash).boot()
+    except (PicoError, OSError, ValueError) as e:
+        print(f"python -m hil.targets.pico: {e}", file=sys.stderr)
+        return 2
+    try:
+        print(f"emulated Pico running; console {pico.console_path}", flush=True)
+        print(f"  swapstation flash IMAGE --port {pico.console_path}", flush=True)
+        print("Ctrl-C stops it" + (f" and saves the flash to {args.flash}" if args.flash else ""), flush=True)
+        while pico.alive() and not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if args.flash is not None and pico.alive():
+            pico.save_flash(args.flash)
+            print(f"flash saved to {args.flash}", flush=True)
+        pico.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
