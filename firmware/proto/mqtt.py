@@ -146,6 +146,10 @@ class MQTTClient:
             self._flush()
         self._close("disconnect", False)
 
+    def abort(self):
+        """Close the socket without DISCONNECT, as a power cut does: the broker publishes the will."""
+        self._close("aborted", False)
+
     def poll(self, now):
         """Advance the session; returns ms until it next needs a poll."""
         st = self.state
