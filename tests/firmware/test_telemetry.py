@@ -251,3 +251,51 @@ def test_mqtt_config_errors_name_the_field():
     assert out["mqtt"]["port"] == 1883 and out["mqtt"]["keepalive_s"] == 60
     assert validate(out) == out
     assert base["mqtt"] is None  # no mqtt section: no network side
+
+
+def test_malformed_and_oversized_packets_drop_the_link_and_the_station_swaps_on():
+    from fakebroker import Peer, listen
+
+    from firmware.proto import mqtt as M
+    from firmware.proto.mqtt import MQTTClient
+
+    server, port = listen()
+    st = Station(n_slots=6, mutate=_mqtt)
+    client = MQTTClient(SID, "127.0.0.1", port, keepalive_s=3600, backoff_min_ms=100, backoff_max_ms=100,
+                        now_ms=st.now())
+    tel = T.Telemetry(st.cfg, st.sup, st.now(), client)
+
+    def pump():
+        w = min(st.tick(), tel.poll(st.now()))
+        st.plant.advance(max(1, min(w, 200)))
+
+    def session():
+        for _ in range(100):
+            pump()
+            if client.state != M.DOWN:  # connecting: accept() finds it
+                break
+        p = Peer(server, pump)
+        assert p.packet()[0] == 0x10
+        p.send(b"\x20\x02\x00\x00")
+        assert p.packet()[0] == 0x82
+        return p
+
+    p = session()
+    st.start()
+    p.send(b"\x30\xff\xff\xff\xff\x01")  # a remaining length of five bytes
+    assert p.closed() and "malformed" in client.last_error
+    p.close()
+    p = session()
+    st.vehicle()
+    for _ in range(20000):
+        pump()
+        if st.sup.bay.swaps_ok:
+            break
+    assert st.sup.bay.swaps_ok == 1  # the station swaps on after the drop and the reconnect
+    p.send(b"\x30\x81\x40")  # a PUBLISH of 8193 bytes announced: over max_packet
+    assert p.closed() and "max_packet" in client.last_error
+    p.close()
+    p = session()
+    assert client.drops == 2 and client.connects == 3 and st.sup.alive and st.sup.state() == "run"
+    p.close()
+    server.close()
