@@ -27,8 +27,8 @@ def test_firmware_hmac_matches_cpython_hmac() -> None:
 
 
 def _swap(num: int, **kw: object) -> bytes:
-    d = {"station": "S1", "seq": 10 + num, "n": num, "v": "7001", "m": "NIO-ES6", "o": "ok", "po": 555, "so": 12.0,
-         "pi": 1000, "si": 95.0, "e": 79.5, "b": 1, "t0": 5, "t1": 99, "w": None}
+    d = {"station": "S1", "seq": 10 + num, "n": num, "v": "7001", "m": "NIO-ES6", "o": "ok", "po": 555,
+         "so": 12.0, "pi": 1000, "si": 95.0, "e": 79.5, "b": 1, "t0": 5, "t1": 99, "w": None}
     d.update(kw)
     return json.dumps(d).encode()
 
@@ -63,7 +63,8 @@ def test_bad_messages_are_refused_and_recorded(tmp_path: Path, topic: str, paylo
     s.close()
 
 
-def test_ops_refuses_bad_keys_files_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ops_refuses_bad_keys_files_with_the_reason(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     keys = tmp_path / "keys.json"
     common = ["--db", str(tmp_path / "b.sqlite"), "--broker", "127.0.0.1:1", "--timeout", "1"]
     cases = [
@@ -86,6 +87,7 @@ def test_ops_refuses_bad_keys_files_with_the_reason(tmp_path: Path, capsys: pyte
     assert "expected HOST or HOST:PORT" in capsys.readouterr().err
 
 
-def test_backend_refuses_a_database_it_cannot_open(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_backend_refuses_a_database_it_cannot_open(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["backend", "--db", str(tmp_path / "missing" / "b.sqlite"), "--broker", "127.0.0.1:1"])
     assert code == 2 and "unable to open database" in capsys.readouterr().err
