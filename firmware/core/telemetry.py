@@ -218,7 +218,7 @@ class Telemetry:
 
     def _run(self, ctr, cmd):
         words = cmd.split()
-        name = words[0]
+        name = words[0] if words else ""
         sup = self.sup
         if name == "status" and len(words) == 1:
             self._result(ctr, cmd, "ok", None, sup.status())

@@ -108,7 +108,7 @@ class MQTTClient:
         self._pid = 0
         self.inflight = {}  # pid -> (topic, payload, retain)
         self.subs = []  # (topic, qos)
-        self.connects = self.drops = self.received = self.sent = 0
+        self.connects = self.drops = self.received = self.sent = self.handler_errors = 0
         self.last_error = None
 
     # ---- public ---------------------------------------------------------------------------
@@ -460,7 +460,11 @@ class MQTTClient:
                 self._put(bytes((0x40, 2, pid >> 8, pid & 0xFF)))
             self.received += 1
             if self.on_message is not None:
-                self.on_message(topic, bytes(self._rxv[j:end]))
+                try:
+                    self.on_message(topic, bytes(self._rxv[j:end]))
+                except Exception as e:  # a handler's bug must not stop the station's loop
+                    self.handler_errors += 1
+                    self.last_error = "on_message: %r" % (e,)
         elif t == 4:  # PUBACK
             if rl != 2:
                 raise Malformed("PUBACK of %d bytes" % rl)

@@ -299,3 +299,27 @@ def test_malformed_and_oversized_packets_drop_the_link_and_the_station_swaps_on(
     assert client.drops == 2 and client.connects == 3 and st.sup.alive and st.sup.state() == "run"
     p.close()
     server.close()
+
+
+def test_blank_command_is_unknown_and_a_handler_error_does_not_stop_the_client():
+    r = Rig()
+    assert r.command(1, "   ")["result"] == "unknown"
+    from firmware.proto import mqtt as M
+
+    c = M.MQTTClient(SID, "127.0.0.1", 1, on_message=lambda t, p: 1 // 0)
+    c.state = M.UP
+    c._rx[:8] = b"\x30\x06\x00\x01tabc"  # a whole PUBLISH already in the receive buffer
+    c._rn = 8
+    c._parse(0)
+    assert c.handler_errors == 1 and c.state == M.UP and c._rn == 0
+
+
+def test_main_makes_telemetry_only_with_an_mqtt_section():
+    from firmware.main import make_telemetry
+
+    st = Station(n_slots=6)
+    assert make_telemetry(st.cfg, st.sup, 0) is None
+    st = Station(n_slots=6, mutate=_mqtt)
+    tel = make_telemetry(st.cfg, st.sup, 0)
+    assert tel.client.client_id == SID and tel.client.addr == ("127.0.0.1", 1883)
+    assert tel.client.subs == [(f"swapstation/{SID}/cmd", 1)]
