@@ -154,11 +154,17 @@ class Telemetry:
         return d
 
     def _status(self, now):
-        text = json.dumps(self.status_doc())
-        if text == self._last and ticks_diff(now, self._status_at) < self.every_ms:
+        doc = self.status_doc()
+        kw = doc.get("grid_kw")
+        if kw is not None:
+            doc["grid_kw"] = int(kw + 0.5)  # a charging taper alone is not news: whole kW
+        same = json.dumps(doc)
+        if same == self._last and ticks_diff(now, self._status_at) < self.every_ms:
             return
-        if self.client.publish(self.t_status, text, 0, True):
-            self._last = text
+        if kw is not None:
+            doc["grid_kw"] = kw
+        if self.client.publish(self.t_status, json.dumps(doc), 0, True):
+            self._last = same
             self._status_at = now
 
     # ---- alarms -------------------------------------------------------------------------

@@ -108,6 +108,7 @@ class MQTTClient:
         self._pid = 0
         self.inflight = {}  # pid -> (topic, payload, retain)
         self.subs = []  # (topic, qos)
+        self._resend = []  # pids to send again after a reconnect, oldest first
         self.connects = self.drops = self.received = self.sent = self.handler_errors = 0
         self.last_error = None
 
@@ -128,7 +129,7 @@ class MQTTClient:
     def publish(self, topic, payload, qos=0, retain=False):
         """Queue a PUBLISH; its packet id (1 for QoS 0), or 0 if not taken: not connected,
         no room in the transmit buffer, or (QoS 1) the in-flight window is full."""
-        if self.state != UP or (qos and len(self.inflight) >= _INFLIGHT):
+        if self.state != UP or (qos and (len(self.inflight) >= _INFLIGHT or self._resend)):
             return 0
         pid = 1
         if qos:
@@ -185,6 +186,9 @@ class MQTTClient:
             return 20
         if self.state != UP:
             return 20
+        if self._resend:
+            self._push_resend()
+            self._flush()
         ka = self.keepalive_ms
         if ka:
             if ticks_diff(now, self._last_rx) > ka + ka // 2:
@@ -246,6 +250,7 @@ class MQTTClient:
                 pass
         self.state = DOWN
         self._rn = self._tn = self._to = 0
+        self._resend = []
 
     # ---- transmit ---------------------------------------------------------------------------
     def _put(self, data):
@@ -359,6 +364,15 @@ class MQTTClient:
             b[i] = qos
             self._tn = i + 1
 
+    def _push_resend(self):
+        """Send again as many unacknowledged publishes as the transmit buffer takes now."""
+        while self._resend:
+            pid = self._resend[0]
+            m = self.inflight.get(pid)
+            if m is not None and not self._put_publish(m[0], m[1], 1, m[2], pid, True):
+                return
+            self._resend.pop(0)
+
     def _next_pid(self):
         while True:
             self._pid = self._pid % 65535 + 1
@@ -437,9 +451,8 @@ class MQTTClient:
             self._backoff = self.backoff_min
             self._last_tx = now
             self._send_subscribe()
-            for pid in sorted(self.inflight):  # QoS 1 not acknowledged: again, DUP set
-                topic, payload, retain = self.inflight[pid]
-                self._put_publish(topic, payload, 1, retain, pid, True)
+            self._resend = sorted(self.inflight)  # QoS 1 not acknowledged: again, DUP set
+            self._push_resend()
             return
         if self.state != UP:
             raise Malformed("packet type %d before CONNACK" % t)

@@ -2,6 +2,7 @@
 
 from fakebroker import Peer, listen, publish, string
 
+from firmware.compat import sleep_ms
 from firmware.proto import mqtt as M
 from firmware.proto.hmac256 import hexlify, hmac_sha256, same, unhex
 
@@ -33,10 +34,17 @@ class Rig:
         h, body = p.packet()
         assert h == 0x82, h  # the subscription, again on every connect
         p.send(b"\x90\x03" + body[:2] + b"\x01")
-        for _ in range(20):
-            self.pump()
-        assert self.c.connected, self.c.last_error
+        assert self.until(lambda: self.c.connected), self.c.last_error
         return p
+
+    def until(self, cond, ms=20000):
+        """Poll the client (real time passes for the socket, not for the client) until ``cond()``."""
+        for _ in range(ms // 2):
+            self.pump()
+            if cond():
+                return True
+            sleep_ms(2)
+        return False
 
     def after_backoff(self):
         self.now += 5000
@@ -104,11 +112,7 @@ def test_qos1_publish_is_resent_with_dup_after_a_reconnect_until_acknowledged():
     assert h == 0x32  # QoS 1, no DUP
     assert r.c.inflight
     p.close()  # the broker goes away before its PUBACK
-    for _ in range(50):
-        r.pump()
-        if not r.c.connected:
-            break
-    assert not r.c.connected
+    assert r.until(lambda: not r.c.connected)
     assert not r.c.publish("x", b"y", 1)  # offline: not taken
     r.after_backoff()
     p = r.session()
@@ -117,11 +121,7 @@ def test_qos1_publish_is_resent_with_dup_after_a_reconnect_until_acknowledged():
     t, i = string(b, 0)
     assert t == b"swapstation/st-9/swaps" and b[i + 2:] == b"rec-1"
     p.send(b"\x40\x02" + b[i:i + 2])
-    for _ in range(50):
-        r.pump()
-        if not r.c.inflight:
-            break
-    assert not r.c.inflight and r.acked == [pid]
+    assert r.until(lambda: not r.c.inflight) and r.acked == [pid]
     p.close()
     r.done()
 
@@ -203,11 +203,39 @@ def test_pingreq_after_half_the_keepalive_and_a_silent_broker_is_dropped():
     assert (h, b) == (0xC0, b"")
     p.send(b"\xd0\x00")
     r.now += 100
-    for _ in range(20):
-        r.pump()
+    r.pump()
     assert r.c.connected
     r.now += 16000  # nothing from the broker for over 1.5 keep-alive
     r.pump()
     assert not r.c.connected and r.c.last_error == "broker silent"
+    p.close()
+    r.done()
+
+
+def test_resends_larger_than_the_transmit_buffer_all_go_out_in_order_before_new_ones():
+    r = Rig(max_packet=512)
+    p = r.session()
+    pids = []
+    for k in range(4):
+        pid = r.c.publish("t", bytes([65 + k]) * 300, 1)  # one fits the 517-byte buffer at a time
+        assert pid
+        pids.append(pid)
+        r.pump()
+        assert p.packet()[0] == 0x32
+    p.close()
+    assert r.until(lambda: not r.c.connected)
+    r.after_backoff()
+    p = r.session()
+    got = []
+    for _ in range(4):
+        h, b = p.packet()
+        assert h == 0x3A
+        got.append(((b[3] << 8) | b[4], b[5:6]))
+    assert got == [(pids[k], bytes([65 + k])) for k in range(4)]
+    for pid, _ in got:
+        p.send(bytes((0x40, 2, pid >> 8, pid & 0xFF)))
+    assert r.until(lambda: not r.c.inflight)
+    assert r.acked == pids, (r.acked, r.c.inflight, r.c.last_error, r.c.state)
+    assert r.c.publish("t", b"new", 1)
     p.close()
     r.done()
