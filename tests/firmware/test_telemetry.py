@@ -323,3 +323,31 @@ def test_main_makes_telemetry_only_with_an_mqtt_section():
     tel = make_telemetry(st.cfg, st.sup, 0)
     assert tel.client.client_id == SID and tel.client.addr == ("127.0.0.1", 1883)
     assert tel.client.subs == [(f"swapstation/{SID}/cmd", 1)]
+
+
+def test_a_power_cut_tearing_the_cursor_write_sends_that_record_again_after_reboot():
+    r = Rig()
+    r.swaps(1)
+    r.run(1000)
+    [sw] = r.client.sent("swaps")
+    r.st.storage.cut_after(0)  # the EX write the PUBACK brings is torn by a power cut
+    r.client.ack_all()
+    assert r.st.sup.exported_seq() < sw["seq"]
+    r.st.storage.power_on()
+    r.reboot()
+    r.client.out = []
+    r.client.inflight = {}
+    r.run(1000)
+    assert r.client.sent("swaps") == [sw]  # the same record again: the backend keeps one
+    r.client.ack_all()
+    r.run(1000)
+    assert r.st.sup.exported_seq() == sw["seq"]
+
+
+def test_a_command_whose_counter_cannot_be_journalled_does_not_act():
+    r = Rig()
+    r.st.start()
+    r.st.storage.cut_after(0)
+    res = r.command(3, "maintenance on")
+    assert res["result"] == "rejected" and "journal" in res["why"]
+    assert r.st.sup.state() == "run"
