@@ -24,6 +24,10 @@ manual mode, lost comms or a fault; ``manual(on)``; ``jog(coil, on)`` in manual 
 ``abort_swap()`` closes a held swap as failed once the operator has cleared the bay
 (refused while its sensors say otherwise; the manual recovery is in docs/operations.md);
 ``clear_slot(slot)`` accepts a slot after a fault or a thermal alarm.
+For telemetry (core/telemetry.py): ``watch_alarms(fn)``, ``remote_alarm``, ``command_counter``
+/ ``accept_counter`` (the journalled remote command counter, RC), ``last_swap_seq`` /
+``exported_seq`` / ``next_swap_record`` / ``swaps_exported`` (swap records and their EX
+cursor), ``grid_kw``.
 ``vehicle_arrived(vehicle_id, model, pack_id, soc=None, pack_type=None)`` queues an
 identity for scenario drivers whose plant has no reader (treated as subscribed; without
 ``pack_type`` the model's first compatible type is assumed); the primary path is the
@@ -52,7 +56,8 @@ when their condition is gone or an operator acknowledges them:
   swap ends; ``swap_interrupted`` (a swap resumed after a power loss) and
   ``bay_not_clear`` (an ``abort_swap`` refused): when that swap ends, whatever the outcome;
 - ``journal_replay`` (torn or corrupt records skipped at boot) and ``journal_refused`` (the
-  journal refused a record as malformed; its detail says which field): on the operator's ``ack``;
+  journal refused a record as malformed; its detail says which field), ``cmd_bad_mac`` and
+  ``cmd_replay`` (a remote command refused, ``remote_alarm``): on the operator's ``ack``;
 - ``store_smoke``: on the ``ack`` that clears the smoke latch; per-slot alarms
   (``runaway``, ``pack_mismatch``, ``pack_missing``, ``not_isolated``): ``clear_slot``;
 - ``journal`` (flash unwritable): never in this boot; the watchdog restarts the controller.
