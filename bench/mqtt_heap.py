@@ -116,8 +116,7 @@ def heap(port: int) -> dict[str, int]:
 
 
 def load(port: int, stations: int, records: int, folder: Path) -> dict[str, float]:
-    from firmware.compat import ticks_ms
-    from firmware.proto.mqtt import MQTTClient
+    from host.backend.loadgen import run_load
     from host.backend.service import Backend, BrokerArgs
     from host.backend.store import Store
 
@@ -125,39 +124,12 @@ def load(port: int, stations: int, records: int, folder: Path) -> dict[str, floa
     backend = Backend(store, BrokerArgs("127.0.0.1", port, None, None), "bench-backend")
     backend.start()
     backend.connected.wait(30)
-    clients = [MQTTClient(f"bench-{i:03d}", "127.0.0.1", port, keepalive_s=60) for i in range(stations)]
-    next_n = [1] * stations
-    t0 = time.monotonic()
-    want = stations * records
-    deadline = t0 + 600
-    while time.monotonic() < deadline:
-        now = ticks_ms()
-        busy = False
-        for i, c in enumerate(clients):
-            c.poll(now)
-            while c.connected and next_n[i] <= records and c.room():
-                n = next_n[i]
-                d = {"station": c.client_id, "seq": n, "n": n, "v": "7001", "m": "NIO-ES6", "o": "ok",
-                     "po": 555, "so": 12.5, "pi": 1000, "si": 95.0, "e": 82.5, "t0": 0, "t1": 1, "b": 1}
-                if not c.publish(f"swapstation/{c.client_id}/swaps", json.dumps(d), 1):
-                    break
-                next_n[i] += 1
-            c.poll(now)
-            busy |= next_n[i] <= records or bool(c.inflight)
-        if not busy:
-            (got,) = store.rows("SELECT COUNT(*) FROM swaps")[0]
-            if got >= want:
-                break
-            time.sleep(0.01)
-    elapsed = time.monotonic() - t0
-    (stored, copies) = store.rows("SELECT COUNT(*), COALESCE(SUM(copies), 0) FROM swaps")[0]
-    for c in clients:
-        c.disconnect()
-    backend.stop()
-    store.close()
-    return {"stations": stations, "records_each": records, "stored": stored, "lost": want - stored,
-            "doubled": copies - stored, "seconds": round(elapsed, 2),
-            "msgs_per_s": round(stored / elapsed, 1)}
+    try:
+        return run_load("127.0.0.1", port, [f"bench-{i:03d}" for i in range(stations)], records, store,
+                        timeout_s=600)
+    finally:
+        backend.stop()
+        store.close()
 
 
 def main() -> None:
@@ -175,7 +147,7 @@ def main() -> None:
         print(f"  records sent         {h['sent']:8d}")
         r = load(port, args.stations, args.records, folder)
         print(f"load: {r['stations']} stations x {r['records_each']} QoS 1 records -> backend SQLite:")
-        print(f"  stored {r['stored']}, lost {r['lost']}, doubled {r['doubled']}, "
+        print(f"  stored {r['stored']}, lost {r['lost']}, doubled {r['doubled']}, reconnects {r['drops']}, "
               f"{r['seconds']} s, {r['msgs_per_s']} msgs/s")
     finally:
         proc.terminate()

@@ -40,10 +40,9 @@ class Broker:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         pw = folder / "passwd"
-        for i, (user, password) in enumerate(users.items()):
-            subprocess.run([PASSWD, *(["-c"] if i == 0 else []), "-b", str(pw), user, password], check=True,
-                           capture_output=True)
+        pw.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
         pw.chmod(0o600)
+        subprocess.run([PASSWD, "-U", str(pw)], check=True, capture_output=True)  # hash them in place
         (folder / "acl").write_text(ACL)
         (folder / "acl").chmod(0o600)
         (folder / "mosquitto.conf").write_text(
