@@ -98,6 +98,7 @@ class MQTTClient:
         self._to = 0  # sent so far of _tx[:_tn]
         self._tn = 0
         self.sock = None
+        self._ai = None  # the broker's address, resolved at the first connect
         self._poller = None
         self.state = DOWN
         self._due = now_ms  # next connect attempt
@@ -207,7 +208,11 @@ class MQTTClient:
         self._rn = self._tn = self._to = 0
         self._ping_out = False
         try:
-            ai = socket.getaddrinfo(self.addr[0], self.addr[1])[0]
+            ai = self._ai
+            if ai is None:
+                # A name lookup blocks (no port has a non-blocking resolver): done once and
+                # kept; an IP address in the config costs nothing.
+                ai = self._ai = socket.getaddrinfo(self.addr[0], self.addr[1])[0]
             s = socket.socket(ai[0], socket.SOCK_STREAM)
         except OSError as e:
             self._drop(now, "socket: %s" % (e,))
