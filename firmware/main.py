@@ -39,6 +39,7 @@ def start(root=""):
     forget("firmware.boards.board_config", "firmware.core.config")  # validators: boot only
     try:
         station = make_station(scfg, board)
+        station.telemetry = make_telemetry(scfg, station)
     except Exception:
         board.close()
         raise
@@ -60,15 +61,31 @@ def make_station(scfg, board, now_ms=None):
                       minute_of_day=getattr(board, "minute_of_day", None))
 
 
+def make_telemetry(scfg, station, now_ms=None):
+    """The MQTT link (firmware/core/telemetry.py) when the config has an ``mqtt`` section,
+    else None: a station without a network runs as before."""
+    if scfg.get("mqtt") is None or station.error is not None:
+        return None
+    from firmware.core.telemetry import Telemetry
+
+    return Telemetry(scfg, station, ticks_ms() if now_ms is None else now_ms)
+
+
 def run(board, station, loops=-1, clock=ticks_ms, sleep=sleep_ms):
-    """The main loop. ``loops`` < 0 runs for ever (tests pass a count)."""
+    """The main loop. ``loops`` < 0 runs for ever (tests pass a count). The station's
+    ``telemetry``, if any, is polled after each tick; it never blocks."""
     wdt = board.start_watchdog()
+    tel = getattr(station, "telemetry", None)
     feed_here = getattr(board, "watchdog_gate", None) is None
     led = board.led
     while loops != 0:
         loops -= 1
         now = clock()
         wait = station.tick(now)
+        if tel is not None:
+            w = tel.poll(now)
+            if w < wait:
+                wait = w
         if feed_here:
             wdt.feed()  # only after a tick came back: a hung loop lets the WDT reset us
         if led is not None:

@@ -400,10 +400,15 @@ class Station:
         wdt = self.board.start_watchdog()
         feed_here = getattr(self.board, "watchdog_gate", None) is None
         st = self.station
+        tel = st.telemetry
         while not self.quit:
             t0 = ticks_us()
             now = ticks_ms()
             wait = st.tick(now)
+            if tel is not None:
+                w = tel.poll(now)
+                if wait is None or w < wait:
+                    wait = w
             self.ticks += 1
             dt = ticks_diff(ticks_us(), t0)
             if dt > self.tick_us_max:
@@ -475,6 +480,10 @@ def start_unix(args):
         outputs[name] = MemPin(0)
     board = UnixBoard(buses, inputs, outputs, VfsStorage(fs))
     station = make_station(raw, board)
+    if station.error is None:  # with an mqtt section: the station's telemetry, polled in run()
+        from firmware.main import make_telemetry
+
+        station.telemetry = make_telemetry(station.cfg, station)
     st = station.status()
     emit("boot", {"fresh_flash": fresh, "pid": flash.pid, "flash_writes": flash.writes,
                   "error": st.get("error") if type(st) is dict else None})

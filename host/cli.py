@@ -23,6 +23,8 @@ SUBCOMMANDS: dict[str, str] = {
     "sim": "host.sim_cli",
     "fleet": "host.fleet.cli",
     "hil": "hil.cli",
+    "backend": "host.backend.cli",
+    "ops": "host.backend.ops",
 }
 SUBCOMMAND_MODULES: list[str] = list(SUBCOMMANDS.values())
 

@@ -71,7 +71,7 @@ def _config_specs() -> dict[str, tuple[tuple, ...]]:
 
     return {"buses": c._BAY_IO_BUS, "pack_types": c._PACK_TYPE, "slots": c._SLOT,
             "isolation_bay": c._ISOLATION, "limits": c._LIMITS + c._RUNAWAY, "tou": c._TOU,
-            "bay": c._BAY, "journal": c._JOURNAL, "compatibility": c._AUTH}
+            "bay": c._BAY, "journal": c._JOURNAL, "compatibility": c._AUTH, "mqtt": c._MQTT}
 
 
 def _range_problem(lo: object, hi: object, text: str, positive: object) -> str | None:

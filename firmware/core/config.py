@@ -131,6 +131,20 @@ _JOURNAL = (
     ("checkpoint_every", "int", 1, 100000, 200),
 )
 
+_MQTT = (
+    ("host", "str", 1, 64, _REQ),
+    ("port", "int", 1, 65535, 1883),
+    ("user", "str", 1, 64, None),
+    ("password", "str", 1, 64, None),
+    ("key", "str", 64, 128, _REQ),  # hex: the command MAC key, 32..64 bytes
+    ("keepalive_s", "int", 10, 3600, 60),
+    ("status_every_s", "int", 5, 86400, 60),
+    ("backoff_min_ms", "int", 100, 60000, 1000),
+    ("backoff_max_ms", "int", 1000, 3600000, 60000),
+    ("max_packet", "int", 512, 16384, 2048),
+)
+_HEX = "0123456789abcdefABCDEF"
+
 _AUTH = (
     ("subscription", "bool", None, None, False),
     ("allow", "idlist", 1, 32, ()),
@@ -379,6 +393,19 @@ def _check_tou(tou):
     tou["bands"] = bands
 
 
+def _check_mqtt(mq):
+    key = mq["key"]
+    if len(key) % 2:
+        raise ConfigError("mqtt.key", "an even number of hex digits (whole bytes)")
+    for i, ch in enumerate(key):
+        if ch not in _HEX:
+            raise ConfigError("mqtt.key", "not a hex digit at position %d" % i)
+    if mq["password"] is not None and mq["user"] is None:
+        raise ConfigError("mqtt.password", "needs mqtt.user (MQTT sends no password without a user name)")
+    if mq["backoff_max_ms"] < mq["backoff_min_ms"]:
+        raise ConfigError("mqtt.backoff_max_ms", "must not be below mqtt.backoff_min_ms")
+
+
 # Keys validate adds to its output; recomputed (not trusted) when its output comes back.
 _DERIVED = ("pack_type_by_code", "model_by_code")
 
@@ -422,13 +449,13 @@ def validate(cfg, warn=None):
     _obj(cfg, "config")
     known = (
         "station_id", "buses", "pack_types", "compatibility", "model_codes", "authorisation", "slots",
-        "isolation_bay", "limits", "tou", "bay", "timeouts_ms", "journal",
+        "isolation_bay", "limits", "tou", "bay", "timeouts_ms", "journal", "mqtt",
     )
     for key in cfg:
         if key not in known and key not in _DERIVED and not (type(key) is str and key.startswith("_")):
             raise ConfigError(str(key), "unknown field")
     for key in known:
-        if key not in cfg and key not in ("tou", "journal", "authorisation", "model_codes"):
+        if key not in cfg and key not in ("tou", "journal", "authorisation", "model_codes", "mqtt"):
             raise ConfigError(key, "missing")
     out = {}
     out["station_id"] = _str(cfg["station_id"], "station_id", 1, 32)
@@ -471,6 +498,11 @@ def validate(cfg, warn=None):
     out["bay"] = _fields(cfg["bay"], "bay", _BAY)
     out["timeouts_ms"] = _fields(cfg["timeouts_ms"], "timeouts_ms", _TIMEOUTS)
     out["journal"] = _fields(cfg.get("journal", {}), "journal", _JOURNAL)
+    mq = cfg.get("mqtt")
+    if mq is not None:
+        mq = _fields(mq, "mqtt", _MQTT)
+        _check_mqtt(mq)
+    out["mqtt"] = mq
     if warn is not None:
         _setpoint_warnings(out, warn)
     return out

@@ -3,7 +3,7 @@
 
 ``seq`` rises by one per record across boots and compactions. Typed kinds (fields in
 docs/config.md): BT boot, SB/SS/SW swap begin/step/transaction, RK rack change, AL
-alarm, OP operator action, EX exported-up-to; C* lines are a checkpoint. ``open()``
+alarm, OP operator action, EX exported-up-to, RC remote command counter; C* lines are a checkpoint. ``open()``
 streams the file, skips lines whose CRC fails (a bad last line is the record a power
 cut tore) and rebuilds ``JournalState`` for the supervisor to reconcile. Compaction,
 a few lines per ``service()``, writes a checkpoint plus the unexported swap
@@ -33,7 +33,8 @@ _BUF_LEN = const(1024)  # reader buffer; checkpoint lines may be longer than LIN
 
 # Typed kinds: append() refuses them, so their fields always pass a helper's checks.
 _TYPED = {"BT": "open", "SB": "swap_begin", "SS": "swap_step", "SW": "swap_end",
-          "RK": "rack_change", "AL": "alarm", "OP": "operator", "EX": "mark_exported"}
+          "RK": "rack_change", "AL": "alarm", "OP": "operator", "EX": "mark_exported",
+          "RC": "command_counter"}
 
 
 def crc32(data, crc=0):
@@ -416,6 +417,13 @@ class Journal:
         if type(seq) is not int or not self.state.exported < seq <= self.state.seq:
             raise ValueError("seq must be in %d..%d" % (self.state.exported + 1, self.state.seq))
         return self._append("EX", {"q": seq})
+
+    def command_counter(self, n):
+        """A remote command with counter ``n`` was accepted: later ones must be above it,
+        after a reboot too (firmware/core/telemetry.py)."""
+        if type(n) is not int or not self.state.cmd_ctr < n <= 0x7FFFFFFF:
+            raise ValueError("counter must be in %d..%d" % (self.state.cmd_ctr + 1, 0x7FFFFFFF))
+        return self._append("RC", {"c": n})
 
     def swap_records(self, after=None):
         """Stream (seq, fields) of swap transactions with seq > after (default: not

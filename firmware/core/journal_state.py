@@ -28,6 +28,7 @@ class JournalState:
     def clear(self):
         self.seq = self.ckpt_seq = self.boots = self.swap_no = self.exported = self.closed_n = 0
         self.last_swap_seq = self.swaps_ok = self.swaps_failed = 0
+        self.cmd_ctr = 0  # the last remote command counter accepted (RC)
         self.energy_wh = 0  # int: float32 would drift by kWh within a year (big int past 2**30 Wh)
         self.slots, self.alarms = {}, {}
         self.packs = sized_dict(_PACKS_ROOM)
@@ -98,6 +99,8 @@ class JournalState:
                 self.alarms.pop(key, None)
         elif kind == "EX":
             self.exported = max(self.exported, f["q"])
+        elif kind == "RC":
+            self.cmd_ctr = max(self.cmd_ctr, f["c"])
         elif kind == "BT":
             self.boots = f["n"]
         elif kind == "CK":
@@ -107,6 +110,7 @@ class JournalState:
             self.last_swap_seq, self.swaps_ok, self.swaps_failed = f["ls"], f["ok"], f["nf"]
             self.energy_wh = f["ew"] if "ew" in f else int(round(f["e"] * 1000))  # "e": kWh, older
             self.closed_n = f.get("cn", 0)
+            self.cmd_ctr = f.get("rc", 0)
         elif kind == "CP":
             self.packs[f["p"]] = [f["ty"], f["cy"], f["soh"], f["sw"], f["q"]]
 
@@ -114,7 +118,7 @@ class JournalState:
         """Checkpoint lines (kind, fields) that rebuild this state."""
         yield "CK", {"q": self.seq, "b": self.boots, "n": self.swap_no, "x": self.exported,
                      "ls": self.last_swap_seq, "ok": self.swaps_ok, "nf": self.swaps_failed,
-                     "cn": self.closed_n, "ew": self.energy_wh}
+                     "cn": self.closed_n, "ew": self.energy_wh, "rc": self.cmd_ctr}
         n = 1
         present = {}
         for s in self.slots:

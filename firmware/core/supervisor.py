@@ -24,6 +24,10 @@ manual mode, lost comms or a fault; ``manual(on)``; ``jog(coil, on)`` in manual 
 ``abort_swap()`` closes a held swap as failed once the operator has cleared the bay
 (refused while its sensors say otherwise; the manual recovery is in docs/operations.md);
 ``clear_slot(slot)`` accepts a slot after a fault or a thermal alarm.
+For telemetry (core/telemetry.py): ``watch_alarms(fn)``, ``remote_alarm``, ``command_counter``
+/ ``accept_counter`` (the journalled remote command counter, RC), ``last_swap_seq`` /
+``exported_seq`` / ``next_swap_record`` / ``swaps_exported`` (swap records and their EX
+cursor), ``grid_kw``.
 ``vehicle_arrived(vehicle_id, model, pack_id, soc=None, pack_type=None)`` queues an
 identity for scenario drivers whose plant has no reader (treated as subscribed; without
 ``pack_type`` the model's first compatible type is assumed); the primary path is the
@@ -52,7 +56,8 @@ when their condition is gone or an operator acknowledges them:
   swap ends; ``swap_interrupted`` (a swap resumed after a power loss) and
   ``bay_not_clear`` (an ``abort_swap`` refused): when that swap ends, whatever the outcome;
 - ``journal_replay`` (torn or corrupt records skipped at boot) and ``journal_refused`` (the
-  journal refused a record as malformed; its detail says which field): on the operator's ``ack``;
+  journal refused a record as malformed; its detail says which field), ``cmd_bad_mac`` and
+  ``cmd_replay`` (a remote command refused, ``remote_alarm``): on the operator's ``ack``;
 - ``store_smoke``: on the ``ack`` that clears the smoke latch; per-slot alarms
   (``runaway``, ``pack_mismatch``, ``pack_missing``, ``not_isolated``): ``clear_slot``;
 - ``journal`` (flash unwritable): never in this boot; the watchdog restarts the controller.
@@ -135,6 +140,8 @@ class Supervisor:
         self.minute_of_day = minute_of_day  # local time, minutes since midnight, or None: unknown
         self.error = None
         self.alarms = {}  # active: "slot:code" -> detail
+        self._alarm_hooks = []  # fn(slot, code, active, detail), from watch_alarms
+        self.telemetry = None  # main.make_telemetry: the MQTT link main.run polls beside tick
         self.ticks = 0
         self.late_ticks = 0
         self.feeds = 0
@@ -212,6 +219,8 @@ class Supervisor:
         else:
             del self.alarms[key]
         self._j(self.journal.alarm, slot, code, active, self.now, detail)
+        for fn in self._alarm_hooks:
+            fn(slot, code, active, detail)
 
     def _event(self, kind, fields):
         self._j(self.journal.append, kind, fields)
@@ -484,7 +493,7 @@ class Supervisor:
             self.thermal.clear(th.STORE)
             self._alarm(-1, "store_smoke", None, False)
         names = sf.names(cleared)
-        for code in ("journal_replay", "journal_refused"):
+        for code in ("journal_replay", "journal_refused", "cmd_bad_mac", "cmd_replay"):
             if "-1:" + code in self.alarms:
                 self._alarm(-1, code, None, False)
                 names.append(code)
@@ -550,6 +559,60 @@ class Supervisor:
             pack_type = types[0] if types else None
         self.bay.offer_identity(str(vehicle_id), model, pack_id, pack_type, soc, True)
         return True
+
+    # ---- telemetry (firmware/core/telemetry.py) -------------------------------------------------
+    def watch_alarms(self, fn):
+        """Call ``fn(slot, code, active, detail)`` on every alarm raised or cleared."""
+        self._alarm_hooks.append(fn)
+
+    def remote_alarm(self, code, detail):
+        """A remote command refused for its MAC (``cmd_bad_mac``) or counter (``cmd_replay``):
+        station-wide, cleared by the operator's ``ack``."""
+        self._alarm(-1, code, detail)
+
+    def command_counter(self):
+        """The last remote command counter accepted, from the journal (survives reboots)."""
+        return self.journal.state.cmd_ctr
+
+    def accept_counter(self, n):
+        """Journal a remote command's counter before it acts; False: not journalled, so
+        the command must not act (a replay after a reboot would pass)."""
+        return self.error is None and self._j(self.journal.command_counter, n) is not None
+
+    def last_swap_seq(self):
+        """Sequence number of the newest swap transaction in the journal."""
+        return self.journal.state.last_swap_seq
+
+    def exported_seq(self):
+        """Sequence number up to which the back office acknowledged every swap record."""
+        return self.journal.state.exported
+
+    def next_swap_record(self, after):
+        """(seq, fields) of the first swap transaction after journal sequence ``after``, or None."""
+        if self.error is not None or not self._journal_ok:
+            return None
+        g = None
+        try:
+            g = self.journal.swap_records(after)
+            return next(g, None)
+        except OSError as e:
+            self._journal_failed(e)
+        finally:
+            if g is not None:
+                g.close()  # closes the journal file now: MicroPython does not on collection
+        return None
+
+    def swaps_exported(self, seq):
+        """The back office holds every swap record up to ``seq``: journal it (EX)."""
+        if self.error is not None or seq <= self.journal.state.exported:
+            return False
+        return self._j(self.journal.mark_exported, seq) is not None
+
+    def grid_kw(self):
+        """The charging power the dispatch gives the chargers now, kW."""
+        if self.error is not None:
+            return 0.0
+        return sum(self.dispatch.p_dkw) / 10
 
     # ---- status -----------------------------------------------------------------------------
     def state(self):
