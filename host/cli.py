@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "flash": "host.flash",
     "demo": "hil.demo",
     "sim": "host.sim_cli",
+    "replay": "host.live.replay",
     "fleet": "host.fleet.cli",
     "hil": "hil.cli",
     "backend": "host.backend.cli",

@@ -61,6 +61,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="write summary.json, timeseries.csv, swaps.csv and PNG plots into this folder")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-frames", action="store_true",
+                   help="with --out: skip frames.jsonl.gz, the view frames `swapstation replay` shows")
     p.add_argument("--json", action="store_true", help="print the JSON summary instead of the table")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no table")
     p.add_argument("--list", action="store_true", help="list the built-in scenarios and exit")
@@ -151,15 +153,22 @@ def _simulate(args: argparse.Namespace, sc: scn.Scenario, engine: Any, report: A
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.perf_counter()
     eng = engine.Engine(sc, plant=args.plant, progress=progress.update)
-    pacer = None
+    pacer = recorder = None
+    if args.out is not None and not args.no_frames:
+        from host.live.record import Recorder
+
+        recorder = Recorder(eng)
     if live is not None:
         from host.live.pacer import Pacer, controls
 
         pacer = Pacer(eng, live.publish, speed=args.speed)
-        eng.pace = pacer
         live.controls.update(controls(pacer))
         live.start()
         print(f"live view: {live.url}", file=sys.stderr)
+    if pacer is not None or recorder is not None:
+        from host.live.record import both
+
+        eng.pace = both(recorder, pacer)
     previous = cli_args.stop_on_sigint(eng)
     try:
         result = eng.run()
@@ -171,6 +180,8 @@ def _simulate(args: argparse.Namespace, sc: scn.Scenario, engine: Any, report: A
         cli_args.restore_sigint(previous)
         if pacer is not None:
             pacer.done()
+        if recorder is not None:
+            recorder.done()
     progress.close()
     wall_s = time.perf_counter() - t0
     summary = result.summary
@@ -190,6 +201,8 @@ def _simulate(args: argparse.Namespace, sc: scn.Scenario, engine: Any, report: A
         try:
             written = report.write_report(args.out, summary, result.series, result.swaps, result.swap_columns,
                                           plots=not args.no_plots, run_facts=facts, scenario=sc)
+            if recorder is not None:
+                written.append(recorder.write(args.out))
         except OSError as e:
             print(f"swapstation sim: cannot write the report to {args.out}: {e}", file=sys.stderr)
             return EXIT_FAILURE

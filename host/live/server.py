@@ -3,7 +3,9 @@
 Routes: ``/`` the page, ``/static/*`` its script and style, ``/events`` the snapshots as
 server-sent events (the browser's EventSource reconnects by itself after a restart),
 ``/snapshot`` the latest one as JSON, and ``POST /control`` the page's controls
-(``{"action": "pause"}``), each one a callable the caller hands over.
+(``{"action": "pause"}``), each one a callable the caller hands over. A replay (``frames``:
+a finished run's view frames, host.live.record) adds ``/frames``, their times, and
+``/frame/{i}``, one frame; the page then shows a scrubber instead of following a stream.
 
 The engine's thread hands each snapshot over with ``publish``; it is encoded once, on the
 server's loop, and every open page gets the newest one (a slow page skips, never queues).
@@ -84,8 +86,11 @@ class LiveServer:
     """Serve the live page on ``host:port`` (0: any free port) until ``stop``."""
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = 0,
-                 controls: Mapping[str, Control] | None = None, title: str = "swapstation live") -> None:
+                 controls: Mapping[str, Control] | None = None, title: str = "swapstation live",
+                 frames: list[bytes] | None = None) -> None:
         self.sock = bind(host, port)
+        self.frames = frames
+        self.frame_times = [json.loads(f)["t_s"] for f in frames] if frames else []
         self.host = host
         self.port = int(self.sock.getsockname()[1])
         self.controls = dict(controls or {})
@@ -207,7 +212,24 @@ class LiveServer:
             return JSONResponse({"ok": True, "action": action, "result": result})
 
         async def info(request: Request) -> Response:
-            return JSONResponse({"title": self.title, "controls": sorted(self.controls)})
+            return JSONResponse({"title": self.title, "controls": sorted(self.controls),
+                                 "replay": len(self.frames) if self.frames else None})
+
+        async def frame_times(request: Request) -> Response:
+            if not self.frames:
+                return JSONResponse({"error": "not a replay"}, status_code=404)
+            return JSONResponse({"t_s": self.frame_times})
+
+        async def frame(request: Request) -> Response:
+            frames = self.frames or []
+            try:
+                i = int(request.path_params["i"])
+            except ValueError:
+                return JSONResponse({"error": "a frame number is a whole number"}, status_code=400)
+            if not 0 <= i < len(frames):
+                return JSONResponse({"error": f"no frame {i}: this replay has {len(frames)}"},
+                                    status_code=404)
+            return Response(frames[i], media_type="application/json")
 
         return Starlette(routes=[
             Route("/", page),
@@ -215,5 +237,7 @@ class LiveServer:
             Route("/snapshot", snapshot),
             Route("/events", events),
             Route("/control", control, methods=["POST"]),
+            Route("/frames", frame_times),
+            Route("/frame/{i}", frame),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ])

@@ -199,11 +199,55 @@ function connect() {
   };
 }
 
-// The controls this run has (a simulation: pause and speed; the rig: the operator's actions).
+// A finished run's frames (swapstation replay): a scrubber over time, no stream.
+let frameTimes = [];
+let playing = null;
+
+async function showFrame(i) {
+  const r = await fetch("/frame/" + i);
+  if (!r.ok) {
+    text("control-error", (await r.json()).error || r.statusText);
+    return;
+  }
+  render(await r.json());
+  text("scrub-label", (i + 1) + " / " + frameTimes.length);
+}
+
+function play() {
+  if (playing !== null) {
+    clearInterval(playing);
+    playing = null;
+    text("play", "play");
+    return;
+  }
+  text("play", "stop");
+  playing = setInterval(() => {
+    const s = $("scrub");
+    if (Number(s.value) >= frameTimes.length - 1) return play();  // at the end: stop
+    s.value = Number(s.value) + 1;
+    showFrame(Number(s.value));
+  }, 200);
+}
+
+async function replay(count) {
+  setConn(true, "replay");
+  $("replay-controls").hidden = false;
+  frameTimes = (await (await fetch("/frames")).json()).t_s;
+  const s = $("scrub");
+  s.max = count - 1;
+  s.addEventListener("input", () => showFrame(Number(s.value)));
+  $("play").addEventListener("click", play);
+  showFrame(0);
+}
+
+// The controls this run has (a simulation: pause and speed; the rig: the operator's actions;
+// a replay: the scrubber).
 fetch("/info").then((r) => r.json()).then((info) => {
   $("sim-controls").hidden = !info.controls.includes("pause");
   $("hil-controls").hidden = !info.controls.includes("estop");
-}).catch(() => {});
+  if (info.replay) replay(info.replay);
+  else connect();
+}).catch(() => connect());
 $("ack").addEventListener("click", () => control({ action: "ack" }));
 $("confirm").addEventListener("click", () => control({ action: "confirm" }));
 $("estop-press").addEventListener("click", () => control({ action: "estop", pressed: true }));
@@ -216,4 +260,3 @@ $("pause").addEventListener("click", () => control({ action: last && last.paused
 for (const b of document.querySelectorAll("[data-speed]")) {
   b.addEventListener("click", () => control({ action: "speed", speed: b.dataset.speed }));
 }
-connect();
