@@ -71,7 +71,7 @@ from firmware.core.baylink import BayLink
 from firmware.core.chargers import ChargerLink
 from firmware.core.dispatch import Dispatch
 from firmware.core.journal import Journal
-from firmware.core.rack import QUARANTINED, Rack
+from firmware.core.rack import FAULT, QUARANTINED, RESERVED, Rack
 
 _BAY_CYCLE_MS = const(100)  # sensor poll while the bay is busy or held
 _IDLE_CYCLE_MS = const(500)  # sensor poll while the bay waits for a vehicle
@@ -79,6 +79,9 @@ _FEED_MS = const(250)  # longest wait between watchdog feeds
 _LOOP_LATE_MS = const(2000)  # a gap between ticks this long: the loop is not on time
 _QUEUE = const(8)  # transactions per bus master we build (chargers keep 6 in flight, the bay 6)
 _QUEUE_MAX = const(8)  # identities waiting from vehicle_arrived
+# Why a slot is out of use by a remote command (the rack's reason): a slot taken out of
+# service, or one holding a pack the platform quarantined. Only these go back remotely.
+REMOTE_OUT = ("out of service", "pack quarantined")
 _WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
 _DETAIL_MAX = const(64)  # the longest alarm text the journal takes (core/journal.py)
 _ST_NAMES = ("config_error", "boot", "hold", "manual", "run")
@@ -471,7 +474,7 @@ class Supervisor:
             return
         for slot in range(rk.n):
             if (rk.state[slot] == QUARANTINED and rk.pack[slot] is not None
-                    and slot not in self._no_isolation):
+                    and slot not in self._no_isolation and rk.reason[slot] not in REMOTE_OUT):
                 if b.start_isolation(slot, now):
                     self._isolating = slot
                 return
@@ -607,6 +610,41 @@ class Supervisor:
         if self.error is not None or seq <= self.journal.state.exported:
             return False
         return self._j(self.journal.mark_exported, seq) is not None
+
+    def set_grid_cap(self, kw):
+        """The grid cap from afar (demand response): from 1 kW up to the connection's
+        ``limits.grid_kw``, until the next boot. False: out of range, or no station."""
+        top = self.cfg["limits"]["grid_kw"]
+        if self.error is not None or not (type(kw) in (int, float) and 1 <= kw <= top):
+            return False
+        self.dispatch.grid_dkw = int(round(kw * 10))
+        self.dispatch_update(self.now)
+        return self._op("grid_cap", True, "%d kW" % kw)
+
+    def take_out(self, slot, why):
+        """Hold ``slot`` out of use from afar (``why``: one of REMOTE_OUT): nothing is
+        fetched from it, stored in it or charged there, and a pack in it stays where it is,
+        for no remote command starts motion. A thermal alarm there later still isolates
+        it. False for a slot that is already out (a fault, a quarantine) or reserved."""
+        rk = self.rack
+        if self.error is not None or why not in REMOTE_OUT or not 0 <= slot < rk.n:
+            return False
+        if rk.state[slot] in (FAULT, QUARANTINED, RESERVED):
+            return False
+        self.chargers.stop(slot)
+        rk.quarantine(slot, why)
+        self.dispatch_update(self.now)
+        return self._op("take_out", True, rk.ids[slot] + " " + why)
+
+    def put_back(self, slot):
+        """Undo ``take_out``; only that: a slot out for any other reason (a thermal alarm
+        since) needs ``clear_slot`` at the station."""
+        rk = self.rack
+        if self.error is not None or not 0 <= slot < rk.n or rk.reason[slot] not in REMOTE_OUT:
+            return False
+        rk.clear_fault(slot)
+        self.dispatch_update(self.now)
+        return self._op("put_back", True, rk.ids[slot])
 
     def grid_kw(self):
         """The charging power the dispatch gives the chargers now, kW."""

@@ -41,14 +41,33 @@ _CMD_MAX = const(128)  # the longest command text taken
 
 # Commands the platform may send that this controller cannot carry out remotely, and why.
 UNSUPPORTED = {
-    "grid_cap": "the supervisor has no public way to change the grid cap at run time",
-    "tariff": "the supervisor has no public way to change the tariff at run time",
-    "slot_out": "the supervisor has no public way to take a slot out of service",
-    "slot_back": "returning a slot (clear_slot) also accepts it after a thermal runaway: "
-                 "a person at the store does that",
-    "quarantine": "the supervisor has no public way to quarantine a pack",
+    "tariff": "the time-of-use bands are the station config's; change them with the config",
     "ack": "the supervisor's ack also resets e-stop and interlock latches: local only",
 }
+HELP = ("commands: status, maintenance on|off, grid_cap KW, slot_out SLOT, slot_back SLOT, "
+        "quarantine PACK")
+
+
+def _number(text):
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if v == v and v not in (float("inf"), float("-inf")) else None
+
+
+def _int(text):
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _index(items, value):
+    for i, v in enumerate(items):
+        if v == value:
+            return i
+    return -1
 
 
 def mac_text(station, ctr, cmd):
@@ -233,7 +252,35 @@ class Telemetry:
             ok = sup.manual(words[1] == "on")
             self._result(ctr, cmd, "ok" if ok else "refused", None if ok else sup.state())
             self._last = None  # the status changed: say so at the next check
+        elif name == "grid_cap" and len(words) == 2:
+            kw = _number(words[1])
+            ok = kw is not None and sup.set_grid_cap(kw)
+            self._done(ctr, cmd, ok, "a cap from 1 kW up to limits.grid_kw, %s kW"
+                       % sup.cfg["limits"]["grid_kw"])
+        elif name in ("slot_out", "slot_back") and len(words) == 2:
+            slot = _index(sup.rack.ids, words[1])
+            if slot < 0:
+                self._result(ctr, cmd, "refused", "no slot " + words[1][:16])
+            elif name == "slot_out":
+                self._done(ctr, cmd, sup.take_out(slot, "out of service"),
+                           "the slot is reserved or already out: " + str(sup.rack.reason[slot]))
+            else:
+                self._done(ctr, cmd, sup.put_back(slot), "not out by a remote command (clear it "
+                           "at the station): " + str(sup.rack.reason[slot]))
+        elif name == "quarantine" and len(words) == 2:
+            pack = _int(words[1])  # not via float: single precision would change a 32-bit serial
+            rk = sup.rack
+            slot = _index(rk.pack, pack) if pack is not None else -1
+            if slot < 0:
+                self._result(ctr, cmd, "refused", "pack %s is not in the rack" % words[1][:16])
+            else:
+                self._done(ctr, cmd, sup.take_out(slot, "pack quarantined"),
+                           "its slot is reserved or already out: " + str(rk.reason[slot]))
         elif name in UNSUPPORTED:
             self._result(ctr, cmd, "unsupported", UNSUPPORTED[name])
         else:
-            self._result(ctr, cmd, "unknown", "commands: status, maintenance on|off")
+            self._result(ctr, cmd, "unknown", HELP)
+
+    def _done(self, ctr, cmd, ok, why):
+        self._result(ctr, cmd, "ok" if ok else "refused", None if ok else why)
+        self._last = None  # the status changed: say so at the next check

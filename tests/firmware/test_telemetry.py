@@ -351,3 +351,65 @@ def test_a_command_whose_counter_cannot_be_journalled_does_not_act():
     res = r.command(3, "maintenance on")
     assert res["result"] == "rejected" and "journal" in res["why"]
     assert r.st.sup.state() == "run"
+
+
+def test_grid_cap_lowers_the_charging_power_until_the_next_boot():
+    r = Rig()
+    r.st.start()
+    r.st.plant.slots[0].soc = 20.0  # something to charge
+    r.st.plant.slots[1].soc = 20.0
+    r.run(20000)
+    top = r.st.cfg["limits"]["grid_kw"]
+    for i, bad in enumerate(("0", str(top + 1), "abc", "nan")):
+        res = r.command(1 + i, "grid_cap " + bad)
+        assert res["result"] == "refused" and str(top) in res["why"], res
+    assert r.command(10, "grid_cap 30")["result"] == "ok"
+    r.run(20000)
+    assert r.st.sup.grid_kw() <= 30.0 and sum(c.power_kw for c in r.st.plant.chargers) <= 30.5
+    assert [x["a"] for x in r.st.storage.records("OP")][-1] == "grid_cap"
+    r.reboot()
+    assert r.st.sup.dispatch.grid_dkw == round(top * 10)  # the config's again
+
+
+def test_slot_out_and_back_stop_charging_there_and_move_nothing():
+    r = Rig()
+    r.st.start()
+    r.st.plant.slots[2].soc = 20.0
+    r.run(20000)
+    sup, rk = r.st.sup, r.st.sup.rack
+    slot = rk.ids[2]
+    assert r.st.plant.chargers[2].power_kw > 0
+    assert r.command(1, "slot_out " + slot)["result"] == "ok"
+    r.run(60000)
+    assert rk.reason[2] == "out of service" and r.st.plant.chargers[2].power_kw == 0.0
+    assert r.st.plant.slots[2] is not None and sup.bay.swap is None  # no isolation move
+    assert r.st.storage.records("IS") == []
+    assert r.command(2, "slot_out " + slot)["result"] == "refused"  # already out
+    assert r.command(3, "slot_out S99")["why"] == "no slot S99"
+    doc = r.command(4, "status")["status"]
+    assert doc["rack"]["quarantined"] == 1
+    assert r.command(5, "slot_back " + slot)["result"] == "ok"
+    r.run(20000)
+    assert rk.reason[2] is None and r.st.plant.chargers[2].power_kw > 0
+    assert r.command(6, "slot_back " + slot)["result"] == "refused"  # not out
+
+
+def test_a_quarantined_pack_stays_put_but_a_thermal_alarm_there_still_isolates_it():
+    r = Rig()
+    r.st.start()
+    r.run(5000)
+    rk = r.st.sup.rack
+    pack = r.st.plant.slots[3].id
+    assert r.command(1, "quarantine 424242")["result"] == "refused"
+    assert r.command(2, f"quarantine {pack}")["result"] == "ok"
+    r.run(60000)
+    assert rk.reason[3] == "pack quarantined" and r.st.plant.slots[3].id == pack
+    assert r.st.storage.records("IS") == []
+    # The pack then runs away: the station isolates it as ever, and the platform cannot
+    # hand the slot back (a person clears it at the station).
+    p = r.st.plant.slots[3]
+    p.soc, p.runaway = 60.0, True
+    assert r.run(120000, lambda: "3:runaway" in r.st.sup.alarms)
+    assert r.run(240000, lambda: bool(r.st.plant.isolation) and r.st.sup.bay.swap is None)
+    assert [q.id for q in r.st.plant.isolation] == [pack]
+    assert r.command(3, "slot_back " + rk.ids[3])["result"] == "refused"

@@ -167,10 +167,10 @@ def test_ops_command_line_signs_sends_and_exits_by_result(
     assert cli.main(["ops", SID, "status", *common]) == ops.EXIT_OK
     out = json.loads(capsys.readouterr().out)
     assert out["result"] == "ok" and out["ctr"] == 1 and out["status"]["state"] == "run"
-    assert cli.main(["ops", SID, "grid_cap", "120", *common]) == ops.EXIT_REFUSED
+    assert cli.main(["ops", SID, "grid_cap", "100000", *common]) == ops.EXIT_REFUSED
     out = json.loads(capsys.readouterr().out)
-    assert out["result"] == "unsupported" and out["ctr"] == 2 and "grid cap" in out["why"]
+    assert out["result"] == "refused" and out["ctr"] == 2 and "limits.grid_kw" in out["why"]
     assert cli.main(["ops", SID, "maintenance", "on", *common]) == ops.EXIT_OK
     assert station.state() == "manual"
     assert store.rows("SELECT ctr, cmd FROM commands ORDER BY ctr") == [
-        (1, "status"), (2, "grid_cap 120"), (3, "maintenance on")]
+        (1, "status"), (2, "grid_cap 100000"), (3, "maintenance on")]
