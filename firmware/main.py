@@ -23,6 +23,7 @@ def start(root=""):
     from firmware.boards import image
 
     full = image.check(root, full=True)
+    check_signed(root, full)
     manifest = {}
     for k in _MANIFEST_KEPT:
         if k in full:
@@ -44,6 +45,34 @@ def start(root=""):
         board.close()
         raise
     return manifest, board, station
+
+
+def check_signed(root, manifest):
+    """A board holding an image key (``image.KEY_FILE``) starts only an image whose MAC
+    matches it; a board without one (a bench board) starts unsigned images too."""
+    from firmware.boards import image
+
+    try:
+        with open(root + image.KEY_FILE) as f:
+            key_hex = f.read().strip()
+    except OSError:
+        return
+    from firmware.proto.hmac256 import hmac_sha256, same, unhex
+
+    try:
+        key = unhex(key_hex)
+    except ValueError:
+        raise image.ImageError(image.KEY_FILE + " is not a key in hex") from None
+    mac = manifest.get("mac")
+    if type(mac) is not str:
+        raise image.ImageError("the board has an image key and the image is not signed")
+    try:
+        good = same(unhex(mac), hmac_sha256(key, image.signing_text(manifest)))
+    except ValueError:
+        good = False
+    if not good:
+        raise image.ImageError("the image's MAC does not match the board's key: not built for this "
+                               "station, or changed since")
 
 
 def _warn(path, reason):

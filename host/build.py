@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.boards import board_config
-from firmware.boards.image import FORMAT, MANIFEST
+from firmware.boards.image import FORMAT, MANIFEST, signing_text
 from firmware.core import config as station_config
 from host import tools
 
@@ -273,6 +273,7 @@ def build_image(
     root: Path = ROOT,
     test_drivers: bool = False,
     warn: Callable[[str], None] | None = None,
+    image_key: bytes | None = None,
 ) -> dict[str, Any]:
     """Build the image into ``out`` (replaced whole) and return its manifest. The unix
     image always carries the test drivers; a board's only with ``test_drivers``. ``warn``
@@ -348,6 +349,8 @@ def build_image(
             "files": files,
             "image_sha256": image_digest(files),
         }
+        if image_key is not None:  # signed for the station whose board holds this key
+            manifest["mac"] = image_mac(image_key, manifest)
         text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
         (work / MANIFEST).write_text(text)
         manifest = json.loads(text)  # what flash and the board will read
@@ -376,13 +379,37 @@ def _summary(out: Path, m: dict[str, Any]) -> str:
         f"  target {t['board']} ({t['port']}, {t['arch']}), "
         f"MicroPython {t['micropython']}, .mpy {t['mpy_version']}\n"
         f"  station {m['station_id']}\n"
-        f"  image sha256 {m['image_sha256']}"
+        f"  image sha256 {m['image_sha256']}" + (", signed" if m.get("mac") else "")
     )
+
+
+def image_mac(key: bytes, manifest: dict[str, Any]) -> str:
+    """An image's MAC (hex): HMAC-SHA256 under the station's image key over what
+    ``firmware.boards.image.signing_text`` lists; main.py checks it on a keyed board."""
+    import hmac
+
+    return hmac.new(key, signing_text(manifest), hashlib.sha256).hexdigest()
+
+
+def read_image_key(path: str | Path) -> bytes:
+    """A station's image key from its file (hex, 16 bytes or more); BuildError saying why not."""
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as e:
+        raise BuildError(f"--image-key {path}: cannot read it ({e.strerror})", usage=True) from None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise BuildError(f"--image-key {path}: not a key in hex", usage=True) from None
+    if len(key) < 16:
+        raise BuildError(f"--image-key {path}: {len(key)} bytes; an image key has 16 or more", usage=True)
+    return key
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("out") / f"image-{Path(args.board).stem}"
     try:
+        key = read_image_key(args.image_key) if args.image_key else None
         manifest = build_image(
             out,
             args.board,
@@ -391,6 +418,7 @@ def run(args: argparse.Namespace) -> int:
             args.arch,
             test_drivers=args.test_drivers,
             warn=lambda w: print(f"swapstation build: warning: {w}", file=sys.stderr),
+            image_key=key,
         )
     except BuildError as e:
         print(f"swapstation build: {e}", file=sys.stderr)
@@ -424,5 +452,10 @@ def register(subparsers: Any) -> None:
         "--test-drivers",
         action="store_true",
         help="also carry the test drivers (mem, blockdev): for a HIL bench board, whose channel needs them",
+    )
+    p.add_argument(
+        "--image-key",
+        help="file with the station's image key (hex): sign the image; a board holding the key "
+        "(image.key) starts only images signed with it (docs/flashing.md)",
     )
     p.set_defaults(func=run)

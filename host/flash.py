@@ -120,6 +120,20 @@ def load_image(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def check_signature(manifest: dict[str, Any], key: bytes, folder: Path) -> None:
+    """Refuse, before anything is written, an image not signed with the station's ``key``."""
+    import hmac
+
+    from host.build import image_mac
+
+    mac = manifest.get("mac")
+    if not isinstance(mac, str):
+        raise FlashError(f"{folder}: the image is not signed; build it with --image-key", usage=True)
+    if not hmac.compare_digest(mac, image_mac(key, manifest)):
+        raise FlashError(f"{folder}: the image's MAC does not match --image-key: built for another "
+                         "station, or changed since", usage=True)
+
+
 def check_compatible(info: dict[str, Any], manifest: dict[str, Any]) -> None:
     """Refuse a board that cannot load this image, before anything is written."""
     t = manifest["target"]
@@ -184,8 +198,10 @@ class Flasher:
         reset: bool = True,
         log: Callable[[str], None] = print,
         sleep: Callable[[float], None] = time.sleep,
+        image_key: bytes | None = None,
     ):
         self.image_dir = image_dir
+        self.image_key = image_key
         self.port = port
         self.mpremote = list(mpremote) if mpremote else default_mpremote()
         self.runner = runner
@@ -317,9 +333,14 @@ class Flasher:
         manifest = load_image(self.image_dir)
         files = manifest["files"]
         untouched = "nothing was written to the board"
+        if self.image_key is not None:
+            check_signature(manifest, self.image_key, self.image_dir)
         info = self.call(self.cmd_info(), "asking the board what it is", untouched)
         try:
             check_compatible(info, manifest)
+            if info.get("keyed") and not manifest.get("mac"):
+                raise FlashError(f"the board holds an image key ({board_image.KEY_FILE}) and would not start "
+                                 "this unsigned image: build it with --image-key")
         except FlashError as e:
             e.state = untouched
             raise
@@ -410,6 +431,8 @@ class Flasher:
         """A flash onto a board without an image, as an sh script a person can run: which
         files differ, and which are old, is known only with a board."""
         manifest = load_image(self.image_dir)
+        if self.image_key is not None:
+            check_signature(manifest, self.image_key, self.image_dir)
         files = sorted(manifest["files"])
         m = board_image.MANIFEST
         cmds = [
@@ -443,11 +466,15 @@ class Flasher:
 
 
 def run(args: argparse.Namespace) -> int:
+    from host.build import BuildError, read_image_key
+
     note = []
+    key = None
     try:
         check_folder(Path(args.image))  # the user's argument before the tools
+        key = read_image_key(args.image_key) if args.image_key else None
         mpremote = shlex.split(args.mpremote) if args.mpremote else default_mpremote()
-    except FlashError as e:
+    except (FlashError, BuildError) as e:
         print(f"swapstation flash: {e}", file=sys.stderr)
         return EXIT_USAGE
     except tools.MissingTool as e:
@@ -455,7 +482,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"swapstation flash: {e}", file=sys.stderr)
             return EXIT_USAGE
         mpremote, note = ["mpremote"], [f"# {e}"]
-    flasher = Flasher(Path(args.image), args.port, mpremote, reset=not args.no_reset)
+    flasher = Flasher(Path(args.image), args.port, mpremote, reset=not args.no_reset, image_key=key)
     try:
         if args.dry_run:
             for line in [*note, *flasher.dry_run()]:
@@ -489,4 +516,6 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--no-reset", action="store_true", help="do not reset the board at the end")
     p.add_argument("--mpremote", help="mpremote command to use (default: the one installed with this tool)")
+    p.add_argument("--image-key", help="file with the station's image key (hex): refuse an image not signed "
+                                       "with it before anything is written")
     p.set_defaults(func=run)

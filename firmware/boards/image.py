@@ -23,6 +23,7 @@ MANIFEST = "manifest.json"
 FLASHING = ".flashing"  # present while a flash is under way or after one failed
 STAGING = ".new"  # suffix of files being copied, before they are moved into place
 FORMAT = 1
+KEY_FILE = "image.key"  # the station's image key (hex), put on a board once; never part of an image
 
 _S_IFDIR = 0x4000
 
@@ -105,6 +106,18 @@ def fs_free(root):
     return st[1] * st[4], st[1] * st[2], st[1]  # f_frsize: the unit of the block counts
 
 
+def signing_text(manifest):
+    """What an image's MAC covers (``manifest["mac"]``, HMAC-SHA256 under the station's image
+    key): the station, the image digest, and every file's path, size and SHA-256."""
+    parts = ["swapstation image\n", str(manifest.get("station_id")), "\n",
+             str(manifest.get("image_sha256")), "\n"]
+    files = manifest["files"]
+    for p in sorted(files):
+        f = files[p]
+        parts.append("%s %d %s\n" % (p, f["size"], f["sha256"]))
+    return "".join(parts).encode()
+
+
 def board_info(root):
     """What the flasher needs to know before it touches anything."""
     impl = sys.implementation
@@ -125,6 +138,7 @@ def board_info(root):
         "total": total,
         "block": block,
         "flashing": stat_or_none(root + FLASHING) is not None,
+        "keyed": stat_or_none(root + KEY_FILE) is not None,
         "manifest": manifest,
     }
 

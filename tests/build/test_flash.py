@@ -409,3 +409,53 @@ def test_cli_fake_mpremote_on_path(capsys, images, tmp_path) -> None:
     assert code == 1
     assert "no MicroPython board answered on /dev/ttyACM7" in capsys.readouterr().err
     assert not board_dir.exists()
+
+
+KEY = bytes(range(32))
+
+
+@pytest.fixture(scope="module")
+def signed(source_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("signed") / "img"
+    build.build_image(out, "pico", root=source_tree, image_key=KEY)
+    return out
+
+
+def test_a_signed_image_carries_a_mac_of_every_file_and_flashes_with_its_key(signed, board) -> None:
+    import hashlib
+    import hmac
+
+    m = _manifest(signed)
+    assert m["mac"] == hmac.new(KEY, board_image.signing_text(m), hashlib.sha256).hexdigest()
+    assert all(p in board_image.signing_text(m).decode() for p in m["files"])
+    put_files(board, {board_image.KEY_FILE: KEY.hex().encode()})
+    _flasher(signed, board, image_key=KEY).flash()
+    assert board.tree()[board_image.KEY_FILE] == KEY.hex().encode()  # the board's, never the flasher's
+
+
+def test_an_image_signed_for_another_station_is_refused_before_anything(signed, board) -> None:
+    with pytest.raises(flash.FlashError, match="does not match --image-key"):
+        _flasher(signed, board, image_key=bytes(32)).flash()
+    assert board.calls == []
+
+
+def test_an_unsigned_image_is_refused_with_a_key_and_by_a_keyed_board(images, board) -> None:
+    with pytest.raises(flash.FlashError, match="not signed; build it with --image-key"):
+        _flasher(images["a"], board, image_key=KEY).flash()
+    assert board.calls == []
+    put_files(board, {board_image.KEY_FILE: KEY.hex().encode()})
+    with pytest.raises(flash.FlashError, match="holds an image key") as e:
+        _flasher(images["a"], board).flash()
+    assert e.value.state == "nothing was written to the board" and board.writes == []
+
+
+@pytest.mark.parametrize("text, why", [("zz", "not a key in hex"), ("00" * 8, "8 bytes")])
+def test_a_bad_key_file_is_a_usage_error(images, tmp_path, capsys, text, why) -> None:
+    key = tmp_path / "key.hex"
+    key.write_text(text)
+    assert cli_main(["flash", str(images["a"]), "--port", PORT, "--image-key", str(key), "--dry-run"]) == 2
+    assert why in capsys.readouterr().err
+    assert cli_main(["build", "--board", "pico", "--image-key", str(key), "--out", str(tmp_path / "o")]) == 2
+    assert why in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert cli_main(["build", "--board", "pico", "--image-key", str(tmp_path / "nope")]) == 2
+    assert "cannot read it" in capsys.readouterr().err
