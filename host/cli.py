@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "sim": "host.sim_cli",
     "replay": "host.live.replay",
     "fleet": "host.fleet.cli",
+    "sweep": "host.fleet.sweep",
     "hil": "hil.cli",
     "backend": "host.backend.cli",
     "ops": "host.backend.ops",
