@@ -60,7 +60,7 @@ def test_the_driver_is_released_before_a_reply_starts(pico_driver: ScenarioDrive
     assert [slaves[n].de_high_replies for n in ("chargers", "bay_io")] == [0, 0]
 
 
-def test_a_charger_that_vanishes_goes_offline_and_the_others_keep_charging(
+def test_a_charger_that_vanishes_goes_offline_the_others_keep_charging_and_it_comes_back(
         pico_driver: ScenarioDriver) -> None:
     d = pico_driver
     d.boot(timeout=120)
@@ -82,6 +82,21 @@ def test_a_charger_that_vanishes_goes_offline_and_the_others_keep_charging(
     assert not slots[1]["online"] and slots[0]["online"] and slots[0]["state"] == "CHARGING", slots[:2]
     assert [s["slot"] for s in slots if not s["online"]] == [1]
     print(f"\n[pico] charger 1 silent -> offline alarm: {took}")
+
+    # It comes back: the master's probe finds it, the alarm clears, and the firmware resets
+    # the heartbeat fault the charger latched while no controller heartbeat reached it.
+    t_wall, t_field = time.monotonic(), d.field.clock()
+    d.field.clear(1, "dropout")
+    st = d.wait(lambda s: "1:charger_offline" not in s["alarms"] and s["rack"]["offline"] == 0, 300,
+                "slot 1 back online")
+    back = figures(d, t_wall, t_field)
+    d.wait_field(lambda: d.charger(1)["faults"] == 0 and d.charger(1)["status"] != "watchdog", 300,
+                 "slot 1's heartbeat fault reset")
+    # The rack takes the fault reset in at its next read of the charger.
+    d.wait_field(lambda: d.rack_probe()["slots"][1]["state"] not in ("FAULT", "EMPTY"), 600,
+                 "slot 1 out of FAULT in the rack")
+    assert st["state"] == "run" and d.rack_probe()["slots"][1]["online"]
+    print(f"[pico] charger 1 back -> online: {back}, rack state {d.rack_probe()['slots'][1]['state']}")
 
 
 def test_a_hung_loop_is_reset_by_the_watchdog_into_the_power_loss_hold(pico_driver: ScenarioDriver) -> None:
