@@ -43,6 +43,9 @@ from firmware.drivers.blockdev import FileBlockDev
 TAG = "@@HIL "
 EXIT_FATAL = 3  # the station could not start (bad config, missing port ...)
 EXIT_EOF = 0  # stdin closed: the rig stopped us
+# Set by a rig that cuts the power itself when it reads a kill trigger's line (the qemu
+# target): the loop then stops in place and waits for the cut.
+KILL_BY_HOST = False
 
 
 def emit(kind, fields=None):
@@ -301,6 +304,8 @@ class Station:
         act = req["do"]
         if act not in ("pin", "kill", "cut_write"):
             raise ValueError(f"unknown trigger action {act!r}")
+        if act == "kill" and self.flash is None and not KILL_BY_HOST:
+            raise ValueError("this target cannot cut its own power")
         if act == "cut_write":
             if self.flash is None:
                 raise ValueError("this target has no flash cut switch")
@@ -336,7 +341,10 @@ class Station:
             emit("trigger", {"step": req["step"], "do": req["do"], "t": ticks_diff(now, self.boot_ms),
                              "sent": self.bytes_sent()})
             if req["do"] == "kill":
-                die(self.flash.pid if self.flash is not None else None)
+                if self.flash is not None:
+                    die(self.flash.pid)
+                while KILL_BY_HOST:  # nothing more runs: the rig cuts the power on the line above
+                    pass
             else:
                 self.board.inputs[req["name"]].value(req["value"])
             return
