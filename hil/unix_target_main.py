@@ -46,6 +46,10 @@ EXIT_EOF = 0  # stdin closed: the rig stopped us
 # Set by a rig that cuts the power itself when it reads a kill trigger's line (the qemu
 # target): the loop then stops in place and waits for the cut.
 KILL_BY_HOST = False
+# Set by a rig whose board has no controller pins (the qemu target): {input: level at power-on}.
+# ``serve_station`` wires in-memory stand-ins for them and for the outputs, as the unix target
+# has, and counts the bytes written per bus.
+HIL_PINS = None
 
 
 def emit(kind, fields=None):
@@ -517,9 +521,45 @@ def board_main(status_ms=100):
 def serve_station(manifest, board, station, status_ms=100):
     """The channel on the USB serial for a station ``main.py`` started: what it calls when
     board.json names this module as its ``channel`` (the emulated Pico boots this way)."""
+    if HIL_PINS is not None:
+        _stand_in_pins(board, station, HIL_PINS)
     emit("boot", {"image": manifest["image_sha256"][:12], "error": station.status().get("error"),
                   "reset_cause": _reset_cause()})
     serve(Station(station, board), status_ms)
+
+
+def _stand_in_pins(board, station, levels):
+    """In-memory pins for a board that has none, wired into the running supervisor (it reads
+    its inputs and writes its outputs through these dicts every tick): the rig sets the inputs
+    through the channel and reads the outputs in the status, as on the unix target."""
+    from firmware.drivers.mem import MemPin
+
+    for name in levels:
+        if name not in board.inputs:
+            board.inputs[name] = MemPin(levels[name])
+    for name in ("motion_enable", "fault"):
+        if name not in board.outputs:
+            board.outputs[name] = MemPin(0)
+    station.inputs = board.inputs
+    station.outputs = board.outputs
+    for name in board.buses:
+        _count_sent(board.buses[name])
+
+
+def _count_sent(port):
+    """Count the bytes a port's ``write`` takes (``sent``, as the unix target's ports do): the
+    rig places the controller's own moments (a trigger firing) in the line's trace by them."""
+    if hasattr(port, "sent"):
+        return
+    write = port.write
+    port.sent = 0
+
+    def counted(buf):
+        n = write(buf)
+        port.sent += n or 0
+        return n
+
+    port.write = counted
 
 
 def heap():

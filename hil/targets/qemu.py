@@ -18,8 +18,12 @@ board under QEMU, the 32-bit single-precision MicroPython build of ``host.deploy
 - Power cut from a step trigger (``do: kill``): the target says which trigger fired and
   stops its loop in place; the rig kills QEMU as soon as it reads that line.
 
-There are no controller pins on this board and no torn flash write (the flash is RAM):
-scenarios that need them stay on the unix target.
+- Pins: the board has none. ``hil_target.HIL_PINS`` makes the channel wire in-memory stand-ins
+  (the ``estop_ok`` input; ``motion_enable`` and ``fault`` outputs) into the running
+  supervisor, as the unix target's pins are, so the controller e-stop scenarios run too.
+
+The flash is RAM: a flash write cannot be torn half-way as on the unix target's flash
+(``flash_cut``); that scenario stays there.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ BOOT_SCRIPT = (
     "sys.path[:0] = ['/rom']\n"
     "import hil_target\n"
     "hil_target.KILL_BY_HOST = True\n"  # a kill trigger stops the loop; the rig ends QEMU
+    "hil_target.HIL_PINS = {pins}\n"  # the board has no pins: stand-ins the channel sets
     "import main\n"
     "main.main('/rom/')\n"
 )
@@ -165,6 +170,7 @@ class QemuTarget(Target):
         self.boots: list[float] = []  # wall s from QEMU's start to the boot line
         self.exit_codes: list[int] = []
         self.kills = 0  # power cuts from a kill trigger
+        self.inputs = {"estop_ok": 1}  # the stand-in controller pins and their level at power-on
         self.listeners.append(self._on_message)
 
     def command(self, elf: Path, romfs: Path) -> list[str]:
@@ -212,7 +218,7 @@ class QemuTarget(Target):
                 if time.monotonic() > end or ch.closed:
                     raise TargetError(f"no raw REPL from QEMU within {boot_timeout} s")
                 ch.wait(lambda c: False, 0.05)
-            write(BOOT_SCRIPT.encode() + b"\x04")
+            write(BOOT_SCRIPT.format(pins=json.dumps(self.inputs)).encode() + b"\x04")
         except (OSError, TargetError) as e:
             self.power_cut()
             raise TargetError(f"the qemu target did not start: {e}{self.console_tail()}") from None
