@@ -92,7 +92,6 @@ def station_romfs(config: Path | None = None) -> Path:
 
 def _build(tmp: Path, config: Path | None) -> Path:
     from host.build import BuildError, MpyCross, build_image
-    from host.deploy.qemu_run import build_romfs
 
     raw = json.loads(BOARD.read_text())
     raw["channel"] = "hil_target"
@@ -120,10 +119,11 @@ def _romfs_as_is(files: dict[str, Path], out: Path) -> Path:
     for rel, src in files.items():
         (stage / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, stage / rel)
-    proc = subprocess.run([*tools.command("mpremote"), "romfs", "--no-mpy", "-o", str(out), "build", str(stage)],
-                          capture_output=True, text=True)
+    cmd = [*tools.command("mpremote"), "romfs", "--no-mpy", "-o", str(out), "build", str(stage)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 or not out.is_file():
-        raise QemuBuildError(f"mpremote romfs build failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
+        raise QemuBuildError(f"mpremote romfs build failed (exit {proc.returncode}):\n"
+                             f"{proc.stdout}{proc.stderr}")
     return out
 
 
