@@ -74,7 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "hil: HIL scenario test (runs per target: unix, board)")
+    config.addinivalue_line("markers", "hil: HIL scenario test (runs per target: unix, qemu, board)")
     config.addinivalue_line("markers", "hil_unix_only(reason): the board run is skipped with this reason")
     config.addinivalue_line("markers", "hil_needs(*features, reason=...): targets without one of these "
                                        "features (lines, kill, flash_cut, pins) skip the test")
@@ -121,6 +121,10 @@ def hil_target_kind(request: pytest.FixtureRequest) -> str:
         if m is not None:
             pytest.skip("unix target only: " + (m.args[0] if m.args else "needs the unix target"))
     for m in request.node.iter_markers("hil_needs"):
+        unknown = sorted(set(m.args) - set().union(*FEATURES.values()))
+        if unknown:
+            raise pytest.UsageError(f"hil_needs: unknown feature(s) {unknown} (known: "
+                                    f"{sorted(set().union(*FEATURES.values()))})")
         lacking = [f for f in m.args if f not in FEATURES[kind]]
         if lacking:
             pytest.skip(f"not on the {kind} target ({', '.join(lacking)}): {m.kwargs.get('reason', '')}")
