@@ -364,7 +364,8 @@ class Station:
     def probe(self, what):
         """Test probes into the station's own view (read only): ``rack`` (pack and state
         per slot), ``swaps`` (every swap transaction in the journal), ``journal``, ``sent``
-        (bytes written so far per bus), ``mem`` (heap free and used after a collection)."""
+        (bytes written so far per bus), ``mem`` (heap free and used after a collection),
+        ``buses`` (each bus master's good, timed-out, CRC- and frame-failed attempts)."""
         st = self.station
         if what == "rack":
             rk = st.rack
@@ -388,6 +389,8 @@ class Station:
             return self.bytes_sent()
         if what == "mem":
             return heap()
+        if what == "buses":
+            return {"chargers": _bus_counts(st.chargers.bus), "bay_io": _bus_counts(st.bay_bus)}
         raise ValueError(f"unknown probe {what!r}")
 
     def status(self):
@@ -560,6 +563,19 @@ def _count_sent(port):
         return n
 
     port.write = counted
+
+
+def _bus_counts(bus):
+    """A bus master's attempts summed over its units: what the line cost the station."""
+    out = {"good": 0, "timeouts": 0, "crc_errors": 0, "frame_errors": 0, "offline": 0}
+    for unit in bus.units():
+        h = bus.health(unit)
+        out["good"] += h.good
+        out["timeouts"] += h.timeouts
+        out["crc_errors"] += h.crc_errors
+        out["frame_errors"] += h.frame_errors
+        out["offline"] += 0 if h.online else 1
+    return out
 
 
 def heap():

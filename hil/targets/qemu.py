@@ -28,6 +28,7 @@ The flash is RAM: a flash write cannot be torn half-way as on the unix target's 
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -85,6 +86,7 @@ def station_romfs(config: Path | None = None) -> Path:
         if hit is not None and hit.is_file():
             return hit
         tmp = Path(tempfile.mkdtemp(prefix="swapstation-qemu-hil-"))
+        atexit.register(shutil.rmtree, tmp, True)  # the process's images go with it
         out = _build(tmp, config)
         _romfs_cache[key] = out
         return out
