@@ -20,6 +20,8 @@ Markers:
   trigger inside the target), ``flash_cut`` (a torn k-th flash write), ``pins`` (the
   controller's own inputs). A target without one skips the test with the reason.
 - ``hil_unix_only(reason)``: needs what only the unix target offers.
+- ``hil_slow_on(*targets)``: the test's items on these targets get ``slow`` (a minute or more
+  there: they start first, and ``-m "not slow"`` leaves them out).
 - ``hil_rig(**options)``: ``RigOptions`` fields for this test's rig (``packs``,
   ``target_config``, ``bay_scale``, ``seed`` ...).
 
@@ -76,6 +78,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hil: HIL scenario test (runs per target: unix, qemu, board)")
     config.addinivalue_line("markers", "hil_unix_only(reason): the board run is skipped with this reason")
+    config.addinivalue_line("markers", "hil_slow_on(*targets): the test's items on these targets are slow")
     config.addinivalue_line("markers", "hil_needs(*features, reason=...): targets without one of these "
                                        "features (lines, kill, flash_cut, pins) skip the test")
     config.addinivalue_line("markers", "hil_rig(**options): RigOptions for this test's rig")
@@ -87,7 +90,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # [pico] only on request: every scenario there pays a minute of boot and runs 25-40x
         # slower than on a controller (tests/hil/test_pico_*.py cover it with shared boots).
         extra = ("pico",) if metafunc.config.getoption("--hil-pico") else ()
-        metafunc.parametrize("hil_target_kind", TARGETS + extra, indirect=True)
+        slow_on: set[str] = set()
+        for m in metafunc.definition.iter_markers("hil_slow_on"):
+            slow_on.update(m.args)
+        kinds = [pytest.param(k, marks=pytest.mark.slow) if k in slow_on else k for k in TARGETS + extra]
+        metafunc.parametrize("hil_target_kind", kinds, indirect=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -29,6 +29,7 @@ TORN = pytest.mark.hil_needs("flash_cut", reason="a torn flash write needs the u
 
 
 @pytest.mark.hil_needs("kill", reason="the cuts are timed by step triggers inside the target")
+@pytest.mark.hil_slow_on("qemu")  # 70-80 s each there
 @pytest.mark.parametrize(("how", "off_s"), [
     ("kill", 0.2), pytest.param("torn_write", 0.2, marks=TORN),
     ("kill", BAY_WATCHDOG_S + 1.0),  # every bay coil has dropped
