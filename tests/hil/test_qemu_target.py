@@ -34,6 +34,8 @@ def test_the_flash_survives_a_power_cut_and_a_fresh_file_is_a_blank_flash(
         assert boot["error"] is None
         first = t.request("probe", what="journal")
         assert first["boots"] == 1
+        buses = t.request("probe", what="buses")
+        assert set(buses) == {"chargers", "bay_io"} and set(buses["chargers"]) >= {"good", "frame_errors"}
         mem = t.request("probe", what="mem")
         assert mem["free"] + mem["alloc"] <= 256 * 1024 and mem["free"] > 32 * 1024, mem
         t.power_cut()
