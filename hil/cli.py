@@ -40,13 +40,16 @@ A scenario of a day takes 43 min at 0.03: give --duration (scenario time, e.g. 2
 whose run would take more than {MAX_UNASKED_WALL_S / 60:.0f} min; the expected wall time is printed first.
 
 targets:  unix   the firmware under the MicroPython unix port, on paced ptys (default)
+          qemu   the 32-bit single-precision build on QEMU mps2-an385, booted through main.py,
+                 its UART1/UART2 on the same paced ptys (needs qemu-system-arm; installed
+                 when run as root)
           pico   the real RPI_PICO MicroPython image in an RP2040 emulator (rp2040py): the
                  image `swapstation build --board pico` makes, booted from its LittleFS
                  flash, the field on its UARTs. Emulated time runs 25-40x slower than wall
                  time; the scenario clock and --timeout run in emulated time
           board  a controller on --port, the emulators on USB-RS485 adapters
 
-Writes to --out: summary.json, the line traces chargers.csv and bay_io.csv (unix target),
+Writes to --out: summary.json, the line traces chargers.csv and bay_io.csv (unix and qemu),
 console.log (the target's output), scenario-station.json (the station config the field and
 the firmware are given). Relative paths are taken from the current folder.
 exit codes: 0 the scenario passed, 1 it failed, 2 bad arguments, a bad scenario file or one
@@ -88,7 +91,7 @@ def register(subparsers: Any) -> None:
                    help="wall seconds per scenario second, for the bay mechanics and the scenario's clock "
                         "(0.03: a 144 s swap's mechanics in 4.3 s)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's)")
-    p.add_argument("--target", choices=("unix", "pico", "board"), default="unix")
+    p.add_argument("--target", choices=("unix", "qemu", "pico", "board"), default="unix")
     p.add_argument("--config", type=Path, default=None,
                    help="station.json the scenario's station is (default: the scenario's [station], else "
                         "firmware/station.json)")
@@ -270,11 +273,18 @@ def _line_stats(lines: dict[str, Any]) -> dict[str, Any]:
 def _missing(args: argparse.Namespace) -> list[str]:
     """Tools and devices the run needs that are not there, each as one sentence."""
     out = []
-    need = {"unix": ["micropython"], "pico": ["mpy-cross"]}.get(args.target) or (
-        [] if args.no_deploy else ["mpy-cross", "mpremote"])
-    if args.target == "pico" and not tools.has_module("rp2040py"):
-        out.append(f"the pico target's RP2040 emulator is not installed (PyPI package rp2040py, in the "
-                   f"{tools.EXTRA} extra); install it with: {tools.install_command()}")
+    if args.target == "unix":
+        need = ["micropython"]
+    elif args.target == "qemu":
+        need = ["mpy-cross", "mpremote"]
+        out += _qemu_missing()
+    elif args.target == "pico":
+        need = ["mpy-cross"]
+        if not tools.has_module("rp2040py"):
+            out.append(f"the pico target's RP2040 emulator is not installed (PyPI package rp2040py, in the "
+                       f"{tools.EXTRA} extra); install it with: {tools.install_command()}")
+    else:
+        need = [] if args.no_deploy else ["mpy-cross", "mpremote"]
     for tool in need:
         try:
             if tool == "mpy-cross" and not tools.has_module("mpy_cross"):  # build runs its package
@@ -300,6 +310,19 @@ def _missing(args: argparse.Namespace) -> list[str]:
         if any(p.endswith("no such device") for p in out):
             out.append("`ls -l /dev/serial/by-id/` lists the serial devices present")
     return out
+
+
+def _qemu_missing() -> list[str]:
+    """The qemu build's Debian packages (installed now when root) and MicroPython source."""
+    from host.deploy import qemu_build
+
+    try:
+        qemu_build.ensure_packages()
+        qemu_build.tarball_path()
+        qemu_build.usermod_dir()
+    except qemu_build.QemuBuildError as e:
+        return [str(e)]
+    return []
 
 
 def _write_summary(args: argparse.Namespace, summary: dict[str, Any], code: int) -> None:

@@ -20,6 +20,7 @@ from firmware.core.config import SWAP_STEPS
 from firmware.proto import regmap as rm
 from hil.rig import ScenarioDriver, ScenarioError
 from hil.targets import TargetError, UnixTarget
+from hil.targets.qemu import QemuTarget
 
 
 def _all_bolts(di: Sequence[int], base: int) -> bool:
@@ -223,7 +224,7 @@ def run_trial(d: ScenarioDriver, step: str, delay_ms: int = 40, off_s: float = 0
         r.cut_in = last.get("step")
     finally:
         d.target.listeners.remove(remember)
-    if isinstance(d.target, UnixTarget):
+    if isinstance(d.target, (UnixTarget, QemuTarget)):
         d.target.wait_exit(5.0)
     d.power_on(off_s=off_s)
     r.recovery = d.check_recovery()

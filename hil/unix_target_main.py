@@ -43,6 +43,13 @@ from firmware.drivers.blockdev import FileBlockDev
 TAG = "@@HIL "
 EXIT_FATAL = 3  # the station could not start (bad config, missing port ...)
 EXIT_EOF = 0  # stdin closed: the rig stopped us
+# Set by a rig that cuts the power itself when it reads a kill trigger's line (the qemu
+# target): the loop then stops in place and waits for the cut.
+KILL_BY_HOST = False
+# Set by a rig whose board has no controller pins (the qemu target): {input: level at power-on}.
+# ``serve_station`` wires in-memory stand-ins for them and for the outputs, as the unix target
+# has, and counts the bytes written per bus.
+HIL_PINS = None
 
 
 def emit(kind, fields=None):
@@ -301,6 +308,8 @@ class Station:
         act = req["do"]
         if act not in ("pin", "kill", "cut_write"):
             raise ValueError(f"unknown trigger action {act!r}")
+        if act == "kill" and self.flash is None and not KILL_BY_HOST:
+            raise ValueError("this target cannot cut its own power")
         if act == "cut_write":
             if self.flash is None:
                 raise ValueError("this target has no flash cut switch")
@@ -336,7 +345,10 @@ class Station:
             emit("trigger", {"step": req["step"], "do": req["do"], "t": ticks_diff(now, self.boot_ms),
                              "sent": self.bytes_sent()})
             if req["do"] == "kill":
-                die(self.flash.pid if self.flash is not None else None)
+                if self.flash is not None:
+                    die(self.flash.pid)
+                while KILL_BY_HOST:  # nothing more runs: the rig cuts the power on the line above
+                    pass
             else:
                 self.board.inputs[req["name"]].value(req["value"])
             return
@@ -352,7 +364,8 @@ class Station:
     def probe(self, what):
         """Test probes into the station's own view (read only): ``rack`` (pack and state
         per slot), ``swaps`` (every swap transaction in the journal), ``journal``, ``sent``
-        (bytes written so far per bus), ``mem`` (heap free and used after a collection)."""
+        (bytes written so far per bus), ``mem`` (heap free and used after a collection),
+        ``buses`` (each bus master's good, timed-out, CRC- and frame-failed attempts)."""
         st = self.station
         if what == "rack":
             rk = st.rack
@@ -376,6 +389,8 @@ class Station:
             return self.bytes_sent()
         if what == "mem":
             return heap()
+        if what == "buses":
+            return {"chargers": _bus_counts(st.chargers.bus), "bay_io": _bus_counts(st.bay_bus)}
         raise ValueError(f"unknown probe {what!r}")
 
     def status(self):
@@ -518,9 +533,58 @@ def board_main(status_ms=100):
 def serve_station(manifest, board, station, status_ms=100):
     """The channel on the USB serial for a station ``main.py`` started: what it calls when
     board.json names this module as its ``channel`` (the emulated Pico boots this way)."""
+    if HIL_PINS is not None:
+        _stand_in_pins(board, station, HIL_PINS)
     emit("boot", {"image": manifest["image_sha256"][:12], "error": station.status().get("error"),
                   "reset_cause": _reset_cause()})
     serve(Station(station, board), status_ms)
+
+
+def _stand_in_pins(board, station, levels):
+    """In-memory pins for a board that has none, wired into the running supervisor (it reads
+    its inputs and writes its outputs through these dicts every tick): the rig sets the inputs
+    through the channel and reads the outputs in the status, as on the unix target."""
+    from firmware.drivers.mem import MemPin
+
+    for name in levels:
+        if name not in board.inputs:
+            board.inputs[name] = MemPin(levels[name])
+    for name in ("motion_enable", "fault"):
+        if name not in board.outputs:
+            board.outputs[name] = MemPin(0)
+    station.inputs = board.inputs
+    station.outputs = board.outputs
+    for name in board.buses:
+        _count_sent(board.buses[name])
+
+
+def _count_sent(port):
+    """Count the bytes a port's ``write`` takes (``sent``, as the unix target's ports do): the
+    rig places the controller's own moments (a trigger firing) in the line's trace by them."""
+    if hasattr(port, "sent"):
+        return
+    write = port.write
+    port.sent = 0
+
+    def counted(buf):
+        n = write(buf)
+        port.sent += n or 0
+        return n
+
+    port.write = counted
+
+
+def _bus_counts(bus):
+    """A bus master's attempts summed over its units: what the line cost the station."""
+    out = {"good": 0, "timeouts": 0, "crc_errors": 0, "frame_errors": 0, "offline": 0}
+    for unit in bus.units():
+        h = bus.health(unit)
+        out["good"] += h.good
+        out["timeouts"] += h.timeouts
+        out["crc_errors"] += h.crc_errors
+        out["frame_errors"] += h.frame_errors
+        out["offline"] += 0 if h.online else 1
+    return out
 
 
 def heap():

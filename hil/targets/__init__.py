@@ -8,6 +8,9 @@
   flashes the image with ``host.build`` / ``host.flash`` (mpremote), resets the board
   (DTR, RTS or a relay command), starts the station with the HIL channel at the board's
   REPL, and the emulators answer on USB-RS485 adapters wired to the board's RS-485 lines.
+- ``qemu`` (``hil.targets.qemu.QemuTarget``): the 32-bit single-precision build on QEMU's
+  ``mps2-an385``, booted through ``main.py``; its UARTs are QEMU tty backends on the line
+  emulator's ptys, its flash (PSRAM) a shared file that survives power cuts.
 - ``pico`` (``hil.targets.pico.PicoTarget``): the real ``RPI_PICO`` MicroPython image
   under the rp2040py emulator (``pip install -e '.[dev]'``); imported from its module
   only, so the other targets do not load the emulator.

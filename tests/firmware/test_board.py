@@ -287,6 +287,8 @@ def test_the_qemu_board_opens_its_cmsdk_uarts_and_watchdog():
     assert regs[0x40006010] == 25000000 // 9600 and regs[0x40006008] == 3
     assert b.buses["chargers"].char_us == board.char_time_us(115200, 10)  # 8N1
     assert b.buses["bay_io"].baudrate == 9600
+    # Bytes come through QEMU's main loop one at a time: no t1.5 check, t3.5 as wide as a tty's.
+    assert [(p.rtu_char_gap_us, p.rtu_frame_gap_us) for p in b.buses.values()] == [(0, 20000)] * 2
     assert b.storage == "store" and stores == ["/data"]
     assert b.led is None and b.inputs == {} and b.outputs == {}
     assert b.watchdog is None and not [a for a, _ in fakemachine.mem32.writes if a >= 0x40008000]

@@ -24,10 +24,12 @@ def test_bad_rate_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["hil", "noise", "--rate", "2", "--out", str(tmp_path)]) == 2
 
 
-def test_a_swap_passes_and_leaves_summary_and_traces(tmp_path: Path,
+@pytest.mark.parametrize("target", ["unix", "qemu"])
+def test_a_swap_passes_and_leaves_summary_and_traces(tmp_path: Path, target: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    assert main(["hil", "swaps", "--out", str(out), "--bay-scale", "0.01", "--quiet"]) == 0
+    args = ["hil", "swaps", "--target", target, "--out", str(out), "--bay-scale", "0.01", "--quiet"]
+    assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["passed"] is True
     assert summary["problems"] == [] and summary["station"]["swaps_ok"] == 1

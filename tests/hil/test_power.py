@@ -25,11 +25,15 @@ BAY_WATCHDOG_S = 1.5  # the comm watchdog the controller writes to the bay modul
 CHARGER_WATCHDOG_S = 5.0  # the chargers' heartbeat watchdog (default, left as it is)
 
 
-@pytest.mark.hil_unix_only("the cuts are timed by step triggers inside the unix target")
+TORN = pytest.mark.hil_needs("flash_cut", reason="a torn flash write needs the unix target's flash")
+
+
+@pytest.mark.hil_needs("kill", reason="the cuts are timed by step triggers inside the target")
+@pytest.mark.hil_slow_on("qemu")  # 70-80 s each there
 @pytest.mark.parametrize(("how", "off_s"), [
-    ("kill", 0.2), ("torn_write", 0.2),
+    ("kill", 0.2), pytest.param("torn_write", 0.2, marks=TORN),
     ("kill", BAY_WATCHDOG_S + 1.0),  # every bay coil has dropped
-    ("torn_write", CHARGER_WATCHDOG_S + 1.0),  # and the chargers have stopped
+    pytest.param("torn_write", CHARGER_WATCHDOG_S + 1.0, marks=TORN),  # and the chargers have stopped
 ])
 def test_power_cut_in_each_swap_step(hil_driver: ScenarioDriver, how: str, off_s: float) -> None:
     d = hil_driver
@@ -75,7 +79,7 @@ def test_power_cut_in_each_swap_step(hil_driver: ScenarioDriver, how: str, off_s
 
 
 @pytest.mark.slow
-@pytest.mark.hil_unix_only("the cuts are timed by step triggers inside the unix target")
+@pytest.mark.hil_needs("kill", reason="the cuts are timed by step triggers inside the target")
 def test_power_cut_sweep_no_timeout_the_mechanics_do_not_explain(hil_rig_factory: Callable[..., Rig]) -> None:
     """Kills across every step at two offsets, with the power back before and after the bay
     module's watchdog: a resumed step that runs long must be waiting for something the
@@ -105,7 +109,7 @@ def test_power_cut_sweep_no_timeout_the_mechanics_do_not_explain(hil_rig_factory
     assert broken == [], f"{broken}; stalls explained by the mechanics: {explained}"
 
 
-@pytest.mark.hil_unix_only("the bay module is silenced on the line emulator")
+@pytest.mark.hil_needs("lines", reason="the bay module is silenced on the line emulator")
 def test_a_trial_confirms_a_comms_hold_as_the_operator_once_the_module_answers(
         hil_rig_factory: Callable[..., Rig]) -> None:
     """A bay module silent mid-swap holds the swap until the operator confirms (the module
@@ -127,7 +131,7 @@ def test_a_trial_confirms_a_comms_hold_as_the_operator_once_the_module_answers(
     assert d.swap_record_problems() == [] and d.rack_mismatches() == []
 
 
-@pytest.mark.hil_unix_only("the bay module is silenced on the line emulator")
+@pytest.mark.hil_needs("lines", "kill", reason="the bay module is silenced on the line emulator")
 def test_a_comms_hold_before_the_cut_is_confirmed_and_the_cut_still_comes(
         hil_rig_factory: Callable[..., Rig]) -> None:
     """A bay module silent before the step to cut holds the swap there; the trial confirms

@@ -29,7 +29,7 @@ def _coil_writes(d: ScenarioDriver, start: int, end: int) -> list[list[int]]:
     return out
 
 
-@pytest.mark.hil_unix_only("the step trigger on the e-stop input is a unix-target probe")
+@pytest.mark.hil_needs("pins", reason="the step trigger sets the controller's own e-stop input")
 @pytest.mark.hil_rig(bay_scale=0.02)
 def test_estop_in_each_swap_step(hil_driver: ScenarioDriver) -> None:
     d = hil_driver

@@ -29,6 +29,7 @@ def test_one_full_swap(hil_driver: ScenarioDriver) -> None:
 
 
 @pytest.mark.hil_rig(bay_scale=0.01)  # 144 s of mechanics in 1.4 s: the firmware's own pace shows
+@pytest.mark.hil_slow_on("qemu")  # ~95 s there, ~55 s on unix
 def test_ten_swaps_back_to_back(hil_driver: ScenarioDriver) -> None:
     d = hil_driver
     handover = float(d.cfg["limits"]["handover_soc"])
