@@ -82,6 +82,9 @@ _QUEUE_MAX = const(8)  # identities waiting from vehicle_arrived
 # Why a slot is out of use by a remote command (the rack's reason): a slot taken out of
 # service, or one holding a pack the platform quarantined. Only these go back remotely.
 REMOTE_OUT = ("out of service", "pack quarantined")
+# Alarms about records only (a refused command, a damaged or refused journal record): the
+# platform may acknowledge these; holds and safety latches are acknowledged at the station.
+RECORD_ALARMS = ("journal_replay", "journal_refused", "cmd_bad_mac", "cmd_replay")
 _WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
 _DETAIL_MAX = const(64)  # the longest alarm text the journal takes (core/journal.py)
 _ST_NAMES = ("config_error", "boot", "hold", "manual", "run")
@@ -496,7 +499,7 @@ class Supervisor:
             self.thermal.clear(th.STORE)
             self._alarm(-1, "store_smoke", None, False)
         names = sf.names(cleared)
-        for code in ("journal_replay", "journal_refused", "cmd_bad_mac", "cmd_replay"):
+        for code in RECORD_ALARMS:
             if "-1:" + code in self.alarms:
                 self._alarm(-1, code, None, False)
                 names.append(code)
@@ -620,6 +623,28 @@ class Supervisor:
         self.dispatch.grid_dkw = int(round(kw * 10))
         self.dispatch_update(self.now)
         return self._op("grid_cap", True, "%d kW" % kw)
+
+    def ack_record_alarm(self, code):
+        """Acknowledge from afar one of RECORD_ALARMS; nothing else: the e-stop, interlock
+        and smoke latches that ``ack`` resets stay with the person at the station."""
+        if self.error is not None or code not in RECORD_ALARMS or "-1:" + code not in self.alarms:
+            return False
+        self._alarm(-1, code, None, False)
+        return self._op("ack_record_alarm", True, code)
+
+    def set_tariff(self, prices):
+        """New prices for the configured time-of-use bands, in their order (the bands' times
+        stay the config's), until the next boot. False without bands, or a price not in
+        0..10000 per kWh, or a count that is not the bands'."""
+        d = self.dispatch
+        if self.error is not None or not d.bands or len(prices) != len(d.bands):
+            return False
+        for p in prices:
+            if type(p) not in (int, float) or not 0 <= p <= 10000:
+                return False
+        d.bands = tuple((b[0], b[1], float(prices[i])) for i, b in enumerate(d.bands))
+        self.dispatch_update(self.now)
+        return self._op("tariff", True, " ".join("%g" % p for p in prices))
 
     def take_out(self, slot, why):
         """Hold ``slot`` out of use from afar (``why``: one of REMOTE_OUT): nothing is

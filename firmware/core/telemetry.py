@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover
     import ujson as json  # type: ignore
 
 from firmware.compat import const, ticks_add, ticks_diff
+from firmware.core.supervisor import RECORD_ALARMS
 from firmware.proto.hmac256 import hexlify, hmac_sha256, same, unhex
 from firmware.proto.mqtt import MQTTClient
 
@@ -40,12 +41,9 @@ _RESULT_Q = const(4)  # command results waiting to go out
 _CMD_MAX = const(128)  # the longest command text taken
 
 # Commands the platform may send that this controller cannot carry out remotely, and why.
-UNSUPPORTED = {
-    "tariff": "the time-of-use bands are the station config's; change them with the config",
-    "ack": "the supervisor's ack also resets e-stop and interlock latches: local only",
-}
-HELP = ("commands: status, maintenance on|off, grid_cap KW, slot_out SLOT, slot_back SLOT, "
-        "quarantine PACK")
+UNSUPPORTED = {}
+HELP = ("commands: status, maintenance on|off, grid_cap KW, tariff PRICE..., slot_out SLOT, "
+        "slot_back SLOT, quarantine PACK, ack ALARM")
 
 
 def _number(text):
@@ -276,6 +274,16 @@ class Telemetry:
             else:
                 self._done(ctr, cmd, sup.take_out(slot, "pack quarantined"),
                            "its slot is reserved or already out: " + str(rk.reason[slot]))
+        elif name == "tariff" and len(words) >= 2:
+            prices = [_number(w) for w in words[1:]]
+            n = len(sup.dispatch.bands)
+            ok = None not in prices and sup.set_tariff(prices)
+            self._done(ctr, cmd, ok, "one price per time-of-use band, 0..10000, in the config's order (%d "
+                       "bands)" % n if n else "the station has no time-of-use bands (config tou)")
+        elif name == "ack" and len(words) == 2:
+            code = words[1].split(":", 1)[-1]  # "cmd_bad_mac" or its key "-1:cmd_bad_mac"
+            self._done(ctr, cmd, sup.ack_record_alarm(code), "only an active one of %s; holds and "
+                       "latches are acknowledged at the station" % ", ".join(RECORD_ALARMS))
         elif name in UNSUPPORTED:
             self._result(ctr, cmd, "unsupported", UNSUPPORTED[name])
         else:

@@ -99,9 +99,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Sign COMMAND for STATION with its key (HMAC-SHA256 over station, counter and command), "
             "publish it on swapstation/STATION/cmd and wait for the station's result. Commands: status; "
-            "maintenance on|off; grid_cap KW; slot_out SLOT; slot_back SLOT; quarantine PACK; and "
-            "tariff ... and ack, which this firmware answers 'unsupported' with the reason "
-            "(docs/telemetry.md). Nothing remote starts motion or clears a stop. "
+            "maintenance on|off; grid_cap KW; tariff PRICE...; slot_out SLOT; slot_back SLOT; "
+            "quarantine PACK; ack ALARM (docs/telemetry.md). Nothing remote starts motion or clears a "
+            "stop. "
             "Exit codes: 0 the station carried it out, 1 it refused or does not support it, 2 bad arguments "
             "or keys file, 3 no result within --timeout."
         ),

@@ -175,13 +175,12 @@ def test_maintenance_command_runs_and_leaving_it_needs_a_local_confirm():
     assert res["result"] == "ok" and res["status"]["state"] == "hold"
 
 
-def test_unsupported_and_unknown_commands_say_why():
+def test_unknown_commands_say_what_there_is():
     r = Rig()
-    for i, name in enumerate(sorted(T.UNSUPPORTED)):
-        res = r.command(10 + i, name + " 1")
-        assert res["result"] == "unsupported" and res["why"] == T.UNSUPPORTED[name]
-    res = r.command(50, "start_swap")
-    assert res["result"] == "unknown"
+    assert T.UNSUPPORTED == {}  # every command of the platform's list is carried out
+    for i, cmd in enumerate(("start_swap", "estop off", "tariff", "ack")):
+        res = r.command(50 + i, cmd)
+        assert res["result"] == "unknown" and res["why"] == T.HELP, res
 
 
 def test_forged_command_is_refused_and_alarmed():
@@ -413,3 +412,41 @@ def test_a_quarantined_pack_stays_put_but_a_thermal_alarm_there_still_isolates_i
     assert r.run(240000, lambda: bool(r.st.plant.isolation) and r.st.sup.bay.swap is None)
     assert [q.id for q in r.st.plant.isolation] == [pack]
     assert r.command(3, "slot_back " + rk.ids[3])["result"] == "refused"
+
+
+def test_tariff_sets_the_bands_prices_and_an_expensive_band_slows_charging():
+    r = Rig()
+    r.st.start()
+    bands = r.st.sup.dispatch.bands
+    n = len(bands)
+    assert n == 6  # firmware/station.json's tou
+    for i, bad in enumerate(("1 2", " ".join(["x"] * n), " ".join(["-1"] * n), " ".join(["20000"] * n))):
+        res = r.command(1 + i, "tariff " + bad)
+        assert res["result"] == "refused" and "6 bands" in res["why"], res
+    assert r.st.sup.dispatch.bands == bands
+    prices = ["2.5"] * n  # every band above tou.expensive_above (1.0): expensive all day
+    assert r.command(10, "tariff " + " ".join(prices))["result"] == "ok"
+    assert [b[2] for b in r.st.sup.dispatch.bands] == [2.5] * n
+    assert [b[:2] for b in r.st.sup.dispatch.bands] == [b[:2] for b in bands]  # the times stay
+    assert r.st.sup.dispatch.price_at(0) == 2.5
+    r.reboot()
+    assert r.st.sup.dispatch.bands == bands  # the config's again
+
+
+def test_ack_clears_a_record_alarm_and_never_a_latch():
+    r = Rig()
+    r.st.start()
+    r.command(5, "status", key="5a" * 32)  # forged: raises cmd_bad_mac
+    assert "-1:cmd_bad_mac" in r.st.sup.alarms
+    r.st.estop_pin.value(0)  # the e-stop chain opens
+    r.run(2000)
+    assert r.st.sup.state() == "hold"
+    r.st.estop_pin.value(1)
+    r.run(2000)
+    res = r.command(6, "ack estop")
+    assert res["result"] == "refused" and "at the station" in res["why"]
+    assert r.command(7, "ack -1:cmd_bad_mac")["result"] == "ok"
+    assert "-1:cmd_bad_mac" not in r.st.sup.alarms
+    assert r.command(8, "ack cmd_bad_mac")["result"] == "refused"  # not active any more
+    assert r.st.sup.state() == "hold"  # the e-stop latch waits for the person at the station
+    assert [x["a"] for x in r.st.storage.records("OP")][-1] == "ack_record_alarm"
