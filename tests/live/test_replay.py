@@ -58,10 +58,10 @@ def test_no_frames_writes_none(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage, why", [
     (None, "not there"),
     (b"not gzip", "cannot be read"),
-    (gzip.compress(b'{"t_s": 0}\n{"t_s": 30'), "cannot be read"),
-    (gzip.compress(b'{"t_s": 0}\n[1, 2]\n'), "line 2 is not a view frame"),
-    (gzip.compress(b""), "holds no frames"),
-])
+    (gzip.compress(b'{"t_s": 0}\n{"t_s": 30', mtime=0), "cannot be read"),
+    (gzip.compress(b'{"t_s": 0}\n[1, 2]\n', mtime=0), "line 2 is not a view frame"),
+    (gzip.compress(b"", mtime=0), "holds no frames"),
+], ids=["missing", "not-gzip", "cut-line", "not-a-frame", "empty"])
 def test_a_folder_without_good_frames_is_refused_with_the_reason(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: bytes | None, why: str) -> None:
     if damage is not None:
