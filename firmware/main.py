@@ -105,6 +105,7 @@ def run(board, station, loops=-1, clock=ticks_ms, sleep=sleep_ms):
     ``telemetry``, if any, is polled after each tick; it never blocks."""
     wdt = board.start_watchdog()
     tel = getattr(station, "telemetry", None)
+    wlan = getattr(board, "wlan", None)
     feed_here = getattr(board, "watchdog_gate", None) is None
     led = board.led
     while loops != 0:
@@ -112,6 +113,8 @@ def run(board, station, loops=-1, clock=ticks_ms, sleep=sleep_ms):
         now = clock()
         wait = station.tick(now)
         if tel is not None:
+            if wlan is not None:
+                wlan.keep(now)  # joins again while the Wi-Fi is down; never waits
             w = tel.poll(now)
             if w < wait:
                 wait = w

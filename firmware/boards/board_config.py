@@ -47,7 +47,10 @@ PORTS = {
 PINLESS = ("qemu",)
 _PINLESS_BUS = ("uart", "parity", "stop")
 
-_TOP = ("board", "port", "arch", "buses", "watchdog_ms", "led", "storage", "inputs", "outputs", "channel")
+_TOP = ("board", "port", "arch", "buses", "watchdog_ms", "led", "storage", "inputs", "outputs", "channel",
+        "wlan")
+_WLAN = ("ssid", "password", "retry_s")
+WLAN_PORTS = ("esp32", "rp2")  # MicroPython's network.WLAN: esp32, Pico W
 _BUS = ("uart", "tx", "rx", "de", "de_active_low", "parity", "stop", "txbuf", "rxbuf")
 _LED = ("pin", "active_low")
 _STORAGE = ("root",)
@@ -212,6 +215,22 @@ def _storage(src, path):
     return {"root": root}
 
 
+def _wlan(src, path, port):
+    """The station's Wi-Fi, for telemetry (docs/telemetry.md): joined at boot, again every
+    ``retry_s`` while it is down."""
+    _obj(src, path, _WLAN)
+    if port not in WLAN_PORTS:
+        raise BoardConfigError(path, "the %s board has no Wi-Fi (network.WLAN): leave it out" % port)
+    password = src.get("password", "")
+    if type(password) is not str or len(password) > 64:
+        raise BoardConfigError(_join(path, "password"), "expected a string of up to 64 characters")
+    return {
+        "ssid": _name(_req(src, path, "ssid"), _join(path, "ssid")),
+        "password": password,
+        "retry_s": _int(src.get("retry_s", 30), _join(path, "retry_s"), 5, 3600),
+    }
+
+
 def _no_shared_pins(cfg):
     """Each GPIO has one job: a pin listed twice is a wiring mistake."""
     seen = {}
@@ -281,6 +300,8 @@ def validate(raw):
     # its own loop. The HIL rig's boards name ``hil_target``; a station's board has none.
     channel = raw.get("channel")
     cfg["channel"] = None if channel is None else _name(channel, "channel")
+    wlan = raw.get("wlan")
+    cfg["wlan"] = None if wlan is None else _wlan(wlan, "wlan", port)
     _no_shared_pins(cfg)
     return cfg
 

@@ -255,12 +255,47 @@ class WatchdogGate(Watchdog):
             self.feeds = (self.feeds + 1) & _WRAP
 
 
+class Wlan:
+    """The station's Wi-Fi on an esp32 or a Pico W (board.json ``wlan``). ``connect`` only
+    starts the join, so nothing here blocks: the join is started at boot and again every
+    ``retry_s`` while the link is down (``keep``, from the main loop). Telemetry's MQTT
+    client meanwhile fails its connects and backs off on its own."""
+
+    def __init__(self, cfg, now_ms, network=None):
+        if network is None:
+            import network  # type: ignore[import-not-found]  # only on ports with Wi-Fi
+        self.cfg = cfg
+        self.sta = network.WLAN(network.STA_IF)
+        self.sta.active(True)
+        self.joins = 0
+        self.errors = 0
+        self.last = now_ms
+        self._join(now_ms)
+
+    def _join(self, now_ms):
+        self.joins += 1
+        self.last = now_ms
+        try:
+            self.sta.connect(self.cfg["ssid"], self.cfg["password"])
+        except OSError:  # the radio is busy with the last attempt: the next retry tries again
+            self.errors += 1
+
+    def up(self):
+        return bool(self.sta.isconnected())
+
+    def keep(self, now_ms):
+        if not self.sta.isconnected() and ticks_diff(now_ms, self.last) >= self.cfg["retry_s"] * 1000:
+            self._join(now_ms)
+
+
 class Board:
     """Everything a board config describes, opened. ``buses`` maps the station's bus
-    names to ``Rs485Uart``; ``inputs``/``outputs`` map names to pins."""
+    names to ``Rs485Uart``; ``inputs``/``outputs`` map names to pins; ``wlan`` is the
+    Wi-Fi (``Wlan``) or None."""
 
-    def __init__(self, cfg, buses, inputs, outputs, led, storage):
+    def __init__(self, cfg, buses, inputs, outputs, led, storage, wlan=None):
         self.cfg = cfg
+        self.wlan = wlan
         self.buses = buses
         self.inputs = inputs
         self.outputs = outputs
@@ -352,4 +387,5 @@ def open_board(cfg, station_cfg, storage_factory=None, clock_us=ticks_us):
     if cfg["led"] is not None:
         led = StatusLed(make_pin_out(cfg["led"]))
     storage = storage_factory(cfg["storage"]["root"])
-    return Board(cfg, buses, inputs, outputs, led, storage)
+    wlan = Wlan(cfg["wlan"], ticks_ms()) if cfg.get("wlan") else None
+    return Board(cfg, buses, inputs, outputs, led, storage, wlan)

@@ -386,3 +386,56 @@ def test_settle_gives_up_under_a_clock_that_stands_still():
     port.write(b"abc")
     assert port.settle(5000) is False
     assert de.value() == 1  # not released early: the next poll decides
+
+
+class _Sta:
+    """network.WLAN(STA_IF) of a port with Wi-Fi: joins when told to, drops when the test says."""
+
+    def __init__(self):
+        self.on = False
+        self.joined = False
+        self.connects = []
+        self.busy = False
+
+    def active(self, on):
+        self.on = on
+
+    def connect(self, ssid, password):
+        if self.busy:
+            raise OSError("Wifi Internal Error")
+        self.connects.append((ssid, password))
+
+    def isconnected(self):
+        return self.joined
+
+
+class _Network:
+    STA_IF = 0
+
+    def __init__(self):
+        self.sta = _Sta()
+
+    def WLAN(self, which):
+        assert which == self.STA_IF
+        return self.sta
+
+
+def test_wlan_joins_at_boot_and_again_only_while_down_and_no_sooner_than_retry_s():
+    net = _Network()
+    w = board.Wlan({"ssid": "station-net", "password": "pw", "retry_s": 30}, 1000, net)
+    sta = net.sta
+    assert sta.on and sta.connects == [("station-net", "pw")] and not w.up()
+    w.keep(20000)
+    assert len(sta.connects) == 1  # the first join may still be under way
+    w.keep(31000)
+    assert len(sta.connects) == 2
+    sta.joined = True
+    w.keep(100000)
+    assert len(sta.connects) == 2 and w.up()  # up: left alone
+    sta.joined = False  # the access point went away
+    sta.busy = True
+    w.keep(100001)
+    assert w.errors == 1 and w.joins == 3  # a refused join is counted, nothing raised
+    sta.busy = False
+    w.keep(ticks_add(100001, 30000))
+    assert len(sta.connects) == 3

@@ -171,3 +171,16 @@ def test_channel_names_a_module_or_is_absent():
     assert board_config.validate(cfg)["channel"] == "hil_target"
     _bad(_pico(), lambda c: c.update(channel=""), "channel", "1..32 characters")
     _bad(_pico(), lambda c: c.update(channel=7), "channel", "1..32 characters")
+
+
+def test_wlan_on_the_boards_with_wi_fi():
+    cfg = _esp32()
+    cfg["wlan"] = {"ssid": "station-net", "password": "s3cret"}
+    assert board_config.validate(cfg)["wlan"] == {"ssid": "station-net", "password": "s3cret", "retry_s": 30}
+    assert board_config.validate(_pico())["wlan"] is None
+    _bad(_pico(), lambda c: c.update({"wlan": {"password": "x"}}), "wlan.ssid", "required")
+    _bad(_pico(), lambda c: c.update({"wlan": {"ssid": "n", "retry_s": 1}}), "wlan.retry_s", "5..3600")
+    _bad(_pico(), lambda c: c.update({"wlan": {"ssid": "n", "password": "p" * 65}}), "wlan.password",
+         "up to 64")
+    _bad(_pico(), lambda c: c.update({"wlan": {"ssid": "n", "channel": 6}}), "wlan.channel", "unknown field")
+    _bad(_qemu(), lambda c: c.update({"wlan": {"ssid": "n"}}), "wlan", "has no Wi-Fi")
