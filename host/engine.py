@@ -471,6 +471,11 @@ class Engine:
         self.at(0, self._sample)
         self.fw = Firmware(self)
 
+    @property
+    def stopping(self) -> bool:
+        """A stop was asked for (``request_stop``): the run ends at its next event."""
+        return self._stop
+
     def request_stop(self) -> None:
         """End the run at the next event (safe from a signal handler); ``run`` then returns the
         result so far, its summary marked partial."""

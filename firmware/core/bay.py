@@ -322,6 +322,10 @@ class Bay:
             for c in RUN:
                 self.jog[c] = 0  # ...and no drive runs until jogged
 
+    def in_step_ms(self, now):
+        """How long the current step has run (ms), for a display; 0 outside a step."""
+        return ticks_diff(now, self._t_step) if self.swap is not None and self.step >= 0 else 0
+
     def not_clear(self):
         """What the bay's sensors say is still in it (names; empty when the bay is clear):
         a vehicle, a raised lift or platform, a closed positioner, a running nutrunner."""

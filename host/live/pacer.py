@@ -84,7 +84,7 @@ class Pacer:
         while True:
             now = self.clock()
             self._maybe_publish(now)
-            if eng._stop:
+            if eng.stopping:
                 return
             with self._lock:
                 paused, ratio, anchor = self.paused, SPEEDS[self.speed], self._anchor

@@ -2,9 +2,8 @@
 hundred microseconds, between two engine steps (never inside the firmware's tick).
 
 It reads the firmware's public state (``Supervisor.status``, the rack's per-slot lists, the
-bay's swap, the active alarms, the journal's last lines on its flash) and the plant's (the
-grid meter, the bay queue). The bay's step start is private to the firmware (``_t_step``);
-reading it here costs the firmware nothing and saves a second clock in the host.
+bay's swap and ``in_step_ms``, the active alarms, the journal's last lines on its flash) and
+the plant's (the grid meter, the bay queue).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import math
 from collections import deque
 from typing import Any
 
-from firmware.compat import ticks_diff
 from firmware.core import journal as jn
 from firmware.core.config import SWAP_STEPS
 from firmware.core.rack import STATE_NAMES
@@ -74,7 +72,7 @@ class Snapshotter:
         bay_view: dict[str, Any] = {
             "step": SWAP_STEPS[step] if step >= 0 else None,
             "step_index": step,
-            "in_step_s": round(ticks_diff(now, bay._t_step) / 1000.0, 1) if step >= 0 else None,
+            "in_step_s": round(bay.in_step_ms(now) / 1000.0, 1) if step >= 0 else None,
             "timeout_s": round(bay.timeouts[step] / 1000.0, 1) if step >= 0 else None,
             "plan": st.get("plan"),
             "fault": bay.fault,
