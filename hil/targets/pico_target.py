@@ -91,7 +91,7 @@ class PicoTarget(Target):
         self.board_cfg: dict[str, Any] | None = None
         self.boots: list[dict[str, float]] = []  # wall and emulated s from power-on to the boot line
 
-    def start(self, boot_timeout: float = 300.0) -> dict[str, Any]:
+    def start(self, boot_timeout: float = 600.0) -> dict[str, Any]:
         import time
 
         if self.flash is None:

@@ -18,8 +18,9 @@ pytestmark = [pytest.mark.pico, pytest.mark.slow]  # a boot is 40-80 s of wall t
 def test_a_scenario_file_runs_on_the_emulated_pico(tmp_path: Path) -> None:
     out = tmp_path / "run"
     argv = ["hil", "swaps", "--target", "pico", "--bay-scale", "0.005", "--out", str(out), "--quiet"]
-    assert main(argv) == 0
+    code = main(argv)
     summary = json.loads((out / "summary.json").read_text())
+    assert code == 0, summary.get("problems")
     assert summary["passed"] is True and summary["target"] == "pico", summary["problems"]
     assert summary["station"]["swaps_ok"] == 1
     [rec] = summary["swap_records"]

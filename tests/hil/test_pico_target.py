@@ -223,7 +223,7 @@ def test_the_bench_command_serves_a_console_for_mpremote_and_keeps_the_flash(tmp
                               capture_output=True, timeout=120).returncode == 0
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=300)  # it saves the flash first: slow on a loaded host
     assert proc.returncode == 0 and f"flash saved to {image}" in out
     assert read_flash(image.read_bytes()).get("/kept.txt") == b"kept"
     proc, port = bench()  # boots from the saved flash
@@ -233,7 +233,7 @@ def test_the_bench_command_serves_a_console_for_mpremote_and_keeps_the_flash(tmp
         assert got.stdout.strip() == "kept"
     finally:
         proc.terminate()
-        proc.communicate(timeout=60)
+        proc.communicate(timeout=300)
 
 
 def test_the_bench_command_names_a_missing_image(tmp_path: Path) -> None:
