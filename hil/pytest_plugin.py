@@ -18,7 +18,7 @@ Markers:
 - ``hil_needs(*features, reason=...)``: what the test needs of its target (``FEATURES``):
   ``lines`` (the paced pty lines, with fault injection), ``kill`` (a power cut from a step
   trigger inside the target), ``flash_cut`` (a torn k-th flash write), ``pins`` (the
-  controller's own inputs). A target without one skips the test with the reason.
+  controller's own inputs). A target without one gets no item for the test.
 - ``hil_unix_only(reason)``: needs what only the unix target offers.
 - ``hil_slow_on(*targets)``: the test's items on these targets get ``slow`` (a minute or more
   there: they start first, and ``-m "not slow"`` leaves them out).
@@ -77,10 +77,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hil: HIL scenario test (runs per target: unix, qemu, board)")
-    config.addinivalue_line("markers", "hil_unix_only(reason): the board run is skipped with this reason")
+    config.addinivalue_line("markers", "hil_unix_only(reason): no item on other targets, for this reason")
     config.addinivalue_line("markers", "hil_slow_on(*targets): the test's items on these targets are slow")
     config.addinivalue_line("markers", "hil_needs(*features, reason=...): targets without one of these "
-                                       "features (lines, kill, flash_cut, pins) skip the test")
+                                       "features (lines, kill, flash_cut, pins) get no item")
     config.addinivalue_line("markers", "hil_rig(**options): RigOptions for this test's rig")
     config.addinivalue_line("markers", "pico: runs on the emulated Pico (rp2040py, the dev extra)")
 
@@ -93,7 +93,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         slow_on: set[str] = set()
         for m in metafunc.definition.iter_markers("hil_slow_on"):
             slow_on.update(m.args)
-        kinds = [pytest.param(k, marks=pytest.mark.slow) if k in slow_on else k for k in TARGETS + extra]
+        # A target that cannot run the test by its nature (a torn write on RAM flash, a board's
+        # line-level fault injection) gets no item at all: no skip stands for it.
+        needs: set[str] = set()
+        for m in metafunc.definition.iter_markers("hil_needs"):
+            unknown = sorted(set(m.args) - set().union(*FEATURES.values()))
+            if unknown:
+                raise pytest.UsageError(f"hil_needs: unknown feature(s) {unknown} (known: "
+                                        f"{sorted(set().union(*FEATURES.values()))})")
+            needs.update(m.args)
+        unix_only = metafunc.definition.get_closest_marker("hil_unix_only") is not None
+        able = [k for k in TARGETS + extra
+                if needs <= FEATURES[k] and (k == "unix" or not unix_only)]
+        kinds = [pytest.param(k, marks=pytest.mark.slow) if k in slow_on else k for k in able]
         metafunc.parametrize("hil_target_kind", kinds, indirect=True)
 
 
@@ -123,18 +135,6 @@ def hil_target_kind(request: pytest.FixtureRequest) -> str:
     cfg = request.config
     if kind == "board" and _board_options(cfg) is None:
         pytest.skip(NO_BOARD)
-    if kind != "unix":
-        m = request.node.get_closest_marker("hil_unix_only")
-        if m is not None:
-            pytest.skip("unix target only: " + (m.args[0] if m.args else "needs the unix target"))
-    for m in request.node.iter_markers("hil_needs"):
-        unknown = sorted(set(m.args) - set().union(*FEATURES.values()))
-        if unknown:
-            raise pytest.UsageError(f"hil_needs: unknown feature(s) {unknown} (known: "
-                                    f"{sorted(set().union(*FEATURES.values()))})")
-        lacking = [f for f in m.args if f not in FEATURES[kind]]
-        if lacking:
-            pytest.skip(f"not on the {kind} target ({', '.join(lacking)}): {m.kwargs.get('reason', '')}")
     if kind == "unix" and cfg.getoption("--hil-skip-unix"):
         pytest.skip("--hil-skip-unix")
     if kind == "qemu" and cfg.getoption("--hil-skip-qemu"):
