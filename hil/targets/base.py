@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LAUNCHER = ROOT / "hil" / "unix_target_main.py"
@@ -107,6 +108,10 @@ class Channel:
                 self._pending.pop(rid, None)
             raise TargetError(f"no answer to {op!r} within {timeout} s") from None
 
+    def write_raw(self, data: bytes) -> None:
+        """Bytes to the console as they are (a REPL's control characters, a script)."""
+        self._write(data)
+
     def send(self, op: str, **fields: Any) -> None:
         """A request whose answer nobody waits for (one that may never come: ``hang``)."""
         if self.closed:
@@ -167,6 +172,26 @@ class Target:
 
     def alive(self) -> bool:
         raise NotImplementedError
+
+    def _spawn(self, argv: list[str], thread_name: str,
+               read: Callable[[subprocess.Popen[bytes], Channel, IO[bytes]], None],
+               env: dict[str, str] | None = None
+               ) -> tuple[subprocess.Popen[bytes], Channel, threading.Thread]:
+        """Start the process whose stdin/stdout is the target's console, a Channel over it,
+        and a reader thread (started) feeding the channel with ``read(proc, channel, stdout)``."""
+        proc = subprocess.Popen(argv, cwd=str(ROOT), env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin = proc.stdin
+
+        def write(data: bytes) -> None:
+            stdin.write(data)
+            stdin.flush()
+
+        ch = self.channel = Channel(write, self.listeners)
+        reader = threading.Thread(target=read, args=(proc, ch, proc.stdout), name=thread_name, daemon=True)
+        reader.start()
+        return proc, ch, reader
 
     def restart(self, boot_timeout: float = 20.0) -> dict[str, Any]:
         """Power off (a cut, if it still runs) and on again: the flash is what was left."""

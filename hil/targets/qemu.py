@@ -198,29 +198,17 @@ class QemuTarget(Target):
         except Exception as e:  # noqa: BLE001 - a build failure is the target not starting
             raise TargetError(f"cannot build the qemu image: {e}") from None
         t0 = time.monotonic()
-        proc = subprocess.Popen(self.command(elf, romfs), cwd=str(ROOT), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        proc, ch, self._reader = self._spawn(self.command(elf, romfs), "hil-qemu-target", self._read)
         self.proc = proc
-        assert proc.stdin is not None and proc.stdout is not None
-        stdin = proc.stdin
-
-        def write(data: bytes) -> None:
-            stdin.write(data)
-            stdin.flush()
-
-        ch = self.channel = Channel(write, self.listeners)
-        self._reader = threading.Thread(target=self._read, args=(proc, ch, proc.stdout),
-                                        name="hil-qemu-target", daemon=True)
-        self._reader.start()
         try:
-            write(b"\r\x03\x03\x01")  # interrupt anything, then the raw REPL
+            ch.write_raw(b"\r\x03\x03\x01")  # interrupt anything, then the raw REPL
             end = time.monotonic() + boot_timeout
             # Console lines wake no waiter (only tagged ones do): look every 50 ms.
             while not any(RAW_PROMPT in x for x in list(ch.console)):
                 if time.monotonic() > end or ch.closed:
                     raise TargetError(f"no raw REPL from QEMU within {boot_timeout} s")
                 ch.wait(lambda c: False, 0.05)
-            write(BOOT_SCRIPT.format(pins=json.dumps(self.inputs)).encode() + b"\x04")
+            ch.write_raw(BOOT_SCRIPT.format(pins=json.dumps(self.inputs)).encode() + b"\x04")
         except (OSError, TargetError) as e:
             self.power_cut()
             raise TargetError(f"the qemu target did not start: {e}{self.console_tail()}") from None

@@ -79,20 +79,8 @@ class UnixTarget(Target):
             raise TargetError("the unix target is already running")
         env = dict(os.environ)
         env["MICROPYPATH"] = os.pathsep.join([str(ROOT), ".frozen"])
-        proc = subprocess.Popen(self.command(cut_after), cwd=str(ROOT), env=env, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        proc, ch, self._reader = self._spawn(self.command(cut_after), "hil-unix-target", self._read, env)
         self.proc = proc
-        assert proc.stdin is not None and proc.stdout is not None
-        stdin = proc.stdin
-
-        def write(data: bytes) -> None:
-            stdin.write(data)
-            stdin.flush()
-
-        ch = self.channel = Channel(write, self.listeners)
-        self._reader = threading.Thread(target=self._read, args=(proc, ch, proc.stdout),
-                                        name="hil-unix-target", daemon=True)
-        self._reader.start()
         self.boots += 1
         ok = ch.wait(_booted, boot_timeout)
         fatal = ch.event("fatal")
