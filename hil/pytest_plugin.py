@@ -33,7 +33,7 @@ Registered for the suite in tests/conftest.py (``pytest_plugins``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,14 +94,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for m in metafunc.definition.iter_markers("hil_slow_on"):
             slow_on.update(m.args)
         # A target that cannot run the test by its nature (a torn write on RAM flash, a board's
-        # line-level fault injection) gets no item at all: no skip stands for it.
-        needs: set[str] = set()
-        for m in metafunc.definition.iter_markers("hil_needs"):
-            unknown = sorted(set(m.args) - set().union(*FEATURES.values()))
-            if unknown:
-                raise pytest.UsageError(f"hil_needs: unknown feature(s) {unknown} (known: "
-                                        f"{sorted(set().union(*FEATURES.values()))})")
-            needs.update(m.args)
+        # line-level fault injection) gets no item at all: no skip stands for it. Needs marked
+        # on a ``pytest.param`` are only seen on the item (pytest_collection_modifyitems).
+        needs = _needs(metafunc.definition.iter_markers("hil_needs"))
         unix_only = metafunc.definition.get_closest_marker("hil_unix_only") is not None
         able = [k for k in TARGETS + extra
                 if needs <= FEATURES[k] and (k == "unix" or not unix_only)]
@@ -109,10 +104,32 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("hil_target_kind", kinds, indirect=True)
 
 
+def _needs(markers: Iterable[pytest.Mark]) -> set[str]:
+    known = set().union(*FEATURES.values())
+    needs: set[str] = set()
+    for m in markers:
+        unknown = sorted(set(m.args) - known)
+        if unknown:
+            raise pytest.UsageError(f"hil_needs: unknown feature(s) {unknown} (known: {sorted(known)})")
+        needs.update(m.args)
+    return needs
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         if _FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.hil)
+            callspec = getattr(item, "callspec", None)
+            kind = callspec.params.get("hil_target_kind") if callspec is not None else None
+            if kind in FEATURES and not _needs(item.iter_markers("hil_needs")) <= FEATURES[kind]:
+                dropped.append(item)
+                continue
+        keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def _board_options(config: pytest.Config) -> BoardOptions | None:
