@@ -51,6 +51,15 @@ def _journal_rows(run: StationRun) -> list[tuple]:
     return [tuple(f[k] for k in keys) for f in run.journal("SW")]
 
 
+def _start_online(run: StationRun, store: Store) -> None:
+    """Start the station and wait for its first status in SQLite. Its client subscribes to
+    ``cmd`` before it publishes a status on the same connection, so from here a command
+    reaches it; one sent earlier is lost (clean session) and its sender gets no result."""
+    run.start()
+    wait_for(lambda: store.rows("SELECT 1 FROM status WHERE station = ? AND online = 1", (SID,)),
+             what="the station online")
+
+
 def _swap_until(run: StationRun, k: int) -> None:
     run.vehicle(k)
     wait_for(lambda: len(run.journal("SW")) >= k + 1, what=f"swap {k + 1} in the journal")
@@ -115,7 +124,7 @@ def _alarm_rows(store: Store, code: str) -> list[tuple]:
 
 def test_forged_and_replayed_commands_do_nothing_and_raise_alarms(
         broker: Broker, station: StationRun, store: Store) -> None:
-    station.start()
+    _start_online(station, store)
     res = _send(broker, 5, "maintenance on", key="77" * 32)
     assert res["result"] == "rejected" and res["why"] == "bad MAC"
     assert station.state() == "run"
@@ -136,8 +145,9 @@ def test_forged_and_replayed_commands_do_nothing_and_raise_alarms(
     assert results == [(5, "rejected"), (5, "ok"), (5, "rejected"), (5, "rejected"), (6, "ok")]
 
 
-def test_command_from_a_client_the_acl_forbids_has_no_effect(broker: Broker, station: StationRun) -> None:
-    station.start()
+def test_command_from_a_client_the_acl_forbids_has_no_effect(broker: Broker, station: StationRun,
+                                                             store: Store) -> None:
+    _start_online(station, store)
     for user, pw in (("PSS-OTHER", "other-pw"), (SID, "station-pw")):  # another station, the station itself
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="intruder-" + user)
         c.username_pw_set(user, pw)
@@ -163,7 +173,7 @@ def test_ops_command_line_signs_sends_and_exits_by_result(
     monkeypatch.setenv("SWAPSTATION_MQTT_PASSWORD", "backend-pw")
     common = ["--broker", f"127.0.0.1:{broker.port}", "--keys", str(keys), "--db", store.path,
               "--timeout", "60"]
-    station.start()
+    _start_online(station, store)
     assert cli.main(["ops", SID, "status", *common]) == ops.EXIT_OK
     out = json.loads(capsys.readouterr().out)
     assert out["result"] == "ok" and out["ctr"] == 1 and out["status"]["state"] == "run"
