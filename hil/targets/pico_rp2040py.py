@@ -30,6 +30,15 @@ the patch that is no longer needed and move the pin.
    interval below the batch budget, so a waiter times out inside a batch and the
    engine hands the GIL over at the batch's end. Process-wide, and only ever lowered.
 
+4. The RUN pin leaves the watchdog running. A RESET (RUN-pin) reset clears only the
+   watchdog's reason and scratch registers (``Watchdog.reset``, "Phase 1" of its own
+   notes); its timer stays enabled. On silicon a chip reset clears the watchdog. So a
+   station that had started its 5 s watchdog, then RESET and stopped at the REPL with
+   Ctrl-C, was reset again by the watchdog once 5 s of emulated (idle, skipped) time
+   passed, and its station started: an ``mpremote`` command sent meanwhile waited for
+   ever (measured: enable still set after RESET, a reset 5 s of emulated time later).
+   Model used here: a non-watchdog reset also stops the watchdog's timer and alarm.
+
 Not patched, only worked around on the host side: ``RPUART.baud_rate`` assumes clk_peri
 runs at 125 MHz, but MicroPython v1.28 (pico-sdk 2.2) runs it at 48 MHz, so 115200 baud
 reads as 299940. :func:`uart_char_ns` computes a character's wire time from the divisors
@@ -72,7 +81,8 @@ def version_problem(found: str | None) -> str | None:
     if found != RP2040PY_VERSION:
         return (f"rp2040py {found} is installed; the pico target's work-arounds "
                 f"(hil/targets/pico_rp2040py.py) are written for {RP2040PY_VERSION} only: {INSTALL_HINT}, "
-                f"or check whether {found} fixed the UART TX interrupt and the USB-CDC OUT endpoint and "
+                f"or check whether {found} fixed the UART TX interrupt, the USB-CDC OUT endpoint and "
+                f"the RUN-pin watchdog reset, and "
                 f"update the work-arounds and the pin")
     return None
 
@@ -143,6 +153,20 @@ def patch_cdc(cdc: Any, clock: Any) -> None:
     cdc.send_serial_byte = send_serial_byte
 
 
+def patch_watchdog(watchdog: Any) -> None:
+    """Defect 4: a RUN-pin or power-on reset stops the watchdog, as on silicon. rp2040py
+    calls ``Watchdog.reset`` on those resets only, never on the watchdog's own."""
+    clear = watchdog.reset
+
+    def reset() -> None:
+        clear()
+        watchdog._enable = False
+        watchdog.timer.enable = False
+        watchdog.alarm.enable = False
+
+    watchdog.reset = reset
+
+
 def uart_char_ns(uart: Any, default_baud: int = 115200) -> int:
     """One character on the wire (start bit, data bits, parity bit if enabled, stop bits) at
     the baud rate the firmware set, in ns; ``default_baud`` before it set one."""
@@ -166,3 +190,4 @@ def apply(device: Any) -> None:
     for uart in device.mcu.uart:
         patch_uart(uart)
     patch_cdc(device.cdc, device.simulator.clock)
+    patch_watchdog(device.mcu.watchdog)

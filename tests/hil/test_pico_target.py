@@ -9,6 +9,7 @@ fail with what to install or where to point: skips are for absent hardware only.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -188,6 +189,37 @@ def test_an_unfed_watchdog_resets_the_chip_and_main_py_runs_again(fresh_pico: Em
     assert 1.0 <= took < 3.0  # the 1 s timeout, in emulated time
 
 
+def test_reset_stops_a_running_watchdog_as_on_silicon(fresh_pico: EmulatedPico) -> None:
+    """A station feeds its watchdog; RESET is pressed, and the next boot idles at the REPL
+    for longer than the timeout: nothing resets the chip again (rp2040py 0.3.6 left the
+    timer running, so an mpremote command after a RESET met a watchdog reset half-way and
+    waited for ever)."""
+    pico = fresh_pico
+    main = (
+        "import machine, time\n"
+        "try:\n    n = int(open('boots').read()) + 1\nexcept OSError:\n    n = 1\n"
+        "with open('boots', 'w') as f:\n    f.write(str(n))\n"
+        "if n == 1:\n"
+        "    w = machine.WDT(timeout=1000)\n"
+        "    open('feeding', 'w').close()\n"
+        "    while True:\n"
+        "        w.feed()\n"
+        "        time.sleep_ms(50)\n")
+    pico.exec(f"with open('main.py', 'w') as f:\n    f.write({main!r})")
+    pico.reset()  # boot 1: the watchdog runs, fed
+    t0 = time.monotonic()
+    while "/feeding" not in read_flash(pico.flash_image()):
+        assert time.monotonic() - t0 < 60, "main.py did not start feeding its watchdog"
+        time.sleep(0.05)
+    pico.reset()  # boot 2: main.py (or the Ctrl-C that exec sends) leaves the chip at the REPL
+    e0 = pico.emulated_s
+    assert pico.exec("import time\ntime.sleep(5)\nprint('slept')", timeout=120).strip() == "slept"
+    assert pico.emulated_s - e0 >= 5.0 and pico.resets == 0
+    # The watchdog's own reset is untouched: a started, unfed one still resets the chip.
+    pico.exec("import machine\nw = machine.WDT(timeout=1000)")
+    assert pico.wait_resets(1, timeout=60), "the watchdog no longer resets the chip"
+
+
 def test_other_rp2040py_versions_are_refused() -> None:
     pico_rp2040py.check_version()  # the installed one is the pinned one
     assert pico_rp2040py.version_problem("0.3.6") is None
@@ -200,6 +232,39 @@ def test_a_missing_image_names_the_setting(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("SWAPSTATION_PICO_UF2", str(tmp_path / "nope.uf2"))
     with pytest.raises(PicoError, match="SWAPSTATION_PICO_UF2"):
         EmulatedPico()
+
+
+def test_the_bench_command_serves_a_console_for_mpremote_and_keeps_the_flash(tmp_path: Path) -> None:
+    """`python -m hil.targets.pico --flash FILE`: a board on a pty for a person to flash."""
+    image = tmp_path / "flash.img"
+
+    def bench() -> tuple[subprocess.Popen[str], str]:
+        proc = subprocess.Popen([sys.executable, "-m", "hil.targets.pico", "--flash", str(image)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tools.ROOT)
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "console /dev/pts/" in first, first
+        return proc, first.rsplit(" ", 1)[1].strip()
+
+    proc, port = bench()
+    try:
+        run = [*tools.command("mpremote"), "connect", port]
+        (tmp_path / "kept.txt").write_text("kept")
+        assert subprocess.run([*run, "fs", "cp", str(tmp_path / "kept.txt"), ":kept.txt"],
+                              capture_output=True, timeout=120).returncode == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and f"flash saved to {image}" in out
+    assert read_flash(image.read_bytes()).get("/kept.txt") == b"kept"
+    proc, port = bench()  # boots from the saved flash
+    try:
+        got = subprocess.run([*tools.command("mpremote"), "connect", port, "cat", ":kept.txt"],
+                             capture_output=True, text=True, timeout=120)
+        assert got.stdout.strip() == "kept"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
 
 
 def test_the_bench_command_names_a_missing_image(tmp_path: Path) -> None:
