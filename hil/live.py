@@ -2,7 +2,9 @@
 
 The controller runs in its own process (or on a board), so its state comes from the status
 it already sends the rig several times a second (``Target.station()``: the supervisor's
-``status()``) and the field's own state (the chargers' packs, the bay's coils and queue).
+``status()``), the field's own state (the chargers' packs, the bay's coils and queue) and,
+once a second of field time, the ``rack`` and ``tail`` probes (the firmware's slot states,
+the journal's last records).
 A poller thread builds a snapshot every ``EVERY_S`` and hands it to the server. The page's
 operator actions go through the ScenarioDriver, the path the rig's tests use, so the page
 can do nothing the rig cannot: acknowledge, confirm, e-stop press and release, a charger
@@ -19,9 +21,13 @@ from typing import Any
 
 from firmware.core.config import SWAP_STEPS
 from hil.rig import ScenarioDriver
-from host.live.snapshot import HISTORY_EVERY_S, HISTORY_S, clock
+from host.live.snapshot import HISTORY_EVERY_S, HISTORY_S, clock, journal_tail
 
 EVERY_S = 0.2  # wall time between two snapshots
+# Field seconds between two reads of the firmware's rack and journal tail (channel probes the
+# target answers between ticks): field time, so the emulated Pico, ~40x slow, is asked as
+# seldom per tick of its own as a fast target.
+FIRMWARE_EVERY_S = 1.0
 
 
 class HilView:
@@ -42,6 +48,9 @@ class HilView:
         self._thread = threading.Thread(target=self._poll, name="hil-live", daemon=True)
         self.finished = False
         self.errors = 0
+        self._fw_at: float | None = None  # field time of the last firmware read
+        self._fw_slots: list[dict[str, Any]] = []  # the firmware's rack probe, per slot
+        self._journal: list[dict[str, Any]] = []
 
     # --- the page's actions (the server's thread) ---
     def _slot(self, msg: dict[str, Any]) -> int:
@@ -72,8 +81,22 @@ class HilView:
                 "charger_dropout": dropout}
 
     # --- snapshots ---
+    def _firmware(self) -> None:
+        """The firmware's own slot states and its journal's tail, every FIRMWARE_EVERY_S of
+        field time; a probe that fails (a target between two lives) keeps the last ones."""
+        t = self.d.field.clock()
+        if self._fw_at is not None and t - self._fw_at < FIRMWARE_EVERY_S:
+            return
+        self._fw_at = t
+        self._fw_slots = list(self.d.rack_probe()["slots"])
+        self._journal = journal_tail(str(self.d.target.request("probe", what="tail")).encode())
+
     def snapshot(self) -> dict[str, Any]:
         d = self.d
+        try:
+            self._firmware()
+        except Exception:  # noqa: BLE001  a target between two lives (power cut, reboot)
+            self.errors += 1
         now = time.monotonic()
         t_s = now - self.t0
         st = d.station()
@@ -89,18 +112,24 @@ class HilView:
         last_ms = st.get("last_step_ms")
         slots = []
         grid_kw = 0.0
+        fw = {f["slot"]: f for f in self._fw_slots}
         for r in rack:
             k = r["slot"]
             grid_kw += r["p_kw"]
             status = r["status"]
+            f = fw.get(k)
+            # The firmware's state once read (reserved and quarantined exist only there), else
+            # the charger's own.
+            state = f["state"].lower() if f is not None else "empty" if r["pack"] is None else \
+                "fault" if status in ("fault", "watchdog") else \
+                "charging" if status in ("charging", "derated") else "ready"
             slots.append({
                 "id": self.slot_ids[k], "pack": r["pack"], "type": r["type"] if r["pack"] else None,
                 "soc": round(r["soc"], 1) if r["pack"] else 0.0, "temp": round(r["temp"] or 0.0, 1),
-                # the charger's own state (the firmware's per-slot states stay in the controller)
-                "state": "empty" if r["pack"] is None else "fault" if status in ("fault", "watchdog")
-                else "charging" if status in ("charging", "derated") else "ready",
-                "kw": round(r["p_kw"], 1), "online": True, "reason": None,
-                "reserved": False, "for_bay": False,
+                "state": state, "kw": round(r["p_kw"], 1),
+                "online": bool(f["online"]) if f is not None else True,
+                "reason": f["reason"] if f is not None else None,
+                "reserved": state == "reserved", "for_bay": state == "reserved" and step is not None,
             })
         g = self.grid
         if not g or t_s - g[-1][0] >= HISTORY_EVERY_S:
@@ -132,7 +161,7 @@ class HilView:
             "grid": {"kw": round(grid_kw, 1), "cap_kw": float(self.cfg["limits"]["grid_kw"]),
                      "history": [[round(t, 1), round(p, 1)] for t, p in g], "price": None, "band": None,
                      "slowed": False},
-            "alarms": alarms, "journal": [],
+            "alarms": alarms, "journal": self._journal,
             "kpi": {"arrived": len(d.vehicles), "swaps": st.get("swaps_ok", 0), "balked": 0, "reneged": 0,
                     "not_swapped": st.get("swaps_other", 0), "mean_wait_s": None, "grid_kwh": None,
                     "peak_kw": None, "cost": None},

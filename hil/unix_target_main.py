@@ -40,6 +40,8 @@ import select
 from firmware.compat import ticks_diff, ticks_ms
 from firmware.drivers.blockdev import FileBlockDev
 
+_TAIL_BYTES = 2048  # the "tail" probe: about a dozen journal lines
+
 TAG = "@@HIL "
 EXIT_FATAL = 3  # the station could not start (bad config, missing port ...)
 EXIT_EOF = 0  # stdin closed: the rig stopped us
@@ -389,9 +391,24 @@ class Station:
             return self.bytes_sent()
         if what == "mem":
             return heap()
+        if what == "tail":  # the journal file's last bytes, as the live view shows them
+            return self._journal_tail()
         if what == "buses":
             return {"chargers": _bus_counts(st.chargers.bus), "bay_io": _bus_counts(st.bay_bus)}
         raise ValueError(f"unknown probe {what!r}")
+
+    def _journal_tail(self):
+        from firmware.core.journal import LOG_NAME
+
+        storage = self.station.journal.storage
+        n = storage.size(LOG_NAME)
+        f = storage.open(LOG_NAME, "rb")
+        try:
+            if n > _TAIL_BYTES:
+                f.seek(n - _TAIL_BYTES)
+            return f.read().decode()
+        finally:
+            f.close()
 
     def status(self):
         st = self.station

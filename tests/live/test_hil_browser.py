@@ -119,3 +119,28 @@ def test_hil_live_serves_the_rig_run(tmp_path: Any, capsys: pytest.CaptureFixtur
     assert main(["hil", "swaps", "--out", str(tmp_path), "--bay-scale", "0.01", "--live", "127.0.0.1:0"]) == 0
     out = capsys.readouterr()
     assert "live view: http://127.0.0.1:" in out.out + out.err
+
+
+@pytest.mark.hil_unix_only("the view's reads of the firmware are the same on every target")
+@pytest.mark.hil_rig(bay_scale=0.05)
+def test_the_rig_view_shows_the_firmwares_slot_states_and_journal_tail(hil_driver: ScenarioDriver) -> None:
+    """Reserved exists only in the firmware; the page shows it, and the journal's last records
+    from the controller's flash, as on the simulator's page."""
+    d = hil_driver
+    view = HilView(d, lambda snap: None, "hil-test")
+    d.arrive(soc=0.3)
+    d.wait_step("lift", 30)  # reserved from authorise until fetch takes the pack
+    snap: dict[str, Any] = {}
+    for _ in range(100):
+        view._fw_at = None  # read the firmware now, not at its pace
+        snap = view.snapshot()
+        if any(s["state"] == "reserved" for s in snap["slots"]):
+            break
+    reserved = [s for s in snap["slots"] if s["state"] == "reserved"]
+    assert len(reserved) == 1 and reserved[0]["for_bay"], snap["slots"]
+    fw = d.rack_probe()["slots"][view.slot_ids.index(reserved[0]["id"])]
+    assert fw["state"] == "RESERVED" and fw["pack"] == reserved[0]["pack"]
+    seqs = [r["seq"] for r in snap["journal"]]
+    assert "SB" in [r["kind"] for r in snap["journal"]], snap["journal"]  # this swap's begin
+    assert seqs == sorted(set(seqs)) and 0 < seqs[-1] <= d.journal_probe()["seq"]
+    assert view.errors == 0
