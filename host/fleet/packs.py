@@ -279,7 +279,8 @@ class Ledger:
         if len(bad):
             lost, dup = bad[seen[bad] == 0], bad[seen[bad] > 1]
             raise PackLedgerError(f"epoch {self.epoch}: pack identities not conserved: "
-                                  f"{len(lost)} lost (ids {lost[:5].tolist()}), {len(dup)} duplicated (ids {dup[:5].tolist()})")
+                                  f"{len(lost)} lost (ids {lost[:5].tolist()}), "
+                                  f"{len(dup)} duplicated (ids {dup[:5].tolist()})")
         self._move(np.array(left_ids, dtype=np.int64), np.array(left_from, dtype=np.int64))
         self.epoch += 1
         self.check()
