@@ -114,39 +114,48 @@ class SwapRecorder:
 # --- distances --------------------------------------------------------------------------------
 
 
-def _coords(specs: Sequence[StationSpec]) -> np.ndarray | None:
-    if not specs or any(s.lat is None or s.lon is None for s in specs):
-        return None
-    return np.radians(np.array([[s.lat, s.lon] for s in specs], dtype=float))
+class Geo:
+    """Distances between a run's stations: great-circle km when every station has coordinates;
+    otherwise 0 within a class and 1 between classes (a rank, not km)."""
+
+    def __init__(self, specs: Sequence[StationSpec]) -> None:
+        self.has_coords = bool(specs) and all(s.lat is not None and s.lon is not None for s in specs)
+        self.rad = np.radians(np.array([[s.lat, s.lon] for s in specs], dtype=float)) if self.has_coords \
+            else np.zeros((len(specs), 2))
+        names = sorted({s.station_class for s in specs})
+        self.cls = np.array([names.index(s.station_class) for s in specs], dtype=np.int64)
+
+    def km(self, i: int, js: np.ndarray) -> np.ndarray:
+        """From station ``i`` to stations ``js`` (positions in the run's station list)."""
+        if not self.has_coords:
+            return (self.cls[js] != self.cls[i]).astype(float)
+        lat1, lon1 = self.rad[i]
+        lat2, lon2 = self.rad[js, 0], self.rad[js, 1]
+        h = np.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+        return 2 * EARTH_KM * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
+
+    def neighbours(self, k: int) -> list[np.ndarray]:
+        """Each station's candidates for the "nearby" move: its ``k`` nearest others (without
+        coordinates: the others of its class, or all others when it is alone in it)."""
+        n = len(self.cls)
+        everyone = np.arange(n)
+        out = []
+        for i in range(n):
+            others = everyone[everyone != i] if n > 1 else everyone
+            d = self.km(i, others)
+            if not self.has_coords:
+                near = others[d == 0.0]
+                out.append(near if len(near) else others)
+            else:
+                kk = min(k, len(others))
+                part = np.argpartition(d, kk - 1)[:kk] if kk < len(others) else np.arange(len(others))
+                out.append(others[part[np.lexsort((others[part], d[part]))]])
+        return out
 
 
 def distance_km(specs: Sequence[StationSpec], i: int, js: np.ndarray) -> np.ndarray:
-    """Great-circle km from station ``i`` to stations ``js`` (positions in ``specs``); without
-    coordinates 0 within ``i``'s class and 1 to other classes (a rank, not km)."""
-    c = _coords(specs)
-    if c is None:
-        cls = np.array([s.station_class for s in specs], dtype=object)
-        return (cls[js] != specs[i].station_class).astype(float)
-    lat1, lon1 = c[i]
-    lat2, lon2 = c[js, 0], c[js, 1]
-    h = np.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_KM * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
-
-
-def _neighbours(specs: Sequence[StationSpec], k: int) -> list[np.ndarray]:
-    """Each station's candidate stations for the "nearby" move (never itself unless alone)."""
-    n = len(specs)
-    out = []
-    for i in range(n):
-        others = np.array([j for j in range(n) if j != i], dtype=np.int64) if n > 1 else np.array([i])
-        d = distance_km(specs, i, others)
-        if _coords(specs) is None:
-            near = others[d == 0.0]
-            out.append(near if len(near) else others)
-        else:
-            kk = min(k, len(others))
-            out.append(others[np.lexsort((others, d))[:kk]])
-    return out
+    """:meth:`Geo.km` for a one-off question."""
+    return Geo(specs).km(i, js)
 
 
 # --- the ledger -----------------------------------------------------------------------------------
@@ -202,9 +211,9 @@ class Ledger:
             for name, c in spec.packs:
                 self._stock[i, PACK_TYPE_NAMES.index(name)] = c
         self._type_totals = np.bincount(self.type, minlength=len(PACK_TYPE_NAMES))
-        self._near = _neighbours(self.specs, s.nearby_stations)
+        self.geo = Geo(self.specs)
+        self._near = self.geo.neighbours(s.nearby_stations)
         self._demand = np.array([sp.swaps_per_day for sp in self.specs], dtype=float)
-        self._cls = [sp.station_class for sp in self.specs]
         self._rack_order = np.zeros(n, dtype=np.int64)  # slot position in the rack
         for i in range(n_st):
             rows = np.flatnonzero((self.station == i) & ~self.in_vehicle)
@@ -303,7 +312,7 @@ class Ledger:
             if not len(cand):
                 raise PackLedgerError(f"epoch {self.epoch}: station {self.specs[i].id}: no {name} pack "
                                       "out in vehicles for a vehicle of that type")
-            d = distance_km(self.specs, i, self.station[cand].astype(np.int64))
+            d = self.geo.km(i, self.station[cand].astype(np.int64))
             p = int(cand[np.lexsort((cand, self.since[cand], d))[0]])
             free[p] = False
             alias[-(k + 1)] = p
@@ -423,14 +432,14 @@ def rebalance(ledger: Ledger) -> tuple[np.ndarray, np.ndarray, list[Move], np.nd
     target = np.array([[target_stock(s)[t] for t in PACK_TYPE_NAMES] for s in specs], dtype=np.int64)
     surplus = np.maximum(healthy - target, 0)
     deficit = np.maximum(target - healthy, 0)
-    geo = _coords(specs) is not None
+    geo = ledger.geo
     moves: list[Move] = []
     for k, name in enumerate(PACK_TYPE_NAMES):
         src = np.flatnonzero(surplus[:, k])
         dst = np.flatnonzero(deficit[:, k])
         if not len(src) or not len(dst):
             continue
-        d = np.stack([distance_km(specs, int(j), src) for j in dst])  # dst x src
+        d = np.stack([geo.km(int(j), src) for j in dst])  # dst x src
         jj, ii = np.meshgrid(dst, src, indexing="ij")
         order = np.lexsort((ii.ravel(), jj.ravel(), d.ravel()))
         for f in order:
@@ -439,5 +448,5 @@ def rebalance(ledger: Ledger) -> tuple[np.ndarray, np.ndarray, list[Move], np.nd
             if c:
                 surplus[i, k] -= c
                 deficit[j, k] -= c
-                moves.append(Move(name, i, j, c, float(d.ravel()[f]) if geo else math.nan))
+                moves.append(Move(name, i, j, c, float(d.ravel()[f]) if geo.has_coords else math.nan))
     return healthy, target, moves, deficit
