@@ -252,7 +252,10 @@ def _run(args: argparse.Namespace) -> int:
         "station_s_per_wall_s": round(result.station_seconds / wall, 1) if wall > 0 else None,
         "partial": result.partial,
     }
-    if result.partial:
+    if result.partial and args.packs:
+        print(f"swapstation fleet: interrupted after {result.epochs_done} of {days} days: the report covers "
+              "those and is marked partial", file=sys.stderr)
+    elif result.partial:
         print(f"swapstation fleet: interrupted after {len(result.results):,} of {n:,} stations: the report "
               "covers those and is marked partial", file=sys.stderr)
     if args.out is not None:

@@ -314,8 +314,7 @@ def _run_tracked(net: Network, tasks: Sequence[StationTask], seed: int, packs: P
     for r in merged:
         r.packs = None  # the ledger has them
     out.results = merged
-    if out.epochs_done:
-        out.duration_s = t0
+    out.duration_s = t0  # the days finished
 
 
 def _merge(a: StationResult, b: StationResult) -> StationResult:
