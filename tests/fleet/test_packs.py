@@ -157,3 +157,15 @@ def test_bad_pack_settings_name_the_field(settings, field):
         nw.from_dict(data, "net.toml")
     assert field in str(e.value)
     assert str(e.value).startswith("net.toml: ")
+
+
+def test_a_stop_keeps_the_days_finished(tmp_path):
+    net = nw.load(nets.write(tmp_path))
+    seen = []
+    r = runner.run_network(net, duration_s=3 * 86400.0, seed=2, backend="serial", packs=True,
+                           progress=seen.append, stop=lambda: len(seen) >= 4)  # day 2's first station
+    one = runner.run_network(net, duration_s=86400.0, seed=2, backend="serial", packs=True)
+    assert r.partial and r.epochs_done == 1 and r.duration_s == 86400.0 and r.ledger is not None
+    assert r.results == one.results
+    a, b = r.ledger.arrays(), one.ledger.arrays()
+    assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
