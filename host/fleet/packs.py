@@ -106,8 +106,10 @@ class SwapRecorder:
 
     def finish(self, plant: Any, slots: range) -> PackOutcome:
         a = plant.arrays
-        self.out.rack = [(int(plant.pack_id[i]), float(a["soc"][i]), float(a["soh"][i]), float(a["efc"][i]))
-                         for i in slots if a["present"][i]]
+        sl = slice(slots.start, slots.stop)
+        here = np.asarray(a["present"][sl]).astype(bool)
+        cols = [np.asarray(x[sl])[here].tolist() for x in (plant.pack_id, a["soc"], a["soh"], a["efc"])]
+        self.out.rack = list(zip(*cols, strict=True))
         return self.out
 
 
@@ -232,76 +234,110 @@ class Ledger:
         rack = rack[np.lexsort((self._rack_order[rack], self.station[rack]))]
         veh = np.flatnonzero(self.in_vehicle)
         veh = veh[np.lexsort((veh, self.since[veh], self.type[veh], self.station[veh]))]
-        r_cut = np.searchsorted(self.station[rack], np.arange(n_st + 1))
-        v_cut = np.searchsorted(self.station[veh], np.arange(n_st + 1))
+        r_cut = np.searchsorted(self.station[rack], np.arange(n_st + 1)).tolist()
+        v_cut = np.searchsorted(self.station[veh], np.arange(n_st + 1)).tolist()
+        names = [PACK_TYPE_NAMES[t] for t in self.type[rack].tolist()]
+        r_cols = (rack.tolist(), self.soc[rack].tolist(), self.soh[rack].tolist(), self.efc[rack].tolist())
+        vt = self.type[veh]
+        v_entries = list(zip(veh.tolist(), self.soh[veh].tolist(), self.efc[veh].tolist(), strict=True))
+        vs = self.station[veh]
+        # where a (station, type) group starts within the sorted pools
+        t_change = np.flatnonzero(np.r_[True, (vt[1:] != vt[:-1]) | (vs[1:] != vs[:-1])])
+        t_change_l = t_change.tolist()
+        t_of = vt[t_change].tolist() if len(veh) else []
         out = []
+        g = 0  # index into the groups of (station, type)
         for i in range(n_st):
-            rows = rack[r_cut[i]:r_cut[i + 1]]
-            racked = tuple(PackRecord(int(p), PACK_TYPE_NAMES[self.type[p]], float(self.soc[p]),
-                                      soh=float(self.soh[p]), efc=float(self.efc[p])) for p in rows)
-            vrows = veh[v_cut[i]:v_cut[i + 1]]
+            lo, hi = r_cut[i], r_cut[i + 1]
+            racked = tuple(PackRecord(p, names[j], soc, soh=soh, efc=efc) for j, p, soc, soh, efc in
+                           zip(range(lo, hi), *(c[lo:hi] for c in r_cols), strict=True))
             inbound: dict[str, tuple[tuple[int, float, float], ...]] = {}
-            if len(vrows):
-                vt = self.type[vrows]
-                for code in np.unique(vt):
-                    sel = vrows[vt == code]
-                    inbound[PACK_TYPE_NAMES[code]] = tuple(
-                        zip(sel.tolist(), self.soh[sel].tolist(), self.efc[sel].tolist(), strict=True))
+            end = v_cut[i + 1]
+            while g < len(t_change_l) and t_change_l[g] < end:
+                a = t_change_l[g]
+                b = t_change_l[g + 1] if g + 1 < len(t_change_l) and t_change_l[g + 1] < end else end
+                inbound[PACK_TYPE_NAMES[t_of[g]]] = tuple(v_entries[a:b])
+                g += 1
             out.append(StationPacks(racked, inbound))
         return out
 
     # ---- the step between epochs ----------------------------------------------------------------
     def step(self, inputs: Sequence[StationPacks], outcomes: Sequence[PackOutcome], t0_s: float) -> None:
         """Write back one epoch (``outcomes`` in station order, epoch starting at run time ``t0_s``)
-        and send the packs that left in vehicles to their next station."""
+        and send the packs that left in vehicles to their next station. Conservation is checked
+        before anything is written: a PackLedgerError leaves the ledger as it was."""
         if len(outcomes) != len(self.specs):
             raise PackLedgerError(f"{len(outcomes)} station outcomes for {len(self.specs)} stations")
-        seen = np.zeros(self.n, dtype=np.int64)
-        unused = []  # inbound packs no vehicle brought: still out in vehicles, same station
+        unused: list[int] = []  # inbound packs no vehicle brought: still out in vehicles, same station
         for inp, out in zip(inputs, outcomes, strict=True):
             for name, pool in inp.inbound.items():
                 unused += [pid for pid, _, _ in pool[out.used.get(name, 0):]]
-        unused_ids = np.array(unused, dtype=np.int64)
         free = np.zeros(self.n, dtype=bool)  # unused: candidates for the stand-ins
-        free[unused_ids] = True
-        old_efc = self.efc.copy()
-        left_ids: list[int] = []
-        left_from: list[int] = []
+        free[np.array(unused, dtype=np.int64)] = True
+        # every station's rack and departures, flattened (Python lists, then numpy once)
+        r_id: list[int] = []
+        r_st: list[int] = []
+        r_k: list[int] = []
+        r_soc: list[float] = []
+        r_soh: list[float] = []
+        r_efc: list[float] = []
+        l_id: list[int] = []
+        l_st: list[int] = []
+        l_t: list[float] = []
+        l_soh: list[float] = []
+        l_efc: list[float] = []
+        aliases: dict[int, dict[int, int]] = {}
         for i, out in enumerate(outcomes):
-            alias = self._resolve(i, out, free)
-            for k, (pid, soc, soh, efc) in enumerate(out.rack):
-                p = self._write(alias, pid, soh, efc)
-                seen[p] += 1
-                self.station[p], self.in_vehicle[p], self.soc[p] = i, False, soc
-                self._rack_order[p] = k
-            for pid, t, soh, efc in out.left:
-                p = self._write(alias, pid, soh, efc)
-                seen[p] += 1
-                self.in_vehicle[p], self.soc[p], self.since[p] = True, math.nan, t0_s + t
-                self.swaps[p] += 1
-                left_ids.append(p)
-                left_from.append(i)
-        seen[free] += 1  # the inbound packs left unused, and not given to a stand-in
-        d_efc = self.efc - old_efc
-        self.throughput_kwh += np.maximum(d_efc, 0.0) * self._kwh[self.type]
+            if out.borrowed:
+                aliases[i] = self._resolve(i, out, free)
+            if out.rack:
+                zid, zsoc, zsoh, zefc = zip(*out.rack, strict=True)
+                r_id += zid
+                r_st += [i] * len(zid)
+                r_k += range(len(zid))
+                r_soc += zsoc
+                r_soh += zsoh
+                r_efc += zefc
+            if out.left:
+                zid, zt, zsoh, zefc = zip(*out.left, strict=True)
+                l_id += zid
+                l_st += [i] * len(zid)
+                l_t += zt
+                l_soh += zsoh
+                l_efc += zefc
+        rid, rst = np.array(r_id, dtype=np.int64), np.array(r_st, dtype=np.int64)
+        lid, lst = np.array(l_id, dtype=np.int64), np.array(l_st, dtype=np.int64)
+        r_stand, l_stand = rid < 0, lid < 0  # stand-ins: their real packs
+        for ids, st, stand in ((rid, rst, r_stand), (lid, lst, l_stand)):
+            for j in np.flatnonzero(stand):
+                ids[j] = aliases[int(st[j])][int(ids[j])]
+        if (rid.size and (rid.min() < 0 or rid.max() >= self.n)) or \
+                (lid.size and (lid.min() < 0 or lid.max() >= self.n)):
+            raise PackLedgerError(f"epoch {self.epoch}: a pack id the ledger does not hold")
+        seen = np.bincount(np.concatenate([rid, lid, np.flatnonzero(free)]), minlength=self.n)
         bad = np.flatnonzero(seen != 1)
         if len(bad):
             lost, dup = bad[seen[bad] == 0], bad[seen[bad] > 1]
             raise PackLedgerError(f"epoch {self.epoch}: pack identities not conserved: "
                                   f"{len(lost)} lost (ids {lost[:5].tolist()}), "
                                   f"{len(dup)} duplicated (ids {dup[:5].tolist()})")
-        self._move(np.array(left_ids, dtype=np.int64), np.array(left_from, dtype=np.int64))
+        self.borrowed += int(r_stand.sum() + l_stand.sum())
+        old_efc = self.efc.copy()
+        for ids, stand, soh_, efc_ in ((rid, r_stand, r_soh, r_efc), (lid, l_stand, l_soh, l_efc)):
+            soh_a, efc_a = np.array(soh_, dtype=float), np.array(efc_, dtype=float)
+            own = ~stand
+            self.soh[ids[own]], self.efc[ids[own]] = soh_a[own], efc_a[own]
+            self.soh[ids[stand]] += soh_a[stand] - 1.0  # a stand-in started at SoH 1, no cycles
+            self.efc[ids[stand]] += efc_a[stand]
+        self.station[rid], self.in_vehicle[rid] = rst, False
+        self.soc[rid], self._rack_order[rid] = np.array(r_soc, dtype=float), np.array(r_k, dtype=np.int64)
+        self.in_vehicle[lid], self.soc[lid] = True, math.nan
+        self.since[lid] = t0_s + np.array(l_t, dtype=float)
+        self.swaps[lid] += 1
+        self.throughput_kwh += np.maximum(self.efc - old_efc, 0.0) * self._kwh[self.type]
+        self._move(lid, lst)
         self.epoch += 1
         self.check()
-
-    def _write(self, alias: dict[int, int], pid: int, soh: float, efc: float) -> int:
-        if pid >= 0:
-            self.soh[pid], self.efc[pid] = soh, efc
-            return pid
-        p = alias[pid]  # a stand-in: its real pack gets its fade and cycles
-        self.soh[p] += soh - 1.0
-        self.efc[p] += efc
-        return p
 
     def _resolve(self, i: int, out: PackOutcome, free: np.ndarray) -> dict[int, int]:
         """Each stand-in of station ``i`` -> the nearest unused pack of its type out in vehicles
@@ -316,12 +352,11 @@ class Ledger:
             p = int(cand[np.lexsort((cand, self.since[cand], d))[0]])
             free[p] = False
             alias[-(k + 1)] = p
-            self.borrowed += 1
         return alias
 
     def _move(self, ids: np.ndarray, origin: np.ndarray) -> None:
-        """Draw the next station of every pack that left in a vehicle this epoch (vectorised per
-        origin station; the draws in the order of (origin, time left, id))."""
+        """Draw the next station of every pack that left in a vehicle this epoch (the draws in the
+        order of (origin, time left, id); a loop over origin stations, not over packs)."""
         if not len(ids):
             return
         order = np.lexsort((ids, self.since[ids], origin))
@@ -335,13 +370,17 @@ class Ledger:
         w_all = np.cumsum(self._demand if self._demand.sum() > 0 else np.ones(len(self.specs)))
         far = u >= s.same_station + s.nearby
         dest[far] = np.minimum(np.searchsorted(w_all, v[far] * w_all[-1], side="right"), len(w_all) - 1)
-        near = (u >= s.same_station) & ~far
-        for o in np.unique(origin[near]):
-            sel = near & (origin == o)
-            cand = self._near[o]
-            w = self._demand[cand]
-            cw = np.cumsum(w if w.sum() > 0 else np.ones(len(cand)))
-            dest[sel] = cand[np.minimum(np.searchsorted(cw, v[sel] * cw[-1], side="right"), len(cand) - 1)]
+        near = np.flatnonzero((u >= s.same_station) & ~far)  # grouped by origin: origin is sorted
+        if len(near):
+            o = origin[near]
+            starts = np.flatnonzero(np.r_[True, o[1:] != o[:-1]])
+            for a, b in zip(starts, np.r_[starts[1:], len(near)], strict=True):
+                cand = self._near[o[a]]
+                w = self._demand[cand]
+                cw = np.cumsum(w if w.sum() > 0 else np.ones(len(cand)))
+                pos = near[a:b]
+                k = np.searchsorted(cw, v[pos] * cw[-1], side="right")
+                dest[pos] = cand[np.minimum(k, len(cand) - 1)]
         self.station[ids] = dest
 
     # ---- checks and figures ------------------------------------------------------------------------

@@ -57,8 +57,12 @@ def test_a_lost_or_duplicated_pack_is_an_error():
         packs.Ledger(net, 1).step(inputs, dropped, 0.0)
     twice = [packs.PackOutcome(rack=o.rack, left=[(o.rack[0][0], 5.0, 1.0, 0.0)]) if i == 0 else o
              for i, o in enumerate(outs)]
+    victim = packs.Ledger(net, 1)
+    before = victim.arrays()
     with pytest.raises(packs.PackLedgerError, match="1 duplicated"):
-        packs.Ledger(net, 1).step(inputs, twice, 0.0)
+        victim.step(inputs, twice, 0.0)
+    after = victim.arrays()  # nothing written
+    assert all(np.array_equal(before[k], after[k], equal_nan=True) for k in before) and victim.epoch == 0
     led.step(inputs, outs, 0.0)  # nothing happened: fine
 
 
