@@ -201,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
         import dataclasses
 
         net.packs = dataclasses.replace(net.packs, retire_soh=args.retire_soh)
-    from host.fleet.packs import PackLedgerError, epochs
+    from host.fleet.packs import PackLedgerError, PackSupplyError, epochs
 
     days = len(epochs(duration)) if args.packs else 1
     n = len(net.stations)
@@ -229,6 +229,10 @@ def _run(args: argparse.Namespace) -> int:
                                     workers=args.workers, scheduler=args.scheduler, substep_s=args.substep,
                                     progress=seen, stop=lambda: stopping.requested,
                                     packs=True if args.packs else None)
+    except PackSupplyError as e:  # the [packs] settings cannot carry the demand: the file's to change
+        progress.close()
+        print(f"swapstation fleet: {net.source or args.network}: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except PackLedgerError as e:  # a bug, never bad input: say so plainly
         progress.close()
         print(f"swapstation fleet: pack ledger: {e}", file=sys.stderr)

@@ -51,6 +51,10 @@ class PackLedgerError(RuntimeError):
     """Pack identities were not conserved (a pack lost or duplicated): a bug, never bad input."""
 
 
+class PackSupplyError(PackLedgerError):
+    """The packs out in vehicles ran out network-wide (``revisit_days`` too small for the demand)."""
+
+
 def epochs(duration_s: float) -> list[float]:
     """The epochs' lengths: whole days, the last one shorter when the duration is not."""
     n = int(duration_s // EPOCH_S)
@@ -346,8 +350,11 @@ class Ledger:
         for k, name in enumerate(out.borrowed):
             cand = np.flatnonzero(free & (self.type == PACK_TYPE_NAMES.index(name)))
             if not len(cand):
-                raise PackLedgerError(f"epoch {self.epoch}: station {self.specs[i].id}: no {name} pack "
-                                      "out in vehicles for a vehicle of that type")
+                raise PackSupplyError(
+                    f"day {self.epoch + 1}: more vehicles with {name} packs arrived at {self.specs[i].id} "
+                    f"than its pool held, and no {name} pack is left out in vehicles anywhere in the "
+                    f"network: raise [packs] revisit_days ({self.settings.revisit_days:g}), the days of "
+                    "demand out in vehicles")
             d = self.geo.km(i, self.station[cand].astype(np.int64))
             p = int(cand[np.lexsort((cand, self.since[cand], d))[0]])
             free[p] = False

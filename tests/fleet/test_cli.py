@@ -141,3 +141,8 @@ def test_pack_options_errors(tmp_path, capsys):
     bad = nets.write(tmp_path, nets.TINY + "\n[packs]\nnearby = 2\n", "bad.toml")
     assert cli.main(["fleet", str(bad), "--serial", "--packs"]) == 2
     assert "bad.toml: packs.nearby: must be <= 1" in capsys.readouterr().err
+    # too few packs out in vehicles for a day's demand: the file's setting, named, exit 2
+    dry = nets.write(tmp_path, nets.TINY + "\n[packs]\nrevisit_days = 0.1\n", "dry.toml")
+    assert cli.main(["fleet", str(dry), "--serial", "--packs", "--duration", "2d", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "dry.toml: day 1: more vehicles with NIO-" in err and "raise [packs] revisit_days (0.1)" in err

@@ -1,5 +1,6 @@
-"""Packs tracked across the network: identities conserved, the same ledger serially and on Dask,
-state of health from the plant, retirement, rebalancing moves, bad [packs] settings."""
+"""Packs tracked across the network: identities conserved (serial and Dask give the same ledger:
+tests/fleet/test_runner.py), state of health from the plant, retirement, rebalancing moves, bad
+[packs] settings."""
 
 
 import numpy as np
@@ -64,20 +65,6 @@ def test_a_lost_or_duplicated_pack_is_an_error():
     after = victim.arrays()  # nothing written
     assert all(np.array_equal(before[k], after[k], equal_nan=True) for k in before) and victim.epoch == 0
     led.step(inputs, outs, 0.0)  # nothing happened: fine
-
-
-def test_serial_and_a_two_worker_local_cluster_give_the_same_ledger(tracked):
-    from distributed import Client, LocalCluster
-
-    net = small_net(**SHORT_POOLS)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        on_dask = runner.run_network(net, seed=9, client=client, packs=True)
-    assert on_dask.workers == 2 and on_dask.epochs_done == DAYS
-    a, b = tracked.ledger.arrays(), on_dask.ledger.arrays()
-    for k in a:
-        assert np.array_equal(a[k], b[k], equal_nan=True), k
-    assert on_dask.results == tracked.results
 
 
 def test_new_packs_leave_the_first_day_as_untracked(tmp_path):
