@@ -285,7 +285,7 @@ def run_network(
             out.workers = worker_count(c)
             go(c)
     out.results.sort(key=lambda r: r.index)
-    out.partial = len(out.results) < len(tasks) or stopped[0]
+    out.partial = out.partial or len(out.results) < len(tasks)
     out.wall_s = time.perf_counter() - t0
     return out
 
@@ -298,19 +298,24 @@ def _run_tracked(net: Network, tasks: Sequence[StationTask], seed: int, packs: P
     out.ledger = ledger
     merged: list[StationResult] = []
     t0 = 0.0
-    for e, length in enumerate(epochs(tasks[0].duration_s if tasks else 0.0)):
+    days = epochs(tasks[0].duration_s if tasks else 0.0)
+    for e, length in enumerate(days):
         inputs = ledger.station_packs()
         day = [StationTask(t.spec, epoch_seed(t.seed, e), length, t.substep_s, inputs[k])
                for k, t in enumerate(tasks)]
         got: list[StationResult] = []
         execute(day, got)
-        if stopped[0] or len(got) < len(day):
+        if len(got) < len(day):
+            out.partial = True
             break  # the unfinished day counts for nothing: the ledger stays at the last day's end
         got.sort(key=lambda r: r.index)
         ledger.step(inputs, [r.packs for r in got if r.packs is not None], t0)
         merged = got if e == 0 else [_merge(a, b) for a, b in zip(merged, got, strict=True)]
         out.epochs_done = e + 1
         t0 += length
+        if stopped[0]:  # a stop as the day's last station finished: that day counts
+            out.partial = e + 1 < len(days)
+            break
     for r in merged:
         r.packs = None  # the ledger has them
     out.results = merged
