@@ -4,6 +4,7 @@ workers. Measures and prints; asserts nothing.
     .venv/bin/python bench/fleet_speed.py                  # 10 % of the NIO-scale network, 1 day
     .venv/bin/python bench/fleet_speed.py --sample 2855    # all of it (the goal: <= 60 s on 2 cores)
     .venv/bin/python bench/fleet_speed.py --substep 30     # the coarser plant sub-step
+    .venv/bin/python bench/fleet_speed.py --packs --no-dask --sample 2855   # serial, packs tracked or not
 
 The sample is every k-th station of the generated network (host.fleet.generate defaults), each
 with the seed it has in the full run, so its cost per station extrapolates to the whole
@@ -56,6 +57,9 @@ def main() -> None:
     ap.add_argument("--days", type=float, default=1.0)
     ap.add_argument("--substep", type=float, default=5.0, help="plant sub-step, s")
     ap.add_argument("--no-serial", action="store_true")
+    ap.add_argument("--no-dask", action="store_true")
+    ap.add_argument("--packs", action="store_true",
+                    help="also serially with every pack tracked (host.fleet.packs), and the ratio")
     args = ap.parse_args()
     from distributed import Client, LocalCluster
 
@@ -68,7 +72,18 @@ def main() -> None:
     if not args.no_serial:
         t0, c0 = time.perf_counter(), own_cpu_s()
         r = runner.run_network(net, duration_s=duration, backend="serial", substep_s=args.substep)
-        print(line("serial (no Dask)", r, time.perf_counter() - t0, total, own_cpu_s() - c0))
+        base_cpu = own_cpu_s() - c0
+        print(line("serial (no Dask)", r, time.perf_counter() - t0, total, base_cpu))
+        if args.packs:
+            t0, c0 = time.perf_counter(), own_cpu_s()
+            r = runner.run_network(net, duration_s=duration, backend="serial", substep_s=args.substep,
+                                   packs=True)
+            cpu = own_cpu_s() - c0
+            assert r.ledger is not None
+            print(line("serial, packs", r, time.perf_counter() - t0, total, cpu)
+                  + f"  ({r.ledger.n:,} packs; {cpu / base_cpu:.2f}x the CPU untracked)")
+    if args.no_dask:
+        return
     for workers in (1, 2):
         t0 = time.perf_counter()
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,

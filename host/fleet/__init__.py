@@ -3,6 +3,7 @@
 - :mod:`host.fleet.network`: the network file (TOML/JSON) and its validation; station specs.
 - :mod:`host.fleet.generate`: synthetic networks (default: NIO scale, 2,855 stations).
 - :mod:`host.fleet.runner`: one station's run, and the serial and ``dask.distributed`` backends.
+- :mod:`host.fleet.packs`: every pack tracked across stations and days (``--packs``).
 - :mod:`host.fleet.report`: network and per-station KPIs, Parquet/CSV table, plots, table.
 - :mod:`host.fleet.cli`: ``swapstation fleet``.
 

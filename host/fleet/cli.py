@@ -35,6 +35,11 @@ Stations run as tasks on Dask: an embedded LocalCluster with one worker process 
 Station i draws from child i of numpy.random.SeedSequence(seed): the same seed gives the
 same results to the last digit, serially or on any number of workers.
 
+--packs tracks every pack across the network (the file's [packs] settings): vehicles carry
+the packs they received to their next swap, possibly at another station; the run goes a day at
+a time; the report adds the packs' state of health, those due for retirement, each station's
+stock against the mix of its arriving vehicles and the pack transfers that would restore it.
+
 exit codes: 0 ok, 1 the run failed, 2 bad arguments or network file (or an --out folder that
 cannot be written), 130 interrupted (the first Ctrl-C keeps the stations finished so far:
 the report is written, marked partial; a second one stops at once).
@@ -58,6 +63,16 @@ def _at_least(lo: float, conv: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 _positive_int = _at_least(1, int)
+
+
+def _fraction(text: str) -> float:
+    v = _at_least(0.0, float)(text)
+    if v > 1.0:
+        raise argparse.ArgumentTypeError("must be <= 1")
+    return float(v)
+
+
+
 _count = _at_least(0, int)
 _volume = _at_least(0.0, float)
 
@@ -85,6 +100,12 @@ def register(subparsers: Any) -> None:
                         "the full run): a quick estimate")
     p.add_argument("--substep", type=cli_args.duration, default=5.0,
                    help="plant sub-step (default 5 s; 30 s is about 3x faster, KPIs within about 0.1 %%)")
+    p.add_argument("--packs", action="store_true",
+                   help="track every pack across stations and days (the file's [packs] settings): SoH, "
+                        "retirement, stock imbalance and rebalancing moves; runs a day at a time")
+    p.add_argument("--retire-soh", type=_fraction, default=None, metavar="SOH",
+                   help="with --packs: a pack below this state of health (0-1) is due for retirement "
+                        "(default: the file's, else 0.8)")
     p.add_argument("--out", type=Path, default=None,
                    help="write summary.json, run.json, stations.parquet (or .csv) and PNG plots here")
     p.add_argument("--table", choices=("parquet", "csv"), default="parquet", help="per-station table format")
@@ -173,15 +194,26 @@ def _run(args: argparse.Namespace) -> int:
     from host.report import Progress, span
 
     duration = args.duration if args.duration is not None else net.duration_s
+    if args.retire_soh is not None and not args.packs:
+        print("swapstation fleet: --retire-soh needs --packs", file=sys.stderr)
+        return EXIT_USAGE
+    if args.retire_soh is not None:
+        import dataclasses
+
+        net.packs = dataclasses.replace(net.packs, retire_soh=args.retire_soh)
+    from host.fleet.packs import PackLedgerError, PackSupplyError, epochs
+
+    days = len(epochs(duration)) if args.packs else 1
     n = len(net.stations)
     backend = "serial" if args.serial else "local"
     if not args.quiet:
         where = "in this process" if args.serial else (
             f"on the Dask cluster at {args.scheduler}" if args.scheduler else
             f"on a local Dask cluster of {args.workers or runner.default_workers()} worker processes")
-        print(f"{net.name}: {n:,} stations, {span(duration)} each, {where}", file=sys.stderr)
-    progress = Progress(n, enabled=not args.quiet, unit="stations", per_unit=1.0, what="done", digits=0,
-                        every_pct=10.0)
+        tracked = f", packs tracked over {days} day{'s' if days > 1 else ''}" if args.packs else ""
+        print(f"{net.name}: {n:,} stations, {span(duration)} each, {where}{tracked}", file=sys.stderr)
+    progress = Progress(n * days, enabled=not args.quiet, unit="stations" if days == 1 else "station-days",
+                        per_unit=1.0, what="done", digits=0, every_pct=10.0)
     done = [0]
     stopping = _Stop()
 
@@ -195,7 +227,16 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = runner.run_network(net, duration_s=duration, seed=args.seed, backend=backend,
                                     workers=args.workers, scheduler=args.scheduler, substep_s=args.substep,
-                                    progress=seen, stop=lambda: stopping.requested)
+                                    progress=seen, stop=lambda: stopping.requested,
+                                    packs=True if args.packs else None)
+    except PackSupplyError as e:  # the [packs] settings cannot carry the demand: the file's to change
+        progress.close()
+        print(f"swapstation fleet: {net.source or args.network}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except PackLedgerError as e:  # a bug, never bad input: say so plainly
+        progress.close()
+        print(f"swapstation fleet: pack ledger: {e}", file=sys.stderr)
+        return EXIT_FAILURE
     except (OSError, TimeoutError) as e:  # a scheduler that cannot be reached, a cluster that did not start
         progress.close()
         print(f"swapstation fleet: the Dask cluster failed: {e}", file=sys.stderr)
@@ -215,7 +256,10 @@ def _run(args: argparse.Namespace) -> int:
         "station_s_per_wall_s": round(result.station_seconds / wall, 1) if wall > 0 else None,
         "partial": result.partial,
     }
-    if result.partial:
+    if result.partial and args.packs:
+        print(f"swapstation fleet: interrupted after {result.epochs_done} of {days} days: the report covers "
+              "those and is marked partial", file=sys.stderr)
+    elif result.partial:
         print(f"swapstation fleet: interrupted after {len(result.results):,} of {n:,} stations: the report "
               "covers those and is marked partial", file=sys.stderr)
     if args.out is not None:

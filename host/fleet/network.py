@@ -101,6 +101,35 @@ class StationSpec:
         return hourly_rates(self.swaps_per_day, self.profile)
 
 
+@dataclass(frozen=True)
+class PackSettings:
+    """The ``[packs]`` table: pack tracking across the network (host.fleet.packs, docs/fleet.md)."""
+
+    retire_soh: float = 0.8  # a pack below this state of health is due for retirement
+    initial_efc: tuple[float, float] = (0.0, 0.0)  # age at the start: full-equivalent cycles, uniform
+    revisit_days: float = 3.0  # mean days between a vehicle's swaps: the packs out in vehicles
+    same_station: float = 0.5  # share of vehicles whose next swap is at the station they left
+    nearby: float = 0.4  # ... at one of the nearby_stations nearest (the rest: anywhere, by demand)
+    nearby_stations: int = 5
+
+
+def _pack_settings(r: _Reader) -> PackSettings:
+    d = PackSettings()
+    s = PackSettings(
+        retire_soh=r.num("retire_soh", d.retire_soh, lo=0.0, hi=1.0),
+        initial_efc=r.num_range("initial_efc", d.initial_efc, 0.0, 20_000.0),
+        revisit_days=r.num("revisit_days", d.revisit_days, lo=0.1, hi=365.0),
+        same_station=r.num("same_station", d.same_station, lo=0.0, hi=1.0),
+        nearby=r.num("nearby", d.nearby, lo=0.0, hi=1.0),
+        nearby_stations=r.integer("nearby_stations", d.nearby_stations, lo=1, hi=1000),
+    )
+    if s.same_station + s.nearby > 1.0:
+        raise NetworkError(r.sub("nearby"), f"same_station + nearby must be <= 1 "
+                                            f"(got {s.same_station:g} + {s.nearby:g})")
+    r.done()
+    return s
+
+
 @dataclass
 class Network:
     name: str
@@ -111,6 +140,7 @@ class Network:
     currency: str
     stations: list[StationSpec]
     stations_in_file: int = 0  # more than len(stations) when a sample of them is run
+    packs: PackSettings = PackSettings()  # the [packs] table: used when packs are tracked
 
     @property
     def swaps_per_day(self) -> float:
@@ -350,6 +380,7 @@ def _from_dict(data: dict[str, Any]) -> Network:
         currency=top.text("currency", "CNY"),
         stations=stations,
         stations_in_file=len(stations),
+        packs=_pack_settings(top.table("packs")),
     )
     run.done()
     top.done()

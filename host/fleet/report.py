@@ -22,6 +22,11 @@ RUN_FILE = "run.json"
 TABLE_STEM = "stations"
 TABLE_FORMATS = ("parquet", "csv")
 PLOT_FILES = ("stations_ranked.png", "p_wait.png", "map.png", "network_load.png")
+# With tracked packs (--packs): the ledger at the end, the stock against each station's target,
+# the rebalancing moves, the SoH histogram.
+PACK_TABLES = ("packs", "pack_stock", "pack_moves")
+SOH_PLOT = "soh.png"
+SOH_PERCENTILES = (1, 5, 50, 95)
 WAIT_EDGES_S = (0.0, WAITED_S, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 
 # The per-station table: column name -> type ("str", "int", "float"), in order.
@@ -32,6 +37,15 @@ COLUMNS: dict[str, str] = {
     "turned_away": "int", "served_share": "float", "wait_probability": "float", "mean_wait_s": "float",
     "p95_wait_s": "float", "max_wait_s": "float", "grid_kwh": "float", "cost": "float", "peak_kw": "float",
     "handover_soc_mean": "float",
+}
+
+
+PACK_COLUMNS: dict[str, dict[str, str]] = {
+    "packs": {"id": "int", "type": "str", "station": "str", "in_vehicle": "int", "efc": "float",
+              "soh": "float", "throughput_kwh": "float", "swaps": "int", "due": "int"},
+    "pack_stock": {"station": "str", "type": "str", "stock": "int", "in_service": "int", "target": "int",
+                   "imbalance": "int", "short_after_moves": "int"},
+    "pack_moves": {"type": "str", "from": "str", "to": "str", "packs": "int", "km": "float"},
 }
 
 
@@ -137,41 +151,121 @@ def summary(result: FleetResult, table: Sequence[dict[str, Any]] | None = None) 
             "sum_of_station_peaks_kw": math.fsum(row["peak_kw"] for row in table),
         },
         "by_class": dict(sorted(classes.items())),
+        **({"packs": pack_report(result)[0]} if result.ledger is not None else {}),
     }
+
+
+# --- tracked packs ---------------------------------------------------------------------------------
+
+
+def pack_report(result: FleetResult) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """With tracked packs: the ``packs`` part of the summary, and the tables of PACK_TABLES."""
+    from host.fleet.packs import PACK_TYPE_NAMES, rebalance
+
+    led = result.ledger
+    assert led is not None
+    ids = [s.id for s in led.specs]
+    th = led.settings.retire_soh
+    due = led.soh < th
+    healthy, target, moves, short = rebalance(led)
+    stock = led.stock()
+    ledger_rows = [
+        {"id": int(p), "type": PACK_TYPE_NAMES[t], "station": ids[st], "in_vehicle": int(v), "efc": float(e),
+         "soh": float(h), "throughput_kwh": float(k), "swaps": int(n), "due": int(d)}
+        for p, t, st, v, e, h, k, n, d in zip(range(led.n), led.type, led.station, led.in_vehicle, led.efc,
+                                                led.soh, led.throughput_kwh, led.swaps, due, strict=True)]
+    stock_rows = [
+        {"station": ids[i], "type": name, "stock": int(stock[i, k]), "in_service": int(healthy[i, k]),
+         "target": int(target[i, k]), "imbalance": int(healthy[i, k] - target[i, k]),
+         "short_after_moves": int(short[i, k])}
+        for i in range(len(ids)) for k, name in enumerate(PACK_TYPE_NAMES) if stock[i, k] or target[i, k]]
+    move_rows = [{"type": m.type_name, "from": ids[m.src], "to": ids[m.dst], "packs": m.count, "km": m.km}
+                 for m in moves]
+    soh = led.soh.tolist()
+    by_type = {}
+    for k, name in enumerate(PACK_TYPE_NAMES):
+        sel = led.type == k
+        if sel.any():
+            by_type[name] = {"packs": int(sel.sum()), "in_racks": int((sel & ~led.in_vehicle).sum()),
+                             "due": int((sel & due).sum()), "short_after_moves": int(short[:, k].sum())}
+    summary_ = {
+        "days": result.epochs_done,
+        "total": led.n,
+        "in_racks": int((~led.in_vehicle).sum()),
+        "in_vehicles": int(led.in_vehicle.sum()),
+        "conserved": True,  # Ledger.step raises otherwise
+        "borrowed": led.borrowed,
+        "soh": {**{f"p{q}": percentile(soh, q) for q in SOH_PERCENTILES}, "min": min(soh, default=math.nan),
+                "mean": math.fsum(soh) / len(soh) if soh else math.nan},
+        "efc_mean": float(led.efc.mean()) if led.n else math.nan,
+        "throughput_mwh": math.fsum(led.throughput_kwh.tolist()) / 1000.0,
+        "retire_soh": th,
+        "due_for_retirement": int(due.sum()),
+        "imbalanced_stations": int((healthy != target).any(axis=1).sum()),
+        "moves": len(moves),
+        "packs_to_move": sum(m.count for m in moves),
+        "move_km": math.fsum(m.count * m.km for m in moves) if led.geo.has_coords else math.nan,
+        "new_packs_needed": int(short.sum()),
+        "by_type": by_type,
+    }
+    return summary_, {"packs": ledger_rows, "pack_stock": stock_rows, "pack_moves": move_rows}
+
+
+def write_soh_plot(led_soh: Sequence[float], retire_soh: float, s: dict[str, Any], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.hist([100 * x for x in led_soh], bins=50, color="tab:purple", alpha=0.8)
+    ax.axvline(100 * retire_soh, color="tab:red", linestyle="--",
+               label=f"retirement ({100 * retire_soh:g} %)")
+    ax.set_xlabel("state of health (%)")
+    ax.set_ylabel("packs")
+    ax.legend()
+    ax.set_title(_title(s, "Packs by state of health"), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / SOH_PLOT, dpi=110)
+    plt.close(fig)
+    return out / SOH_PLOT
 
 
 # --- the per-station table -----------------------------------------------------------------
 
 
-def write_table(table: Sequence[dict[str, Any]], path: Path) -> None:
-    """Parquet (pyarrow) or CSV, by the suffix; the columns of COLUMNS, NaN where undefined."""
+def write_table(table: Sequence[dict[str, Any]], path: Path, columns: dict[str, str] | None = None) -> None:
+    """Parquet (pyarrow) or CSV, by the suffix; the columns of ``columns`` (default COLUMNS), NaN
+    where undefined."""
+    cols = columns or COLUMNS
     if path.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64()}
-        schema = pa.schema([(name, types[t]) for name, t in COLUMNS.items()])
-        data = {name: [row[name] for row in table] for name in COLUMNS}
+        schema = pa.schema([(name, types[t]) for name, t in cols.items()])
+        data = {name: [row[name] for row in table] for name in cols}
         pq.write_table(pa.Table.from_pydict(data, schema=schema), path)
     elif path.suffix == ".csv":
         with path.open("w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(COLUMNS)
+            w.writerow(cols)
             for row in table:
-                w.writerow([repr(row[k]) if isinstance(row[k], float) else row[k] for k in COLUMNS])
+                w.writerow([repr(row[k]) if isinstance(row[k], float) else row[k] for k in cols])
     else:
         raise ValueError(f"{path}: the station table is .parquet or .csv")
 
 
-def read_table(path: Path) -> list[dict[str, Any]]:
+def read_table(path: Path, columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The rows ``write_table`` wrote, with their types."""
+    cols = columns or COLUMNS
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         return list(pq.read_table(path).to_pylist())
     with path.open(newline="") as f:
         conv = {"str": str, "int": int, "float": float}
-        return [{k: conv[COLUMNS[k]](v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: conv[cols[k]](v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 # --- plots -----------------------------------------------------------------------------------
@@ -252,6 +346,15 @@ def write_report(out: Path, result: FleetResult, *, table_format: str = "parquet
     table = rows(result)
     s = summary(result, table)
     written = [out / SUMMARY_FILE]
+    if result.ledger is not None:
+        _, pack_tables = pack_report(result)
+        for name in PACK_TABLES:
+            p = out / f"{name}.{table_format}"
+            write_table(pack_tables[name], p, PACK_COLUMNS[name])
+            written.append(p)
+        if plots:
+            led = result.ledger
+            written.append(write_soh_plot(led.soh.tolist(), led.settings.retire_soh, s, out))
     write_summary(s, written[0])
     if run_facts is not None:
         (out / RUN_FILE).write_text(json.dumps(json_safe(run_facts), indent=2) + "\n")
@@ -298,6 +401,20 @@ def format_table(s: dict[str, Any], facts: dict[str, Any] | None = None) -> str:
         for name, c in s["by_class"].items():
             lines.append(f"    {name:<17} {c['stations']:>8,} {c['arrived']:>10,} {c['swaps']:>10,} "
                          f"{c['turned_away']:>12,}  {_f(100 * c['wait_probability'], '{:.2f}'):>6} %")
+    pk = s.get("packs")
+    if pk:
+        sp = pk["soh"]
+        lines += [
+            f"  packs               {pk['total']:>12,}   ({pk['in_racks']:,} in racks, "
+            f"{pk['in_vehicles']:,} in vehicles; conserved over {span(s['duration_s'])})",
+            "  pack SoH            " + ", ".join(
+                f"{k} {_f(100 * sp[k], '{:.2f}')} %" for k in ("p1", "p5", "p50", "min")),
+            f"  due for retirement  {pk['due_for_retirement']:>12,}   "
+            f"(SoH below {100 * pk['retire_soh']:g} %)",
+            f"  rebalancing         {pk['packs_to_move']:>12,}   packs in {pk['moves']:,} moves "
+            f"({pk['imbalanced_stations']:,} stations off their target stock; "
+            f"{pk['new_packs_needed']:,} packs still short)",
+        ]
     if facts:
         workers = facts.get("workers")
         plural = "s" if workers != 1 else ""

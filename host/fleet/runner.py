@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from host.fleet.network import Network, StationSpec
+from host.fleet.network import Network, PackSettings, StationSpec
+from host.fleet.packs import Ledger, PackOutcome, StationPacks, SwapRecorder, epochs
 from host.plant.grid import Grid
 from host.plant.standalone import PlantOnlyRun, StationKpis
 from host.plant.vehicles import VehicleModel
@@ -46,6 +47,7 @@ class StationTask:
     seed: np.random.SeedSequence
     duration_s: float
     substep_s: float = 5.0
+    packs: StationPacks | None = None  # tracked packs: the rack and the inbound pool of this epoch
 
 
 @dataclass
@@ -53,6 +55,7 @@ class StationResult:
     index: int
     id: str
     kpi: StationKpis
+    packs: PackOutcome | None = None
     # where and how long it ran: differ from run to run, never compared
     cpu_s: float = field(default=0.0, compare=False)
     pid: int = field(default=0, compare=False)
@@ -73,11 +76,20 @@ def tasks_for(net: Network, duration_s: float, seed: int, substep_s: float = 5.0
     return [StationTask(spec, seeds[spec.index], duration_s, substep_s) for spec in net.stations]
 
 
+def epoch_seed(seed: np.random.SeedSequence, epoch: int) -> np.random.SeedSequence:
+    """A station's seed for epoch ``epoch`` of a run with tracked packs: its own seed for the
+    first (the day an untracked run has), then its children."""
+    if epoch == 0:
+        return seed
+    return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, epoch))
+
+
 def run_station(task: StationTask) -> StationResult:
     """One station for ``task.duration_s`` on the plant-only path (what a Dask task runs)."""
     c0 = time.process_time()
     s = task.spec
     fleet = (VehicleModel(f"{s.id}-arrivals", 0, 1.0, dict(s.pack_mix)),)
+    recorder = SwapRecorder(task.packs) if task.packs is not None else None
     run = PlantOnlyRun(
         1, backend="cython", max_substep_s=task.substep_s, rack=s.rack, grid=Grid(s.grid_kw, s.tariff),
         rates_per_hour=s.rates_per_hour(), slots=s.chargers, charger_kw=s.charger_kw,
@@ -85,9 +97,11 @@ def run_station(task: StationTask) -> StationResult:
                   "balk_all": s.balk_all},
         station_seeds=[task.seed], record_waits=True, meter_period_s=METER_PERIOD_S,
         initial_soc=INITIAL_SOC,
+        initial_packs=[task.packs.rack] if task.packs is not None else None, swap_hook=recorder,
     )
     (kpi,) = run.run(task.duration_s)
-    return StationResult(s.index, s.id, kpi, time.process_time() - c0, os.getpid())
+    outcome = recorder.finish(run.plant, run.plant.slot_range(0)) if recorder is not None else None
+    return StationResult(s.index, s.id, kpi, outcome, time.process_time() - c0, os.getpid())
 
 
 @dataclass
@@ -100,6 +114,8 @@ class FleetResult:
     backend: str = "serial"
     workers: int = 1
     wall_s: float = 0.0
+    ledger: Ledger | None = None  # tracked packs (run_network(packs=...)), at the last epoch finished
+    epochs_done: int = 0
 
     @property
     def station_seconds(self) -> float:
@@ -215,7 +231,7 @@ def run_network(
     net: Network, *, duration_s: float | None = None, seed: int | None = None, backend: str = "local",
     workers: int | None = None, scheduler: str | None = None, substep_s: float = 5.0,
     progress: Callable[[StationResult], None] | None = None, stop: Callable[[], bool] | None = None,
-    client: Any = None,
+    client: Any = None, packs: PackSettings | bool | None = None,
 ) -> FleetResult:
     """Every station of ``net`` for ``duration_s`` (default: the file's) from ``seed`` (likewise).
 
@@ -223,6 +239,10 @@ def run_network(
     ``scheduler``, else an embedded LocalCluster of ``workers`` processes). ``progress`` sees each
     result as it arrives; ``stop()`` true ends the run early, keeping the finished stations
     (``partial``).
+
+    ``packs`` (True: the file's ``[packs]`` settings) tracks every pack across the network
+    (host.fleet.packs): the run goes a day at a time, the stations of a day as tasks, the ledger
+    stepped between days; a stop keeps the days finished. ``progress`` then sees each station-day.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (use {' or '.join(BACKENDS)})")
@@ -231,32 +251,88 @@ def run_network(
     tasks = tasks_for(net, duration, sd, substep_s)
     t0 = time.perf_counter()
     out = FleetResult(net, duration, sd, [], backend="serial" if backend == "serial" else "dask")
+    stopped = [False]
 
-    def collect(results: Iterator[StationResult]) -> None:
+    def collect(results: Iterator[StationResult], into: list[StationResult]) -> None:
         try:
             for r in results:
-                out.results.append(r)
+                into.append(r)
                 if progress is not None:
                     progress(r)
                 if stop is not None and stop():
+                    stopped[0] = True
                     break
         finally:
             if hasattr(results, "close"):
                 results.close()
 
+    def go(c: Any) -> None:
+        def execute(ts: Sequence[StationTask], into: list[StationResult]) -> None:
+            collect(serial_results(ts) if c is None else dask_results(c, ts), into)
+
+        if packs is None or packs is False:
+            execute(tasks, out.results)
+        else:
+            _run_tracked(net, tasks, sd, packs, execute, stopped, out)
+
     if backend == "serial":
-        collect(serial_results(tasks))
+        go(None)
     elif client is not None:
         out.workers = worker_count(client)
-        collect(dask_results(client, tasks))
+        go(client)
     else:
         with dask_client(workers, scheduler) as c:
             out.workers = worker_count(c)
-            collect(dask_results(c, tasks))
+            go(c)
     out.results.sort(key=lambda r: r.index)
-    out.partial = len(out.results) < len(tasks)
+    out.partial = out.partial or len(out.results) < len(tasks)
     out.wall_s = time.perf_counter() - t0
     return out
+
+
+def _run_tracked(net: Network, tasks: Sequence[StationTask], seed: int, packs: PackSettings | bool,
+                 execute: Callable[[Sequence[StationTask], list[StationResult]], None], stopped: list[bool],
+                 out: FleetResult) -> None:
+    """Day after day: the stations as tasks, then the ledger's step; the KPIs added up per station."""
+    ledger = Ledger(net, seed, packs if isinstance(packs, PackSettings) else net.packs)
+    out.ledger = ledger
+    merged: list[StationResult] = []
+    t0 = 0.0
+    days = epochs(tasks[0].duration_s if tasks else 0.0)
+    for e, length in enumerate(days):
+        inputs = ledger.station_packs()
+        day = [StationTask(t.spec, epoch_seed(t.seed, e), length, t.substep_s, inputs[k])
+               for k, t in enumerate(tasks)]
+        got: list[StationResult] = []
+        execute(day, got)
+        if len(got) < len(day):
+            out.partial = True
+            break  # the unfinished day counts for nothing: the ledger stays at the last day's end
+        got.sort(key=lambda r: r.index)
+        ledger.step(inputs, [r.packs for r in got if r.packs is not None], t0)
+        merged = got if e == 0 else [_merge(a, b) for a, b in zip(merged, got, strict=True)]
+        out.epochs_done = e + 1
+        t0 += length
+        if stopped[0]:  # a stop as the day's last station finished: that day counts
+            out.partial = e + 1 < len(days)
+            break
+    for r in merged:
+        r.packs = None  # the ledger has them
+    out.results = merged
+    out.duration_s = t0  # the days finished
+
+
+def _merge(a: StationResult, b: StationResult) -> StationResult:
+    """One station's KPIs over two consecutive epochs."""
+    ka, kb = a.kpi, b.kpi
+    k = StationKpis(
+        arrivals=ka.arrivals + kb.arrivals, swaps=ka.swaps + kb.swaps, balked=ka.balked + kb.balked,
+        reneged=ka.reneged + kb.reneged, failed=ka.failed + kb.failed, wait_s=ka.wait_s + kb.wait_s,
+        handover_soc=ka.handover_soc + kb.handover_soc, grid_kwh=ka.grid_kwh + kb.grid_kwh,
+        cost=ka.cost + kb.cost, waited=ka.waited + kb.waited, waits_s=ka.waits_s + kb.waits_s,
+        interval_kwh=ka.interval_kwh + kb.interval_kwh,
+    )
+    return StationResult(a.index, a.id, k, None, a.cpu_s + b.cpu_s, a.pid)
 
 
 def cpu_s(result: FleetResult) -> float:

@@ -14,7 +14,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +101,11 @@ class PlantOnlyRun:
     stations). ``record_waits`` keeps every served vehicle's wait in ``waits_s``;
     ``meter_period_s`` reads each station's grid energy at every multiple of that period
     (``interval_kwh``: what a demand meter sees; the extra plant steps move the last digits).
-    ``initial_soc``: of every pack in the rack at the start.
+    ``initial_soc``: of every pack in the rack at the start. ``initial_packs``: instead of
+    ``rack`` and ``initial_soc``, each station's packs (in slot order) with their identity and
+    state. ``swap_hook(station, t, arrival, given)``: at each completed swap, returns the pack
+    that goes into the rack (default: ``arrival.pack``); ``given`` is the pack the vehicle took
+    (host.fleet.packs tracks packs across stations with it).
     """
 
     def __init__(
@@ -111,7 +115,13 @@ class PlantOnlyRun:
         arrivals: Mapping[str, Any] | None = None, slots: int | None = None, charger_kw: float | None = None,
         station_seeds: Sequence[np.random.SeedSequence] | None = None, record_waits: bool = False,
         meter_period_s: float | None = None, initial_soc: float = 0.95,
+        initial_packs: Sequence[Sequence[PackRecord]] | None = None,
+        swap_hook: Callable[[int, float, Arrival, PackRecord], PackRecord] | None = None,
     ) -> None:
+        if initial_packs is not None:
+            if len(initial_packs) != n_stations:
+                raise ValueError(f"initial packs for {len(initial_packs)} stations, not {n_stations}")
+            rack = tuple(p.type_name for p in max(initial_packs, key=len, default=()))
         if slots is None:
             slots = len(rack) + 1
         if slots < len(rack) + 1:
@@ -129,6 +139,7 @@ class PlantOnlyRun:
         self.record_waits = record_waits
         self.meter_period_s = meter_period_s
         self.ready_soc = ready_soc
+        self.swap_hook = swap_hook
         # int32 / int8: the types ReadySlots binds
         self.type_idx = np.full(self.plant.n_slots, -1, dtype=np.int32)
         self.reserved = np.zeros(self.plant.n_slots, dtype=np.int8)
@@ -154,9 +165,11 @@ class PlantOnlyRun:
             r = self.plant.slot_range(s)
             st = _Station(s, ArrivalProcess(arrival_seed, rates, **(arrivals or {})),
                           BayModel(self.plant, seed=bay_seed), r.start, r.stop)
-            for k, name in enumerate(rack):
-                self._put(r.start + k, PackRecord(next(pack_id), name, initial_soc))
-            st.empty_slot = r.start + len(rack)
+            packs = (initial_packs[s] if initial_packs is not None
+                     else [PackRecord(next(pack_id), name, initial_soc) for name in rack])
+            for k, pack in enumerate(packs):
+                self._put(r.start + k, pack)
+            st.empty_slot = r.start + len(packs)
             for slot in r:
                 self.plant.set_enable(slot, True)
             self.grid.apply(self.plant, s, 0.0)
@@ -253,7 +266,9 @@ class PlantOnlyRun:
             st.check_at = math.inf  # packs moved
             if failure is None:
                 given = self._take(fetch)
-                self._put(st.empty_slot, arrival.pack)
+                incoming = arrival.pack if self.swap_hook is None else \
+                    self.swap_hook(st.index, t, arrival, given)
+                self._put(st.empty_slot, incoming)
                 self.plant.set_enable(st.empty_slot, True)
                 st.empty_slot = fetch
                 k.swaps += 1

@@ -102,3 +102,47 @@ def test_ctrl_c_keeps_the_finished_stations(tmp_path, where):
     s = json.loads((out / "summary.json").read_text())
     assert s["partial"] is True and 0 < s["stations_run"] < 400
     assert "PARTIAL" in stdout
+
+
+def test_packs_end_to_end_adds_the_pack_report(tmp_path, capsys):
+    net = nets.write(tmp_path)
+    out = tmp_path / "run"
+    argv = ["fleet", str(net), "--serial", "--duration", "30h", "--seed", "4", "--packs",
+            "--retire-soh", "0.9999", "--table", "csv", "--out", str(out)]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "conserved over 1.25 d" in text and "due for retirement" in text
+    s = json.loads((out / "summary.json").read_text())
+    pk = s["packs"]
+    assert pk["days"] == 2 and pk["conserved"] and pk["in_racks"] == 13 + 13 + 8
+    assert pk["due_for_retirement"] > 0 and pk["retire_soh"] == 0.9999
+    from host.fleet import report
+
+    ledger = report.read_table(out / "packs.csv", report.PACK_COLUMNS["packs"])
+    assert [r["id"] for r in ledger] == list(range(pk["total"]))
+    assert sum(r["due"] for r in ledger) == pk["due_for_retirement"]
+    stock = report.read_table(out / "pack_stock.csv", report.PACK_COLUMNS["pack_stock"])
+    assert {r["station"] for r in stock} == {"U1", "U2", "H1"}
+    assert (out / "pack_moves.csv").exists() and (out / "soh.png").stat().st_size > 0
+    # without --packs nothing of it
+    plain = tmp_path / "plain"
+    argv = ["fleet", str(net), "--serial", "--duration", "1h", "-q", "--no-plots", "--out", str(plain)]
+    assert cli.main(argv) == 0
+    assert "packs" not in json.loads((plain / "summary.json").read_text())
+    assert not (plain / "packs.parquet").exists()
+
+
+def test_pack_options_errors(tmp_path, capsys):
+    net = nets.write(tmp_path)
+    assert cli.main(["fleet", str(net), "--serial", "--retire-soh", "0.7"]) == 2
+    assert "--retire-soh needs --packs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["fleet", str(net), "--serial", "--packs", "--retire-soh", "1.5"])
+    bad = nets.write(tmp_path, nets.TINY + "\n[packs]\nnearby = 2\n", "bad.toml")
+    assert cli.main(["fleet", str(bad), "--serial", "--packs"]) == 2
+    assert "bad.toml: packs.nearby: must be <= 1" in capsys.readouterr().err
+    # too few packs out in vehicles for a day's demand: the file's setting, named, exit 2
+    dry = nets.write(tmp_path, nets.TINY + "\n[packs]\nrevisit_days = 0.1\n", "dry.toml")
+    assert cli.main(["fleet", str(dry), "--serial", "--packs", "--duration", "2d", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "dry.toml: day 1: more vehicles with NIO-" in err and "raise [packs] revisit_days (0.1)" in err

@@ -12,6 +12,7 @@ from host.fleet import report, runner
 from tests.fleet import nets
 
 SHORT_S = 3 * 3600.0
+TRACKED_S = 2 * 86400.0 + 4 * 3600.0
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,18 @@ def test_serial_and_a_two_worker_local_cluster_give_the_same_results(net, serial
         # Batches of several stations (here 2 and 1) give the same results as one per task.
         tasks = runner.tasks_for(net, SHORT_S, 11)
         batched = sorted(runner.dask_results(client, tasks, per_worker=1), key=lambda r: r.index)
+        # packs tracked over two days and a bit, pools short enough that stand-ins are resolved
+        short_pools = nw.PackSettings(revisit_days=0.5)
+        tracked_dask = runner.run_network(net, duration_s=TRACKED_S, seed=11, client=client,
+                                          packs=short_pools)
+    tracked = runner.run_network(net, duration_s=TRACKED_S, seed=11, backend="serial", packs=short_pools)
+    assert tracked.epochs_done == tracked_dask.epochs_done == 3 and tracked.ledger and tracked_dask.ledger
+    assert tracked.ledger.borrowed > 0 and tracked.ledger.swaps.sum() > 500
+    a, b = tracked.ledger.arrays(), tracked_dask.ledger.arrays()
+    for k in a:
+        assert np.array_equal(a[k], b[k], equal_nan=True), k  # the ledger, to the last bit
+    assert tracked_dask.results == tracked.results
+    assert report.summary(tracked_dask) == report.summary(tracked)
     print(f"two-worker LocalCluster: {time.perf_counter() - t0:.1f} s")
     assert batched == serial.results
     assert len(seen) == 3 and not on_dask.partial
