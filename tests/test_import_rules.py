@@ -37,15 +37,14 @@ RULES: tuple[tuple[str, str, str], ...] = (
     *(("host.plant", p, "the plant depends on the firmware's register map only") for p in
       ("firmware.core", "firmware.drivers", "firmware.hal", "firmware.boards", "firmware.main")),
     *(("host.plant", p, "the plant sits under the engine, the rig and the reports") for p in
-      ("host.engine", "host.buses", "host.kpi", "host.report", "host.scenario", "host.sim_cli", "host.fleet",
-       "host.cli", "hil")),
+      ("host.sim", "host.fleet", "host.deploy", "host.cli", "hil")),
     *(("host.plant", p, "the devices sit on the plant (it raises their codes only)") for p in
       ("host.devices.bay", "host.devices.charger", "host.devices.rtu")),
     *(("host.devices", p, "the devices sit under the simulator's buses, the engine and the rig") for p in
-      ("host.engine", "host.buses", "host.kpi", "host.report", "host.scenario", "host.sim_cli", "host.fleet",
-       "host.cli", "hil")),
+      ("host.sim", "host.fleet", "host.deploy", "host.cli", "hil")),
     *((p, "host.live", "the live view sits on the engine (Engine.pace), which does not know it") for p in
-      ("host.plant", "host.devices", "host.engine", "host.buses", "host.kpi", "host.scenario")),
+      ("host.plant", "host.devices", "host.sim.engine", "host.sim.buses", "host.sim.kpi",
+       "host.sim.scenario")),
     ("host.devices.codes", "host.plant", "the codes are the device layer's bottom: the plant raises them"),
     ("host", "hil", "the host's simulator and tools sit beside the rig, not on it"),
     ("host", "tests", "shipped code does not import the tests"),
@@ -122,14 +121,14 @@ def test_every_known_wrong_way_import_still_exists() -> None:
 def test_the_rules_catch_a_wrong_way_import(tmp_path: Path) -> None:
     """The scanner sees function-level and relative imports, the usual ways one slips in."""
     f = tmp_path / "m.py"
-    f.write_text("def f():\n    from host.engine import Engine\n    from . import sibling\n"
+    f.write_text("def f():\n    from host.sim.engine import Engine\n    from . import sibling\n"
                  "    from .. import buses\n")
     names = [name for _, name in _imports(f, "host.plant.m")]
-    assert names == ["host.engine", "host.plant", "host"]
-    assert _rule_breaks("host.plant.m", "host.engine")
+    assert names == ["host.sim.engine", "host.plant", "host"]
+    assert _rule_breaks("host.plant.m", "host.sim.engine")
     assert _rule_breaks("firmware.core.bay", "firmware.drivers.board")
     assert _rule_breaks("bench.x", "tests.mpy_dual")
-    assert not _rule_breaks("host.engine", "host.plant.rack")  # the engine sits on the plant
+    assert not _rule_breaks("host.sim.engine", "host.plant.rack")  # the engine sits on the plant
     assert not _rule_breaks("host.plant.rack", "firmware.proto.regmap")
     assert _rule_breaks("host.plant.rack", "host.devices.charger")
     assert not _rule_breaks("host.plant.charger_regs", "host.devices.codes")

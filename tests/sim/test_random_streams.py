@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from host import engine, scenario
+from host.sim import engine, scenario
 
 
 def _first_words(seq: np.random.SeedSequence | int, n: int = 4) -> tuple[int, ...]:

@@ -31,17 +31,17 @@ import numpy as np
 from firmware.compat import ticks_add
 from firmware.hal import Storage
 from firmware.proto import regmap as R
-from host import buses
 from host.devices.bay import BayIODevice
 from host.devices.charger import ChargerDevice, ExpChargerDevice
 from host.devices.codes import Device
-from host.kpi import KpiRecorder
 from host.plant.bay import BayVehicle, bay_for_station, scaled_timing
 from host.plant.expcharge import ExpChargeRack
 from host.plant.params import PACK_TYPES, RackParams
 from host.plant.rack import PackRecord, Plant
 from host.plant.vehicles import NIO_FLEET, PARTNER_MODELS, Arrival, ArrivalProcess, VehicleModel
-from host.scenario import Scenario, check_sim, random_streams
+from host.sim import buses
+from host.sim.kpi import KpiRecorder
+from host.sim.scenario import Scenario, check_sim, random_streams
 
 TICKS_START = (1 << 30) - 600_000  # ticks wrap 10 minutes into every run
 SPIN_PASSES = 8  # supervisor passes at one virtual ms before the clock is moved on by 1 ms
