@@ -232,7 +232,7 @@ def _span(s: float) -> str:
 
 def _rig_options(args: argparse.Namespace, sc: scn.Scenario) -> Any:
     from hil.rig import BoardOptions, RigOptions
-    from host.sim.engine import stock_rack
+    from host.sim.scenario_plant import stock_rack
 
     board = None
     if args.target == "board":

@@ -25,8 +25,8 @@ from typing import Any
 from hil.rig import ScenarioError as RigError
 from hil.targets import TargetError
 from host.plant.vehicles import Arrival
-from host.sim.engine import arrival_process, fleet_for, listed_arrivals
 from host.sim.scenario import Fault, Scenario, ScenarioError, clock
+from host.sim.scenario_plant import arrival_process, fleet_for, listed_arrivals
 
 POLL_S = 0.02  # the run loop's period (wall)
 WALL_GUARD = 100  # wall time a run waits at most, in multiples of its field-time budget (a hung emulator)
