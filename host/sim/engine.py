@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any
 
 from firmware.compat import ticks_add
+from firmware.drivers.mem import MemPin
 from firmware.proto import regmap as R
 from host.devices.bay import BayIODevice
 from host.devices.codes import Device
@@ -102,7 +103,7 @@ class Engine:
         self.bay = bay_for_station(sc.station, self.plant, scaled_timing(sc.swap_time_scale),
                                    seed=streams["bay"])
         self.arrivals = arrival_process(sc)
-        self.estop_pin = _Pin(1)  # the controller's own e-stop input, wired when a fault opens it
+        self.estop_pin = MemPin(1)  # the controller's own e-stop input, wired when a fault opens it
         self.kpi = KpiRecorder(chargers_total=self.n_slots, price_at=sc.price_at)
         self.visits: list[_Visit] = []
         self._waiting: dict[int, _Visit] = {}  # vehicle id -> visit, while in the entry queue
@@ -246,8 +247,8 @@ class Engine:
                              lambda: self.bay.set_input(R.BAY_DI_ESTOP_OK, 0, self.t_s),
                              lambda: self.bay.set_input(R.BAY_DI_ESTOP_OK, 1, self.t_s))
             elif f.kind == "estop":
-                started = self._window(f.at_s, f.duration_s, partial(self.estop_pin.set, 0),
-                                       partial(self.estop_pin.set, 1))
+                started = self._window(f.at_s, f.duration_s, partial(self.estop_pin.value, 0),
+                                       partial(self.estop_pin.value, 1))
             elif f.kind == "jammed_bolt":
                 started = self._window(f.at_s, 0, partial(self.bay.inject, "jammed_bolt", f.bolt), None)
             elif f.kind == "thermal_event":
@@ -397,19 +398,6 @@ class Engine:
         if self.progress is not None:
             self.progress(self.t_s)
         return self.result()
-
-
-class _Pin:
-    """A digital input as the firmware reads it (``value()``)."""
-
-    def __init__(self, level: int) -> None:
-        self.level = level
-
-    def value(self) -> int:
-        return self.level
-
-    def set(self, level: int) -> None:
-        self.level = level
 
 
 _PLANT_FAULT = {"charger_dropout": "dropout", "charger_stuck": "stuck", "charger_pump": "pump",

@@ -1,12 +1,12 @@
 """The station firmware as the controller runs it, in the engine's virtual time: the real
-Supervisor on the simulator's buses (``direct`` or ``wire``), an in-memory flash and the
-controller's own e-stop input."""
+Supervisor on the simulator's buses (``direct`` or ``wire``), the firmware's own in-memory
+flash (``firmware.drivers.mem.MemStorage``) and the controller's own e-stop input."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from firmware.hal import Storage
+from firmware.drivers.mem import MemStorage
 from host.devices.codes import Device
 from host.sim import buses
 
@@ -18,54 +18,6 @@ SPIN_PASSES = 8  # supervisor passes at one virtual ms before the clock is moved
 
 class SimulationError(RuntimeError):
     """The run could not go on (firmware exception, plant error, a stuck clock)."""
-
-
-class MemStorage(Storage):
-    """Flat in-memory file store (the journal's flash) for virtual-time runs."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytearray] = {}
-
-    def open(self, name: str, mode: str) -> Any:
-        import io
-
-        if "r" in mode:
-            if name not in self.files:
-                raise OSError(2, "no such file")
-            data = bytes(self.files[name])
-            return io.BytesIO(data) if "b" in mode else io.StringIO(data.decode())
-        store = self.files
-        if "w" in mode or name not in store:
-            store[name] = bytearray()
-
-        class _W(io.RawIOBase):
-            def writable(self) -> bool:
-                return True
-
-            def write(self, b: Any) -> int:
-                data = b.encode() if isinstance(b, str) else bytes(b)
-                store[name].extend(data)
-                return len(data)
-
-        return _W()
-
-    def exists(self, name: str) -> bool:
-        return name in self.files
-
-    def size(self, name: str) -> int:
-        if name not in self.files:
-            raise OSError(2, "no such file")
-        return len(self.files[name])
-
-    def remove(self, name: str) -> None:
-        if name not in self.files:
-            raise OSError(2, "no such file")
-        del self.files[name]
-
-    def rename(self, old: str, new: str) -> None:
-        if old not in self.files:
-            raise OSError(2, "no such file")
-        self.files[new] = self.files.pop(old)
 
 
 class Firmware:
