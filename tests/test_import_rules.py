@@ -128,9 +128,9 @@ def test_the_rules_catch_a_wrong_way_import(tmp_path: Path) -> None:
     assert _rule_breaks("host.plant.m", "host.sim.engine")
     assert _rule_breaks("firmware.core.bay", "firmware.drivers.board")
     assert _rule_breaks("bench.x", "tests.mpy_dual")
-    assert not _rule_breaks("host.sim.engine", "host.plant.rack")  # the engine sits on the plant
-    assert not _rule_breaks("host.plant.rack", "firmware.proto.regmap")
-    assert _rule_breaks("host.plant.rack", "host.devices.charger")
+    assert not _rule_breaks("host.sim.engine", "host.plant.charging")  # the engine sits on the plant
+    assert not _rule_breaks("host.plant.charging", "firmware.proto.regmap")
+    assert _rule_breaks("host.plant.charging", "host.devices.charger")
     assert not _rule_breaks("host.plant.charger_regs", "host.devices.codes")
     assert _rule_breaks("host.devices.bay", "hil.emulators.field")
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from host.plant.charging import PackRecord
 from host.plant.params import PACK_TYPES
-from host.plant.rack import PackRecord
 
 DAY_S = 86400.0
 # A served vehicle "waited" when it could not drive in on arrival: it queued this long or

@@ -15,9 +15,9 @@ import numpy as np
 
 from host.devices.charger import ChargerDevice, ExpChargerDevice
 from host.devices.codes import Device
+from host.plant.charging import PackRecord, Plant
 from host.plant.expcharge import ExpChargeRack
 from host.plant.params import PACK_TYPES, RackParams
-from host.plant.rack import PackRecord, Plant
 from host.plant.vehicles import NIO_FLEET, PARTNER_MODELS, Arrival, ArrivalProcess, VehicleModel
 from host.sim.scenario import Scenario, random_streams
 

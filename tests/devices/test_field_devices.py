@@ -11,7 +11,7 @@ from host.devices import codes, rtu
 from host.devices.bay import MOTION_COILS, BayIODevice
 from host.devices.charger import ChargerDevice
 from host.plant.bay import BayTiming, bay_for_station, scaled_timing
-from host.plant.rack import PackRecord, Plant
+from host.plant.charging import PackRecord, Plant
 from host.sim import engine, scenario
 
 CFG = config.load()

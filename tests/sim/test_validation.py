@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from host.plant.charging import PackRecord, Plant
 from host.plant.params import RackParams
-from host.plant.rack import PackRecord, Plant
 from host.plant.vehicles import NIO_FLEET
 from host.sim import engine, queueing, scenario
 
