@@ -1,9 +1,10 @@
 """Dependencies point one way (docs/architecture.md): firmware (core -> hal -> drivers)
 depends on nothing of the host; the plant depends on the firmware's register map; the
-field devices (``host.devices``) sit on the plant; the simulator's buses, the engine and
-the HIL rig sit on the devices; the CLIs sit on top; nothing ships code that
-imports the tests. Every import statement in firmware/, host/, hil/ and bench/ is read
-(function-level ones too) and checked against the rules below.
+field devices (``host.devices``) sit on the plant; the simulator (``host.sim``: buses,
+engine, firmware runner, operator) and the HIL rig sit on the devices; the network twin
+sits on the simulator, the deploy tools (``host.deploy``) beside it; the CLIs sit on top;
+nothing ships code that imports the tests. Every import statement in firmware/, host/,
+hil/ and bench/ is read (function-level ones too) and checked against the rules below.
 
 ``KNOWN`` lists the wrong-way imports still to be removed (issue #15), each with what
 replaces it. An entry that no longer occurs fails the test too, so the list only shrinks.
@@ -43,8 +44,12 @@ RULES: tuple[tuple[str, str, str], ...] = (
     *(("host.devices", p, "the devices sit under the simulator's buses, the engine and the rig") for p in
       ("host.sim", "host.fleet", "host.deploy", "host.cli", "hil")),
     *((p, "host.live", "the live view sits on the engine (Engine.pace), which does not know it") for p in
-      ("host.plant", "host.devices", "host.sim.engine", "host.sim.buses", "host.sim.kpi",
-       "host.sim.scenario")),
+      ("host.plant", "host.devices", "host.sim.engine", "host.sim.firmware", "host.sim.operator",
+       "host.sim.scenario_plant", "host.sim.buses", "host.sim.kpi", "host.sim.scenario")),
+    *(("host.sim", p, "the network twin and the deploy tools sit beside or on the simulator") for p in
+      ("host.fleet", "host.deploy", "host.backend")),
+    *(("host.deploy", p, "building and flashing an image need nothing of the simulator") for p in
+      ("host.plant", "host.devices", "host.sim", "host.fleet", "host.live", "host.backend")),
     ("host.devices.codes", "host.plant", "the codes are the device layer's bottom: the plant raises them"),
     ("host", "hil", "the host's simulator and tools sit beside the rig, not on it"),
     ("host", "tests", "shipped code does not import the tests"),
@@ -133,6 +138,10 @@ def test_the_rules_catch_a_wrong_way_import(tmp_path: Path) -> None:
     assert _rule_breaks("host.plant.charging", "host.devices.charger")
     assert not _rule_breaks("host.plant.charger_regs", "host.devices.codes")
     assert _rule_breaks("host.devices.bay", "hil.emulators.field")
+    assert _rule_breaks("host.sim.operator", "host.live.pacer")
+    assert _rule_breaks("host.deploy.build", "host.sim.scenario")
+    assert not _rule_breaks("host.sim.cli", "host.live.server")  # the subcommand starts the view
+    assert not _rule_breaks("host.fleet.runner", "host.sim.kpi")
 
 
 def test_the_cli_lists_scenarios_without_the_rig_or_the_cluster_installed() -> None:
