@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from host import engine, scenario  # noqa: E402
+from host.plant.charging import PackRecord  # noqa: E402
 from host.plant.expcharge import ExpChargeRack  # noqa: E402
-from host.plant.rack import PackRecord  # noqa: E402
+from host.sim import engine, scenario  # noqa: E402
 
 SCENARIO = """
 name = "dispatch-switches"

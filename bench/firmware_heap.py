@@ -162,7 +162,7 @@ def _micropython() -> str:
 
 
 def _mpy_image() -> Path:
-    from host.build import MpyCross, firmware_sources, host_arch
+    from host.deploy.build import MpyCross, firmware_sources, host_arch
 
     out = ROOT / "build" / "mpy-bench"
     compiler = MpyCross(None)

@@ -24,10 +24,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from host import scenario  # noqa: E402
-from host.engine import Engine  # noqa: E402
 from host.live.pacer import Pacer, controls  # noqa: E402
 from host.live.server import LiveServer  # noqa: E402
+from host.sim import scenario  # noqa: E402
+from host.sim.engine import Engine  # noqa: E402
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -172,7 +172,7 @@ def _line_gaps(frames, tc_s):
 
 
 def _interpreters():
-    from host import tools
+    from host.deploy import tools
 
     return {"micropython": tools.command("micropython"), "cpython": [sys.executable]}
 
@@ -181,7 +181,7 @@ def _run(cmd, timeout):
     import os
     import subprocess
 
-    from host import tools
+    from host.deploy import tools
 
     # The firmware package from the checkout, as the unix target runs it.
     env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(tools.ROOT), ".frozen"]))

@@ -104,7 +104,7 @@ def start_broker(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def heap(port: int) -> dict[str, int]:
-    from host.tools import command
+    from host.deploy.tools import command
 
     env = dict(os.environ, MICROPYPATH=f"{ROOT}:.frozen")
     out = subprocess.run([*command("micropython"), "-c", PROBE, str(port)], env=env, capture_output=True,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from host.plant.rack import PackRecord, Plant
+from host.plant.charging import PackRecord, Plant
 from host.plant.standalone import PlantOnlyRun, StationKpis
 
 YEAR_S = 365 * 86400.0

@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from host import scenario as scn  # noqa: E402
-from host.engine import Engine  # noqa: E402
 from host.live.record import FRAME_EVERY_S, encode  # noqa: E402
 from host.live.snapshot import Snapshotter  # noqa: E402
+from host.sim import scenario as scn  # noqa: E402
+from host.sim.engine import Engine  # noqa: E402
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from host import engine, scenario  # noqa: E402
+from host.sim import engine, scenario  # noqa: E402
 
 
 def run(mode: str, duration_s: float, plant: str) -> tuple[float, engine.Engine, dict]:

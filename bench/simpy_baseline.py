@@ -22,9 +22,9 @@ import numpy as np
 import simpy
 
 from host.plant.bay import BayModel
+from host.plant.charging import PackRecord, Plant
 from host.plant.grid import Grid
 from host.plant.params import PACK_TYPE_NAMES
-from host.plant.rack import PackRecord, Plant
 from host.plant.standalone import DEFAULT_RACK, DEFAULT_TOU, PlantOnlyRun, StationKpis
 from host.plant.vehicles import Arrival, ArrivalProcess, hourly_rates
 

@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from firmware.core.config import SWAP_STEPS
-from host import cli_args, tools
-from host import scenario as scn
+from host import cli_args
+from host.deploy import tools
+from host.sim import scenario as scn
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 DEFAULT_SCENARIO = "hil-swaps"
-HIL_PREFIX = "hil-"  # built-in HIL scenarios: `swapstation hil swaps` is host/scenarios/hil-swaps.toml
+HIL_PREFIX = "hil-"  # built-in HIL scenarios: `swapstation hil swaps` is host/sim/scenarios/hil-swaps.toml
 # Without --duration a scenario runs its whole [run] duration only if that takes at most this long.
 MAX_UNASKED_WALL_S = 600.0
 
@@ -231,7 +232,7 @@ def _span(s: float) -> str:
 
 def _rig_options(args: argparse.Namespace, sc: scn.Scenario) -> Any:
     from hil.rig import BoardOptions, RigOptions
-    from host.engine import stock_rack
+    from host.sim.scenario_plant import stock_rack
 
     board = None
     if args.target == "board":

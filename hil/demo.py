@@ -69,7 +69,7 @@ def run_demo(units: list[int], absent: list[int], cycles: int, baudrate: int, ou
     from firmware.drivers.posix_serial import PosixSerialPort
     from firmware.proto import modbus_rtu as mb
     from hil.emulators.field import Field
-    from host.plant.rack import PackRecord
+    from host.plant.charging import PackRecord
 
     from .line import PacedLine
 

@@ -25,8 +25,8 @@ from hil.emulators.field import Field
 from hil.line import PacedLine
 from hil.targets import BoardTarget, Target, TargetError, UnixTarget
 from host.devices.bay import MOTION_COILS
-from host.plant.rack import PackRecord
-from host.scenario import random_streams
+from host.plant.charging import PackRecord
+from host.sim.scenario import random_streams
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "firmware" / "station.json"

@@ -1,4 +1,4 @@
-"""Scenario files on the HIL rig: the simulator's scenario language (``host.scenario``,
+"""Scenario files on the HIL rig: the simulator's scenario language (``host.sim.scenario``,
 docs/scenarios.md) run against the real firmware in scaled real time.
 
 The scenario's clock runs at the rig's time scale (``--bay-scale``): at 0.03 a scenario
@@ -8,7 +8,7 @@ fault kind becomes a rig action (:data:`ACTIONS`), and an operator on the rig ac
 and confirms holds ``[operator] response`` after they start, as the simulator's does.
 
 :func:`check_hil` finds, before anything starts, what the rig cannot run on a target
-(raising ``host.scenario.ScenarioError`` that names the field and says "HIL");
+(raising ``host.sim.scenario.ScenarioError`` that names the field and says "HIL");
 :class:`ScenarioRun` drives a started rig through the scenario and returns its findings.
 """
 
@@ -24,9 +24,9 @@ from typing import Any
 
 from hil.rig import ScenarioError as RigError
 from hil.targets import TargetError
-from host.engine import arrival_process, fleet_for, listed_arrivals
 from host.plant.vehicles import Arrival
-from host.scenario import Fault, Scenario, ScenarioError, clock
+from host.sim.scenario import Fault, Scenario, ScenarioError, clock
+from host.sim.scenario_plant import arrival_process, fleet_for, listed_arrivals
 
 POLL_S = 0.02  # the run loop's period (wall)
 WALL_GUARD = 100  # wall time a run waits at most, in multiples of its field-time budget (a hung emulator)
@@ -101,7 +101,7 @@ _pump, _pump_clear = _plant("pump")
 _bms, _bms_clear = _plant("bms_comm")
 
 # Every fault kind of the scenario schema: a rig action, or (a string) why the rig cannot run it.
-# tests/hil/test_scenario_files.py holds this table to host.scenario.FAULT_KINDS.
+# tests/hil/test_scenario_files.py holds this table to host.sim.scenario.FAULT_KINDS.
 ACTIONS: dict[str, Action | str] = {
     "charger_dropout": Action("Field.inject(slot, 'dropout'): the charger stops answering; Field.clear at "
                               "the end",

@@ -17,10 +17,10 @@ from pathlib import Path
 # `--version` or `sim --list` do not load pymodbus or matplotlib, and one broken extra
 # cannot block the rest; help and an unknown command load them all to list them.
 SUBCOMMANDS: dict[str, str] = {
-    "build": "host.build",
-    "flash": "host.flash",
+    "build": "host.deploy.build",
+    "flash": "host.deploy.flash",
     "demo": "hil.demo",
-    "sim": "host.sim_cli",
+    "sim": "host.sim.cli",
     "replay": "host.live.replay",
     "fleet": "host.fleet.cli",
     "sweep": "host.fleet.sweep",

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from host import scenario as scn
+from host.sim import scenario as scn
 
 
 def duration(text: str) -> float:

@@ -110,7 +110,7 @@ _MPY_CACHE: dict[str, Path] = {}
 def firmware_mpy_image() -> Path:
     """The firmware compiled to .mpy (bytecode, loadable by the unix port), once per session."""
     if "dir" not in _MPY_CACHE:
-        from host.build import MpyCross, firmware_sources, host_arch
+        from host.deploy.build import MpyCross, firmware_sources, host_arch
 
         # A folder of this process's own: pytest-xdist workers and other people's runs in
         # this checkout compile at the same time, and a shared folder would be rebuilt under

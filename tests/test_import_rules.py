@@ -1,9 +1,10 @@
 """Dependencies point one way (docs/architecture.md): firmware (core -> hal -> drivers)
 depends on nothing of the host; the plant depends on the firmware's register map; the
-field devices (``host.devices``) sit on the plant; the simulator's buses, the engine and
-the HIL rig sit on the devices; the CLIs sit on top; nothing ships code that
-imports the tests. Every import statement in firmware/, host/, hil/ and bench/ is read
-(function-level ones too) and checked against the rules below.
+field devices (``host.devices``) sit on the plant; the simulator (``host.sim``: buses,
+engine, firmware runner, operator) and the HIL rig sit on the devices; the network twin
+sits on the simulator, the deploy tools (``host.deploy``) beside it; the CLIs sit on top;
+nothing ships code that imports the tests. Every import statement in firmware/, host/,
+hil/ and bench/ is read (function-level ones too) and checked against the rules below.
 
 ``KNOWN`` lists the wrong-way imports still to be removed (issue #15), each with what
 replaces it. An entry that no longer occurs fails the test too, so the list only shrinks.
@@ -37,15 +38,18 @@ RULES: tuple[tuple[str, str, str], ...] = (
     *(("host.plant", p, "the plant depends on the firmware's register map only") for p in
       ("firmware.core", "firmware.drivers", "firmware.hal", "firmware.boards", "firmware.main")),
     *(("host.plant", p, "the plant sits under the engine, the rig and the reports") for p in
-      ("host.engine", "host.buses", "host.kpi", "host.report", "host.scenario", "host.sim_cli", "host.fleet",
-       "host.cli", "hil")),
+      ("host.sim", "host.fleet", "host.deploy", "host.cli", "hil")),
     *(("host.plant", p, "the devices sit on the plant (it raises their codes only)") for p in
       ("host.devices.bay", "host.devices.charger", "host.devices.rtu")),
     *(("host.devices", p, "the devices sit under the simulator's buses, the engine and the rig") for p in
-      ("host.engine", "host.buses", "host.kpi", "host.report", "host.scenario", "host.sim_cli", "host.fleet",
-       "host.cli", "hil")),
+      ("host.sim", "host.fleet", "host.deploy", "host.cli", "hil")),
     *((p, "host.live", "the live view sits on the engine (Engine.pace), which does not know it") for p in
-      ("host.plant", "host.devices", "host.engine", "host.buses", "host.kpi", "host.scenario")),
+      ("host.plant", "host.devices", "host.sim.engine", "host.sim.firmware", "host.sim.operator",
+       "host.sim.scenario_plant", "host.sim.buses", "host.sim.kpi", "host.sim.scenario")),
+    *(("host.sim", p, "the network twin and the deploy tools sit beside or on the simulator") for p in
+      ("host.fleet", "host.deploy", "host.backend")),
+    *(("host.deploy", p, "building and flashing an image need nothing of the simulator") for p in
+      ("host.plant", "host.devices", "host.sim", "host.fleet", "host.live", "host.backend")),
     ("host.devices.codes", "host.plant", "the codes are the device layer's bottom: the plant raises them"),
     ("host", "hil", "the host's simulator and tools sit beside the rig, not on it"),
     ("host", "tests", "shipped code does not import the tests"),
@@ -122,18 +126,22 @@ def test_every_known_wrong_way_import_still_exists() -> None:
 def test_the_rules_catch_a_wrong_way_import(tmp_path: Path) -> None:
     """The scanner sees function-level and relative imports, the usual ways one slips in."""
     f = tmp_path / "m.py"
-    f.write_text("def f():\n    from host.engine import Engine\n    from . import sibling\n"
+    f.write_text("def f():\n    from host.sim.engine import Engine\n    from . import sibling\n"
                  "    from .. import buses\n")
     names = [name for _, name in _imports(f, "host.plant.m")]
-    assert names == ["host.engine", "host.plant", "host"]
-    assert _rule_breaks("host.plant.m", "host.engine")
+    assert names == ["host.sim.engine", "host.plant", "host"]
+    assert _rule_breaks("host.plant.m", "host.sim.engine")
     assert _rule_breaks("firmware.core.bay", "firmware.drivers.board")
     assert _rule_breaks("bench.x", "tests.mpy_dual")
-    assert not _rule_breaks("host.engine", "host.plant.rack")  # the engine sits on the plant
-    assert not _rule_breaks("host.plant.rack", "firmware.proto.regmap")
-    assert _rule_breaks("host.plant.rack", "host.devices.charger")
+    assert not _rule_breaks("host.sim.engine", "host.plant.charging")  # the engine sits on the plant
+    assert not _rule_breaks("host.plant.charging", "firmware.proto.regmap")
+    assert _rule_breaks("host.plant.charging", "host.devices.charger")
     assert not _rule_breaks("host.plant.charger_regs", "host.devices.codes")
     assert _rule_breaks("host.devices.bay", "hil.emulators.field")
+    assert _rule_breaks("host.sim.operator", "host.live.pacer")
+    assert _rule_breaks("host.deploy.build", "host.sim.scenario")
+    assert not _rule_breaks("host.sim.cli", "host.live.server")  # the subcommand starts the view
+    assert not _rule_breaks("host.fleet.runner", "host.sim.kpi")
 
 
 def test_the_cli_lists_scenarios_without_the_rig_or_the_cluster_installed() -> None:

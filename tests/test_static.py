@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from host.build import HOST_ONLY
+from host.deploy.build import HOST_ONLY
 
 ROOT = Path(__file__).resolve().parent.parent
 STUBS_DIR = ROOT / ".stubs"

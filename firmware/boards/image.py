@@ -209,7 +209,7 @@ def check(root="", full=True):
     return m
 
 
-# -- the flasher's steps, each one ``mpremote exec`` (see host/flash.py)
+# -- the flasher's steps, each one ``mpremote exec`` (see host/deploy/flash.py)
 
 
 def scan(root, paths, folder):

@@ -1,8 +1,8 @@
-"""In-memory HAL for unit tests and the simulator: a manual clock, pins, a watchdog
-and a serial line whose far end is driven by the test."""
+"""In-memory HAL for unit tests and the simulator: a manual clock, pins, a watchdog,
+a serial line whose far end is driven by the test, and a flat file store."""
 
 from firmware.compat import ticks_add, ticks_diff
-from firmware.hal import Clock, DigitalIn, DigitalOut, SerialPort, Watchdog
+from firmware.hal import Clock, DigitalIn, DigitalOut, SerialPort, Storage, Watchdog
 
 
 class ManualClock(Clock):
@@ -88,3 +88,100 @@ class MemSerialPort(SerialPort):
         out = bytes(self.peer_rx)
         self.peer_rx = bytearray()
         return out
+
+
+_ENOENT = 2
+
+
+class _MemFile:
+    """An open file of MemStorage, binary only. Reading sees the file as it was when it
+    was opened; writing appends to the file of that name."""
+
+    def __init__(self, store, name, data):
+        self._store = store
+        self._name = name
+        self._data = data  # bytes when opened for reading, else None
+        self._pos = 0
+        self.closed = False
+
+    def _check(self):
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+
+    def readinto(self, buf):
+        self._check()
+        d = self._data
+        n = min(len(buf), len(d) - self._pos)
+        if n <= 0:
+            return 0
+        buf[:n] = d[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def read(self, n=-1):
+        self._check()
+        d = self._data
+        end = len(d) if n < 0 else min(len(d), self._pos + n)
+        out = d[self._pos : end]
+        self._pos = max(self._pos, end)
+        return out
+
+    def seek(self, pos, whence=0):
+        self._check()
+        size = len(self._data) if self._data is not None else len(self._store.files[self._name])
+        self._pos = pos if whence == 0 else (self._pos + pos if whence == 1 else size + pos)
+        return self._pos
+
+    def write(self, b):
+        self._check()
+        if self._data is not None:
+            raise OSError(9, "not open for writing")  # EBADF
+        self._store.files[self._name].extend(b)
+        return len(b)
+
+    def flush(self):
+        self._check()
+
+    def close(self):
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class MemStorage(Storage):
+    """Flat in-memory files (name -> bytearray in ``files``): the journal's flash in
+    virtual-time runs. Modes "rb", "wb" and "ab"."""
+
+    def __init__(self):
+        self.files = {}
+
+    def open(self, name, mode):
+        if "r" in mode:
+            if name not in self.files:
+                raise OSError(_ENOENT, "no such file")
+            return _MemFile(self, name, bytes(self.files[name]))
+        if "w" in mode or name not in self.files:
+            self.files[name] = bytearray()
+        return _MemFile(self, name, None)
+
+    def exists(self, name):
+        return name in self.files
+
+    def size(self, name):
+        if name not in self.files:
+            raise OSError(_ENOENT, "no such file")
+        return len(self.files[name])
+
+    def remove(self, name):
+        if name not in self.files:
+            raise OSError(_ENOENT, "no such file")
+        del self.files[name]
+
+    def rename(self, old, new):
+        if old not in self.files:
+            raise OSError(_ENOENT, "no such file")
+        self.files[new] = self.files.pop(old)

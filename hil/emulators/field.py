@@ -23,8 +23,8 @@ from firmware.proto import regmap as rm
 from host.devices.bay import BayIODevice
 from host.devices.charger import ChargerDevice
 from host.plant.bay import bay_for_station, scaled_timing
+from host.plant.charging import PackRecord, Plant
 from host.plant.params import RackParams
-from host.plant.rack import PackRecord, Plant
 
 from .modbus import Device, LineServer, Tables, unit_tables_for_bay, unit_tables_for_charger
 

@@ -5,7 +5,7 @@
   emulator's ptys; its flash is a file-backed LittleFS image that survives restarts and
   power cuts.
 - ``board`` (:class:`BoardTarget`): a controller on a USB serial port. The rig builds and
-  flashes the image with ``host.build`` / ``host.flash`` (mpremote), resets the board
+  flashes the image with ``host.deploy.build`` / ``host.deploy.flash`` (mpremote), resets the board
   (DTR, RTS or a relay command), starts the station with the HIL channel at the board's
   REPL, and the emulators answer on USB-RS485 adapters wired to the board's RS-485 lines.
 - ``qemu`` (``hil.targets.qemu.QemuTarget``): the 32-bit single-precision build on QEMU's

@@ -1,5 +1,5 @@
 """The board target: a controller on a USB serial port. The rig builds and flashes the
-image with ``host.build`` / ``host.flash`` (mpremote), resets the board (DTR, RTS or a
+image with ``host.deploy.build`` / ``host.deploy.flash`` (mpremote), resets the board (DTR, RTS or a
 relay command), starts the station with the HIL channel at the board's REPL, and the
 emulators answer on USB-RS485 adapters wired to the board's RS-485 lines."""
 
@@ -19,8 +19,8 @@ from hil.targets.base import LAUNCHER, ROOT, Channel, Target, TargetError, _boot
 class BoardTarget(Target):
     """A controller on ``port`` (its USB serial, e.g. /dev/ttyACM0).
 
-    ``deploy``: build the image for ``board`` (``host.build``) with ``config`` and flash it
-    (``host.flash``, mpremote), then copy the HIL channel (``hil/unix_target_main.py`` as
+    ``deploy``: build the image for ``board`` (``host.deploy.build``) with ``config`` and flash it
+    (``host.deploy.flash``, mpremote), then copy the HIL channel (``hil/unix_target_main.py`` as
     ``hil_target.py``). ``reset``: ``"dtr"`` or ``"rts"`` pulse that line of the USB serial
     (wired to RUN/EN), or a shell command (a relay), also used for power cuts.
     The station starts at the board's REPL as ``hil_target.board_main()``, which opens
@@ -47,13 +47,13 @@ class BoardTarget(Target):
 
     # ---- deploy and reset ----------------------------------------------------------------
     def flash(self) -> None:
-        from host.build import build_image
-        from host.flash import Flasher
+        from host.deploy.build import build_image
+        from host.deploy.flash import Flasher
 
         image = self.workdir / f"image-{self.board}"
         build_image(image, self.board, self.config, test_drivers=True)  # hil_target.py imports blockdev
         Flasher(image, self.port, log=self.log or print).flash()
-        from host.flash import default_mpremote
+        from host.deploy.flash import default_mpremote
 
         cmd = [*default_mpremote(), "connect", self.port, "cp", str(LAUNCHER), ":hil_target.py"]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -56,7 +56,7 @@ def make_flash(files: dict[str, bytes]) -> bytes:
 def station_image(config: Path | None = None, workdir: Path | None = None) -> tuple[bytes, dict[str, Any]]:
     """(flash image, normalised board config) of the station for the pico target."""
     from firmware.boards import board_config
-    from host.build import MpyCross, build_image, parse_version
+    from host.deploy.build import MpyCross, build_image, parse_version
 
     tmp = Path(tempfile.mkdtemp(prefix="pico-image-", dir=workdir))
     try:

@@ -93,7 +93,7 @@ def station_romfs(config: Path | None = None) -> Path:
 
 
 def _build(tmp: Path, config: Path | None) -> Path:
-    from host.build import BuildError, MpyCross, build_image
+    from host.deploy.build import BuildError, MpyCross, build_image
 
     raw = json.loads(BOARD.read_text())
     raw["channel"] = "hil_target"
@@ -114,7 +114,7 @@ def _build(tmp: Path, config: Path | None) -> Path:
 
 
 def _romfs_as_is(files: dict[str, Path], out: Path) -> Path:
-    from host import tools
+    from host.deploy import tools
     from host.deploy.qemu_build import QemuBuildError
 
     stage = out.with_suffix(".d")
@@ -131,7 +131,7 @@ def _romfs_as_is(files: dict[str, Path], out: Path) -> Path:
 
 def _restamp(image: Path, rel: str, data: bytes) -> None:
     """Replace one file of a built image and make its manifest agree (hashes, image digest)."""
-    from host.build import MANIFEST, image_digest, sha256
+    from host.deploy.build import MANIFEST, image_digest, sha256
 
     (image / rel).write_bytes(data)
     m = json.loads((image / MANIFEST).read_text())

@@ -18,7 +18,7 @@ from hil.targets.base import LAUNCHER, ROOT, Channel, Target, TargetError, _boot
 
 def micropython_exe() -> str:
     """The unix-port interpreter of the tools extra (next to this Python), else on PATH."""
-    from host import tools
+    from host.deploy import tools
 
     try:
         return tools.command("micropython")[0]

@@ -121,8 +121,8 @@ def build_romfs(files: dict[str, Path], out: Path, *, arch: str = "armv7m") -> P
     for ``arch`` (the code then runs in place from ROM), everything else copied."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from host import tools
-    from host.build import MpyCross
+    from host.deploy import tools
+    from host.deploy.build import MpyCross
 
     stage = out.with_suffix(".d")
     if stage.exists():

@@ -1,5 +1,5 @@
 """The station's field devices as Modbus slaves, backed by the plant: one layer that the
-simulator's buses (``host.buses``: ``direct`` and ``wire``) and the HIL rig's line
+simulator's buses (``host.sim.buses``: ``direct`` and ``wire``) and the HIL rig's line
 servers (``hil.emulators``, ``hil.targets.pico_field``) all sit on.
 
 - :mod:`host.devices.codes`: function and exception codes, ``ModbusError`` and

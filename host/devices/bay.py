@@ -29,7 +29,7 @@ from host.devices.codes import (
     ModbusError,
 )
 from host.plant.bay import BayModel, BayVehicle
-from host.plant.rack import PackRecord
+from host.plant.charging import PackRecord
 
 # Inputs the environment drives, by name.
 ENV_INPUTS = {

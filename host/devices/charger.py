@@ -1,4 +1,4 @@
-"""A charger module on the bus: one slot of the plant (``host.plant.rack.Plant``), or of
+"""A charger module on the bus: one slot of the plant (``host.plant.charging.Plant``), or of
 the queueing-validation plant (``host.plant.expcharge``).
 
 The register behaviour (map, ranges, exceptions, heartbeat watchdog, faults, dropout,
@@ -21,8 +21,8 @@ from host.devices.codes import (
     ModbusError,
 )
 from host.plant import charger_regs
+from host.plant.charging import Plant
 from host.plant.expcharge import ExpChargeRack
-from host.plant.rack import Plant
 
 
 class ChargerDevice:

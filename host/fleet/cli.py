@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from host import cli_args
-from host import scenario as scn
+from host.sim import scenario as scn
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -191,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
 
     from host.fleet import report, runner
-    from host.report import Progress, span
+    from host.sim.report import Progress, span
 
     duration = args.duration if args.duration is not None else net.duration_s
     if args.retire_soh is not None and not args.packs:
@@ -276,7 +276,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        from host.report import json_safe
+        from host.sim.report import json_safe
 
         print(json.dumps(json_safe(summary), indent=2))
     elif not args.quiet:
@@ -285,7 +285,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 class _Stop:
-    """What the first Ctrl-C sets (host.sim_cli's handler): the run ends after the stations under
+    """What the first Ctrl-C sets (host.sim.cli's handler): the run ends after the stations under
     way, keeping their results; a second Ctrl-C stops at once."""
 
     requested = False

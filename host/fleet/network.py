@@ -25,7 +25,7 @@ from host.plant.standalone import DEFAULT_TOU
 from host.plant.vehicles import DEFAULT_DAILY_SHAPE, NIO_FLEET, hourly_rates
 
 # The scenario files' reader: the same type checks, bounds and unknown-field errors.
-from host.scenario import MAX_SLOTS, ScenarioError, _parse_text, _Reader, _show, _weights
+from host.sim.scenario import MAX_SLOTS, ScenarioError, _parse_text, _Reader, _show, _weights
 
 
 class NetworkError(ScenarioError):

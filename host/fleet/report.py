@@ -14,8 +14,8 @@ from typing import Any
 
 from host.fleet.network import StationSpec
 from host.fleet.runner import METER_PERIOD_S, FleetResult, StationResult
-from host.kpi import WAITED_S, histogram, percentile
-from host.report import json_safe, span, write_summary
+from host.sim.kpi import WAITED_S, histogram, percentile
+from host.sim.report import json_safe, span, write_summary
 
 SUMMARY_FILE = "summary.json"
 RUN_FILE = "run.json"

@@ -17,7 +17,7 @@ answer is given for each of their combinations.
 The sizing answer is the smallest design whose 95 % interval for the target KPI lies at or
 below the target (the upper bound: a design that meets it only on average is not enough).
 
-``model = "theory"`` runs the validation model of ``host.queueing`` instead (Poisson
+``model = "theory"`` runs the validation model of ``host.sim.queueing`` instead (Poisson
 arrivals, exponential charging of mean ``[theory] charge``, zero swap time), whose closed
 form (``swap_wait_probability``) the sizing answer must then agree with.
 """
@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from host import queueing
 from host.fleet import network as nw
-from host.kpi import WAITED_S, percentile
-from host.scenario import ScenarioError, _Reader
+from host.sim import queueing
+from host.sim.kpi import WAITED_S, percentile
+from host.sim.scenario import ScenarioError, _Reader
 
 AXES = ("packs", "chargers", "charger_kw", "grid_kw", "demand_scale", "mix_share")
 DESIGN = ("packs", "chargers", "charger_kw", "grid_kw")  # cheaper first, in this order

@@ -1,6 +1,6 @@
 """Plant models of the station: packs, chargers, bay mechanics, vehicles, grid.
 
-- :mod:`host.plant.rack`: :class:`Plant`, packs and chargers of whole racks (struct-of-arrays,
+- :mod:`host.plant.charging`: :class:`Plant`, packs and chargers of whole racks (struct-of-arrays,
   stepped by the compiled kernel ``_fastplant`` or the pure-Python ``refkernel``), event-time queries.
 - :mod:`host.plant.charger_regs`: the charger register table over the plant state (the device
   on the bus is :mod:`host.devices.charger`).

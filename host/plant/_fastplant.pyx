@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Compiled plant kernel: packs and chargers of whole racks, struct-of-arrays over typed memoryviews.
 
-``RackKernel`` binds the arrays that :class:`host.plant.rack.Plant` owns (one 1-D array per
+``RackKernel`` binds the arrays that :class:`host.plant.charging.Plant` owns (one 1-D array per
 field, one element per slot or per station) and advances them in one call. The equations
 are documented, and written once more in pure Python, in :mod:`host.plant.refkernel`; the
 two must stay line-for-line the same.

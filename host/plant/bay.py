@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from firmware.proto import regmap as R
-from host.plant.rack import PackRecord, Plant
+from host.plant.charging import PackRecord, Plant
 
 FAILURES = (
     "positioning", "lift_stall", "jammed_bolt", "bolt_torque", "carrier_stall", "electrical", "id_unknown",

@@ -19,7 +19,7 @@ from host.devices.codes import EX_ILLEGAL_ADDRESS, EX_ILLEGAL_VALUE, ModbusError
 from host.plant import params as P
 
 if TYPE_CHECKING:
-    from host.plant.rack import Plant
+    from host.plant.charging import Plant
 
 FW_VERSION = 0x0100
 
@@ -64,7 +64,7 @@ def _energy(a: Any, slot: int) -> tuple[int, int]:
 
 
 # One function per mapped input register: (plant, slot, arrays, present, bms_ok, pack type) -> raw.
-# The plant is typed Any here: rack.py imports this module, so Plant's attributes are not yet known.
+# The plant is typed Any here: charging.py imports this module, so Plant's attributes are not yet known.
 _IR: dict[int, Callable[[Any, int, Any, bool, bool, Any], int]] = {
     regmap.CHG_IR_STATUS: lambda pl, s, a, pr, ok, pt: int(a["status"][s]),
     regmap.CHG_IR_PACK_PRESENT: lambda pl, s, a, pr, ok, pt: 1 if ok else 0,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from firmware.proto import regmap as R
+from host.plant.charging import PackRecord
 from host.plant.params import PACK_TYPES
-from host.plant.rack import PackRecord
 
 
 class ExpChargeRack:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from host.plant.rack import Plant
+from host.plant.charging import Plant
 
 DAY_S = 86400.0
 

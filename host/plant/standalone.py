@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from host.plant.bay import BayModel
+from host.plant.charging import PackRecord, Plant
 from host.plant.grid import Grid, TouBand
 from host.plant.params import PACK_TYPE_NAMES
-from host.plant.rack import PackRecord, Plant
 from host.plant.vehicles import WAITED_S, Arrival, ArrivalProcess, hourly_rates
 
 # 22 packs and one empty slot for the incoming pack

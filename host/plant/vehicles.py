@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from host.plant.charging import PackRecord
 from host.plant.params import PACK_TYPES
-from host.plant.rack import PackRecord
 
 DAY_S = 86400.0
 # A served vehicle "waited" when it could not drive in on arrival: it queued this long or
-# longer. Here, under the plant, because the plant-only run counts waits too (host.kpi
+# longer. Here, under the plant, because the plant-only run counts waits too (host.sim.kpi
 # adds the in-bay rule the firmware's runs need).
 WAITED_S = 1.0
 

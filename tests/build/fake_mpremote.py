@@ -1,6 +1,6 @@
 """A board behind the mpremote command line, for flash tests without hardware.
 
-``FakeBoard`` is a command runner for ``host.flash.Flasher``. It parses each command
+``FakeBoard`` is a command runner for ``host.deploy.flash.Flasher``. It parses each command
 line with mpremote's own parsers (a malformed command fails here as it would there),
 keeps the board's filesystem in a folder, runs ``exec`` code under the real MicroPython
 unix port, and can be told to misbehave: answer as another MicroPython version, fail
@@ -22,7 +22,7 @@ from typing import Any
 from mpremote import main as mpremote_main
 
 from firmware.boards import image as board_image
-from host.flash import TAG, Result
+from host.deploy.flash import TAG, Result
 from tests.mpy_dual import micropython_command
 
 mpremote_main.prepare_command_expansions(types.SimpleNamespace(commands={}))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from firmware.core import config as station_config
-from host import build, tools
+from host.deploy import build, tools
 from host.cli import main as cli_main
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from firmware.boards import image as board_image
-from host import build, flash, tools
+from host.deploy import build, flash, tools
 from host.cli import main as cli_main
 from tests.build.fake_mpremote import FakeBoard, parse, put_files
 

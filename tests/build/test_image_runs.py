@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from host import build
+from host.deploy import build
 from tests.mpy_dual import FIRMWARE_TESTS, micropython_command, micropython_env
 
 SMOKE = r"""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from host import build, tools
+from host.deploy import build, tools
 from host.deploy.qemu_build import QemuBuildError
 from host.deploy.qemu_run import run_script
 

@@ -7,12 +7,12 @@ import pytest
 from firmware.core import bay_steps, config
 from firmware.proto import regmap as rm
 from hil.emulators.field import Field
-from host import engine, scenario
 from host.devices import codes, rtu
 from host.devices.bay import MOTION_COILS, BayIODevice
 from host.devices.charger import ChargerDevice
 from host.plant.bay import BayTiming, bay_for_station, scaled_timing
-from host.plant.rack import PackRecord, Plant
+from host.plant.charging import PackRecord, Plant
+from host.sim import engine, scenario
 
 CFG = config.load()
 

@@ -24,7 +24,7 @@ from host.devices.codes import (
 )
 from host.plant import charger_regs
 from host.plant import params as P
-from host.plant.rack import PackRecord, Plant
+from host.plant.charging import PackRecord, Plant
 from tests.firmware import plant as test_plant
 from tests.mpy_dual import ROOT
 

@@ -10,7 +10,7 @@
   and angle, a carrier moving packs between bay and rack, the reader, the vehicle.
 - ``Plant``: all of it plus fault injection.
 
-Devices follow host/buses.py's ``Device`` shape: ``read(fc, address, count)`` and
+Devices follow host/sim/buses.py's ``Device`` shape: ``read(fc, address, count)`` and
 ``write(fc, address, values)``, raising ``NoReply`` when off the bus.
 Time is virtual: ``Plant.now`` is a plain integer of ms, moved by ``advance``; the
 buses take the ticks value the supervisor is given.

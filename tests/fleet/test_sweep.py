@@ -1,5 +1,5 @@
 """swapstation sweep: a grid over a station's parameters, the sizing answer, and the theory
-model's agreement with the closed forms of host/queueing.py."""
+model's agreement with the closed forms of host/sim/queueing.py."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from host import queueing
 from host.cli import main
 from host.fleet import sweep as sw
+from host.sim import queueing
 
 THEORY = """
 name = "theory check"

@@ -11,8 +11,8 @@ import pytest
 
 from firmware.core import config
 from hil import cli as hil_cli
-from host import tools
 from host.cli import main
+from host.deploy import tools
 
 
 def test_board_target_without_its_ports_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ from firmware.core import config
 from firmware.proto import regmap as rm
 from hil.emulators.field import Field, default_packs
 from host.plant.bay import scaled_timing
-from host.plant.rack import PackRecord
+from host.plant.charging import PackRecord
 
 from .ptyio import PtyMaster, read_bits, read_regs, write_coils, write_regs
 

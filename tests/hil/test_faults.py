@@ -15,7 +15,7 @@ from hil.emulators.field import default_packs
 from hil.line import REPLY, REQUEST
 from hil.rig import Rig
 from hil.targets import TargetError
-from host.plant.rack import PackRecord
+from host.plant.charging import PackRecord
 
 CFG = config.load()
 PACKS = dict(default_packs(CFG))

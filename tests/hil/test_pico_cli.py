@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from firmware.core import config
-from host import tools
 from host.cli import main
+from host.deploy import tools
 
 pytestmark = [pytest.mark.pico, pytest.mark.slow]  # a boot is 40-80 s of wall time: started first
 

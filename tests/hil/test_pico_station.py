@@ -19,7 +19,7 @@ from firmware.core import config
 from hil.emulators.field import default_packs
 from hil.rig import ScenarioDriver
 from hil.targets.pico_target import PicoTarget
-from host.plant.rack import PackRecord
+from host.plant.charging import PackRecord
 from tests.hil.pico_rig import figures, pico_station
 
 pytestmark = [pytest.mark.pico, pytest.mark.slow]  # minutes of wall time: started first

@@ -20,7 +20,7 @@ import pytest
 
 from hil.targets import pico_rp2040py
 from hil.targets.pico import FS_BLOCK_COUNT, FS_BLOCK_SIZE, EmulatedPico, PicoError, read_flash
-from host import tools
+from host.deploy import tools
 
 pytestmark = pytest.mark.pico
 

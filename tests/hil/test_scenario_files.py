@@ -12,8 +12,8 @@ import pytest
 
 from hil import cli as hil_cli
 from hil import scenario as hil_scn
-from host import scenario as scn
 from host.cli import main
+from host.sim import scenario as scn
 
 # Three vehicles two minutes apart and a smoke alarm during the first swap: 10 min of
 # scenario time, 12 s of wall time at --bay-scale 0.02 plus the last swaps' end.
@@ -54,7 +54,7 @@ def _file(tmp_path: Path, text: str, name: str = "scenario.toml") -> Path:
 def _no_rig(monkeypatch: pytest.MonkeyPatch) -> None:
     """A refused scenario must be refused before the rig (or the simulator) starts."""
     from hil import rig
-    from host import engine
+    from host.sim import engine
 
     monkeypatch.setattr(rig.Rig, "start", lambda *a, **k: pytest.fail("the rig started"))
     monkeypatch.setattr(engine.Engine, "run", lambda self: pytest.fail("the simulation ran"))
@@ -93,7 +93,7 @@ def test_every_fault_kind_maps_to_a_rig_action_or_is_named_unsupported() -> None
 
 @pytest.mark.parametrize("kind", scn.FAULT_KINDS)
 def test_every_fault_kind_runs_in_the_simulator_or_is_named_unsupported(kind: str) -> None:
-    from host import engine
+    from host.sim import engine
 
     fault = {"kind": kind, "at": "1m"}
     if kind in scn.SLOT_FAULTS:

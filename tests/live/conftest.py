@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from host import scenario as scn
-from host.engine import Engine, RunResult
 from host.live.pacer import Pacer, controls
 from host.live.server import LiveServer
+from host.sim import scenario as scn
+from host.sim.engine import Engine, RunResult
 
 HERE = Path(__file__).resolve().parent
 SCENARIO = HERE / "live-test.toml"

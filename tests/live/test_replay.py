@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from host import scenario as scn
 from host.cli import main
-from host.engine import Engine
 from host.live import record
 from host.live.server import LiveServer
+from host.sim import scenario as scn
+from host.sim.engine import Engine
 from tests.live.conftest import SCENARIO, WAIT_S
 
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from host import scenario as scn
-from host.engine import Engine
 from host.live import parse_listen
 from host.live.pacer import Pacer
 from host.live.server import LiveError, LiveServer
 from host.live.snapshot import journal_tail
+from host.sim import scenario as scn
+from host.sim.engine import Engine
 from tests.live.conftest import SCENARIO, WAIT_S, LiveRun
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from host.plant.rack import PackRecord, Plant
+from host.plant.charging import PackRecord, Plant
 
 
 def charging_plant(

@@ -10,7 +10,7 @@ practice they agree to the last bit or nearly.
 import numpy as np
 import pytest
 
-from host.plant.rack import PackRecord, Plant
+from host.plant.charging import PackRecord, Plant
 
 TYPES = ["NIO-75", "NIO-100", "NIO-150", "STD-A-60", "NIO-100", "NIO-75"]
 RATINGS_KW = [62.5, 30.0, 62.5, 45.0, 120.0, 62.5]  # each station's chargers, slot by slot

@@ -6,7 +6,7 @@ import pytest
 
 from firmware.proto import regmap as R
 from host.plant.bay import BayModel, BayTiming, BayVehicle
-from host.plant.rack import PackRecord, Plant
+from host.plant.charging import PackRecord, Plant
 
 STORE, FETCH = 4, 15
 

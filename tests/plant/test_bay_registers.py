@@ -5,7 +5,7 @@ import pytest
 
 from firmware.proto import regmap as R
 from host.plant.bay import BayTiming, BayVehicle
-from host.plant.rack import PackRecord
+from host.plant.charging import PackRecord
 from tests.plant.test_bay import FETCH, Driver, _arrive, _station
 
 

@@ -5,8 +5,8 @@ import pytest
 from firmware.proto import regmap as R
 from host.devices.codes import ModbusError, NoReply
 from host.plant import charger_regs
+from host.plant.charging import PackRecord, Plant
 from host.plant.params import ChargerParams
-from host.plant.rack import PackRecord, Plant
 
 from .helpers import charging_plant, run_until
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from host.plant import _fastplant
-from host.plant.rack import Plant
+from host.plant.charging import Plant
 from host.plant.refkernel import RefKernel
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from host.plant import params as P
-from host.plant.rack import PackRecord, Plant
+from host.plant.charging import PackRecord, Plant
 
 from .helpers import charging_plant, run_until
 

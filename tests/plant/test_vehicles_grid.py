@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from host.plant.charging import Plant
 from host.plant.grid import Grid, TouBand
-from host.plant.rack import Plant
 from host.plant.vehicles import PARTNER_MODELS, ArrivalProcess, hourly_rates
 
 DAYS = 200

@@ -3,7 +3,7 @@
 import pytest
 
 from firmware.proto import modbus_rtu as mb
-from host import buses
+from host.sim import buses
 from tests.sim.test_buses_rtu import Table
 
 

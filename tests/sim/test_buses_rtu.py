@@ -18,8 +18,8 @@ from pymodbus.pdu.register_message import (
 
 from firmware.drivers.mem import MemSerialPort
 from firmware.proto.crc16 import crc16
-from host import buses
 from host.devices import codes, rtu
+from host.sim import buses
 
 
 class Table:

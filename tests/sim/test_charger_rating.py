@@ -13,7 +13,7 @@ import tomllib
 import pytest
 
 from firmware.proto import regmap as R
-from host import engine, report, scenario
+from host.sim import engine, report, scenario
 
 SPAN_S = 300.0
 

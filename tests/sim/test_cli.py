@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from host import scenario as scn
-from host import sim_cli
+from host.sim import cli as sim_cli
+from host.sim import scenario as scn
 
 
 def parse(argv):
@@ -73,7 +73,7 @@ def test_list_names_every_builtin(capsys):
 
 
 def test_fault_outside_the_shortened_run_is_an_error_naming_it(tmp_path, capsys, monkeypatch):
-    from host import engine
+    from host.sim import engine
 
     monkeypatch.setattr(engine.Engine, "run", lambda self: pytest.fail("ran a run whose fault never happens"))
     f = tmp_path / "late.toml"
@@ -89,7 +89,7 @@ def test_fault_outside_the_shortened_run_is_an_error_naming_it(tmp_path, capsys,
 
 @pytest.mark.parametrize("make", ["a file", "under a file"])
 def test_bad_out_is_found_before_the_run(make, tmp_path, capsys, monkeypatch):
-    from host import engine
+    from host.sim import engine
 
     monkeypatch.setattr(engine.Engine, "run", lambda self: pytest.fail("ran before checking --out"))
     blocker = tmp_path / "f"
@@ -100,7 +100,7 @@ def test_bad_out_is_found_before_the_run(make, tmp_path, capsys, monkeypatch):
 
 
 def test_wire_mode_warns_of_its_wall_time_at_the_start(capsys, monkeypatch):
-    from host import engine
+    from host.sim import engine
 
     def stop(self):
         raise engine.SimulationError("stopped after the start message")
@@ -118,7 +118,7 @@ def test_wire_mode_warns_of_its_wall_time_at_the_start(capsys, monkeypatch):
 
 
 def test_station_config_warnings_go_to_stderr_before_the_run(tmp_path, capsys, monkeypatch):
-    from host import engine
+    from host.sim import engine
 
     def stop(self):
         raise engine.SimulationError("stopped after the start")
@@ -209,7 +209,7 @@ def test_ctrl_c_writes_the_partial_report_and_exits_130(tmp_path):
 
 
 def test_simulation_failure_exit_1(monkeypatch, capsys):
-    from host import engine
+    from host.sim import engine
 
     def fail(*a, **k):
         raise engine.SimulationError("at t=1.000 s: RuntimeError: boom")

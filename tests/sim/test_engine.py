@@ -6,7 +6,7 @@ import math
 import pytest
 
 from firmware.compat import TICKS_PERIOD
-from host import engine, scenario
+from host.sim import engine, scenario
 
 
 def short(name="pss4-urban-day", hours=1.0, **kw):

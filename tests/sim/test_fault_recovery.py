@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from firmware.core import rack as fw_rack
-from host import engine, scenario
-from host.kpi import SERIES_COLUMNS
+from host.sim import engine, scenario
+from host.sim.kpi import SERIES_COLUMNS
 
 GRID = SERIES_COLUMNS.index("grid_kw")
 BUSY = SERIES_COLUMNS.index("chargers_busy")

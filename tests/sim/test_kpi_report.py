@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from host import report
-from host.kpi import SERIES_COLUMNS, KpiRecorder, histogram, percentile
+from host.sim import report
+from host.sim.kpi import SERIES_COLUMNS, KpiRecorder, histogram, percentile
 
 
 def test_percentile_interpolates():

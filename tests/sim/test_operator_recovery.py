@@ -5,7 +5,7 @@ vehicle or a raised platform still in the bay, and the station swaps on afterwar
 from typing import Any
 
 from firmware.proto import regmap as R
-from host import engine, scenario
+from host.sim import engine, scenario
 
 
 def test_held_swaps_are_closed_only_once_the_operator_has_cleared_the_bay() -> None:

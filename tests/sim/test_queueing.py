@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from host import queueing as q
+from host.sim import queueing as q
 
 
 def test_erlang_b_matches_domain_notes():

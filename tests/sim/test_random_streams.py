@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from host import engine, scenario
+from host.sim import engine, scenario, scenario_plant
 
 
 def _first_words(seq: np.random.SeedSequence | int, n: int = 4) -> tuple[int, ...]:
@@ -26,7 +26,7 @@ def test_each_stream_of_a_run_and_of_the_next_seed_is_its_own() -> None:
 def test_the_rack_stocking_does_not_replay_the_first_arrivals() -> None:
     sc = scenario.load("pss4-urban-day")
     sc.seed = 7
-    packs = engine.stock_rack(sc)
+    packs = scenario_plant.stock_rack(sc)
     lo, hi = sc.rack[0].soc
     socs = [p.soc for _, p in sorted(packs.items())][: sc.rack[0].count]
     arrivals_stream = np.random.Generator(np.random.PCG64(scenario.random_streams(7)["arrivals"]))
@@ -36,7 +36,7 @@ def test_the_rack_stocking_does_not_replay_the_first_arrivals() -> None:
     assert socs == expected
     assert socs != replayed
     # and the demand draws from its own stream, not the integer seed every part once shared
-    process = engine.arrival_process(sc)
+    process = scenario_plant.arrival_process(sc)
     arrivals = scenario.random_streams(7)["arrivals"]
     assert _first_words(process._rng.bit_generator.seed_seq) == _first_words(arrivals)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from host import scenario as sc
+from host.sim import scenario as sc
 
 MINIMAL = """
 [rack]

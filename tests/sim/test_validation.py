@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from host import engine, queueing, scenario
+from host.plant.charging import PackRecord, Plant
 from host.plant.params import RackParams
-from host.plant.rack import PackRecord, Plant
 from host.plant.vehicles import NIO_FLEET
+from host.sim import engine, queueing, scenario
 
 REPLICATIONS = 8
 WARMUP_S = 3600.0  # every run starts with all packs full

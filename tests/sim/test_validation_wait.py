@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from host import engine, queueing, scenario
+from host.sim import engine, queueing, scenario
 
 REPLICATIONS = 8
 WARMUP_S = 3600.0

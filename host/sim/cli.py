@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from host import cli_args
-from host import scenario as scn
+from host.sim import scenario as scn
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -124,8 +124,8 @@ def _run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return EXIT_USAGE
 
-    import host.engine as engine
-    import host.report as report
+    import host.sim.engine as engine
+    import host.sim.report as report
 
     live = None
     if args.live is not None:

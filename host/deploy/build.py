@@ -35,13 +35,13 @@ from typing import Any
 from firmware.boards import board_config
 from firmware.boards.image import FORMAT, MANIFEST, signing_text
 from firmware.core import config as station_config
-from host import tools
+from host.deploy import tools
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 UNIX = "unix"  # the pseudo-board for MicroPython's unix port (tests, smoke runs)
 MIN_MICROPYTHON = (1, 22)  # the oldest release the firmware supports
 # .mpy version each MicroPython release loads (docs: reference/mpyfiles). Bytecode-only

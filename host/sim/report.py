@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from host.kpi import SERIES_COLUMNS
+from host.sim.kpi import SERIES_COLUMNS
 
 SUMMARY_FILE = "summary.json"
 SERIES_FILE = "timeseries.csv"
@@ -104,7 +104,7 @@ def write_plots(rows: Sequence[Sequence[float]], out: Path, summary: dict[str, A
                 swaps: Sequence[Sequence[Any]] = (), swap_columns: Sequence[str] = (),
                 scenario: Any = None) -> list[Path]:
     """grid_power.png, rack_soc.png and queue.png against the time of day. ``scenario`` (a
-    host.scenario.Scenario) adds the grid limit, time-of-use bands, outages and faults."""
+    host.sim.scenario.Scenario) adds the grid limit, time-of-use bands, outages and faults."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 EXTRA = "tools"
 BIN = Path(sys.executable).parent  # where pip put this environment's console scripts
 

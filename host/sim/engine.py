@@ -26,33 +26,24 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import numpy as np
-
 from firmware.compat import ticks_add
-from firmware.hal import Storage
+from firmware.drivers.mem import MemPin
 from firmware.proto import regmap as R
-from host import buses
 from host.devices.bay import BayIODevice
-from host.devices.charger import ChargerDevice, ExpChargerDevice
 from host.devices.codes import Device
-from host.kpi import KpiRecorder
 from host.plant.bay import BayVehicle, bay_for_station, scaled_timing
-from host.plant.expcharge import ExpChargeRack
-from host.plant.params import PACK_TYPES, RackParams
-from host.plant.rack import PackRecord, Plant
-from host.plant.vehicles import NIO_FLEET, PARTNER_MODELS, Arrival, ArrivalProcess, VehicleModel
-from host.scenario import Scenario, check_sim, random_streams
+from host.plant.vehicles import Arrival
+from host.sim.firmware import Firmware, SimulationError
+from host.sim.kpi import KpiRecorder
+from host.sim.operator import Operator
+from host.sim.scenario import Scenario, check_sim, random_streams
+from host.sim.scenario_plant import arrival_process, listed_arrivals, plant_for, stock_rack
 
 TICKS_START = (1 << 30) - 600_000  # ticks wrap 10 minutes into every run
-SPIN_PASSES = 8  # supervisor passes at one virtual ms before the clock is moved on by 1 ms
 BAY_UNIT = R.BAY_IO_UNIT_FIRST
 
 SWAP_COLUMNS = ("vehicle", "model", "arrived_s", "outcome", "wait_s", "in_bay_s", "soc_in_pct",
                 "soc_out_pct", "pack_type_returned", "pack_type_handed_over")
-
-
-class SimulationError(RuntimeError):
-    """The run could not go on (firmware exception, plant error, a stuck clock)."""
 
 
 @dataclass
@@ -61,57 +52,6 @@ class RunResult:
     series: list[tuple[float, ...]]
     swaps: list[tuple[Any, ...]]
     swap_columns: tuple[str, ...] = SWAP_COLUMNS
-
-
-# --- HAL pieces the simulator hands the firmware ---------------------------------------------
-
-
-class MemStorage(Storage):
-    """Flat in-memory file store (the journal's flash) for virtual-time runs."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytearray] = {}
-
-    def open(self, name: str, mode: str) -> Any:
-        import io
-
-        if "r" in mode:
-            if name not in self.files:
-                raise OSError(2, "no such file")
-            data = bytes(self.files[name])
-            return io.BytesIO(data) if "b" in mode else io.StringIO(data.decode())
-        store = self.files
-        if "w" in mode or name not in store:
-            store[name] = bytearray()
-
-        class _W(io.RawIOBase):
-            def writable(self) -> bool:
-                return True
-
-            def write(self, b: Any) -> int:
-                data = b.encode() if isinstance(b, str) else bytes(b)
-                store[name].extend(data)
-                return len(data)
-
-        return _W()
-
-    def exists(self, name: str) -> bool:
-        return name in self.files
-
-    def size(self, name: str) -> int:
-        if name not in self.files:
-            raise OSError(2, "no such file")
-        return len(self.files[name])
-
-    def remove(self, name: str) -> None:
-        if name not in self.files:
-            raise OSError(2, "no such file")
-        del self.files[name]
-
-    def rename(self, old: str, new: str) -> None:
-        if old not in self.files:
-            raise OSError(2, "no such file")
-        self.files[new] = self.files.pop(old)
 
 
 # --- the engine ------------------------------------------------------------------------------
@@ -137,66 +77,6 @@ class _Visit:
     type_out: str = ""  # the pack handed over ("" when none was)
 
 
-def fleet_for(sc: Scenario) -> list[VehicleModel]:
-    """The plant's vehicle models, weighted as the scenario's demand says."""
-    known = {m.name: m for m in (*NIO_FLEET, *PARTNER_MODELS)}
-    codes = {name: code for code, name in sc.station.get("model_by_code", {}).items()}
-    out: list[VehicleModel] = []
-    for name, w in sc.demand.models.items():
-        base = known.get(name)
-        if base is None:  # a model from a custom config: it brings its first compatible pack type
-            types = [t for t in sc.station["compatibility"][name] if t in PACK_TYPES]
-            base = VehicleModel(name, 0, 1.0, {types[0]: 1.0})
-        packs = {sc.rack[0].pack_type: 1.0} if sc.queueing is not None else base.packs
-        if w > 0:
-            out.append(VehicleModel(base.name, codes.get(name, base.code), w, packs))
-    return out
-
-
-LISTED_VEHICLE_ID = 800_001  # [[arrivals]] vehicles: ids (and their packs') apart from the demand's
-LISTED_PACK_ID = 800_001
-
-
-def stock_rack(sc: Scenario) -> dict[int, PackRecord]:
-    """Slot -> pack at the start, as ``[rack]`` says (SoC drawn from the run's "stock" stream)."""
-    rng = np.random.Generator(np.random.PCG64(random_streams(sc.seed)["stock"]))
-    out: dict[int, PackRecord] = {}
-    slot = 0
-    for group in sc.rack:
-        lo, hi = group.soc
-        for _ in range(group.count):
-            soc = (lo + (hi - lo) * float(rng.random())) / 100.0
-            out[slot] = PackRecord(slot + 1, group.pack_type, soc, temp_c=sc.ambient_c)
-            slot += 1
-    return out
-
-
-def arrival_process(sc: Scenario) -> ArrivalProcess:
-    """The demand's vehicles (``[demand]``): times, models, packs, patience and balking draws."""
-    d = sc.demand
-    rates = list(d.rate_per_hour) * (24 if len(d.rate_per_hour) == 1 else 1)
-    patient = sc.queueing is not None or d.patience_s <= 0
-    return ArrivalProcess(
-        seed=random_streams(sc.seed)["arrivals"], rates_per_hour=[r * d.scale for r in rates],
-        fleet=fleet_for(sc),
-        soc_lo=d.arrival_soc[0] / 100.0, soc_hi=d.arrival_soc[1] / 100.0,
-        patience_mean_s=math.inf if patient else d.patience_s,
-        balk_from=d.balk_from if d.balk_from else 10**9, balk_all=max(d.balk_all, d.balk_from + 1),
-    )
-
-
-def listed_arrivals(sc: Scenario) -> list[Arrival]:
-    """The vehicles of ``[[arrivals]]``: patient, never balking."""
-    codes = {name: int(code) for code, name in sc.station.get("model_by_code", {}).items()}
-    known = {m.name: m.code for m in (*NIO_FLEET, *PARTNER_MODELS)}
-    out = []
-    for k, v in enumerate(sc.arrivals):
-        model = VehicleModel(v.model, codes.get(v.model, known.get(v.model, 0)), 1.0, {v.pack_type: 1.0})
-        pack = PackRecord(LISTED_PACK_ID + k, v.pack_type, v.soc / 100.0, temp_c=30.0)
-        out.append(Arrival(v.at_s, LISTED_VEHICLE_ID + k, model, pack, math.inf, 1.0))
-    return out
-
-
 class Engine:
     """One scenario run. ``plant`` picks the plant kernels: "fast" (Cython) or "python"."""
 
@@ -214,28 +94,16 @@ class Engine:
         self._seq = 0
         self._events: list[_Event] = []
         self.end_ms = int(round(sc.duration_s * 1000))
-        slots = sc.station["slots"]
-        self.n_slots = len(slots)
-        q = sc.queueing
+        self.n_slots = len(sc.station["slots"])
         streams = random_streams(sc.seed)
         self.plant: Any
-        self.plant_name = "exp-charge" if q is not None else plant
-        if q is not None:
-            full = sc.station["limits"]["full_soc"] / 100.0
-            self.plant = ExpChargeRack(self.n_slots, 3600.0 / q.mu_per_hour, full,
-                                       slots[0]["charger_kw"] * 1000.0, seed=streams["charge"])
-            self.devices = {s["charger_unit"]: ExpChargerDevice(self.plant, i) for i, s in enumerate(slots)}
-        else:
-            backend = "cython" if plant == "fast" else "python"
-            self.plant = Plant.for_station(sc.station, grid_limit_kw=sc.grid_capacity_kw, backend=backend,
-                                           rack=RackParams(t_amb_c=sc.ambient_c))
-            self.devices = {s["charger_unit"]: ChargerDevice(self.plant, i) for i, s in enumerate(slots)}
+        self.plant, self.plant_name, self.devices = plant_for(sc, plant)
         self._stock_rack()
         # The isolation bay sits behind the last rack slot, where the firmware sends the carrier.
         self.bay = bay_for_station(sc.station, self.plant, scaled_timing(sc.swap_time_scale),
                                    seed=streams["bay"])
         self.arrivals = arrival_process(sc)
-        self.estop_pin = _Pin(1)  # the controller's own e-stop input, wired when a fault opens it
+        self.estop_pin = MemPin(1)  # the controller's own e-stop input, wired when a fault opens it
         self.kpi = KpiRecorder(chargers_total=self.n_slots, price_at=sc.price_at)
         self.visits: list[_Visit] = []
         self._waiting: dict[int, _Visit] = {}  # vehicle id -> visit, while in the entry queue
@@ -379,8 +247,8 @@ class Engine:
                              lambda: self.bay.set_input(R.BAY_DI_ESTOP_OK, 0, self.t_s),
                              lambda: self.bay.set_input(R.BAY_DI_ESTOP_OK, 1, self.t_s))
             elif f.kind == "estop":
-                started = self._window(f.at_s, f.duration_s, partial(self.estop_pin.set, 0),
-                                       partial(self.estop_pin.set, 1))
+                started = self._window(f.at_s, f.duration_s, partial(self.estop_pin.value, 0),
+                                       partial(self.estop_pin.value, 1))
             elif f.kind == "jammed_bolt":
                 started = self._window(f.at_s, 0, partial(self.bay.inject, "jammed_bolt", f.bolt), None)
             elif f.kind == "thermal_event":
@@ -446,7 +314,7 @@ class Engine:
                              "plant": self.plant_name, "partial": self.t_ms < self.end_ms}
         s.update(self.kpi.summary(self.t_s))
         s["energy"]["currency"] = sc.currency
-        s["operator_actions"] = dict(sorted(self.fw.operator_actions.items()))
+        s["operator_actions"] = dict(sorted(self.operator.actions.items()))
         s["firmware_ticks"] = self.fw.sup.ticks
         return s
 
@@ -470,6 +338,8 @@ class Engine:
         self._schedule_listed()
         self.at(0, self._sample)
         self.fw = Firmware(self)
+        self.operator = Operator(self.fw.sup, self.at, lambda: self.t_ms,
+                                 int(round(sc.operator_response_s * 1000)))
 
     @property
     def stopping(self) -> bool:
@@ -490,6 +360,7 @@ class Engine:
         firmware or plant fails."""
         self._start()
         fw = self.fw
+        operator = self.operator
         events = self._events
         end = self.end_ms
         fw_due = 0
@@ -515,6 +386,7 @@ class Engine:
                 if fw_due <= t:
                     fw_due = t + fw.tick(t)
                     fw.after_tick(t)
+                    operator.watch(t)
                 self._levels()
                 if self.progress is not None and t >= next_report:
                     self.progress(self.t_s)
@@ -526,206 +398,6 @@ class Engine:
         if self.progress is not None:
             self.progress(self.t_s)
         return self.result()
-
-
-class Firmware:
-    """The station firmware as the controller runs it, on simulated buses and storage."""
-
-    def __init__(self, eng: Engine) -> None:
-        from firmware.core.supervisor import Supervisor
-
-        self.eng = eng
-        cfg = eng.sc.station
-        self.storage = MemStorage()
-        self.links: list[buses.WireLink] = []
-        bus_map: dict[str, Any] = {}
-        bay_unit = cfg["buses"]["bay_io"]["unit"]
-        lines: dict[str, dict[int, Device]] = {"chargers": eng.devices,
-                                                     "bay_io": {bay_unit: eng.bay_device}}
-        for name, devices in lines.items():
-            b = cfg["buses"][name]
-            kw = {"timeout_ms": b["timeout_ms"], "retries": b["retries"], "offline_after": b["offline_after"],
-                  "probe_interval_ms": b["probe_interval_ms"], "queue_size": 8}
-            if eng.sc.mode == "wire":
-                link = buses.WireLink(devices, b["baudrate"], lambda: eng.t_ms, **kw)
-                self.links.append(link)
-                bus_map[name] = link.master
-            else:
-                bus_map[name] = buses.DirectBus(devices, **kw)
-        self.buses = bus_map
-        # The controller's own e-stop input only where a fault opens it (its reading costs a
-        # bay write per tick).
-        wired = any(f.kind == "estop" and f.input == "controller" for f in eng.sc.faults)
-        inputs = {"estop_ok": eng.estop_pin} if wired else None
-        # Virtual time starts at local midnight: the firmware's time-of-use bands apply.
-        self.sup = Supervisor(cfg, bus_map, self.storage, inputs=inputs, now_ms=eng.ticks(0),
-                              minute_of_day=lambda: (eng.t_ms // 60000) % 1440)
-        self._zero_waits = 0
-        self._alarm_keys: set[str] = set()
-        self._visit_due = False
-        self._booted = False
-        self._held_swap: Any = None
-        self.operator_actions: dict[str, int] = {}
-
-    def tick(self, t_ms: int) -> int:
-        """Run the supervisor once; ms until it wants to run again.
-
-        A board's loop cannot run twice in the same instant for ever: each pass costs
-        time. So after a few passes at one virtual millisecond that all asked to run again
-        at once, the next pass is one millisecond later (as on a board, where the clock
-        moves on while the loop spins)."""
-        wait = self.sup.tick(self.eng.ticks(t_ms))
-        if wait is None:
-            raise SimulationError("supervisor.tick returned no wait time")
-        if wait > 0:
-            self._zero_waits = 0
-            return int(wait)
-        self._zero_waits += 1
-        if self._zero_waits >= SPIN_PASSES:
-            self._zero_waits = 0
-            return 1
-        return 0
-
-    def after_tick(self, t_ms: int) -> None:
-        for link in self.links:
-            link.sent(t_ms)
-        sup = self.sup
-        if sup.alarms.keys() != self._alarm_keys:
-            now = set(sup.alarms)
-            for key in sorted(now - self._alarm_keys):
-                self.eng.kpi.alarm(key.split(":", 1)[1])
-            self._alarm_keys = now
-        if not self._visit_due and sup.state() == "hold":
-            # The operator is on site at start-up; later a held station waits for someone to come.
-            delay = int(round(self.eng.sc.operator_response_s * 1000)) if self._booted else 0
-            self._visit_due = True
-            self.eng.at(t_ms + delay, self._operator_visit)
-
-    def _act(self, name: str, ok: bool) -> None:
-        if ok:
-            self.operator_actions[name] = self.operator_actions.get(name, 0) + 1
-
-    def _operator_visit(self) -> None:
-        """What an operator does at a held station: reset latches whose cause is gone and
-        acknowledge a damaged journal, confirm (a held swap then retries its step); a swap
-        still held at the next visit, its vehicle with a pack, gets the manual recovery of
-        docs/operations.md, one jog per visit a second apart, each once the sensors show the
-        one before has taken."""
-        self._visit_due = False
-        sup = self.sup
-        st = sup.status()
-        recovering = st["state"] == "manual" and self._held_swap is not None and st["swap"] == self._held_swap
-        if st["state"] != "hold" and not recovering:
-            return
-        if set(st["hold"]) & {"estop", "interlock", "smoke", "comms"} or "-1:journal_replay" in st["alarms"]:
-            self._act("ack", sup.ack())
-        di = sup.bay.di
-        no_pack = di[R.BAY_DI_VEHICLE_PRESENT] and not di[R.BAY_DI_PACK_SEATED]
-        if st["swap"] is not None and (st["fault"] or recovering):
-            # A vehicle without a pack is not driven out: its swap is retried instead.
-            if self._held_swap == st["swap"] and (recovering or not no_pack):
-                if not recovering:
-                    self._act("manual", sup.manual(True))
-                if self._recovery_jog():
-                    self._visit_due = True
-                    self.eng.at(self.eng.t_ms + 1000, self._operator_visit)
-                    return
-                self._act("abort_swap", sup.abort_swap())
-                self._act("manual", sup.manual(False))
-            self._held_swap = st["swap"]
-        ok = sup.confirm()
-        self._act("confirm", ok)
-        if ok:
-            self._booted = True
-
-    def _recovery_jog(self) -> bool:
-        """The next jog of the manual recovery (docs/operations.md), judged on the bay's
-        sensors as the controller reads them; False once the bay is clear."""
-        sup = self.sup
-        di = sup.bay.di
-        co = sup.bay.coils
-        bolts = sup.cfg["bay"]["bolt_count"]
-        jog: tuple[int, int] | None = None
-        tight = all(di[R.BAY_DI_BOLT_TORQUE_OK_BASE + b] for b in range(bolts))
-        loose = di[R.BAY_DI_PACK_SEATED] and not tight
-        runs = getattr(self, "_rebolt_runs", {}).get(self._held_swap, 0)
-        if di[R.BAY_DI_TOOL_BUSY]:
-            return True
-        if loose and runs < 4 and di[R.BAY_DI_VEHICLE_PRESENT]:
-            if not co[R.BAY_CO_RGV_RAISE] or not di[R.BAY_DI_RGV_UP]:
-                jog = (R.BAY_CO_RGV_RAISE, 1)
-            elif not co[R.BAY_CO_PACK_GRIP] or not di[R.BAY_DI_PACK_GRIPPED]:
-                jog = (R.BAY_CO_PACK_GRIP, 1)
-            elif co[R.BAY_CO_TOOL_BOLT]:
-                jog = (R.BAY_CO_TOOL_BOLT, 0)  # a run ended
-            else:
-                released = any(di[R.BAY_DI_BOLT_RELEASED_BASE + b] for b in range(bolts))
-                want = 0 if released else 1  # docking run first, then locking
-                if co[R.BAY_CO_TOOL_LOCK_SPEED] != want:
-                    jog = (R.BAY_CO_TOOL_LOCK_SPEED, want)
-                else:
-                    jog = (R.BAY_CO_TOOL_BOLT, 1)
-                    self._rebolt_runs = {self._held_swap: runs + 1}
-        elif co[R.BAY_CO_TOOL_BOLT] or co[R.BAY_CO_TOOL_LOCK_SPEED]:
-            jog = (R.BAY_CO_TOOL_BOLT if co[R.BAY_CO_TOOL_BOLT] else R.BAY_CO_TOOL_LOCK_SPEED, 0)
-        elif co[R.BAY_CO_PACK_GRIP] or di[R.BAY_DI_PACK_GRIPPED]:
-            jog = (R.BAY_CO_PACK_GRIP, 0)
-        elif not di[R.BAY_DI_RGV_DOWN]:
-            jog = (R.BAY_CO_RGV_RAISE, 0)
-        elif not di[R.BAY_DI_LIFT_DOWN]:
-            jog = (R.BAY_CO_LIFT_DOWN, 1)
-        elif co[R.BAY_CO_LIFT_DOWN]:
-            jog = (R.BAY_CO_LIFT_DOWN, 0)
-        elif not di[R.BAY_DI_POSITIONER_OPEN]:
-            jog = (R.BAY_CO_POSITIONER, 0)
-        elif di[R.BAY_DI_VEHICLE_PRESENT]:
-            jog = (R.BAY_CO_EXIT_OPEN, 1)
-        elif co[R.BAY_CO_EXIT_OPEN]:
-            jog = (R.BAY_CO_EXIT_OPEN, 0)
-        elif not di[R.BAY_DI_CARRIER_AT_BAY]:
-            jog = (R.BAY_CO_CARRIER_HOME, 1)
-        elif co[R.BAY_CO_CARRIER_HOME]:
-            jog = (R.BAY_CO_CARRIER_HOME, 0)
-        if jog is None:
-            return False
-        waited = getattr(self, "_jog_waits", 0)
-        if co[jog[0]] != jog[1]:
-            self._act("jog", sup.jog(jog[0], jog[1]))
-            waited = 0
-        elif waited >= 60:
-            # A minute without effect (a stalled drive): off, and on again at the next visit.
-            self._act("jog", sup.jog(jog[0], 1 - jog[1]))
-            waited = 0
-        else:
-            waited += 1
-        self._jog_waits = waited
-        return True
-
-    def line_due_ms(self) -> int:
-        due = [d for d in (link.due_ms() for link in self.links) if d >= 0]
-        return min(due) if due else 1 << 62
-
-    def deliver(self, t_ms: int) -> bool:
-        landed = False
-        for link in self.links:
-            d = link.due_ms()
-            if 0 <= d <= t_ms:
-                link.deliver()
-                landed = True
-        return landed
-
-
-class _Pin:
-    """A digital input as the firmware reads it (``value()``)."""
-
-    def __init__(self, level: int) -> None:
-        self.level = level
-
-    def value(self) -> int:
-        return self.level
-
-    def set(self, level: int) -> None:
-        self.level = level
 
 
 _PLANT_FAULT = {"charger_dropout": "dropout", "charger_stuck": "stuck", "charger_pump": "pump",

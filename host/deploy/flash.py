@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from firmware.boards import image as board_image
-from host import tools
+from host.deploy import tools
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 IMAGE_PY = ROOT / "firmware" / "boards" / "image.py"
 TAG = "@@SWAPSTATION "
 CALL_TIMEOUT_S = 600  # one mpremote run; copying a whole image over USB takes well under that
@@ -124,7 +124,7 @@ def check_signature(manifest: dict[str, Any], key: bytes, folder: Path) -> None:
     """Refuse, before anything is written, an image not signed with the station's ``key``."""
     import hmac
 
-    from host.build import image_mac
+    from host.deploy.build import image_mac
 
     mac = manifest.get("mac")
     if not isinstance(mac, str):
@@ -466,7 +466,7 @@ class Flasher:
 
 
 def run(args: argparse.Namespace) -> int:
-    from host.build import BuildError, read_image_key
+    from host.deploy.build import BuildError, read_image_key
 
     note = []
     key = None
