@@ -18,7 +18,7 @@ brings a stand-in during the epoch (state of health 1, no cycles); the step then
 nearest unused pack of that type out in vehicles and adds the stand-in's cycles and fade to it.
 Their number is reported (``borrowed``); it is zero while pools hold ``revisit_days`` of demand.
 
-State of health is the plant's own (host.plant.rack: ``fade_per_efc`` per full-equivalent
+State of health is the plant's own (host.plant.charging: ``fade_per_efc`` per full-equivalent
 cycle, charged in the rack, doubled every 10 K above 25 degC); ``initial_efc`` ages the packs
 at the start on that model at 25 degC. A pack below ``retire_soh`` is due for retirement; it
 stays in service (the report lists it).
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from host.fleet.network import Network, PackSettings, StationSpec
+from host.plant.charging import PackRecord
 from host.plant.params import PACK_TYPE_NAMES, PACK_TYPES
-from host.plant.rack import PackRecord
 from host.plant.vehicles import Arrival
 
 EPOCH_S = 86400.0

@@ -29,9 +29,9 @@ import pytest
 
 from hil.targets.pico import EmulatedPico, read_flash
 from hil.targets.pico_target import make_flash
-from host import tools
-from host.build import build_image
-from host.flash import Flasher, FlashError, Result, subprocess_runner
+from host.deploy import tools
+from host.deploy.build import build_image
+from host.deploy.flash import Flasher, FlashError, Result, subprocess_runner
 
 pytestmark = [pytest.mark.pico, pytest.mark.slow]  # minutes of wall time: started first
 
