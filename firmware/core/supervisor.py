@@ -1,6 +1,7 @@
 """Station supervisor: the controller's non-blocking main loop.
 
-    sup = Supervisor(cfg, buses, storage, inputs=None, outputs=None, watchdog=None, now_ms=None)
+    sup = Supervisor(cfg, buses, storage, inputs=None, outputs=None, watchdog=None, now_ms=None,
+                     masters=None)
     while True:
         wait = sup.tick(ticks_ms())  # ms until it next needs to run; sleep at most that
 
@@ -8,9 +9,11 @@
   return it. A bad config leaves the station in a safe state: no bus traffic (the bay
   module's comm watchdog drops its coils, the chargers' heartbeat watchdogs stop
   charging), ``motion_enable`` off, ``error`` names the field and the reason.
-- ``buses``: ``{"chargers": bus, "bay_io": bus}``, each with the field-bus transaction
-  API (``firmware.proto.fieldbus``: the RTU master or the simulator's direct bus), or a
-  ``hal.SerialPort``, which gets a ``ModbusMaster`` built from ``cfg["buses"]``.
+- ``buses``: ``{"chargers": port, "bay_io": port}``, each a ``hal.SerialPort`` (an RS-485
+  line); the supervisor runs a ``ModbusMaster`` on each, set up from ``cfg["buses"]``.
+  ``masters``: ``{"chargers": bus, "bay_io": bus}`` instead, each with the field-bus
+  transaction API of ``firmware.proto.fieldbus`` already (the simulator's in-process
+  buses, the tests' in-memory ones); ``buses`` is then None.
 - ``storage``: ``hal.Storage`` for the journal.
 - ``inputs``: optional ``{"estop_ok": DigitalIn}``, the controller's own e-stop chain
   (1 = healthy), read every tick. ``outputs``: optional ``{"motion_enable": DigitalOut,
@@ -118,12 +121,10 @@ def _config(cfg):
         return None, str(e)
 
 
-def _master(bus, bcfg):
-    if hasattr(bus, "poll") and hasattr(bus, "read"):
-        return bus
+def _rtu_master(port, bcfg):
     from firmware.proto.modbus_rtu import ModbusMaster
 
-    return ModbusMaster(bus, bcfg["timeout_ms"], bcfg["retries"], bcfg["offline_after"],
+    return ModbusMaster(port, bcfg["timeout_ms"], bcfg["retries"], bcfg["offline_after"],
                         bcfg["probe_interval_ms"], queue_size=_QUEUE)
 
 
@@ -134,7 +135,8 @@ def _stall_ms(bcfg):
 
 class Supervisor:
     def __init__(self, cfg, buses, storage, inputs=None, outputs=None, watchdog=None, now_ms=None,
-                 bay_cycle_ms=_BAY_CYCLE_MS, idle_cycle_ms=_IDLE_CYCLE_MS, minute_of_day=None):
+                 bay_cycle_ms=_BAY_CYCLE_MS, idle_cycle_ms=_IDLE_CYCLE_MS, minute_of_day=None,
+                 masters=None):
         if now_ms is None:
             from firmware.compat import ticks_ms
 
@@ -162,7 +164,10 @@ class Supervisor:
             return
         cfg = self.cfg
         bc = cfg["buses"]
-        self.bay_bus = _master(buses["bay_io"], bc["bay_io"])
+        if masters is None:
+            masters = {"bay_io": _rtu_master(buses["bay_io"], bc["bay_io"]),
+                       "chargers": _rtu_master(buses["chargers"], bc["chargers"])}
+        self.bay_bus = masters["bay_io"]
         self.bay_unit = bc["bay_io"]["unit"]
         self._stall = (_stall_ms(bc["chargers"]), _stall_ms(bc["bay_io"]))
         self.journal = Journal.from_config(storage, cfg)
@@ -178,7 +183,7 @@ class Supervisor:
         self.rack.restore(jstate)
         self.dispatch = Dispatch(cfg, self.rack)
         self.bay = bay_mod.Bay(cfg, self.rack, self._bay_event)
-        self.chargers = ChargerLink(self, _master(buses["chargers"], bc["chargers"]), cfg, now_ms,
+        self.chargers = ChargerLink(self, masters["chargers"], cfg, now_ms,
                                     self._alarm)
         self.baylink = BayLink(self._alarm, self.bay_bus, self.bay_unit, self.bay, bay_cycle_ms,
                                idle_cycle_ms, now_ms)

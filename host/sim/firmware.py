@@ -50,7 +50,7 @@ class Firmware:
         wired = any(f.kind == "estop" and f.input == "controller" for f in eng.sc.faults)
         inputs = {"estop_ok": eng.estop_pin} if wired else None
         # Virtual time starts at local midnight: the firmware's time-of-use bands apply.
-        self.sup = Supervisor(cfg, bus_map, self.storage, inputs=inputs, now_ms=eng.ticks(0),
+        self.sup = Supervisor(cfg, None, self.storage, inputs=inputs, now_ms=eng.ticks(0), masters=bus_map,
                               minute_of_day=lambda: (eng.t_ms // 60000) % 1440)
         self._zero_waits = 0
         self._alarm_keys: set[str] = set()

@@ -203,12 +203,15 @@ class Station:
                               b["offline_after"], b["probe_interval_ms"])
         self.wdt = Watchdog(self)
         self.boots += 1
-        self.sup = Supervisor(self.cfg, {"chargers": self.chg_bus, "bay_io": self.bay_bus}, self.storage,
+        self.sup = Supervisor(self.cfg, None, self.storage,
                               {"estop_ok": self.estop_pin},
                               {"motion_enable": self.motion, "fault": self.fault_pin}, self.wdt,
-                              self.now(), **self.sup_opts)
+                              self.now(), masters=self.masters(), **self.sup_opts)
         self.waits = []
         return self.sup
+
+    def masters(self):
+        return {"chargers": self.chg_bus, "bay_io": self.bay_bus}
 
     def reboot(self, outage_ms=0):
         """Power loss: the controller stops between two ticks and starts again."""

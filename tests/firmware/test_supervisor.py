@@ -430,8 +430,8 @@ def test_bad_config_safe_state_and_clear_error():
     raw = {"station_id": "X"}
     storage = MemStorage()
     motion = s.motion
-    sup = Supervisor(raw, {"chargers": s.chg_bus, "bay_io": s.bay_bus}, storage, None,
-                     {"motion_enable": motion}, s.wdt, s.now())
+    sup = Supervisor(raw, None, storage, None, {"motion_enable": motion}, s.wdt, s.now(),
+                     masters=s.masters())
     requests = s.chg_bus.requests + s.bay_bus.requests
     for _ in range(10):
         w = sup.tick(s.now())
@@ -450,11 +450,11 @@ def test_bad_field_is_named():
     s = Station()
     raw = json.loads(_station_json())
     raw["slots"][3]["charger_unit"] = 1
-    sup = Supervisor(raw, {"chargers": s.chg_bus, "bay_io": s.bay_bus}, MemStorage(), now_ms=s.now())
+    sup = Supervisor(raw, None, MemStorage(), now_ms=s.now(), masters=s.masters())
     assert sup.error == "config slots[3].charger_unit: duplicate address 1 (also slots[0])", sup.error
     assert sup.tick(s.now()) > 0 and sup.state() == "config_error"
     raw = json.loads(_station_json())
-    sup = Supervisor(raw, {"chargers": s.chg_bus, "bay_io": s.bay_bus}, MemStorage(), now_ms=s.now())
+    sup = Supervisor(raw, None, MemStorage(), now_ms=s.now(), masters=s.masters())
     assert sup.error is None  # the raw file as it is validates
 
 
