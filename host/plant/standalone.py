@@ -10,7 +10,6 @@ the plant is stepped per station up to each event.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 from collections import deque
@@ -22,6 +21,7 @@ import numpy as np
 
 from host.plant.bay import BayModel
 from host.plant.charging import PackRecord, Plant
+from host.plant.events import EventQueue
 from host.plant.grid import Grid, TouBand
 from host.plant.params import PACK_TYPE_NAMES
 from host.plant.vehicles import WAITED_S, Arrival, ArrivalProcess, hourly_rates
@@ -174,8 +174,7 @@ class PlantOnlyRun:
                 self.plant.set_enable(slot, True)
             self.grid.apply(self.plant, s, 0.0)
             self.stations.append(st)
-        self._events: list[tuple[float, int, int, str, object]] = []
-        self._seq = itertools.count()
+        self._events: EventQueue[tuple[int, str, object]] = EventQueue()
         self.now = 0.0
 
     # ---- helpers ------------------------------------------------------------------------
@@ -188,7 +187,7 @@ class PlantOnlyRun:
         return self.plant.take_pack(slot)
 
     def _push(self, t: float, station: int, kind: str, payload: object = None) -> None:
-        heapq.heappush(self._events, (t, next(self._seq), station, kind, payload))
+        self._events.push(t, (station, kind, payload))
 
     def _advance(self, st: _Station, t: float) -> None:
         dt = t - float(self._t[st.index])
@@ -307,9 +306,9 @@ class PlantOnlyRun:
                 self._push(self.grid.next_change_after(0.0), st.index, "grid")
                 if self.meter_period_s is not None:
                     self._push(self.meter_period_s, st.index, "meter")
-        events, stations, pop = self._events, self.stations, heapq.heappop
-        while events and events[0][0] <= until_s:
-            t, _, s, kind, payload = pop(events)
+        events, stations = self._events, self.stations
+        while events.next_time() <= until_s:
+            t, (s, kind, payload) = events.pop()
             st = stations[s]
             self._advance(st, t)
             self._handle(st, t, kind, payload)

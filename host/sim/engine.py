@@ -19,10 +19,9 @@ Nothing is ticked while nothing is due, so an idle station costs almost nothing.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -32,6 +31,7 @@ from firmware.proto import regmap as R
 from host.devices.bay import BayIODevice
 from host.devices.codes import Device
 from host.plant.bay import BayVehicle, bay_for_station, scaled_timing
+from host.plant.events import EventQueue
 from host.plant.vehicles import Arrival
 from host.sim.firmware import Firmware, SimulationError
 from host.sim.kpi import KpiRecorder
@@ -55,13 +55,6 @@ class RunResult:
 
 
 # --- the engine ------------------------------------------------------------------------------
-
-
-@dataclass(order=True)
-class _Event:
-    t_ms: int
-    seq: int
-    fn: Callable[[], None] = field(compare=False)
 
 
 @dataclass
@@ -91,8 +84,7 @@ class Engine:
         self.pace: Callable[[int], None] | None = None
         self._stop = False
         self.t_ms = 0
-        self._seq = 0
-        self._events: list[_Event] = []
+        self._events: EventQueue[Callable[[], None]] = EventQueue()
         self.end_ms = int(round(sc.duration_s * 1000))
         self.n_slots = len(sc.station["slots"])
         streams = random_streams(sc.seed)
@@ -119,8 +111,7 @@ class Engine:
 
     # --- scheduling ---
     def at(self, t_ms: int, fn: Callable[[], None]) -> None:
-        self._seq += 1
-        heapq.heappush(self._events, _Event(t_ms, self._seq, fn))
+        self._events.push(t_ms, fn)
 
     def ticks(self, t_ms: int | None = None) -> int:
         return int(ticks_add(TICKS_START, self.t_ms if t_ms is None else t_ms))
@@ -369,8 +360,8 @@ class Engine:
         try:
             while True:
                 t = min(fw_due, fw.line_due_ms(), end)
-                if events and events[0].t_ms < t:
-                    t = events[0].t_ms
+                if events.next_time() < t:
+                    t = int(events.next_time())
                 bay_next = self.bay.next_event_s()
                 if bay_next * 1000.0 < t:
                     t = max(self.t_ms, int(math.ceil(bay_next * 1000.0)))
@@ -379,8 +370,8 @@ class Engine:
                 self._advance_to(t)
                 if t >= end or self._stop:
                     break
-                while events and events[0].t_ms <= t:
-                    heapq.heappop(events).fn()
+                while events.next_time() <= t:
+                    events.pop()[1]()
                 if fw.deliver(t):
                     fw_due = t  # a reply landed: the board wakes up
                 if fw_due <= t:
