@@ -98,9 +98,9 @@ class ExpChargerDevice:
     def write(self, fc: int, address: int, values: list[int]) -> None:
         if fc not in (FC_WRITE_REGISTER, FC_WRITE_REGISTERS):
             raise ModbusError(EX_ILLEGAL_FUNCTION)
-        if address + len(values) > R.CHG_HOLDING_COUNT:
-            raise ModbusError(EX_ILLEGAL_ADDRESS)
         r, i = self.rack, self.slot
+        charger_regs.check_holding_write(address, values, (R.CHG_RATED_I_MAX, R.CHG_RATED_V_MAX,
+                                                           int(round(r.p_rated_w / 100.0))))
         for k, v in enumerate(values):
             reg = address + k
             if reg == R.CHG_HR_ENABLE:

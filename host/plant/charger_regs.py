@@ -178,6 +178,22 @@ def _check_holding_span(address: int, count: int) -> None:
         raise ModbusError(EX_ILLEGAL_ADDRESS, f"holding registers {address}..{address + count - 1}")
 
 
+def check_holding_write(address: int, values: Sequence[int], rated: tuple[int, int, int]) -> None:
+    """What a charger refuses of an FC06/FC16 write, before it applies any value: an empty
+    write, registers off the map (02), a value out of its range (03). ``rated``: the
+    charger's raw current, voltage and power ratings, the tops of its limit registers.
+    The plant's chargers and the queueing-validation plant's share it."""
+    if not values:
+        raise ModbusError(EX_ILLEGAL_VALUE, "no values")
+    _check_holding_span(address, len(values))
+    tops = {regmap.CHG_HR_I_LIMIT: rated[0], regmap.CHG_HR_V_LIMIT: rated[1], regmap.CHG_HR_P_LIMIT: rated[2]}
+    for k, raw in enumerate(values):
+        reg = address + k
+        lo, hi = (0, tops[reg]) if reg in tops else _HOLDING_RANGES[reg]
+        if not lo <= raw <= hi:
+            raise ModbusError(EX_ILLEGAL_VALUE, f"holding register {reg}: {raw} outside {lo}..{hi}")
+
+
 def read_holding(plant: Plant, slot: int, address: int, count: int) -> list[int]:
     """FC03: the setpoints as written (fault reset reads 0)."""
     _check_online(plant, slot)
@@ -199,13 +215,8 @@ def read_holding(plant: Plant, slot: int, address: int, count: int) -> list[int]
 def write_holding(plant: Plant, slot: int, address: int, values: Sequence[int]) -> None:
     """FC06/FC16: check every value, then apply them in address order."""
     _check_online(plant, slot)
-    if not values:
-        raise ModbusError(EX_ILLEGAL_VALUE, "no values")
-    _check_holding_span(address, len(values))
-    for k, raw in enumerate(values):
-        lo, hi = holding_range(plant, slot, address + k)
-        if not lo <= raw <= hi:
-            raise ModbusError(EX_ILLEGAL_VALUE, f"holding register {address + k}: {raw} outside {lo}..{hi}")
+    a = plant.arrays
+    check_holding_write(address, values, (_rated_i(a, slot), _rated_v(a, slot), _rated_p(a, slot)))
     if plant.arrays["fault_inj"][slot] & P.INJ_STUCK:
         return  # a frozen charger acknowledges and does nothing
     for k, raw in enumerate(values):
