@@ -321,8 +321,16 @@ class ScenarioDriver:
         if st.get("state") == "config_error" or not confirm:
             return st
         if "confirm" in (st.get("hold") or []):
+            # The operator confirms once the station can see its bay: a confirm while the bay
+            # module has not answered since the boot is refused, rightly (a loaded host delays
+            # that answer), as after a power cut (hil/power_trials.py).
+            try:
+                st = self.wait(lambda s: "-1:bay_io_offline" not in (s.get("alarms") or []), 60.0,
+                               "the bay module answering after the boot")
+            except ScenarioError as e:
+                raise ScenarioError(f"{e}; status {json.dumps(self.station())}") from None
             if not self.confirm():
-                raise ScenarioError(f"confirm refused after boot; status {json.dumps(st)}")
+                raise ScenarioError(f"confirm refused after boot; status {json.dumps(self.station())}")
         return self.wait(lambda s: "confirm" not in (s.get("hold") or []), timeout, "confirm to take effect")
 
     def rack_probe(self) -> dict[str, Any]:

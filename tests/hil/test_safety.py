@@ -3,13 +3,15 @@ e-stop chain (read through the bay I/O module) while something moves."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from firmware.core.config import SWAP_STEPS
 from firmware.proto import regmap as rm
-from hil.rig import ScenarioDriver
+from hil.rig import Rig, ScenarioDriver
 from host.devices.bay import MOTION_COILS
 
 
@@ -85,3 +87,21 @@ def test_bay_estop_chain_stops_the_lift(hil_driver: ScenarioDriver) -> None:
     d.ack_when_clear()  # accepted once the station has read the chain closed again
     st = d.wait_swaps(1, timeout=60)
     assert st["swaps_ok"] == 1
+
+
+@pytest.mark.hil_needs("lines", reason="the bay module is silenced on the line emulator")
+def test_boot_confirms_once_the_station_can_see_its_bay(hil_rig_factory: Callable[..., Rig]) -> None:
+    """A bay module that stops answering after the boot (as on a loaded host): the station
+    rightly refuses a confirm until it reads the bay again; the driver, as an operator,
+    confirms once it does, and nothing has moved."""
+    rig = hil_rig_factory()
+    d = rig.driver()
+    d.boot(confirm=False)
+    unit = d.cfg["buses"]["bay_io"]["unit"]
+    rig.lines["bay_io"].silence(unit)
+    d.wait(lambda s: "-1:bay_io_offline" in (s.get("alarms") or []), 30, "the bay module missed")
+    assert not d.confirm()  # the station cannot see its bay: refused
+    threading.Timer(1.0, rig.lines["bay_io"].restore, (unit,)).start()
+    st = d.boot()
+    assert "confirm" not in st["hold"], st
+    assert d.motion_coils() == []
