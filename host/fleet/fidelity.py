@@ -346,13 +346,22 @@ SAMPLE_QUANTILES = (0.9, 0.5, 0.99, 0.25)  # of a class's daily volumes: busy st
 def sample_stations(stations: Sequence[StationSpec], n: int) -> list[StationSpec]:
     """Up to ``n`` stations of different classes and sizes: round ``k`` takes from each class the
     station whose daily volume is nearest the class's ``SAMPLE_QUANTILES[k]`` quantile (a busy
-    one first: queues and grid limits show there), then the rest by file order."""
+    one first: queues and grid limits show there), then the rest by file order. Classes of
+    different profiles take turns (urban, highway, urban ...)."""
     by_class: dict[str, list[StationSpec]] = {}
     for s in stations:
         by_class.setdefault(s.station_class, []).append(s)
+    # classes of different demand profiles (urban, highway) alternate: a short sample has both
+    seen: dict[str, int] = {}
+    rank = {}
+    for name, members in by_class.items():
+        prof = members[0].profile_name
+        rank[name] = (seen.get(prof, 0), list(by_class).index(name))
+        seen[prof] = seen.get(prof, 0) + 1
+    groups = [by_class[name] for name in sorted(by_class, key=rank.__getitem__)]
     out: list[StationSpec] = []
     for q in SAMPLE_QUANTILES:
-        for members in by_class.values():
+        for members in groups:
             left = [s for s in members if s not in out]
             if len(out) < n and left:
                 target = float(np.quantile([s.swaps_per_day for s in members], q))
