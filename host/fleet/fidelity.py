@@ -37,8 +37,10 @@ Differences the mapping cannot remove (the reasons KPIs may differ):
    the stand-in keeps it in the queue until its patience runs out (reneged).
 4. **Swap time.** The firmware drives the bay model's coils step by step (driving in,
    identification and authorisation included); the stand-in draws the whole sequence's
-   duration from the same distributions (``BayModel.sample_swap_s``). The wait ends when the
-   swap begins on both, but the firmware's includes driving in.
+   duration from the same distributions (``BayModel.sample_swap_s``), positioning to
+   positioner open: the doors and driving in and out (about 26 s a vehicle) keep the bay
+   busy with the firmware only. The wait ends when the swap begins on both, but the
+   firmware's includes the door, driving in, identification and authorisation.
 5. **Balking.** The engine lets a driver balk whatever the bay is doing, and a
    ``balk_all`` equal to ``balk_from`` becomes ``balk_from + 1``; the stand-in lets a driver
    balk only when the bay is busy or someone waits.
