@@ -105,6 +105,25 @@ def start(workdir: Path, ballast: int, log_path: Path) -> tuple[Rig, ScenarioDri
     return rig, rig.driver(), log
 
 
+def module_bytes(rig: Rig, d: ScenarioDriver) -> list[tuple[int, str]]:
+    """(.mpy size, module) of every module loaded on the Pico, largest first: importing a .mpy
+    from LittleFS puts its bytecode, constants and names on the heap, about its file's size."""
+    from hil.targets.pico import read_flash
+
+    flash = getattr(rig.target, "flash", None)
+    if flash is None:
+        return []
+    files = read_flash(flash)
+    out = []
+    for name in d.target.request("probe", what="modules"):
+        base = "/" + name.replace(".", "/")
+        for path in (base + ".mpy", base + "/__init__.mpy", base + ".py"):
+            if path in files:
+                out.append((len(files[path]), name))
+                break
+    return sorted(out, reverse=True)
+
+
 def ticks(d: ScenarioDriver) -> dict[str, Any]:
     return dict(d.target.request("probe", what="ticks"))
 
@@ -146,6 +165,10 @@ def figures(workdir: Path, idle_s: float, estop: bool) -> dict[str, Any]:
         d.wait(lambda s: s["rack"]["ready"] >= 15, 600, "the chargers answering")
         mem_boot = d.target.request("probe", what="mem")
         out["mem_boot"] = mem_boot
+        try:
+            out["modules"] = module_bytes(rig, d)
+        except Exception as e:  # an image from before the probe: no attribution, the rest stands
+            print(f"no module attribution: {e}")
         print(f"[{time.monotonic() - t_wall:.0f} s] booted: heap free {mem_boot['free']} B, "
               f"alloc {mem_boot['alloc']} B", flush=True)
         d.boot(timeout=300)
@@ -243,6 +266,10 @@ def report(f: dict[str, Any]) -> int:
     print(f"station in use after boot {kib(mb['alloc'])} (code, config, journal, buffers: .mpy loaded from "
           f"LittleFS puts its bytecode on the heap); goal: fits in {kib(HEAP_GOAL)} (aim {kib(HEAP_AIM)}) -> "
           f"{'met' if mb['alloc'] <= HEAP_GOAL else 'missed'}")
+    mods = f.get("modules")
+    if mods:
+        print(f"bytecode of the {len(mods)} loaded modules (.mpy sizes): {kib(sum(n for n, _ in mods))}; "
+              "largest: " + ", ".join(f"{m} {kib(n)}" for n, m in mods[:8]))
     a, b = f["idle"]
     b2, c, st = f["swap"]
     idle = hist_diff(a["idle"], b["idle"])

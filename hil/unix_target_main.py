@@ -377,7 +377,8 @@ class Station:
         (bytes written so far per bus), ``mem`` (heap free and used after a collection),
         ``buses`` (each bus master's good, timed-out, CRC- and frame-failed attempts),
         ``ticks`` (tick-time histograms idle and in a swap, lowest heap free seen, time in
-        the charger master/link and bay master, transaction times per master)."""
+        the charger master/link and bay master, transaction times per master), ``modules``
+        (the names in ``sys.modules``: whose bytecode is on the heap)."""
         st = self.station
         if what == "rack":
             rk = st.rack
@@ -403,6 +404,8 @@ class Station:
             return heap()
         if what == "buses":
             return {"chargers": _bus_counts(st.chargers.bus), "bay_io": _bus_counts(st.bay_bus)}
+        if what == "modules":
+            return sorted(sys.modules)
         if what == "ticks":
             return {"t": ticks_diff(ticks_ms(), self.boot_ms), "ticks": self.ticks,
                     "idle": self.hist_idle.dump(), "swap": self.hist_swap.dump(), "mem_low": self.mem_low,

@@ -69,3 +69,4 @@ def test_ticks_probe_splits_idle_and_swap_ticks_and_times_the_masters(hil_driver
         assert tx["n"] > before["cpu"]["tx"][bus]["n"] and sum(tx["counts"].values()) == tx["n"], bus
     assert cpu["tx"]["chargers"]["n"] <= d.target.request("probe", what="buses")["chargers"]["good"]
     assert isinstance(after["mem_low"], int) and after["mem_low"] > 0  # the unix port has gc.mem_free
+    assert "firmware.core.supervisor" in d.target.request("probe", what="modules")
