@@ -204,6 +204,7 @@ def one_swap_in(workdir: Path, ballast: int) -> tuple[bool, str, int]:
         rig, d, log = start(workdir / tag, ballast, workdir / f"{tag}-console.log")
     except Exception as e:
         return False, f"no boot: {e}".splitlines()[0][:200], 0
+    total = 0
     try:
         try:
             st = d.wait(lambda s: s["rack"]["ready"] >= 15 or s.get("state") == "config_error", 600,
@@ -212,6 +213,7 @@ def one_swap_in(workdir: Path, ballast: int) -> tuple[bool, str, int]:
                 return False, f"station error: {st.get('error')}", 0
             mem = d.target.request("probe", what="mem")
             total = mem["free"] + mem["alloc"]
+            print(f"  ballast {kib(ballast)}: booted, heap free {mem['free']} B", flush=True)
             d.boot(timeout=300)
             d.arrive(model="NIO-ES6", pack_type="NIO-75", soc=0.18)
             st = d.wait_swaps(1, timeout=1800)
@@ -220,7 +222,7 @@ def one_swap_in(workdir: Path, ballast: int) -> tuple[bool, str, int]:
             why = f"free after boot {mem['free']} B, lowest seen {low} B, swaps_ok {st.get('swaps_ok')}"
             return ok, why, total
         except Exception as e:
-            return False, f"{type(e).__name__}: {e}".splitlines()[0][:200], 0
+            return False, f"{type(e).__name__}: {e}".splitlines()[0][:200], total
     finally:
         rig.stop()
         log.close()
