@@ -228,11 +228,12 @@ def one_swap_in(workdir: Path, ballast: int) -> tuple[bool, str, int]:
         log.close()
 
 
-def heap_search(workdir: Path, total: int, sizes: list[int]) -> None:
-    """Bisect the ballast over at most len(sizes) boots: first sizes[0], then up or down."""
+def heap_search(workdir: Path, total: int, sizes: list[int], boots: int) -> None:
+    """Bisect the ballast over at most ``boots`` boots: first sizes[0], then up by sizes[1]
+    while it runs, halving the interval once one failed."""
     lo_ok, hi_bad = 0, None  # largest ballast that ran, smallest that did not
     cand = sizes[0]
-    for _ in range(len(sizes)):
+    for _ in range(boots):
         t0 = time.monotonic()
         ok, why, whole = one_swap_in(workdir, cand)
         total = total or whole
@@ -325,6 +326,7 @@ def main() -> int:
     ap.add_argument("--no-estop", action="store_true", help="skip the e-stop swap")
     ap.add_argument("--ballast", type=int, nargs=2, default=[24 * 1024, 8 * 1024], metavar=("FIRST", "STEP"),
                     help="first ballast tried and the step up while sizes run (bytes)")
+    ap.add_argument("--boots", type=int, default=3, help="boots of the smallest-heap search")
     ap.add_argument("--workdir", type=Path, default=None)
     a = ap.parse_args()
     workdir = a.workdir or Path(tempfile.mkdtemp(prefix="pico-figures-"))
@@ -335,7 +337,7 @@ def main() -> int:
         total = report(figures(workdir, a.idle_s, not a.no_estop))
     if not a.skip_heap_search:
         print("\n== smallest heap: boot + one swap with ballast held from boot.py ==", flush=True)
-        heap_search(workdir, total, a.ballast)
+        heap_search(workdir, total, a.ballast, a.boots)
     return 0
 
 
