@@ -327,7 +327,7 @@ def main() -> int:
     ap.add_argument("--only-heap-search", action="store_true", help="only the smallest-heap boots")
     ap.add_argument("--idle-s", type=float, default=5.0, help="emulated seconds of the idle window")
     ap.add_argument("--no-estop", action="store_true", help="skip the e-stop swap")
-    ap.add_argument("--ballast", type=int, nargs=2, default=[24 * 1024, 8 * 1024], metavar=("FIRST", "STEP"),
+    ap.add_argument("--ballast", type=int, nargs=2, default=[32 * 1024, 4 * 1024], metavar=("FIRST", "STEP"),
                     help="first ballast tried and the step up while sizes run (bytes)")
     ap.add_argument("--boots", type=int, default=3, help="boots of the smallest-heap search")
     ap.add_argument("--workdir", type=Path, default=None)
