@@ -36,8 +36,9 @@ except ImportError:  # pragma: no cover
 
 import os
 import select
+from array import array
 
-from firmware.compat import ticks_diff, ticks_ms
+from firmware.compat import ticks_diff, ticks_ms, ticks_us
 from firmware.drivers.blockdev import FileBlockDev
 
 _TAIL_BYTES = 2048  # the "tail" probe: about a dozen journal lines
@@ -252,6 +253,15 @@ class Station:
         self.quit = False
         self._sig = None
         self.triggers = []  # [step, plan or None, action dict, fired-at ticks or None]
+        # Loop figures (probe ``ticks``): tick times idle / in a swap step, the lowest
+        # gc.mem_free() seen after every 8th tick (garbage not yet collected counts as used).
+        self.hist_idle = Hist(1000)
+        self.hist_swap = Hist(1000)
+        import gc
+
+        self._mem_free = getattr(gc, "mem_free", None)
+        self.mem_low = None
+        self.meter = _instrument(station)
 
     def _signature(self):
         """What a test waits for: a change of it pushes a status line at once, so no
@@ -367,7 +377,10 @@ class Station:
         """Test probes into the station's own view (read only): ``rack`` (pack and state
         per slot), ``swaps`` (every swap transaction in the journal), ``journal``, ``sent``
         (bytes written so far per bus), ``mem`` (heap free and used after a collection),
-        ``buses`` (each bus master's good, timed-out, CRC- and frame-failed attempts)."""
+        ``buses`` (each bus master's good, timed-out, CRC- and frame-failed attempts),
+        ``ticks`` (tick-time histograms idle and in a swap, lowest heap free seen, time in
+        the charger master/link and bay master, transaction times per master), ``modules``
+        (the names in ``sys.modules``: whose bytecode is on the heap)."""
         st = self.station
         if what == "rack":
             rk = st.rack
@@ -395,6 +408,12 @@ class Station:
             return self._journal_tail()
         if what == "buses":
             return {"chargers": _bus_counts(st.chargers.bus), "bay_io": _bus_counts(st.bay_bus)}
+        if what == "modules":
+            return sorted(sys.modules)
+        if what == "ticks":
+            return {"t": ticks_diff(ticks_ms(), self.boot_ms), "ticks": self.ticks,
+                    "idle": self.hist_idle.dump(), "swap": self.hist_swap.dump(), "mem_low": self.mem_low,
+                    "cpu": None if self.meter is None else self.meter.dump()}
         raise ValueError(f"unknown probe {what!r}")
 
     def _journal_tail(self):
@@ -427,12 +446,12 @@ class Station:
     def run(self, channel):
         """The controller's main loop (as ``firmware.main.run``), waiting on the channel
         instead of sleeping so a request is served at once."""
-        from firmware.compat import ticks_us
-
         wdt = self.board.start_watchdog()
         feed_here = getattr(self.board, "watchdog_gate", None) is None
         st = self.station
         tel = st.telemetry
+        bay = getattr(st, "bay", None)
+        mem_free = self._mem_free
         while not self.quit:
             t0 = ticks_us()
             now = ticks_ms()
@@ -445,6 +464,14 @@ class Station:
             dt = ticks_diff(ticks_us(), t0)
             if dt > self.tick_us_max:
                 self.tick_us_max = dt
+            if bay is not None and bay.step >= 0:
+                self.hist_swap.add(dt)
+            else:
+                self.hist_idle.add(dt)
+            if mem_free is not None and not self.ticks & 7:  # a heap walk: every 8th tick
+                free = mem_free()
+                if self.mem_low is None or free < self.mem_low:
+                    self.mem_low = free
             if feed_here:
                 wdt.feed()
             self._fire(now)
@@ -614,6 +641,120 @@ def heap():
     if free is None or alloc is None:
         return None
     return {"free": free(), "alloc": alloc()}
+
+
+_HIST_FINE = 100  # buckets one unit wide below this many units ...
+_HIST_N = 191  # ... then ten units wide up to 1000 units; the last bucket takes the rest
+
+
+class Hist:
+    """Durations in fixed buckets (``unit_us`` wide below 100 units, 10 units wide up to
+    1000, then one overflow bucket), with their exact sum and the longest: what the host
+    takes mean and p99 from. Preallocated; ``add`` allocates nothing (the sum carries into
+    whole seconds before it leaves the small ints of a 32-bit board)."""
+
+    def __init__(self, unit_us):
+        self.unit = unit_us
+        self.counts = array("I", [0] * _HIST_N)
+        self.n = 0
+        self.sum_s = 0
+        self.sum_us = 0
+        self.max_us = 0
+
+    def add(self, us):
+        u = us // self.unit
+        if u >= _HIST_FINE:
+            u = _HIST_FINE + (u - _HIST_FINE) // 10
+            if u >= _HIST_N:
+                u = _HIST_N - 1
+        self.counts[u] += 1
+        self.n += 1
+        s = self.sum_us + us
+        if s >= 1000000:
+            self.sum_s += s // 1000000
+            s %= 1000000
+        self.sum_us = s
+        if us > self.max_us:
+            self.max_us = us
+
+    def dump(self):
+        counts = {}
+        c = self.counts
+        for k in range(_HIST_N):
+            if c[k]:
+                counts[str(k)] = c[k]
+        return {"unit_us": self.unit, "n": self.n, "sum_us": self.sum_s * 1000000 + self.sum_us,
+                "max_us": self.max_us, "counts": counts}
+
+
+class CpuMeter:
+    """Time spent inside a few of the station's calls (charger master and link, bay
+    master), summed in us with a carry into seconds; transaction times per bus master."""
+
+    def __init__(self):
+        self.us = [0, 0, 0]
+        self.s = [0, 0, 0]
+        self.tx = {}
+
+    def add(self, k, dt):
+        v = self.us[k] + dt
+        if v >= 1000000:
+            self.s[k] += 1
+            v -= 1000000
+        self.us[k] = v
+
+    def wrap(self, obj, name, k):
+        """``obj.name(arg)`` timed into slot ``k`` (an instance attribute shadows the method)."""
+        fn = getattr(obj, name)
+        meter = self
+
+        def timed(now):
+            t0 = ticks_us()
+            r = fn(now)
+            meter.add(k, ticks_diff(ticks_us(), t0))
+            return r
+
+        setattr(obj, name, timed)
+
+    def time_transactions(self, bus, name):
+        """Request sent (its last byte left, the master's ``_sent_us``) to the reply handled
+        (``_finish`` with no error): the master's own view of a transaction."""
+        fin = getattr(bus, "_finish", None)
+        if fin is None or not hasattr(bus, "_sent_us"):
+            return
+        hist = self.tx[name] = Hist(100)
+
+        def timed(tx, err, now_ms, exc=0):
+            r = fin(tx, err, now_ms, exc)
+            if err == 0 and tx.unit:
+                hist.add(ticks_diff(ticks_us(), bus._sent_us))
+            return r
+
+        bus._finish = timed
+
+    def dump(self):
+        tx = {}
+        for name in self.tx:
+            tx[name] = self.tx[name].dump()
+        s, us = self.s, self.us
+        return {"chargers_master": s[0] * 1000000 + us[0], "chargers_link": s[1] * 1000000 + us[1],
+                "bay_master": s[2] * 1000000 + us[2], "tx": tx}
+
+
+def _instrument(st):
+    """A CpuMeter hooked into the supervisor's charger link and bus masters, None when the
+    station did not start (no buses)."""
+    ch = getattr(st, "chargers", None)
+    bay_bus = getattr(st, "bay_bus", None)
+    if ch is None or bay_bus is None:
+        return None
+    m = CpuMeter()
+    m.wrap(ch.bus, "poll", 0)
+    m.wrap(ch, "service", 1)
+    m.wrap(bay_bus, "poll", 2)
+    m.time_transactions(ch.bus, "chargers")
+    m.time_transactions(bay_bus, "bay_io")
+    return m
 
 
 def _reset_cause():

@@ -53,8 +53,17 @@ def make_flash(files: dict[str, bytes]) -> bytes:
     return bytes(buf)
 
 
-def station_image(config: Path | None = None, workdir: Path | None = None) -> tuple[bytes, dict[str, Any]]:
-    """(flash image, normalised board config) of the station for the pico target."""
+def ballast_boot_py(nbytes: int) -> bytes:
+    """A ``boot.py`` that takes ``nbytes`` of heap before ``main.py`` runs (MicroPython runs
+    both in the same globals, so the bytearray lives on): the station then boots in a heap
+    that much smaller, as on a board with less RAM."""
+    return f"_hil_ballast = bytearray({int(nbytes)})\n".encode()
+
+
+def station_image(config: Path | None = None, workdir: Path | None = None,
+                  ballast: int = 0) -> tuple[bytes, dict[str, Any]]:
+    """(flash image, normalised board config) of the station for the pico target;
+    ``ballast`` > 0 adds a ``boot.py`` holding that many bytes of heap."""
     from firmware.boards import board_config
     from host.deploy.build import MpyCross, build_image, parse_version
 
@@ -69,6 +78,8 @@ def station_image(config: Path | None = None, workdir: Path | None = None) -> tu
         MpyCross(parse_version("1.28")).compile(LAUNCHER, "hil_target.py", out / "hil_target.mpy",
                                                 raw.get("arch", "armv6m"))
         files = {"/" + p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        if ballast > 0:
+            files["/boot.py"] = ballast_boot_py(ballast)
         return make_flash(files), board_config.validate(raw)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -90,12 +101,13 @@ class PicoTarget(Target):
         self.flash: bytes | None = None  # what the next power-on boots from
         self.board_cfg: dict[str, Any] | None = None
         self.boots: list[dict[str, float]] = []  # wall and emulated s from power-on to the boot line
+        self.ballast = 0  # heap bytes boot.py takes before main.py (set before the first start)
 
     def start(self, boot_timeout: float = 600.0) -> dict[str, Any]:
         import time
 
         if self.flash is None:
-            self.flash, self.board_cfg = station_image(self.config, self.workdir)
+            self.flash, self.board_cfg = station_image(self.config, self.workdir, self.ballast)
         assert self.board_cfg is not None
         ch: Channel | None = None
 

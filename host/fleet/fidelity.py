@@ -2,7 +2,7 @@
 
 ``swapstation fleet`` runs every station on the plant-only path (host.plant.standalone: the
 plant models with a stand-in dispatcher). ``scenario_for(spec)`` turns a network station into a
-simulator scenario, so the same station runs with the real firmware (host.engine);
+simulator scenario, so the same station runs with the real firmware (host.sim.engine);
 ``compare(specs, reps)`` runs both paths ``reps`` times per station and sets each KPI's mean and
 95 % Student-t interval side by side (bench/fleet_fidelity.py prints it, docs/fleet.md
 "Fidelity" has the figures).
@@ -45,7 +45,7 @@ Differences the mapping cannot remove (the reasons KPIs may differ):
    ``balk_all`` equal to ``balk_from`` becomes ``balk_from + 1``; the stand-in lets a driver
    balk only when the bay is busy or someone waits.
 6. **P(wait).** Both count a served vehicle that queued 1 s or more; the firmware's path also
-   counts one that waited 5 s or more in the bay for a pack (host.kpi).
+   counts one that waited 5 s or more in the bay for a pack (host.sim.kpi).
 7. **Random streams.** The engine draws arrivals, the rack's SoC and the bay from its own
    named streams of one integer seed; the runner from a SeedSequence's two words. The same
    replication seed gives each path different vehicles: the paths are compared in
@@ -66,11 +66,11 @@ from typing import Any
 
 import numpy as np
 
-from host.engine import Engine
 from host.fleet.network import StationSpec
 from host.fleet.runner import INITIAL_SOC, METER_PERIOD_S, StationTask, run_station
-from host.kpi import KpiRecorder
-from host.scenario import Scenario, from_dict
+from host.sim.engine import Engine
+from host.sim.kpi import KpiRecorder
+from host.sim.scenario import Scenario, from_dict
 
 MODEL_CODE_BASE = 201  # FID-<type> vehicle models: codes clear of station.json's (1..12)
 ARRIVAL_SOC_PCT = (5.0, 70.0)  # host.plant.vehicles.ArrivalProcess's soc_lo, soc_hi
@@ -124,7 +124,7 @@ def scenario_data(spec: StationSpec, duration_s: float, seed: int) -> dict[str, 
 
 
 def scenario_for(spec: StationSpec, duration_s: float = 86400.0, seed: int = 1) -> Scenario:
-    """A validated simulator scenario for network station ``spec`` (host.scenario.from_dict)."""
+    """A validated simulator scenario for network station ``spec`` (host.sim.scenario.from_dict)."""
     return from_dict(scenario_data(spec, duration_s, seed), f"fidelity-{spec.id}")
 
 
@@ -187,7 +187,7 @@ def engine_seed(seed: np.random.SeedSequence) -> int:
 
 
 def firmware_kpis(spec: StationSpec, seed: np.random.SeedSequence, duration_s: float) -> dict[str, float]:
-    """One replication with the firmware in the loop (host.engine, plant "fast")."""
+    """One replication with the firmware in the loop (host.sim.engine, plant "fast")."""
     sc = scenario_for(spec, duration_s, engine_seed(seed))
     eng = Engine(sc)
     eng.kpi = meter = MeterKpi(chargers_total=eng.n_slots, price_at=sc.price_at)
