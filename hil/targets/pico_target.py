@@ -143,6 +143,12 @@ class PicoTarget(Target):
         take seconds of wall time here."""
         return super().request(op, max(timeout * SLOW, 30.0), **fields)
 
+    def wait_status(self, pred: Callable[[dict[str, Any]], bool], timeout: float,
+                    what: str = "") -> dict[str, Any]:
+        """As on any target, with the timeout in emulated terms (see ``request``): a driver's
+        30 s for a boot to finish is under a second of the Pico's own time."""
+        return super().wait_status(pred, timeout * SLOW, what)
+
     def boot_events(self) -> int:
         ch = self.channel
         return 0 if ch is None else sum(1 for e in ch.events if e.get("k") == "boot")
