@@ -21,6 +21,7 @@ import json
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,15 +127,19 @@ def test_a_copy_cut_off_half_way_leaves_the_old_image_whole_and_the_next_flash_c
     cut = threading.Event()
 
     def pulled_cable(argv: list[str]) -> Result:
-        """The copy's mpremote, killed a few seconds in (the board's USB link gone mid-file)."""
-        if "cp" not in argv:
+        """The copy of the image's files, its mpremote killed once the first staging file is on
+        the flash (the board's USB link gone mid-copy). Cut by what the flash holds, not by a
+        wall-clock delay, which an idle host outran (the kill then fell in the manifest's copy)."""
+        if "cp" not in argv or any("manifest.json" in a for a in argv):
             return subprocess_runner(argv)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            proc.wait(3.0)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            cut.set()
+        end = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < end:
+            if any(p.endswith(".new") for p in on_flash(pico)):
+                proc.send_signal(signal.SIGKILL)
+                cut.set()
+                break
+            time.sleep(0.05)
         out, err = proc.communicate()
         return Result(proc.returncode, out, err)
 
