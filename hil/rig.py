@@ -315,20 +315,20 @@ class ScenarioDriver:
     def wait_idle(self, timeout: float = 60.0) -> dict[str, Any]:
         return self.wait(lambda s: s.get("step") is None and s.get("state") == "run", timeout, "an idle bay")
 
+    def wait_bay_answers(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait, as an operator does before confirming, until the station can see its bay: a
+        confirm while the bay module has not answered since a boot is refused, rightly (a
+        loaded host delays that answer)."""
+        return self.wait(lambda s: "-1:bay_io_offline" not in (s.get("alarms") or []), timeout,
+                         "the bay module answering")
+
     def boot(self, confirm: bool = True, timeout: float = 30.0) -> dict[str, Any]:
         """Wait for the station to finish booting (it then holds for confirmation) and confirm."""
         st = self.wait(lambda s: s.get("state") not in (None, "boot"), timeout, "boot to finish")
         if st.get("state") == "config_error" or not confirm:
             return st
         if "confirm" in (st.get("hold") or []):
-            # The operator confirms once the station can see its bay: a confirm while the bay
-            # module has not answered since the boot is refused, rightly (a loaded host delays
-            # that answer), as after a power cut (hil/power_trials.py).
-            try:
-                st = self.wait(lambda s: "-1:bay_io_offline" not in (s.get("alarms") or []), 60.0,
-                               "the bay module answering after the boot")
-            except ScenarioError as e:
-                raise ScenarioError(f"{e}; status {json.dumps(self.station())}") from None
+            self.wait_bay_answers()
             if not self.confirm():
                 raise ScenarioError(f"confirm refused after boot; status {json.dumps(self.station())}")
         return self.wait(lambda s: "confirm" not in (s.get("hold") or []), timeout, "confirm to take effect")

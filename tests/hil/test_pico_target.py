@@ -9,7 +9,6 @@ fail with what to install or where to point: skips are for absent hardware only.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -232,39 +231,6 @@ def test_a_missing_image_names_the_setting(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("SWAPSTATION_PICO_UF2", str(tmp_path / "nope.uf2"))
     with pytest.raises(PicoError, match="SWAPSTATION_PICO_UF2"):
         EmulatedPico()
-
-
-def test_the_bench_command_serves_a_console_for_mpremote_and_keeps_the_flash(tmp_path: Path) -> None:
-    """`python -m hil.targets.pico --flash FILE`: a board on a pty for a person to flash."""
-    image = tmp_path / "flash.img"
-
-    def bench() -> tuple[subprocess.Popen[str], str]:
-        proc = subprocess.Popen([sys.executable, "-m", "hil.targets.pico", "--flash", str(image)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tools.ROOT)
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert "console /dev/pts/" in first, first
-        return proc, first.rsplit(" ", 1)[1].strip()
-
-    proc, port = bench()
-    try:
-        run = [*tools.command("mpremote"), "connect", port]
-        (tmp_path / "kept.txt").write_text("kept")
-        assert subprocess.run([*run, "fs", "cp", str(tmp_path / "kept.txt"), ":kept.txt"],
-                              capture_output=True, timeout=120).returncode == 0
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and f"flash saved to {image}" in out
-    assert read_flash(image.read_bytes()).get("/kept.txt") == b"kept"
-    proc, port = bench()  # boots from the saved flash
-    try:
-        got = subprocess.run([*tools.command("mpremote"), "connect", port, "cat", ":kept.txt"],
-                             capture_output=True, text=True, timeout=120)
-        assert got.stdout.strip() == "kept"
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=60)
 
 
 def test_the_bench_command_names_a_missing_image(tmp_path: Path) -> None:

@@ -65,7 +65,8 @@ def test_power_cut_in_each_swap_step(hil_driver: ScenarioDriver, how: str, off_s
         resume = step if how == "kill" else SWAP_STEPS[i - 1]
         if SWAP_STEPS.index(resume) > SWAP_STEPS.index("authorise"):  # journalled from here on
             assert st["swap"] is not None and st["step"] == resume, f"swap not restored at {resume}: {st}"
-        assert d.confirm(), f"confirm refused after a cut in {step}: {st}"
+        d.wait_bay_answers()  # as the operator: confirm once the station sees its bay again
+        assert d.confirm(), f"confirm refused after a cut in {step}: {d.station()}"
     assert cut_in == list(steps)
     st = d.wait_swaps(1, timeout=60)
     assert st["swaps_other"] == 0
