@@ -230,11 +230,8 @@ def run_trial(d: ScenarioDriver, step: str, delay_ms: int = 40, off_s: float = 0
     r.recovery = d.check_recovery()
     after = d.station()  # the counts restart with the controller
     done0 = after.get("swaps_ok", 0) + after.get("swaps_other", 0)
-    # The operator confirms once the station can see its bay: a confirm while the bay module
-    # has not answered since the boot is refused, rightly (a loaded host delays that answer).
     try:
-        d.wait(lambda s: "-1:bay_io_offline" not in (s.get("alarms") or []), 60.0,
-               "the bay module answering after the power-on")
+        d.wait_bay_answers()  # the operator confirms once the station can see its bay
     except ScenarioError as e:
         r.problems.append(str(e))
     if not d.confirm():
