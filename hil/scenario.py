@@ -25,6 +25,7 @@ from typing import Any
 from hil.rig import ScenarioError as RigError
 from hil.targets import TargetError
 from host.plant.vehicles import Arrival
+from host.sim.operator import wants_ack
 from host.sim.scenario import Fault, Scenario, ScenarioError, clock
 from host.sim.scenario_plant import arrival_process, fleet_for, listed_arrivals
 
@@ -33,7 +34,6 @@ WALL_GUARD = 100  # wall time a run waits at most, in multiples of its field-tim
 STEP_DELAY_MS = 40  # a step-triggered fault acts this long into the step (a 100 ms step is still hit)
 COILS_OFF_S = 5.0  # after an e-stop every drive must be off within this (wall)
 ALARM_CLEAR_S = 15.0  # a fault's alarm must go within this once the fault has ended (wall)
-OPERATOR_HOLDS = {"estop", "interlock", "smoke", "comms"}  # holds the operator resets with ack
 THERMAL_RETRY_S = 60.0  # a thermal event on an empty slot waits for a pack (scenario time)
 
 
@@ -354,7 +354,7 @@ class ScenarioRun:
             self._visit_at = now + wait
         if now < self._visit_at:
             return
-        if set(st.get("hold") or []) & OPERATOR_HOLDS or "-1:journal_replay" in (st.get("alarms") or []):
+        if wants_ack(st):
             self._act("ack", self.d.ack())
         self._act("confirm", self.d.confirm())
         self._visit_at = now + max(wait, 0.25)  # still held: back again

@@ -4,10 +4,20 @@ at the station's panel would, and judge the bay on the sensors as the controller
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from firmware.proto import regmap as R
+
+ACK_HOLDS = frozenset({"estop", "interlock", "smoke", "comms"})  # holds an operator resets with ack
+
+
+def wants_ack(status: Mapping[str, Any]) -> bool:
+    """At a held station (``Supervisor.status()``, read directly or over the rig's channel)
+    the operator presses acknowledge before confirming: a latched stop or comms hold, or a
+    journal that replay found damaged. The simulator's operator and the rig's share it."""
+    held = set(status.get("hold") or ())
+    return bool(held & ACK_HOLDS) or "-1:journal_replay" in (status.get("alarms") or ())
 
 
 class Operator:
@@ -52,7 +62,7 @@ class Operator:
         recovering = st["state"] == "manual" and self._held_swap is not None and st["swap"] == self._held_swap
         if st["state"] != "hold" and not recovering:
             return
-        if set(st["hold"]) & {"estop", "interlock", "smoke", "comms"} or "-1:journal_replay" in st["alarms"]:
+        if wants_ack(st):
             self._act("ack", sup.ack())
         di = sup.bay.di
         no_pack = di[R.BAY_DI_VEHICLE_PRESENT] and not di[R.BAY_DI_PACK_SEATED]
