@@ -211,16 +211,3 @@ def test_pacing_holds_virtual_time_to_the_speed() -> None:
     eng.run()
     assert min(behind) >= -1e-6  # never ahead of wall time x 10
     assert wall[0] == pytest.approx(3.0, abs=0.1)
-
-
-def test_every_file_of_the_page_is_package_data() -> None:
-    """An install from a wheel serves the page too: pyproject's package-data covers static/."""
-    import tomllib
-
-    from host.live.server import STATIC
-
-    with open(ROOT / "pyproject.toml", "rb") as f:
-        patterns = tomllib.load(f)["tool"]["setuptools"]["package-data"]["host.live"]
-    covered = {p for pattern in patterns for p in STATIC.parent.glob(pattern)}
-    files = {p for p in STATIC.iterdir() if p.is_file()}
-    assert files and files <= covered, sorted(str(p) for p in files - covered)
