@@ -25,7 +25,7 @@ BAY_WATCHDOG_S = 1.5  # the comm watchdog the controller writes to the bay modul
 CHARGER_WATCHDOG_S = 5.0  # the chargers' heartbeat watchdog (default, left as it is)
 
 
-TORN = pytest.mark.hil_needs("flash_cut", reason="a torn flash write needs the unix target's flash")
+TORN = pytest.mark.hil_needs("flash_cut", reason="a torn write needs the cut switch before the flash")
 
 
 @pytest.mark.hil_needs("kill", reason="the cuts are timed by step triggers inside the target")
