@@ -46,7 +46,7 @@ TARGETS = ("unix", "qemu", "board")
 # What each target offers a test (see ``hil_needs``).
 FEATURES = {
     "unix": {"lines", "kill", "flash_cut", "pins"},
-    "qemu": {"lines", "kill", "pins"},  # stand-in pins; its flash is RAM: a cut tears no write
+    "qemu": {"lines", "kill", "flash_cut", "pins"},  # stand-in pins, a cut switch before its RAM flash
     "board": set(),
     "pico": set(),
 }
@@ -93,7 +93,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         slow_on: set[str] = set()
         for m in metafunc.definition.iter_markers("hil_slow_on"):
             slow_on.update(m.args)
-        # A target that cannot run the test by its nature (a torn write on RAM flash, a board's
+        # A target that cannot run the test by its nature (a torn write on a board's flash, its
         # line-level fault injection) gets no item at all: no skip stands for it. Needs marked
         # on a ``pytest.param`` are only seen on the item (pytest_collection_modifyitems).
         needs = _needs(metafunc.definition.iter_markers("hil_needs"))

@@ -362,8 +362,10 @@ class ScenarioDriver:
 
     def flash_cut(self, after: int = 0, timeout: float = 20.0) -> None:
         """Tear the ``after``-th next flash write: the target stops there as in a power cut."""
+        from hil.targets.qemu import QemuTarget
+
         self.target.arm_flash_cut(after)
-        if isinstance(self.target, UnixTarget):
+        if isinstance(self.target, UnixTarget | QemuTarget):
             code = self.target.wait_exit(timeout)
             if code is None:
                 raise ScenarioError(f"no flash write within {timeout} s after arming the cut")

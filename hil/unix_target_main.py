@@ -7,7 +7,9 @@ the desktop's stand-ins for the hardware:
 
 - flash: a LittleFS image (``vfs.VfsLfs2``) on a file-backed block device, formatted on
   first use, so the journal survives a restart; ``cut`` tears the k-th next flash write
-  and stops the process on the spot (SIGKILL to itself), like a power cut mid-write;
+  and stops the process on the spot (SIGKILL to itself), like a power cut mid-write (on
+  the qemu board, ``cut_board_flash`` puts the same switch in front of its PSRAM disk; the
+  CPU then spins and the rig kills QEMU);
 - RS-485 lines: the line emulator's ptys, through the POSIX serial driver;
 - controller inputs (e-stop pin ...): in-memory pins the operator channel sets;
 - the supervisor from the station config, ticked on real time.
@@ -39,7 +41,7 @@ import select
 from array import array
 
 from firmware.compat import ticks_diff, ticks_ms, ticks_us
-from firmware.drivers.blockdev import FileBlockDev
+from firmware.drivers.blockdev import CutSwitch, FileBlockDev
 
 _TAIL_BYTES = 2048  # the "tail" probe: about a dozen journal lines
 
@@ -49,6 +51,10 @@ EXIT_EOF = 0  # stdin closed: the rig stopped us
 # Set by a rig that cuts the power itself when it reads a kill trigger's line (the qemu
 # target): the loop then stops in place and waits for the cut.
 KILL_BY_HOST = False
+# The flash's block device with its power-cut switch: the unix target's image file, or on the
+# qemu board the PSRAM disk behind a ``CutSwitch`` (``cut_board_flash``); None on a real board.
+FLASH = None
+PID = None  # this process's id on the unix port: a power cut is SIGKILL to itself
 # Set by a rig whose board has no controller pins (the qemu target): {input: level at power-on}.
 # ``serve_station`` wires in-memory stand-ins for them and for the outputs, as the unix target
 # has, and counts the bytes written per bus.
@@ -71,40 +77,37 @@ def _own_pid():
         return None
 
 
-class CutFlash(FileBlockDev):
-    """The image file with a power-cut switch that ends the process at the torn write:
-    nothing after the cut runs, exactly as on a controller losing its supply."""
-
-    pid = None
-    cut_when = None  # predicate: tear the first write for which it holds
-
-    def _modify(self, addr, data, n):
-        when = self.cut_when
-        if when is not None and not self._dead and when():
-            self.cut_when = None
-            self.cut_after(0)
-        try:
-            FileBlockDev._modify(self, addr, data, n)
-        except OSError:
-            if not self._dead:
-                raise
-            emit("powercut", {"writes": self.writes, "addr": addr})
-            die(self.pid)
-            raise
+def halt():
+    """Stop at once, as a supply failing: no finally block, no last write. The unix target
+    kills its own process; on a rig that cuts the power itself (``KILL_BY_HOST``, the qemu
+    target) the CPU spins here until QEMU is killed on the line just printed."""
+    if KILL_BY_HOST:
+        while True:
+            pass
+    if PID is not None:
+        os.system(f"kill -9 {PID}")
 
 
-def die(pid):
-    """Stop this process at once, as a supply failing: no finally block, no last write."""
-    if pid is not None:
-        os.system(f"kill -9 {pid}")
+def _arm(bdev):
+    """``bdev`` is the flash: at its torn write, say where, then nothing more runs."""
+    global FLASH
+
+    def torn(addr, n, erase):  # the torn half has landed
+        emit("powercut", {"writes": bdev.writes, "addr": addr, "n": n, "erase": erase})
+        halt()
+
+    FLASH = bdev
+    bdev.on_cut = torn
+    return bdev
 
 
 def mount_flash(path, block_size, block_count):
     """The flash filesystem on ``path``: (VFS object, block device, formatted now?)."""
     import vfs
 
-    bdev = CutFlash(path, block_size, block_count)
-    bdev.pid = _own_pid()
+    global PID
+    PID = _own_pid()
+    bdev = _arm(FileBlockDev(path, block_size, block_count))
     try:
         fs = vfs.VfsLfs2(bdev)
         fresh = False
@@ -113,6 +116,14 @@ def mount_flash(path, block_size, block_count):
         fs = vfs.VfsLfs2(bdev)
         fresh = True
     return fs, bdev, fresh
+
+
+def cut_board_flash():
+    """The qemu board: mount its LittleFS (``drivers/mps2.py``) on the PSRAM disk behind a
+    power-cut switch, before ``main.main`` opens the board (it finds ``/`` mounted)."""
+    from firmware.drivers import mps2
+
+    mps2.mount_flash(_arm(CutSwitch(mps2.PsramDisk())))
 
 
 class LoopWatchdog:
@@ -245,7 +256,7 @@ class Station:
     def __init__(self, station, board, flash=None, max_idle_ms=20):
         self.station = station
         self.board = board
-        self.flash = flash  # CutFlash on the unix target, None on a board
+        self.flash = flash  # the flash with its cut switch (unix, qemu); None on a board
         self.max_idle_ms = max_idle_ms
         self.boot_ms = ticks_ms()
         self.ticks = 0
@@ -333,7 +344,7 @@ class Station:
             def when():
                 return bay.step == want and (plan is None or bay_steps.PLAN_NAMES[bay.plan] == plan)
 
-            self.flash.cut_when = when
+            self.flash.when = when
             return None
         self.triggers.append([SWAP_STEPS.index(step), req.get("plan"), req, None])
         return len(self.triggers)
@@ -357,10 +368,7 @@ class Station:
             emit("trigger", {"step": req["step"], "do": req["do"], "t": ticks_diff(now, self.boot_ms),
                              "sent": self.bytes_sent()})
             if req["do"] == "kill":
-                if self.flash is not None:
-                    die(self.flash.pid)
-                while KILL_BY_HOST:  # nothing more runs: the rig cuts the power on the line above
-                    pass
+                halt()  # nothing more runs (on qemu the rig cuts the power on the line above)
             else:
                 self.board.inputs[req["name"]].value(req["value"])
             return
@@ -544,7 +552,7 @@ def start_unix(args):
 
         station.telemetry = make_telemetry(station.cfg, station)
     st = station.status()
-    emit("boot", {"fresh_flash": fresh, "pid": flash.pid, "flash_writes": flash.writes,
+    emit("boot", {"fresh_flash": fresh, "pid": PID, "flash_writes": flash.writes,
                   "error": st.get("error") if type(st) is dict else None})
     return Station(station, board, flash, args.get("max_idle_ms", 20))
 
@@ -581,7 +589,7 @@ def serve_station(manifest, board, station, status_ms=100):
         _stand_in_pins(board, station, HIL_PINS)
     emit("boot", {"image": manifest["image_sha256"][:12], "error": station.status().get("error"),
                   "reset_cause": _reset_cause()})
-    serve(Station(station, board), status_ms)
+    serve(Station(station, board, FLASH), status_ms)
 
 
 def _stand_in_pins(board, station, levels):

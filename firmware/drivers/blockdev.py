@@ -1,5 +1,5 @@
-"""Block devices for ``vfs.VfsLfs2``: one in RAM and one backed by a file, both with a
-power-cut switch.
+"""Block devices for ``vfs.VfsLfs2``: one in RAM, one backed by a file, and a switch in
+front of a board's own, all with a power-cut switch.
 
 They implement MicroPython's extended block protocol (``readblocks`` and
 ``writeblocks`` with a byte offset, ``ioctl`` 4/5/6 for count, size and erase), so
@@ -11,6 +11,10 @@ next one is torn: only the first half of its bytes reach the medium, then it rai
 ``OSError(EIO)``. Every operation after that, reads included, raises too, as on a
 board with no power, until ``power_on()``. ``writes`` counts program and erase
 operations, so a test can run a workload once and then cut it at every k.
+``when``, a predicate, tears the first operation for which it holds instead (a HIL rig:
+"the first write in this swap step"). ``on_cut(addr, n, erase)``, if set, is called
+once the torn half of that n-byte operation has landed, before the error: a rig stops the
+machine there, so nothing after the cut runs.
 """
 
 from firmware.compat import const
@@ -37,6 +41,8 @@ class _CutBlockDev:
         self._left = -1  # operations still allowed before the cut; -1: no cut armed
         self._dead = False
         self._retired = False
+        self.when = None  # predicate: tear the first operation for which it holds
+        self.on_cut = None  # called with the torn operation (the machine stops there)
         self._blank = memoryview(bytes([_ERASED]) * block_size)
 
     # -- power-cut switch
@@ -62,9 +68,15 @@ class _CutBlockDev:
         """Write ``data`` (or erased bytes when None) of length n at addr, honouring the cut."""
         if self._dead:
             raise OSError(_EIO)
+        when = self.when
+        if when is not None and when():
+            self.when = None
+            self._left = 0
         if self._left == 0:
             self._dead = True
             self._put(addr, data, n // 2)  # torn: half of it lands
+            if self.on_cut is not None:
+                self.on_cut(addr, n, data is None)
             raise OSError(_EIO)
         if self._left > 0:
             self._left -= 1
@@ -189,3 +201,23 @@ class FileBlockDev(_CutBlockDev):
         self._f.seek(addr)
         self._f.write((self._blank if data is None else memoryview(data))[:n])
         self._f.flush()
+
+
+class CutSwitch(_CutBlockDev):
+    """A power-cut switch in front of a board's own block device (extended protocol, as
+    ``drivers/mps2.py``'s ``PsramDisk``): the HIL rig tears a write on the qemu board's
+    flash with it. Erase writes erased bytes through, as a flash would hold them."""
+
+    def __init__(self, dev):
+        super().__init__(dev.ioctl(_IOCTL_BLOCK_SIZE, 0), dev.ioctl(_IOCTL_BLOCK_COUNT, 0))
+        self.dev = dev
+
+    def _get(self, addr, buf):
+        bs = self.block_size
+        self.dev.readblocks(addr // bs, buf, addr % bs)
+
+    def _put(self, addr, data, n):
+        if n:
+            bs = self.block_size
+            src = self._blank if data is None else memoryview(data)
+            self.dev.writeblocks(addr // bs, src[:n], addr % bs)

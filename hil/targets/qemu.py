@@ -17,13 +17,16 @@ board under QEMU, the 32-bit single-precision MicroPython build of ``host.deploy
   needed, and none could be late. A watchdog reset keeps it too (same process).
 - Power cut from a step trigger (``do: kill``): the target says which trigger fired and
   stops its loop in place; the rig kills QEMU as soon as it reads that line.
+- Torn flash write (``flash_cut``: ``{"op": "cut"}``, a ``cut_write`` trigger): the boot
+  script mounts the flash itself, the PSRAM disk behind the cut switch of
+  ``drivers/blockdev.py`` (``hil_target.cut_board_flash``), before ``main.main`` opens the
+  board. The torn write stores half its bytes in PSRAM, so in the file; the target prints
+  ``powercut`` and spins in the write, and the rig kills QEMU on that line: the next
+  power-on boots on the half-written flash, as the unix target's does.
 
 - Pins: the board has none. ``hil_target.HIL_PINS`` makes the channel wire in-memory stand-ins
   (the ``estop_ok`` input; ``motion_enable`` and ``fault`` outputs) into the running
   supervisor, as the unix target's pins are, so the controller e-stop scenarios run too.
-
-The flash is RAM: a flash write cannot be torn half-way as on the unix target's flash
-(``flash_cut``); that scenario stays there.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ BOOT_SCRIPT = (
     "import hil_target\n"
     "hil_target.KILL_BY_HOST = True\n"  # a kill trigger stops the loop; the rig ends QEMU
     "hil_target.HIL_PINS = {pins}\n"  # the board has no pins: stand-ins the channel sets
+    "hil_target.cut_board_flash()\n"  # LittleFS behind a cut switch; main.main finds it mounted
     "import main\n"
     "main.main('/rom/')\n"
 )
@@ -159,6 +163,7 @@ class QemuTarget(Target):
     image carries (default: the firmware's)."""
 
     name = "qemu"
+    supports_flash_cut = True
 
     def __init__(self, config: str | Path | None, image: str | Path, buses: Mapping[str, str], *,
                  heap: int = HEAP, log: Callable[[str], None] | None = None) -> None:
@@ -171,7 +176,7 @@ class QemuTarget(Target):
         self._reader: threading.Thread | None = None
         self.boots: list[float] = []  # wall s from QEMU's start to the boot line
         self.exit_codes: list[int] = []
-        self.kills = 0  # power cuts from a kill trigger
+        self.kills = 0  # power cuts from a kill trigger or a torn flash write
         self.inputs = {"estop_ok": 1}  # the stand-in controller pins and their level at power-on
         self.listeners.append(self._on_message)
 
@@ -240,9 +245,9 @@ class QemuTarget(Target):
         ch.close(f"the qemu target exited with code {code}")
 
     def _on_message(self, msg: dict[str, Any]) -> None:
-        """A kill trigger fired: the guest has stopped its loop in place; cut the power now
-        (on the reader thread, before any later line is read)."""
-        if msg.get("k") == "trigger" and msg.get("do") == "kill":
+        """A kill trigger fired or a flash write was torn: the guest has stopped in place;
+        cut the power now (on the reader thread, before any later line is read)."""
+        if (msg.get("k") == "trigger" and msg.get("do") == "kill") or msg.get("k") == "powercut":
             proc = self.proc
             if proc is not None and proc.poll() is None:
                 self.kills += 1

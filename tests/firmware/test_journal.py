@@ -6,7 +6,7 @@ from jtest import CutStorage, Tally, check_after_reboot, clear_dir, export, rmtr
 from firmware.compat import micropython_heap
 from firmware.core import journal
 from firmware.core.journal import LOG_NAME, NEW_NAME, Journal
-from firmware.drivers.blockdev import FileBlockDev, RamBlockDev
+from firmware.drivers.blockdev import CutSwitch, FileBlockDev, RamBlockDev
 from firmware.drivers.vfs_storage import VfsStorage
 
 QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 128K heap
@@ -547,6 +547,49 @@ def test_a_ram_block_device_takes_its_medium_from_the_heap_once():
         gc.enable()
     assert 16384 <= blank < 16384 + 2048, blank  # the device itself, its erased block
     assert 16384 <= copied < 16384 + 2048, copied
+
+
+def test_a_cut_switch_tears_the_first_write_it_is_told_to_in_front_of_a_boards_device():
+    """The HIL rig's switch before the qemu board's PSRAM disk: writes pass through to the
+    board's device until ``when`` holds; that one lands half, ``on_cut`` hears where, and
+    the device is dead until power_on. An erase writes erased bytes, torn too."""
+    board = RamBlockDev(512, 16)  # the board's own device: the extended protocol, no switch used
+    sw = CutSwitch(board)
+    assert sw.ioctl(4, 0) == 16 and sw.ioctl(5, 0) == 512
+    sw.writeblocks(2, b"abcd", 8)
+    buf = bytearray(4)
+    board.readblocks(2, buf, 8)
+    assert buf == bytearray(b"abcd")
+    now = [False]
+    cuts = []
+    sw.when = lambda: now[0]
+    sw.on_cut = lambda addr, n, erase: cuts.append((addr, n, erase))
+    sw.writeblocks(3, b"zzzzzzzz", 0)  # not yet
+    now[0] = True
+    e = raises(OSError, sw.writeblocks, 3, b"12345678", 0)
+    assert e.args[0] == 5 and cuts == [(3 * 512, 8, False)] and sw.when is None
+    raises(OSError, sw.readblocks, 2, buf, 8)  # no power
+    board.readblocks(3, buf, 0)
+    assert buf == bytearray(b"1234") and sw.writes == 2
+    board.readblocks(3, buf, 4)
+    assert buf == bytearray(b"zzzz")  # the second half never came
+    sw.power_on()
+    sw.cut_after(0)
+    raises(OSError, sw.ioctl, 6, 2)  # the erase is torn
+    assert cuts[1] == (2 * 512, 512, True)
+    block = bytearray(512)
+    board.readblocks(2, block)
+    assert bytes(block[:256]) == b"\xff" * 256 and bytes(block[8:12]) != b"abcd"
+    sw.power_on()
+    raises(OSError, sw.readblocks, 16, buf)  # past the end: the switch checks as a device does
+    if HAVE_LFS:  # LittleFS through the switch is LittleFS on the board's device
+        vfs.VfsLfs2.mkfs(sw)
+        fs = vfs.VfsLfs2(sw)
+        with fs.open("x", "wb") as f:
+            f.write(b"kept")
+        fs.umount()
+        with vfs.VfsLfs2(board).open("x", "rb") as f:
+            assert f.read() == b"kept"
 
 
 class _FlakyFile:

@@ -1,6 +1,7 @@
 """The qemu target itself: main.py's boot on mps2-an385 with the channel, the flash (the
 board's PSRAM in a shared file) across power cuts, and what it refuses. The scenarios run on
-it as [qemu] items of the other tests/hil modules (a kill trigger's cut: test_power.py)."""
+it as [qemu] items of the other tests/hil modules (kill triggers and torn writes: test_power.py;
+the torn write itself: test_target_channel.py)."""
 
 from __future__ import annotations
 

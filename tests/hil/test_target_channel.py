@@ -1,5 +1,6 @@
 """The unix target's launcher and its operator/status channel, without a field: the
-firmware boots on ptys where nothing answers, on a LittleFS image in a file."""
+firmware boots on ptys where nothing answers, on a LittleFS image in a file (the flash
+cut on the qemu target too, its PSRAM flash in a file)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from firmware.core import config
 from hil.targets import Channel, TargetError, UnixTarget
+from hil.targets.qemu import QemuTarget
 
 
 @pytest.fixture
@@ -64,18 +66,41 @@ def test_boot_status_requests_and_flash_that_persists(tmp_path: Path, ptys: dict
         t.stop()
 
 
-def test_flash_cut_stops_the_target_at_the_torn_write(tmp_path: Path, ptys: dict[str, str]) -> None:
-    t = make(tmp_path, ptys)
+FLASH_BYTES = 256 * 4096  # both targets' LittleFS: 256 blocks of 4 KiB
+QEMU_FLASH_OFFSET = 0x21800000 - 0x21000000  # drivers/mps2.py FLASH_ADDR in the PSRAM file
+
+
+def _flash(image: Path, offset: int) -> bytes:
+    with image.open("rb") as f:
+        f.seek(offset)
+        return f.read(FLASH_BYTES)
+
+
+@pytest.mark.parametrize("kind", ["unix", "qemu"])
+def test_flash_cut_stops_the_target_at_the_torn_write(tmp_path: Path, ptys: dict[str, str],
+                                                      kind: str) -> None:
+    if kind == "unix":
+        t: UnixTarget | QemuTarget = make(tmp_path, ptys)
+        offset = 0
+    else:  # the flash is PSRAM in a shared file; QEMU's UART1/UART2 on the ptys
+        t = QemuTarget(None, tmp_path / "psram.img", ptys)
+        offset = QEMU_FLASH_OFFSET
     t.start()
-    writes = t.arm_flash_cut(0)
-    t.set_pin("estop_ok", 0)  # the e-stop alarm is journalled: the next flash write
-    assert t.wait_exit(10) == -9
-    assert t.channel is not None
-    cut = t.channel.event("powercut")
-    assert cut is not None and cut["writes"] == writes
-    boot = t.start()  # LittleFS mounts what the torn write left
     try:
-        assert boot["fresh_flash"] is False
+        writes = t.arm_flash_cut(0)
+        before = _flash(Path(t.image), offset)
+        t.set_pin("estop_ok", 0)  # the e-stop alarm is journalled: the next flash write
+        assert t.wait_exit(30) == -9  # SIGKILL: to itself on unix, from the rig to QEMU
+        assert t.channel is not None
+        cut = t.channel.event("powercut")
+        assert cut is not None and cut["writes"] == writes
+        # The torn write is all that changed, and only its first half landed.
+        after = _flash(Path(t.image), offset)
+        a, half = cut["addr"], cut["n"] // 2
+        assert 0 < half and after[:a] == before[:a] and after[a + half:] == before[a + half:], cut
+        if cut["erase"]:
+            assert after[a:a + half] == b"\xff" * half, cut
+        t.start()  # LittleFS mounts what the torn write left
         assert t.request("probe", what="journal")["boots"] == 2
     finally:
         t.stop()
