@@ -79,15 +79,16 @@ def _warn(path, reason):
     print("station.json: warning: %s: %s" % (path, reason))  # valid, but the console should know
 
 
-def make_station(scfg, board, now_ms=None):
+def make_station(scfg, board, now_ms=None, masters=None):
     """The supervisor on a board's buses, storage and pins. It feeds the board's watchdog
     gate itself, only while every subsystem is alive; a board without one (the HIL unix
-    target) feeds from its own loop. ``now_ms``: the clock's reading, for virtual time."""
+    target) feeds from its own loop. ``now_ms``: the clock's reading, for virtual time;
+    ``masters``: bus masters of the caller's own on the board's ports (Supervisor's)."""
     from firmware.core.supervisor import Supervisor
 
     gate = getattr(board, "watchdog_gate", None)
     return Supervisor(scfg, board.buses, board.storage, board.inputs, board.outputs, gate, now_ms,
-                      minute_of_day=getattr(board, "minute_of_day", None))
+                      minute_of_day=getattr(board, "minute_of_day", None), masters=masters)
 
 
 def make_telemetry(scfg, station, now_ms=None):

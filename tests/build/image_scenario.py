@@ -116,7 +116,6 @@ for name in board.buses:
     masters[name] = ModbusMaster(board.buses[name], c["timeout_ms"], c["retries"], c["offline_after"],
                                  c["probe_interval_ms"], us_clock=now_us)
 ports = board.buses
-board.buses = masters
 uart_of = {}
 for o in fakemachine.created:
     if isinstance(o, fakemachine.UART):
@@ -128,7 +127,7 @@ lines = [
     Line(uart_of[bcfg["buses"]["chargers"]["uart"]], chargers),
     Line(uart_of[bcfg["buses"]["bay_io"]["uart"]], {scfg["buses"]["bay_io"]["unit"]: plant.bay}),
 ]
-station = main.make_station(scfg, board, ticks_add(base, plant.now))
+station = main.make_station(scfg, board, ticks_add(base, plant.now), masters=masters)
 
 
 def clock():
