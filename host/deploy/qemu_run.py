@@ -116,6 +116,8 @@ class _Console:
         if end >= 0:
             data = data[:end]
         *whole, self._line = (self._line + data).split(b"\n")
+        if end >= 0 and self._line:
+            whole.append(self._line)  # the output ended without a newline
         for line in whole:
             self.on_line(line.rstrip(b"\r").decode(errors="replace"))
         if end >= 0:
