@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from host.deploy import qemu_build, qemu_run  # noqa: E402
-from tests.mpy_dual import QEMU_BOOT, qemu_romfs_files  # noqa: E402
+from host.deploy.qemu_run import QEMU_BOOT, qemu_romfs_files  # noqa: E402
 
 MODES = ("littlefs", "romfs", "frozen")
 
@@ -147,7 +147,7 @@ class Board:
 
     def run(self, mode: str, ballast: int = 0) -> tuple[dict | None, str, float]:
         """(figures or None, what went wrong, wall seconds)."""
-        script = QEMU_BOOT.split("sys.argv[:]")[0] + PROBE.format(mode=mode, ballast=ballast)
+        script = QEMU_BOOT + PROBE.format(mode=mode, ballast=ballast)
         t0 = time.monotonic()
         try:
             res = qemu_run.run_script(self.elfs[mode], script, romfs=self.romfs, timeout_s=1200)

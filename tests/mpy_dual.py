@@ -46,43 +46,20 @@ from pathlib import Path
 
 import pytest
 
+from host.deploy.qemu_run import QEMU_BOOT, qemu_romfs_files
+
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_TESTS = ROOT / "tests" / "firmware"
 RUNNER = FIRMWARE_TESTS / "_mprun.py"
 RESULT_TAG = "@@MPRESULT "
 MODULE_TIMEOUT_S = 900
 QEMU_DEFAULT_HEAP = "128K"
-# Run before the runner on the qemu board: /tmp as LittleFS on 1 MiB of the board's PSRAM
-# above the ROMFS partition (uctypes.bytearray_at: no heap), the ROMFS on sys.path and as
-# the current folder (relative paths such as firmware/station.json work as in the checkout).
-QEMU_BOOT = """\
-import os, sys, vfs, uctypes
-class _RamDisk:
-    def __init__(self, addr, bs, n):
-        self.mv = memoryview(uctypes.bytearray_at(addr, bs * n))
-        self.bs = bs
-        self.n = n
-    def readblocks(self, b, buf, off=0):
-        o = b * self.bs + off
-        buf[:] = self.mv[o : o + len(buf)]
-    def writeblocks(self, b, buf, off=0):
-        o = b * self.bs + off
-        self.mv[o : o + len(buf)] = buf
-    def ioctl(self, op, arg):
-        if op == 4:
-            return self.n
-        if op == 5:
-            return self.bs
-        return 0
-_d = _RamDisk(0x21400000, 4096, 256)
-vfs.VfsLfs2.mkfs(_d)
-vfs.mount(vfs.VfsLfs2(_d), "/tmp")
-del _d, _RamDisk
-sys.path[:] = ["/rom/tests/firmware", "/rom"]
-os.chdir("/rom")
-sys.argv[:] = {argv!r}
-import _mprun
-"""
+
+
+def qemu_runner_script(argv: list[str]) -> str:
+    """What the qemu board runs for a module: the board's boot (host/deploy/qemu_run.py's
+    QEMU_BOOT: /tmp on a RAM disk, the ROMFS as the current folder), then the runner."""
+    return QEMU_BOOT + f"sys.argv[:] = {argv!r}\nimport _mprun\n"
 
 
 def micropython_command() -> list[str]:
@@ -208,18 +185,6 @@ class QemuSetup:
 _QEMU = QemuSetup()
 
 
-def qemu_romfs_files() -> dict[str, Path]:
-    """What the qemu board gets on its ROMFS: the firmware package (data files too) and
-    the firmware tests with their helpers."""
-    out: dict[str, Path] = {}
-    for p in sorted((ROOT / "firmware").rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".json"):
-            out[p.relative_to(ROOT).as_posix()] = p
-    for p in sorted(FIRMWARE_TESTS.glob("*.py")):
-        out[p.relative_to(ROOT).as_posix()] = p
-    return out
-
-
 @pytest.fixture(scope="session")
 def qemu_firmware() -> tuple[Path, Path]:
     """(firmware.elf at the default heap, the tests' ROMFS image); what [qemu] items use."""
@@ -319,7 +284,7 @@ class MicroPythonFile(pytest.File):
         from host.deploy.qemu_run import QemuTimeout, run_script
 
         elf, romfs = _QEMU.firmware(heap_bytes(self.qemu_heapsize))
-        script = QEMU_BOOT.format(argv=["_mprun", self.path.stem, *self.qemu_tests])
+        script = qemu_runner_script(["_mprun", self.path.stem, *self.qemu_tests])
         try:
             res = run_script(elf, script, romfs=romfs, timeout_s=MODULE_TIMEOUT_S)
         except QemuTimeout as e:

@@ -60,11 +60,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
 )
 
 # (importing file, imported module) -> what removes it
-KNOWN: dict[tuple[str, str], str] = {
-    ("bench/qemu_heap.py", "tests.mpy_dual"):
-        "it runs the simulated hour of tests/firmware (its plant and runner) on the qemu board: "
-        "that hour moves out of the tests into a plant the bench and the tests share",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _module_of(path: Path) -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from tests.mpy_dual import (
-    QEMU_BOOT,
     ROOT,
     RUNNER,
     _module_exclusions,
@@ -17,6 +16,7 @@ from tests.mpy_dual import (
     micropython_command,
     micropython_env,
     parse_results,
+    qemu_runner_script,
     run_unix_module,
 )
 
@@ -119,5 +119,5 @@ def test_qemu_exclusions_name_tests_of_the_module_with_a_reason(tmp_path: Path) 
 
 def test_the_qemu_board_runs_in_the_romfs_as_the_unix_port_runs_in_the_checkout() -> None:
     # Relative paths in tests (firmware/boards/pico.json, firmware/station.json) then work.
-    script = QEMU_BOOT.format(argv=["_mprun", "test_x"])
+    script = qemu_runner_script(["_mprun", "test_x"])
     assert 'os.chdir("/rom")' in script and script.index("os.chdir") < script.index("import _mprun")

@@ -114,6 +114,7 @@ class Swap:
         self.ptype = None
         self.soc = None  # of the vehicle's pack, if the identity carried it
         self.soc_new = None  # of the pack to install, when reserved
+        self.soc_out = None  # of the vehicle's pack, first read in the rack (the supervisor's)
         self.kwh_new = 0  # capacity of that pack's type
         self.subscribed = False
         self.why = None  # reason of a rejection

@@ -179,6 +179,7 @@ class Supervisor:
             self._journal_failed(e)
         jstate = self.journal.state
         self.thermal = th.Thermal(cfg)
+        self.bay = None  # the rack's restore reports slots before the bay exists
         self.rack = Rack(cfg, self.thermal, self.rack_change)
         self.rack.restore(jstate)
         self.dispatch = Dispatch(cfg, self.rack)
@@ -215,9 +216,16 @@ class Supervisor:
         self.journal_errors += 1
         self.alarms["-1:journal"] = str(e)
 
-    def rack_change(self, *args):
-        """The rack's journal hook (RK records)."""
-        self._j(self.journal.rack_change, *args)
+    def rack_change(self, slot, pack, *args):
+        """The rack's journal hook (RK records). It also keeps the first reading of the
+        vehicle's pack once a slot holds it: the SoC it came with. A reading at the end of
+        the swap is after the charger has had it for a minute or more (~1 kWh at 62.5 kW),
+        which the swap's energy would lose."""
+        b = self.bay
+        s = b.swap if b is not None else None
+        if s is not None and s.soc_out is None and pack is not None and pack == s.pack and slot < self.rack.n:
+            s.soc_out = args[1]
+        self._j(self.journal.rack_change, slot, pack, *args)
 
     def _alarm(self, slot, code, detail=None, active=True):
         key = "%d:%s" % (slot, code)
@@ -280,7 +288,10 @@ class Supervisor:
             return
         ok = outcome == "ok"
         rk = self.rack
-        soc_out = rk.soc[s.own_slot] / 10 if ok and rk.holds(s.own_slot, s.pack) else s.soc
+        soc_out = s.soc
+        if ok and rk.holds(s.own_slot, s.pack):
+            # as it came out; after a power loss mid-swap, what the slot reads now
+            soc_out = s.soc_out if s.soc_out is not None else rk.soc[s.own_slot] / 10
         kwh = 0.0
         if ok and s.soc_new is not None and soc_out is not None:
             kwh = swap_kwh(s.soc_new, s.kwh_new, soc_out, self._kwh(s.ptype))

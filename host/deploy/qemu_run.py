@@ -15,15 +15,59 @@ import select
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from host.deploy.qemu_build import MACHINE, PACKAGES, QemuBuildError, apt_command
 
+ROOT = Path(__file__).resolve().parents[2]
 ROMFS_ADDR = 0x21000000
 ROMFS_MAX = 0x00400000  # the board's ROMFS partition 0
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
 BOOT_TIMEOUT_S = 20.0
+# Run first on the board: /tmp as LittleFS on 1 MiB of the board's PSRAM above the ROMFS
+# partition (uctypes.bytearray_at: no heap), the ROMFS on sys.path and as the current
+# folder (relative paths such as firmware/station.json work as in the checkout).
+QEMU_BOOT = """\
+import os, sys, vfs, uctypes
+class _RamDisk:
+    def __init__(self, addr, bs, n):
+        self.mv = memoryview(uctypes.bytearray_at(addr, bs * n))
+        self.bs = bs
+        self.n = n
+    def readblocks(self, b, buf, off=0):
+        o = b * self.bs + off
+        buf[:] = self.mv[o : o + len(buf)]
+    def writeblocks(self, b, buf, off=0):
+        o = b * self.bs + off
+        self.mv[o : o + len(buf)] = buf
+    def ioctl(self, op, arg):
+        if op == 4:
+            return self.n
+        if op == 5:
+            return self.bs
+        return 0
+_d = _RamDisk(0x21400000, 4096, 256)
+vfs.VfsLfs2.mkfs(_d)
+vfs.mount(vfs.VfsLfs2(_d), "/tmp")
+del _d, _RamDisk
+sys.path[:] = ["/rom/tests/firmware", "/rom"]
+os.chdir("/rom")
+"""
+
+
+def qemu_romfs_files(root: Path = ROOT) -> dict[str, Path]:
+    """What the qemu board gets on its ROMFS (image path -> file): the firmware package
+    (data files too) and, by path, the MicroPython-side firmware tests with their station
+    and plant, which the [qemu] tests and the qemu benches run."""
+    out: dict[str, Path] = {}
+    for p in sorted((root / "firmware").rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".json"):
+            out[p.relative_to(root).as_posix()] = p
+    for p in sorted((root / "tests" / "firmware").glob("*.py")):
+        out[p.relative_to(root).as_posix()] = p
+    return out
 
 
 @dataclass
@@ -61,6 +105,23 @@ class _Console:
         self.seen = b""
         assert proc.stdout is not None
         self.fd = proc.stdout.fileno()
+        self.on_line: Callable[[str], None] | None = None
+        self._line = b""
+
+    def _lines(self, data: bytes) -> None:
+        """Hand each whole line of the script's output to ``on_line`` as it comes."""
+        if self.on_line is None:
+            return
+        end = data.find(b"\x04")
+        if end >= 0:
+            data = data[:end]
+        *whole, self._line = (self._line + data).split(b"\n")
+        if end >= 0 and self._line:
+            whole.append(self._line)  # the output ended without a newline
+        for line in whole:
+            self.on_line(line.rstrip(b"\r").decode(errors="replace"))
+        if end >= 0:
+            self.on_line = None
 
     def read_until(self, marker: bytes, what: str) -> bytes:
         """Bytes up to and including ``marker``; QemuTimeout past the deadline."""
@@ -78,6 +139,7 @@ class _Console:
                 if not chunk:
                     raise QemuTimeout(f"QEMU exited (code {self.proc.poll()}) waiting for {what}", self.seen)
                 self.seen += chunk
+                self._lines(chunk)
 
     def write(self, data: bytes) -> None:
         assert self.proc.stdin is not None
@@ -92,8 +154,10 @@ def run_script(
     romfs: Path | None = None,
     timeout_s: float = 300.0,
     serials: tuple[str, ...] = (),
+    on_line: Callable[[str], None] | None = None,
 ) -> QemuResult:
-    """Boot the image, run ``script`` in the raw REPL, return its output, stop QEMU."""
+    """Boot the image, run ``script`` in the raw REPL, return its output, stop QEMU.
+    ``on_line`` gets each line the script prints as it comes (long runs report as they go)."""
     t0 = time.monotonic()
     cmd = qemu_command(elf, romfs, serials)
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -104,6 +168,9 @@ def run_script(
         con.deadline = t0 + timeout_s
         con.write(script.encode() + b"\x04")
         con.read_until(b"OK", "raw REPL OK")
+        if on_line is not None:
+            con.on_line = on_line
+            con._lines(con.seen)
         out = con.read_until(b"\x04", "end of the script's output")[:-1]
         err = con.read_until(b"\x04", "end of the script's error output")[:-1]
         return QemuResult(

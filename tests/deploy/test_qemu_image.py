@@ -39,3 +39,12 @@ def test_firmware_imports_from_the_romfs_and_errors_come_back(qemu_firmware: tup
     )
     assert res.stdout.splitlines() == ["0x4b37", "/rom/firmware/proto/crc16.mpy"]
     assert "ValueError: from the board" in res.error
+
+
+def test_printed_lines_come_to_the_callback_and_the_error_does_not(qemu_firmware: tuple[Path, Path]) -> None:
+    elf, romfs = qemu_firmware
+    lines: list[str] = []
+    code = "for i in range(3):\n    print('line', i)\nprint('last', end='')\nraise ValueError('x')\n"
+    res = run_script(elf, code, romfs=romfs, timeout_s=60, on_line=lines.append)
+    assert lines == ["line 0", "line 1", "line 2", "last"]
+    assert res.stdout == "line 0\nline 1\nline 2\nlast" and "ValueError: x" in res.error

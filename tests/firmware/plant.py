@@ -128,6 +128,11 @@ class Pack:
         for i in range(bolts):
             self.bolt[i] = 2
 
+    def mwh(self):
+        """Energy held, in mWh, as an int: SoC to 0.001 % times capacity in 0.1 kWh
+        (1e-5 x 100 Wh). At most 100000 x 1500: a small int on a 32-bit build too."""
+        return int(round(self.soc * 1000)) * int(round(self.capacity_kwh * 10))
+
     def tight(self):
         for b in self.bolt:
             if b != 2:
@@ -150,6 +155,8 @@ class Vehicle:
         self.arrived = None
         self.left = None
         self.came_with = pack.id
+        self.came_mwh = pack.mwh()  # what it brought in: the plant's side of the swap's energy
+        self.came_kwh = pack.capacity_kwh
 
 
 # ---- charger ------------------------------------------------------------------------
@@ -669,6 +676,7 @@ class BayIO:
             if self.leaving_ms <= 0:
                 v.left = plant.now
                 plant.departed.append(v)
+                plant.sold_to(v)
                 self.vehicle = None
                 self.leaving_ms = -1
                 self.ir[rm.BAY_IR_ID_STATUS] = rm.ID_NONE
@@ -698,6 +706,29 @@ class Plant:
         self.chargers = [Charger(self, k) for k in range(n_slots)]
         self.bay = BayIO(self, bolts, torque_window)
         self.bolts = bolts
+        # The plant's own account of what the journal should say: swaps that sent a
+        # vehicle off with another pack, and the energy it drove off with beyond what it
+        # brought (what the station sold), exact: sold_kwh kWh + sold_mwh mWh, small ints.
+        self.sold = 0
+        self.sold_kwh = 0
+        self.sold_mwh = 0
+        # What the journal may differ by, Wh: per swap one SoC register step (0.1 %) of each
+        # pack's capacity plus 5 Wh of rounding to 0.01 kWh (docs/architecture.md, float32).
+        self.sold_bound_wh = 0
+        self.sales = None  # a list to record each sale's (mWh, bound Wh), when wanted
+
+    def sold_to(self, v):
+        if v.pack is None or v.pack.id == v.came_with:
+            return
+        e = max(0, v.pack.mwh() - v.came_mwh)  # the firmware counts no negative sale either
+        bound = int(v.pack.capacity_kwh + v.came_kwh + 0.5) + 5  # 0.1 % of X kWh is X Wh
+        self.sold += 1
+        m = self.sold_mwh + e
+        self.sold_kwh += m // 1000000
+        self.sold_mwh = m % 1000000
+        self.sold_bound_wh += bound
+        if self.sales is not None:
+            self.sales.append((e, bound))
 
     def fill(self, packs):
         for k, p in enumerate(packs):

@@ -1,7 +1,14 @@
 """A 23-slot station for one simulated hour of swaps, under MicroPython with a bounded
 heap: vehicles arriving every few minutes with mixed pack types, a charger dropping
 off the bus for two minutes, the journal compacting on a flash-like store. Virtual
-time jumps by what ``tick()`` asks."""
+time jumps by what ``tick()`` asks.
+
+The journal's energy is checked against the plant's own account (``Plant.sold_*``): the
+swap count equal, each swap's energy and the total within one SoC register step (0.1 %)
+of each pack's capacity plus 5 Wh of rounding per swap, and the running total ``ew``
+exactly the sum of the swap records' energies. The journal starts from a checkpoint of
+an old station (900 MWh sold): a float32 accumulator (24-bit mantissa: 64 Wh steps at
+that size) would miss that sum on the [qemu] run."""
 
 import os
 import sys
@@ -51,17 +58,35 @@ def _arrivals(seed=7):
     return out
 
 
+# An old station's total, Wh: exact in a small int on a 32-bit board (< 2**30), 64 Wh
+# steps in a float32.
+OLD_WH = 900000000
+
+
 def test_one_hour_of_swaps():
     # A directory of its own (jtest's helpers would bring its whole module onto the heap).
     rnd = random_tag()
     path = f"/tmp/swj-{sys.implementation.name}-hour-{rnd}"
     os.mkdir(path)
     try:
-        _hour(VfsStorage(path))
+        storage = VfsStorage(path)
+        _old_station(storage)
+        _hour(storage)
     finally:
         for name in os.listdir(path):
             os.remove(path + "/" + name)
         os.rmdir(path)
+
+
+def _old_station(storage):
+    """A journal holding only the checkpoint of a station that sold OLD_WH so far."""
+    from firmware.core.journal import LOG_NAME, encode
+
+    f = storage.open(LOG_NAME, "wb")
+    f.write(encode(1, "CK", {"q": 1, "b": 0, "n": 0, "x": 0, "ls": 0, "ok": 0, "nf": 0, "cn": 0,
+                             "ew": OLD_WH, "rc": 0}))
+    f.write(encode(1, "CE", {"k": 2}))  # the checkpoint's end: two lines
+    f.close()
 
 
 def _hour(storage):
@@ -69,6 +94,8 @@ def _hour(storage):
     s = Station(storage=storage, packs=packs)
     s.start()
     plant = s.plant
+    plant.sales = []
+    assert s.sup.journal.state.energy_wh == OLD_WH
     offline = []  # charger_offline alarms as journalled (compaction folds old AL lines away)
     journal_alarm = s.sup.journal.alarm
 
@@ -121,25 +148,70 @@ def _hour(storage):
     assert storage.size("journal.log") <= s.cfg["journal"]["max_bytes"] + 4096  # compaction ran
     # A quiet controller: well under one tick per 50 ms of virtual time.
     assert sup.ticks < HOUR_MS // 50, sup.ticks
+    _energy(storage, sup.journal.state, plant)
+
+
+def _energy(storage, js, plant):
+    """The journal's swaps and energy against the plant's own account."""
+    wh = _sw_wh(storage)
+    assert len(wh) == plant.sold == js.swaps_ok, (len(wh), plant.sold, js.swaps_ok)
+    # No drift: the running total is the records' sum to the Wh, on top of the old total.
+    total = 0
+    for w in wh:
+        total += w
+    assert js.energy_wh - OLD_WH == total, (js.energy_wh - OLD_WH, total)
+    # Each swap, and the total, as the plant counts it (mWh), within the stated bound.
+    for k in range(len(wh)):
+        mwh, bound = plant.sales[k]
+        assert abs(wh[k] * 1000 - mwh) <= bound * 1000, (wh[k], mwh, bound)
+    diff = total * 1000 - (plant.sold_kwh * 1000000 + plant.sold_mwh)
+    assert abs(diff) <= plant.sold_bound_wh * 1000, (diff, plant.sold_bound_wh)
+
+
+def _sw_wh(storage):
+    """Each swap record's energy in Wh, read from the record's text (no float: what a back
+    office summing the records gets): "53.33" -> 53330."""
+    out = []
+    for body in _bodies(storage, "SW"):
+        j = body.find(b'"e":') + 4
+        k = j
+        while body[k:k + 1] not in (b",", b"}"):
+            k += 1
+        out.append(_text_wh(body[j:k]))
+    return out
+
+
+def _text_wh(t):
+    """A decimal kWh text to Wh, rounded half up, in ints: 4 decimals are read."""
+    whole, _, frac = t.partition(b".")
+    frac = (frac + b"0000")[:4]
+    n = int(whole) * 10000 + int(frac)
+    return (n + 5) // 10
 
 
 def _records(storage, kind, keys):
-    """The ``keys`` fields of one kind of journal record as tuples, read line by line
-    (the heap is small: whole records would all be live at once)."""
+    """The ``keys`` fields of one kind of journal record as tuples."""
     import json
 
     out = []
+    for body in _bodies(storage, kind):
+        rec = json.loads(body[: body.rfind(b"|")])
+        out.append(tuple(rec.get(k) for k in keys))
+    return out
+
+
+def _bodies(storage, kind):
+    """The field text of one kind of journal record, read line by line (the heap is small:
+    whole records would all be live at once)."""
     tag = b" " + kind.encode() + b" "
     f = storage.open("journal.log", "rb")
     try:
         while True:
             line = f.readline()
             if not line:
-                return out
+                return
             i = line.find(tag)
             if 0 < i < 12:
-                body = line[i + len(tag):]
-                rec = json.loads(body[: body.rfind(b"|")])
-                out.append(tuple(rec.get(k) for k in keys))
+                yield line[i + len(tag):]
     finally:
         f.close()
