@@ -1,6 +1,7 @@
 """Where the CPU of charger polling goes: the real firmware's charger path on MicroPython.
 
     .venv/bin/python bench/charger_poll_profile.py [--idle-s 20] [--swaps 1] [--cpython]
+    .venv/bin/python bench/charger_poll_profile.py --only instructions [--pair master.poll,link.service]
 
 A 23-slot station (the firmware's Supervisor, ChargerLink, rack and dispatch, against the
 test plant of tests/firmware, used as files on the interpreter's path) talks to its 23
@@ -10,19 +11,26 @@ they would on the wire; virtual time (ms and the master's us clock) moves by wha
 tick asks, so only the firmware's CPU counts. The bay I/O stays on the test plant's
 in-process bus.
 
-Two runs of the same scenario (boot and confirmation, then ``--idle-s`` seconds idle with
-every charger online, then ``--swaps`` swaps):
+The same scenario (boot and confirmation, then ``--idle-s`` seconds idle with every
+charger online, then ``--swaps`` swaps), measured four ways:
 
 1. flat: ``ticks_us`` around each ``Supervisor.tick`` (idle / in a swap), the charger
-   master's ``poll`` and the charger link's ``service`` only: the figures to compare
-   before/after a change, per virtual second.
+   master's ``poll`` and the charger link's ``service`` only, per virtual second.
 2. detail: also around the functions below them (instance attributes wrapping the
    methods, inclusive times, so nested ones add up into their callers; the wrappers
    cost a little themselves): where a tick's charger work goes.
+3. alloc: the same wrappers count bytes allocated (``gc.mem_alloc``, collector off
+   around each tick) instead of us.
+4. instructions (``--only instructions``, needs valgrind): the x86 instructions the unix
+   port executes for the idle ticks, the swap ticks and, with ``--pair A,B``, two calls
+   (keys: master, link, sup, rack, dispatch, baylink, bay_bus, thermal, port), counted by
+   callgrind. On a shared, loaded machine ``ticks_us`` moves by tens of percent from run
+   to run; the count does not, so this is the one to compare before/after a change.
+   Garbage is collected outside the measured calls (allocation shows in 3.).
 
 The chargers' own work (parsing requests, building replies) is timed apart and left
-out. Runs on the MicroPython unix port (default) or CPython (``--cpython``). Measures and
-prints; asserts nothing.
+out. Runs on the MicroPython unix port (default) or CPython (``--cpython``; 1.-2. only).
+Measures and prints; asserts nothing.
 """
 
 from __future__ import annotations
@@ -214,6 +222,7 @@ class RtuStation(Station):
         dt = (gc.mem_alloc() - t0) if ALLOC else ticks_diff(ticks_us(), t0)
         if ALLOC:
             gc.enable()
+
         if self.measuring:
             a = T["tick, swap" if self.sup.bay.swap is not None else "tick, idle"]
             a[0] += 1
@@ -343,6 +352,8 @@ for i in range(n_swaps):
     t = st.plant.now
     st.run(600000, until=lambda s: b.swaps_ok + b.swaps_other > n)
     swap_ms += st.plant.now - t
+    if b.swaps_ok + b.swaps_other == n:
+        print("swap did not end:", sup.status())
 print("@@" + json.dumps({
     "idle_virtual_ms": v_idle, "swap_virtual_ms": swap_ms, "swaps_ok": sup.bay.swaps_ok,
     "reads": idle_counts[0], "writes": idle_counts[1], "requests": idle_counts[2],
@@ -365,8 +376,8 @@ def _run(mode: str, idle_s: int, swaps: int, cpython: bool) -> dict:
         env = dict(os.environ)
         paths = os.pathsep.join([str(ROOT), str(ROOT / "tests" / "firmware")])
         env["MICROPYPATH" if not cpython else "PYTHONPATH"] = paths
-        p = subprocess.run([*_command(cpython), str(script), mode, str(idle_s), str(swaps)], cwd=str(ROOT),
-                           env=env, capture_output=True, text=True, timeout=3600)
+        p = subprocess.run([*_command(cpython), str(script), mode, str(idle_s), str(swaps)],
+                           cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=3600)
     for line in p.stdout.splitlines():
         if line.startswith("@@"):
             return json.loads(line[2:])
