@@ -107,7 +107,6 @@ class ChargerLink:
         self.reads = 0
         self.writes = 0
         self._rr = 0
-        self._order = list(range(n)) * 2
 
     def all_read(self):
         for k in range(self.n):
@@ -309,13 +308,12 @@ class ChargerLink:
         bus = self.bus
         txs = self.tx
         due = self.due
-        order = self._order  # slots twice over: the round starts at _rr without a modulo per slot
         inflight = self.inflight  # a local in the loop, stored back after it
         nxt = self.next_due if quiet else None
         cut = False  # the round stopped early: next_due covers only the slots it saw
         rr = self._rr
-        for j in range(rr, rr + n):
-            k = order[j]
+        for j in range(rr, rr + n):  # the round starts at slot _rr
+            k = j if j < n else j - n
             if inflight >= _IN_FLIGHT:
                 # A stop goes out even when the round has its requests in flight.
                 if _STOP_B not in urgent:  # bytes: MicroPython has no int-in-bytearray

@@ -80,7 +80,6 @@ ADU_MAX = const(256)  # longest RTU frame
 _NO_VALUES = b""  # what a pending or failed transaction shows: nothing
 
 _WRAP = const(0x3FFFFFFF)  # counters wrap at 2**30, as ticks_ms does: small ints on 32-bit builds
-_INTS = (int, bool)  # built once: a tuple in an isinstance call is built anew on each
 _FREE = const(0)
 _QUEUED = const(1)
 _ACTIVE = const(2)
@@ -265,7 +264,7 @@ class BusMaster:
             raise ValueError("write takes FC5, FC6, FC15 or FC16, not FC%r" % (fc,))
         if not isinstance(unit, int) or unit < 0 or unit > 247:
             raise ValueError("write unit %r outside 0..247" % (unit,))
-        if isinstance(values, _INTS):
+        if isinstance(values, (int, bool)):
             values = (values,)
         n = len(values)
         if fc < 7 and n != 1:
@@ -273,7 +272,7 @@ class BusMaster:
         _check_addr(fc, address, n)
         bits = fc == 5 or fc == 15
         for v in values:
-            if not isinstance(v, _INTS):  # MicroPython's bool is no int subclass
+            if not isinstance(v, (int, bool)):  # MicroPython's bool is no int subclass
                 raise ValueError("FC%d value %r is not an int" % (fc, v))
             if bits and v != 0 and v != 1:
                 raise ValueError("FC%d coil value %r is not 0/1" % (fc, v))
