@@ -100,6 +100,7 @@ class ChargerLink:
         self.reset_at = [now_ms] * n  # ticks of the last fault reset sent
         self.no_grid = 0  # chargers whose last read showed GRID
         self.inflight = 0
+        self._ends = -1  # bus.ends when the requests in flight were last looked at
         self.last_done = now_ms
         self.next_due = now_ms
         self.dispatch_due = now_ms
@@ -122,7 +123,7 @@ class ChargerLink:
 
     def finished(self):
         """A request has its answer and waits for ``service``."""
-        if self.inflight:
+        if self.inflight and self.bus.ends != self._ends:
             for t in self.tx:
                 if t is not None and t.done:
                     return True
@@ -144,7 +145,10 @@ class ChargerLink:
         """Finish done requests and start due ones; True when any finished."""
         got = False
         tx = self.tx
-        for k in range(self.n if self.inflight else 0):
+        ends = self.bus.ends
+        look = self.inflight and ends != self._ends  # none finished since the last look: none done
+        self._ends = ends
+        for k in range(self.n if look else 0):
             t = tx[k]
             if t is not None and t.done:
                 tx[k] = None
@@ -304,11 +308,13 @@ class ChargerLink:
         bus = self.bus
         txs = self.tx
         due = self.due
+        inflight = self.inflight  # a local in the loop, stored back after it
         nxt = self.next_due if quiet else None
         cut = False  # the round stopped early: next_due covers only the slots it saw
-        for j in range(n):
-            k = (self._rr + j) % n
-            if self.inflight >= _IN_FLIGHT:
+        rr = self._rr
+        for j in range(rr, rr + n):  # the round starts at slot _rr
+            k = j if j < n else j - n
+            if inflight >= _IN_FLIGHT:
                 # A stop goes out even when the round has its requests in flight.
                 if _STOP_B not in urgent:  # bytes: MicroPython has no int-in-bytearray
                     cut = True
@@ -318,7 +324,8 @@ class ChargerLink:
             if txs[k] is not None:
                 continue
             u = urgent[k]
-            if not u and not then[k]:
+            th = then[k]
+            if not u and not th:
                 if quiet:
                     continue
                 d = due[k]
@@ -331,16 +338,16 @@ class ChargerLink:
                 t = bus.write(unit, fb.FC_WRITE_SINGLE_REGISTER, rm.CHG_HR_ENABLE, 0)
             elif u == _RESET:
                 t = bus.write(unit, fb.FC_WRITE_SINGLE_REGISTER, rm.CHG_HR_FAULT_RESET, 1)
-            elif self.then[k] == _INFO:
+            elif th == _INFO:
                 t = bus.read(unit, fb.FC_READ_INPUT_REGISTERS, rm.CHG_INFO_BASE, rm.CHG_INFO_COUNT)
                 u = _INFO
-            elif self.then[k] == _WRITE or self.then[k] == _MAYBE:
+            elif th == _WRITE or th == _MAYBE:
                 hb = (self.hb[k] + 1) & 0xFFFF
                 regs = self.sup.dispatch.control_regs(k, hb)
-                if self.then[k] == _MAYBE and not self._write_due(k, regs, now_ms):
-                    self.then[k] = 0  # the charger has these setpoints and a fresh heartbeat
-                    if nxt is None or ticks_diff(self.due[k], nxt) < 0:
-                        nxt = self.due[k]
+                if th == _MAYBE and not self._write_due(k, regs, now_ms):
+                    then[k] = 0  # the charger has these setpoints and a fresh heartbeat
+                    if nxt is None or ticks_diff(due[k], nxt) < 0:
+                        nxt = due[k]
                     continue
                 t = bus.write(unit, fb.FC_WRITE_MULTIPLE_REGISTERS, rm.CHG_CONTROL_BASE, regs)
                 if t is not None:
@@ -350,29 +357,30 @@ class ChargerLink:
                     for i in range(_NREG):
                         want[b + i] = regs[i]
                 u = _WRITE
-            elif ticks_diff(now_ms, self.due[k]) >= 0:
+            elif ticks_diff(now_ms, due[k]) >= 0:
                 t = bus.read(unit, fb.FC_READ_INPUT_REGISTERS, rm.CHG_STATUS_BASE, rm.CHG_STATUS_COUNT)
                 if t is not None:
-                    d = ticks_add(self.due[k], self.period)
-                    self.due[k] = d if ticks_diff(d, now_ms) > 0 else ticks_add(now_ms, self.period)
+                    d = ticks_add(due[k], self.period)
+                    due[k] = d if ticks_diff(d, now_ms) > 0 else ticks_add(now_ms, self.period)
                 u = _READ
             else:
-                if nxt is None or ticks_diff(self.due[k], nxt) < 0:
-                    nxt = self.due[k]
+                if nxt is None or ticks_diff(due[k], nxt) < 0:
+                    nxt = due[k]
                 continue
             if t is None:
                 cut = True
                 break  # the bus queue is full
             if u == _INFO:
-                self.then[k] = _WRITE
+                then[k] = _WRITE
             elif u == _WRITE:
-                self.then[k] = 0
+                then[k] = 0
             elif u != _READ:
-                self.urgent[k] = 0
-            self.tx[k] = t
+                urgent[k] = 0
+            txs[k] = t
             self.kind[k] = u
-            self.inflight += 1
-        self._rr = (self._rr + 1) % n
+            inflight += 1
+        self.inflight = inflight
+        self._rr = rr + 1 if rr + 1 < n else 0
         self._cut = cut
         if nxt is None:
             nxt = ticks_add(now_ms, self.period)

@@ -236,6 +236,9 @@ class BusMaster:
         self._active = None
         self._health = {}
         self.babbling = False  # the line never went quiet for a request (module doc)
+        # Transactions finished so far (wraps): a caller holding several requests needs
+        # to look for done ones only when this moved.
+        self.ends = 0
 
     # ---- requests --------------------------------------------------------------
     def read(self, unit, fc, address, count):
@@ -438,6 +441,7 @@ class BusMaster:
         if self._active is tx:
             self._active = None
         tx.done = True
+        self.ends = (self.ends + 1) & _WRAP
         tx.ok = err == ERR_NONE
         tx.error = err
         tx.exception_code = exc
