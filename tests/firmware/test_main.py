@@ -89,6 +89,7 @@ def test_start_keeps_only_the_manifest_fields_the_banner_and_a_channel_read():
                   "station_id": "S1", "target": {"board": "pico"}, "test_drivers": False,
                   "station_config": {"big": "x" * 200}, "board_config": {"board": "pico"}})
         b.put(image.MANIFEST, json.dumps(m).encode())
+        del m  # the whole manifest (a SHA-256 per file): held here, it would crowd the station out
         manifest, brd, station = main.start(b.root)
         assert sorted(manifest) == ["firmware", "format", "image_sha256", "station_id", "target",
                                     "test_drivers"]
