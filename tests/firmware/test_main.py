@@ -13,10 +13,20 @@ QEMU = True  # also run as test_x[qemu]: Cortex-M3, float32, 31-bit small ints, 
 
 board = fakemachine.install()
 
-with open("firmware/boards/pico.json", "rb") as _f:
-    PICO = _f.read()
-with open("firmware/station.json", "rb") as _f:
-    STATION = _f.read()
+
+def _read(path):
+    # Read when a test needs it, not held by the module: on the 128 KB qemu board the
+    # station started below has no room for the harness's 5 KB copy of station.json.
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _pico():
+    return _read("firmware/boards/pico.json")
+
+
+def _station():
+    return _read("firmware/station.json")
 
 
 def _wdts():
@@ -39,30 +49,31 @@ def _start_fails(files, exc, part, flashing=False):
 
 
 def test_refuses_while_a_flash_is_under_way():
-    _start_fails({"board.json": PICO, "firmware/station.json": STATION}, image.ImageError, "in progress",
-                 flashing=True)
+    files = {"board.json": _pico(), "firmware/station.json": _station()}
+    _start_fails(files, image.ImageError, "in progress", flashing=True)
 
 
 def test_refuses_an_image_without_its_board_config():
-    _start_fails({"firmware/station.json": STATION}, board_config.BoardConfigError, "cannot read")
+    _start_fails({"firmware/station.json": _station()}, board_config.BoardConfigError, "cannot read")
 
 
 def test_refuses_a_bad_board_config():
-    bad = PICO.replace(b'"tx": 0', b'"tx": 3')
-    _start_fails({"board.json": bad, "firmware/station.json": STATION}, board_config.BoardConfigError,
+    bad = _pico().replace(b'"tx": 0', b'"tx": 3')
+    _start_fails({"board.json": bad, "firmware/station.json": _station()}, board_config.BoardConfigError,
                  "buses.chargers.tx: GPIO3 cannot be UART0 TX")
 
 
 def test_refuses_a_bad_station_config():
-    bad = STATION.replace(b'"station_id": "', b'"station_idx": "')
-    _start_fails({"board.json": PICO, "firmware/station.json": bad}, ValueError, "station_idx: unknown field")
+    bad = _station().replace(b'"station_id": "', b'"station_idx": "')
+    files = {"board.json": _pico(), "firmware/station.json": bad}
+    _start_fails(files, ValueError, "station_idx: unknown field")
 
 
 def test_refuses_without_a_manifest():
     fakemachine.reset()
     b = Board()
     try:
-        b.put("board.json", PICO)
+        b.put("board.json", _pico())
         e = raises(image.ImageError, main.start, b.root)
         assert "no manifest.json" in str(e)
         assert _wdts() == []
@@ -83,7 +94,7 @@ def test_start_keeps_only_the_manifest_fields_the_banner_and_a_channel_read():
     try:
         b.put("data/.keep", b"")
         board.open_storage = lambda root: VfsStorage(b.dir + root)  # the board's /data, in b
-        write_image(b, {"board.json": PICO, "firmware/station.json": STATION})
+        write_image(b, {"board.json": _pico(), "firmware/station.json": _station()})
         m = json.loads(b.get(image.MANIFEST))
         m.update({"firmware": {"version": "0.1.0", "revision": "f" * 40}, "image_sha256": "a" * 64,
                   "station_id": "S1", "target": {"board": "pico"}, "test_drivers": False,
@@ -132,7 +143,7 @@ class Clock:
 
 def _board(led=True):
     fakemachine.reset()
-    cfg = board_config.loads(PICO.decode())
+    cfg = board_config.loads(_pico().decode())
     if not led:
         cfg["led"] = None
     station_buses = {"chargers": {"baudrate": 115200}, "bay_io": {"baudrate": 115200}}
