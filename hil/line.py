@@ -272,11 +272,14 @@ class PacedLine:
             i += n
         return out
 
-    def wait_frames(self, n: int, timeout: float = 2.0) -> bool:
-        """Wait until at least ``n`` frames are recorded."""
+    def wait_frames(self, n: int, timeout: float = 2.0, since: float | None = None) -> bool:
+        """Wait until at least ``n`` frames are recorded (``since``: counting only those
+        from that ``now()`` on). A frame is recorded when the line closes it, some time after
+        its last byte reached the far end."""
         end = time.monotonic() + timeout
         with self._frame_event:
-            while len(self.frames) < n:
+            while (len(self.frames) if since is None
+                   else sum(1 for f in self.frames if f.t >= since)) < n:
                 left = end - time.monotonic()
                 if left <= 0:
                     return False

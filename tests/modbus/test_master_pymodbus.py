@@ -206,5 +206,6 @@ def test_bad_requests_are_refused_on_the_controller(field, fw_interpreter):
     assert ["1..125" in r[0]["refused"], "1..123" in r[1]["refused"], "1..1968" in r[2]["refused"],
             "1..2000" in r[3]["refused"]] == [True] * 4
     assert r[4]["ok"]
-    time.sleep(0.02)  # let the line close the last frame
+    # The master has the reply before the line closes its frame (a t3.5 silence later).
+    assert field.line.wait_frames(2, timeout=5, since=t0)
     assert [f.direction for f in field.line.frames_since(t0)] == ["request", "reply"]  # only the good one
