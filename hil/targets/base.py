@@ -222,6 +222,11 @@ class Target:
             raise TargetError(f"the {self.name} target cannot cut its flash")
         return int(self.request("cut", after=after))
 
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait for the target to stop by itself (an armed flash cut stops it); its exit
+        code, or None if it still runs after ``timeout``."""
+        raise TargetError(f"the {self.name} target does not stop by itself")
+
     def status(self) -> dict[str, Any]:
         st = self._ch().status
         if st is None:
