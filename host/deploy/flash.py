@@ -47,8 +47,8 @@ TAG = "@@SWAPSTATION "
 # hangs in the middle of one (its watchdog; an ESP32 whose USB-serial bridge keeps the port while
 # the chip restarts; the emulated Pico's pty, which a reset never closes) would stop the flash for
 # ever, so every mpremote run gets a limit and a timed-out run is a FlashError saying so.
-COMMAND_TIMEOUT_S = 120.0  # one query or board-side step: ~1 s on a Pico, < 30 s on the emulated one
-COPY_TIMEOUT_S = 600.0  # the copy of a whole image: ~10 s over a Pico's USB, ~3.5 min emulated
+COMMAND_TIMEOUT_S = 120.0  # one query or board-side step: 4-16 s on the emulated Pico, a loaded host
+COPY_TIMEOUT_S = 600.0  # the copy of a whole image: ~3.5 min on the emulated Pico (docs/hil.md)
 RECONNECT_TRIES = 15
 RECONNECT_WAIT_S = 1.0
 # A board's platform string for each image port.
