@@ -430,6 +430,33 @@ class EmulatedPico:
                 if time.monotonic() > end:
                     raise
 
+    def watchdog_running(self) -> bool:
+        """Whether the chip's watchdog counts down (a station started it; RESET stops it)."""
+        return bool(self._on_engine(lambda: self._running().mcu.watchdog.timer.enable))
+
+    def stop_at_repl(self, tries: int = 3, timeout: float = 300.0) -> None:
+        """RESET, and Ctrl-C while ``main.py`` starts: the REPL, answering, with no watchdog
+        running, where a host command (mpremote, ``swapstation flash``) may take as long as it
+        needs. A running station cannot be reached otherwise: while a host command waits for
+        USB data the emulator skips idle time, so the station's watchdog expires inside the
+        command and resets the chip, and mpremote, whose pty a reset never closes, waits for
+        ever. Tried again if a Ctrl-C came too late (the watchdog already started)."""
+        why = ""
+        for _ in range(tries):
+            self.reset()
+            self.interrupt(timeout)
+            if self.watchdog_running():
+                why = "the watchdog was running at the REPL (the station started it before the Ctrl-C)"
+                continue
+            try:
+                if self.exec("print(6 * 7)", timeout).strip() == "42" and not self.watchdog_running():
+                    return
+                why = "the REPL did not answer 42 to print(6 * 7)"
+            except PicoError as e:
+                why = str(e)
+        raise PicoError(f"the Pico did not stop at a quiet REPL after RESET and Ctrl-C ({tries} tries): "
+                        f"{why}")
+
     def wait_resets(self, count: int, timeout: float) -> bool:
         """Wait until ``resets`` reaches ``count`` and the console is up again after it."""
         end = time.monotonic() + timeout

@@ -43,7 +43,12 @@ EXIT_USAGE = 2
 ROOT = Path(__file__).resolve().parent.parent.parent
 IMAGE_PY = ROOT / "firmware" / "boards" / "image.py"
 TAG = "@@SWAPSTATION "
-CALL_TIMEOUT_S = 600  # one mpremote run; copying a whole image over USB takes well under that
+# mpremote waits for a board's answer to a command without any limit. A board that resets or
+# hangs in the middle of one (its watchdog; an ESP32 whose USB-serial bridge keeps the port while
+# the chip restarts; the emulated Pico's pty, which a reset never closes) would stop the flash for
+# ever, so every mpremote run gets a limit and a timed-out run is a FlashError saying so.
+COMMAND_TIMEOUT_S = 120.0  # one query or board-side step: 4-16 s on the emulated Pico, a loaded host
+COPY_TIMEOUT_S = 600.0  # the copy of a whole image: ~3.5 min on the emulated Pico (docs/hil.md)
 RECONNECT_TRIES = 15
 RECONNECT_WAIT_S = 1.0
 # A board's platform string for each image port.
@@ -59,27 +64,38 @@ class FlashError(Exception):
         self.state = state
 
 
+class NoAnswer(FlashError):
+    """An mpremote run was stopped at its time limit: the board stopped answering mid-command."""
+
+
 @dataclass
 class Result:
     returncode: int
     stdout: str
     stderr: str
+    timed_out: bool = False  # the run was stopped at its time limit
 
 
-Runner = Callable[[list[str]], Result]
+Runner = Callable[[list[str], float], Result]  # (argv, time limit in s) -> what the run gave
 
 
-def subprocess_runner(argv: list[str]) -> Result:
+def subprocess_runner(argv: list[str], timeout: float) -> Result:
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=CALL_TIMEOUT_S)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
         raise FlashError(
             f"cannot run {argv[0]}: no such program; install mpremote with: {tools.install_command()}",
             usage=True,
         ) from None
-    except subprocess.TimeoutExpired:
-        return Result(124, "", f"mpremote did not finish within {CALL_TIMEOUT_S} s")
+    except subprocess.TimeoutExpired as e:  # mpremote is killed; what it printed is kept
+        return Result(124, _text(e.stdout), _text(e.stderr), timed_out=True)
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _text(data: bytes | str | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data or ""
 
 
 def default_mpremote() -> list[str]:
@@ -199,8 +215,12 @@ class Flasher:
         log: Callable[[str], None] = print,
         sleep: Callable[[float], None] = time.sleep,
         image_key: bytes | None = None,
+        command_timeout_s: float = COMMAND_TIMEOUT_S,
+        copy_timeout_s: float = COPY_TIMEOUT_S,
     ):
         self.image_dir = image_dir
+        self.command_timeout_s = command_timeout_s
+        self.copy_timeout_s = copy_timeout_s
         self.image_key = image_key
         self.port = port
         self.mpremote = list(mpremote) if mpremote else default_mpremote()
@@ -278,19 +298,27 @@ class Flasher:
 
     # -- running them
 
-    def _fail(self, what: str, res: Result, state: str) -> FlashError:
+    def _fail(self, what: str, res: Result, state: str, timeout: float) -> FlashError:
         text = (res.stderr.strip() + "\n" + res.stdout.strip()).strip()
         low = text.lower()
+        if res.timed_out:
+            return NoAnswer(
+                f"{what}: the board on {self.port} stopped answering: mpremote had no result after "
+                f"{timeout:g} s and was stopped (a board that reset or hung in the middle of the "
+                f"command, e.g. its watchdog)" + (f"; mpremote printed: {text}" if text else ""),
+                state=state,
+            )
         if "failed to access" in low or "no device found" in low or "could not enter raw repl" in low:
             return FlashError(f"no MicroPython board answered on {self.port}: {text}", state=state)
         if "no space left" in low or "enospc" in low or "errno 28" in low:
             return FlashError(f"{what}: the board's filesystem is full: {text}", state=state)
         return FlashError(f"{what} failed (mpremote exit {res.returncode}): {text}", state=state)
 
-    def run(self, argv: list[str], what: str, state: str) -> Result:
-        res = self.runner(argv)
-        if res.returncode != 0:
-            raise self._fail(what, res, state)
+    def run(self, argv: list[str], what: str, state: str, timeout: float | None = None) -> Result:
+        limit = self.command_timeout_s if timeout is None else timeout
+        res = self.runner(argv, limit)
+        if res.returncode != 0 or res.timed_out:
+            raise self._fail(what, res, state, limit)
         return res
 
     def call(self, argv: list[str], what: str, state: str) -> Any:
@@ -311,6 +339,8 @@ class Flasher:
             try:
                 info: dict[str, Any] = self.call(self.cmd_info(), "asking the board what it is", state)
                 return info
+            except NoAnswer:
+                raise  # it answered, then stopped: asking again would wait as long again
             except FlashError as e:
                 last = str(e)
         raise FlashError(f"the board did not come back after a reset: {last}", state=state)
@@ -387,7 +417,7 @@ class Flasher:
             )
             self.call(self.cmd_prepare(plan.leftovers, plan.copy), "preparing folders", restore)
             if plan.copy:
-                self.run(self.cmd_copy(plan.copy), "copying", restore)
+                self.run(self.cmd_copy(plan.copy), "copying", restore, self.copy_timeout_s)
                 self.check(plan.copy, [p + board_image.STAGING for p in plan.copy], files, "copy", restore)
         except FlashError as e:
             self._abandon(plan, e)
@@ -397,7 +427,7 @@ class Flasher:
         broken = "the board has no manifest and will not start: flash again"
         self.call(self.cmd_commit(plan.copy, plan.stale), "moving the copies into place", broken)
         self.check(sorted(files), sorted(files), files, "file", broken)
-        self.run(self.cmd_copy_manifest(), "copying the manifest", broken)
+        self.run(self.cmd_copy_manifest(), "copying the manifest", broken, self.copy_timeout_s)
         mfile = self.image_dir / board_image.MANIFEST
         want = {board_image.MANIFEST: {"size": mfile.stat().st_size, "sha256": _sha256(mfile)}}
         self.check([board_image.MANIFEST], [board_image.MANIFEST + board_image.STAGING], want, "copy", broken)

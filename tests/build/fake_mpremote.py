@@ -82,7 +82,7 @@ class FakeBoard:
             if p.is_file()
         }
 
-    def __call__(self, argv: list[str]) -> Result:
+    def __call__(self, argv: list[str], timeout: float | None = None) -> Result:
         self.calls.append(argv)
         assert argv[0].endswith("mpremote"), argv
         commands = parse(argv[1:])

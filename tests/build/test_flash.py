@@ -459,3 +459,132 @@ def test_a_bad_key_file_is_a_usage_error(images, tmp_path, capsys, text, why) ->
     assert why in capsys.readouterr().err and not (tmp_path / "o").exists()
     assert cli_main(["build", "--board", "pico", "--image-key", str(tmp_path / "nope")]) == 2
     assert "cannot read it" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- a board that stops answering mid-command
+
+
+class HalfAnsweringBoard:
+    """A MicroPython board on a pty, as the real mpremote meets it, that takes each command
+    (raw REPL, raw paste refused, "OK") and then never finishes it: a board that reset or hung
+    in the middle, on a port that stays (a USB-serial bridge, an emulator's pty). mpremote
+    waits for such a command's end without a limit."""
+
+    def __init__(self) -> None:
+        import os
+        import pty
+        import threading
+        import tty
+
+        self.master, self.slave = pty.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        self.commands = 0  # commands taken (and never finished)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import os
+        import select
+
+        raw, line = False, bytearray()
+        while not self._stop.is_set():
+            if not select.select([self.master], [], [], 0.1)[0]:
+                continue
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:
+                return
+            out, i = b"", 0
+            while i < len(data):
+                c = data[i]
+                i += 1
+                if c == 0x05 and raw and data[i: i + 2] == b"A\x01":  # raw paste: not offered
+                    out += b"R\x00"
+                    i += 2
+                elif c == 0x01:  # Ctrl-A: raw REPL
+                    raw, line = True, bytearray()
+                    out += b"raw REPL; CTRL-B to exit\r\n>"
+                elif c == 0x02:
+                    raw = False
+                elif c == 0x03:
+                    line = bytearray()
+                elif not raw:
+                    continue
+                elif c == 0x04:
+                    if line:  # a command: taken, never finished
+                        out += b"OK"
+                        self.commands += 1
+                    else:  # Ctrl-D on an empty line: a soft reset
+                        out += b"OK\r\nMPY: soft reboot\r\nraw REPL; CTRL-B to exit\r\n>"
+                    line = bytearray()
+                else:
+                    line.append(c)
+            if out:
+                os.write(self.master, out)
+
+    def close(self) -> None:
+        import os
+
+        self._stop.set()
+        self._thread.join(5)
+        for fd in (self.master, self.slave):
+            os.close(fd)
+
+
+def test_a_board_that_stops_answering_mid_command_is_a_clear_error_not_a_hang(images) -> None:
+    """The real mpremote on a board that takes the first command and never finishes it:
+    the flash stops at the command's time limit with what happened, nothing written."""
+    import threading
+
+    board = HalfAnsweringBoard()
+    got: list[BaseException | None] = []
+
+    def flash_it() -> None:
+        f = flash.Flasher(images["a"], board.path, tools.command("mpremote"), log=lambda m: None,
+                          command_timeout_s=5.0)
+        try:
+            f.flash()
+            got.append(None)
+        except BaseException as e:  # handed to the test's thread
+            got.append(e)
+
+    t = threading.Thread(target=flash_it, daemon=True)
+    try:
+        t.start()
+        t.join(300)  # a hang shows as a thread still running, not as a test run that never ends
+        assert got, "the flash still waits for a board that stopped answering"
+    finally:
+        board.close()
+    e = got[0]
+    assert isinstance(e, flash.NoAnswer), e
+    assert f"asking the board what it is: the board on {board.path} stopped answering" in str(e)
+    assert "no result after 5 s" in str(e)
+    assert e.state == "nothing was written to the board"
+    assert board.commands == 1  # the first command was taken: mpremote got in
+
+
+def test_a_board_that_stops_answering_after_the_reset_is_not_asked_again_and_again(images, board) -> None:
+    """After the reset into the marker the flasher asks again until the board is back; a board
+    that answers and then stops mid-command is reported at once, not after RECONNECT_TRIES
+    time limits, and the old image is put back."""
+    _flasher(images["a"], board).flash()
+    seen: list[list[str]] = []
+
+    def asks(argv: list[str]) -> bool:
+        return "json.dumps(board_info(" in argv[-1]
+
+    def stalls_after_reset(argv: list[str], timeout: float) -> flash.Result:
+        seen.append(argv)
+        if asks(argv) and argv[-1:] != ["reset"] and any(a[-1:] == ["reset"] for a in seen):
+            return flash.Result(124, "", "", timed_out=True)
+        return board(argv, timeout)
+
+    f = _flasher(images["b"], board)
+    f.runner = stalls_after_reset
+    with pytest.raises(flash.NoAnswer, match="stopped answering: mpremote had no result after 120 s") as e:
+        f.flash()
+    assert e.value.state == "the old image is intact and was restarted"
+    assert sum(asks(argv) for argv in seen) == 2  # before the reset, and once after
+    assert board.boots[-1] == "starts " + _manifest(images["a"])["image_sha256"][:12]

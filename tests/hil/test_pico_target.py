@@ -219,6 +219,49 @@ def test_reset_stops_a_running_watchdog_as_on_silicon(fresh_pico: EmulatedPico) 
     assert pico.wait_resets(1, timeout=60), "the watchdog no longer resets the chip"
 
 
+def test_a_station_with_its_watchdog_running_is_reached_through_reset_and_ctrl_c_only(
+        fresh_pico: EmulatedPico, tmp_path: Path) -> None:
+    """A main.py that starts and feeds a 1 s watchdog, as a station does. The flasher's first mpremote
+    command interrupts it and the watchdog, still running, resets the chip half-way through
+    the command (the emulator skips the idle time mpremote's pauses leave); the pty stays, so
+    mpremote would wait for ever: the flasher stops it at its time limit and says so.
+    ``stop_at_repl`` (RESET, Ctrl-C, checked) leaves a REPL that idles past the timeout."""
+    from host.deploy.build import build_image
+    from host.deploy.flash import Flasher, NoAnswer
+
+    pico = fresh_pico
+    main = (
+        "import machine, time\n"
+        "for _ in range(20000):\n"
+        "    pass  # the station's start (imports, checks) before its watchdog: ~4 s of wall time\n"
+        "w = machine.WDT(timeout=1000)\n"
+        "open('feeding', 'w').close()\n"
+        "while True:\n"
+        "    w.feed()\n"
+        "    time.sleep_ms(50)\n")
+    pico.exec(f"with open('main.py', 'w') as f:\n    f.write({main!r})")
+    pico.reset()
+    t0 = time.monotonic()
+    while "/feeding" not in read_flash(pico.flash_image()):
+        assert time.monotonic() - t0 < 60, "main.py did not start feeding its watchdog"
+        time.sleep(0.05)
+    assert pico.watchdog_running()
+    image = tmp_path / "image"
+    build_image(image, "pico", micropython="1.28")
+    flasher = Flasher(image, pico.console_path, tools.command("mpremote"), log=lambda m: None,
+                      command_timeout_s=30.0)
+    with pytest.raises(NoAnswer, match="asking the board what it is: the board on .* stopped answering") as e:
+        flasher.flash()
+    assert e.value.state == "nothing was written to the board"
+    assert pico.resets >= 1  # the watchdog reset the chip under the command
+
+    pico.stop_at_repl()
+    assert not pico.watchdog_running()
+    resets, e0 = pico.resets, pico.emulated_s
+    assert pico.exec("import time\ntime.sleep(3)\nprint('slept')", timeout=120).strip() == "slept"
+    assert pico.emulated_s - e0 >= 3.0 and pico.resets == resets
+
+
 def test_other_rp2040py_versions_are_refused() -> None:
     pico_rp2040py.check_version()  # the installed one is the pinned one
     assert pico_rp2040py.version_problem("0.3.6") is None
