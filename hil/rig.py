@@ -428,9 +428,11 @@ class ScenarioDriver:
                 out.append(f"swap records lost: {missing}")
         return out
 
-    def check_recovery(self, confirm_timeout: float = 30.0) -> list[str]:
+    def check_recovery(self, confirm_timeout: float = 90.0) -> list[str]:
         """After ``power_on``: wait for boot, check the station holds safely and moves
-        nothing, confirm, then check the rack and the swap records. Returns violations."""
+        nothing, confirm, then check the rack and the swap records. Returns violations.
+        The boot ends once every charger has answered: on a host at load 6 that took over
+        30 s of wall time for qemu (chargers taken offline by late replies first)."""
         problems: list[str] = []
         st = self.wait(lambda s: s.get("state") not in (None, "boot"), confirm_timeout, "boot after power on")
         if st.get("state") != "hold" or "confirm" not in (st.get("hold") or []):

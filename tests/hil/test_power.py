@@ -51,8 +51,8 @@ def test_power_cut_in_each_swap_step(hil_driver: ScenarioDriver, how: str, off_s
             d.trigger(step, "cut_write", plan="swap")
         if k == 0:
             v = d.arrive(soc=0.22)
-        before = d.station()
-        assert d.target.wait_exit(60) is not None, f"no cut in step {step}; last status {before}"
+        # Generous: a step's own time plus its wait for the field, on a starved host (load 6).
+        assert d.target.wait_exit(180) is not None, f"no cut in step {step}; last status {d.station()}"
         if how == "torn_write":
             assert d.target.channel is not None and d.target.channel.event("powercut") is not None
         cut_in.append(step)
