@@ -163,7 +163,12 @@ class ChargerLink:
         if ticks_diff(now_ms, self.dispatch_due) >= 0:
             self.sup.dispatch_update(now_ms)
             self.dispatch_due = ticks_add(now_ms, self.period)
-        self._start(now_ms)
+        # No read due yet: next_due is still the earliest idle slot's due time (lowered
+        # above as requests finish), so with no stop, reset or follow-up waiting there is
+        # nothing to send before next_due, the earliest read or dispatch due.
+        if (self._cut or ticks_diff(now_ms, self.next_due) >= 0 or self.urgent != self._idle
+                or self.then != self._idle):
+            self._start(now_ms)
         return got
 
     def _done(self, k, t, now_ms):
@@ -300,11 +305,10 @@ class ChargerLink:
         n = self.n
         urgent = self.urgent
         then = self.then
-        # No read due yet: next_due is still the earliest idle slot's due time (service
-        # lowers it as requests finish), so idle slots need no look this round.
-        quiet = not self._cut and ticks_diff(now_ms, self.next_due) < 0
-        if quiet and urgent == self._idle and then == self._idle:
-            return  # nothing to send before next_due, the earliest read or dispatch due
+        # No read due yet (service calls only when something may be sent): idle slots
+        # need no look this round.
+        td = ticks_diff  # a local: the round may compare up to two due times per slot
+        quiet = not self._cut and td(now_ms, self.next_due) < 0
         bus = self.bus
         txs = self.tx
         due = self.due
@@ -329,8 +333,8 @@ class ChargerLink:
                 if quiet:
                     continue
                 d = due[k]
-                if ticks_diff(now_ms, d) < 0:  # the common case: nothing due yet
-                    if nxt is None or ticks_diff(d, nxt) < 0:
+                if td(now_ms, d) < 0:  # the common case: nothing due yet
+                    if nxt is None or td(d, nxt) < 0:
                         nxt = d
                     continue
             unit = self.units[k]
@@ -346,7 +350,7 @@ class ChargerLink:
                 regs = self.sup.dispatch.control_regs(k, hb)
                 if th == _MAYBE and not self._write_due(k, regs, now_ms):
                     then[k] = 0  # the charger has these setpoints and a fresh heartbeat
-                    if nxt is None or ticks_diff(due[k], nxt) < 0:
+                    if nxt is None or td(due[k], nxt) < 0:
                         nxt = due[k]
                     continue
                 t = bus.write(unit, fb.FC_WRITE_MULTIPLE_REGISTERS, rm.CHG_CONTROL_BASE, regs)
@@ -357,14 +361,14 @@ class ChargerLink:
                     for i in range(_NREG):
                         want[b + i] = regs[i]
                 u = _WRITE
-            elif ticks_diff(now_ms, due[k]) >= 0:
+            elif td(now_ms, due[k]) >= 0:
                 t = bus.read(unit, fb.FC_READ_INPUT_REGISTERS, rm.CHG_STATUS_BASE, rm.CHG_STATUS_COUNT)
                 if t is not None:
                     d = ticks_add(due[k], self.period)
-                    due[k] = d if ticks_diff(d, now_ms) > 0 else ticks_add(now_ms, self.period)
+                    due[k] = d if td(d, now_ms) > 0 else ticks_add(now_ms, self.period)
                 u = _READ
             else:
-                if nxt is None or ticks_diff(due[k], nxt) < 0:
+                if nxt is None or td(due[k], nxt) < 0:
                     nxt = due[k]
                 continue
             if t is None:
@@ -384,7 +388,7 @@ class ChargerLink:
         self._cut = cut
         if nxt is None:
             nxt = ticks_add(now_ms, self.period)
-        if ticks_diff(self.dispatch_due, nxt) < 0:
+        if td(self.dispatch_due, nxt) < 0:
             nxt = self.dispatch_due
         self.next_due = nxt
 
