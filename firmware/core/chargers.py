@@ -146,9 +146,11 @@ class ChargerLink:
         got = False
         tx = self.tx
         ends = self.bus.ends
-        look = self.inflight and ends != self._ends  # none finished since the last look: none done
+        # Requests the bus finished since the last look (every one of them is the link's,
+        # and each look takes all the done ones): none, no look; the look ends at the last.
+        left = (ends - self._ends) & _WRAP if self.inflight else 0
         self._ends = ends
-        for k in range(self.n if look else 0):
+        for k in range(self.n if left else 0):
             t = tx[k]
             if t is not None and t.done:
                 tx[k] = None
@@ -158,6 +160,9 @@ class ChargerLink:
                 got = True
                 if ticks_diff(self.due[k], self.next_due) < 0:
                     self.next_due = self.due[k]  # idle again: its next read counts
+                left -= 1
+                if not left:
+                    break
         if got:
             self.last_done = now_ms
         if ticks_diff(now_ms, self.dispatch_due) >= 0:
@@ -235,7 +240,7 @@ class ChargerLink:
             return
         before = rack.pack[k]
         try:
-            rack.update_from_charger(k, t.values, now_ms)
+            rack.update_from_charger(k, t.values, now_ms, True)
         except ValueError as e:  # a reading the rack refuses must not stop the loop
             self.then[k] = _MAYBE
             self.bad[k] = 1

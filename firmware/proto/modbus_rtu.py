@@ -428,5 +428,6 @@ class ModbusMaster(BusMaster):
             for i in range(tx.count):
                 v[i] = (rx[base + (i >> 3)] >> (i & 7)) & 1
         else:
-            for i in range(tx.count):
-                v[i] = (rx[base + 2 * i] << 8) | rx[base + 2 * i + 1]
+            for i in range(tx.count):  # base walks the reply: one add per register, not four
+                v[i] = (rx[base] << 8) | rx[base + 1]
+                base += 2
