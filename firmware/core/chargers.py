@@ -146,9 +146,11 @@ class ChargerLink:
         got = False
         tx = self.tx
         ends = self.bus.ends
-        look = self.inflight and ends != self._ends  # none finished since the last look: none done
+        # Requests the bus finished since the last look (every one of them is the link's,
+        # and each look takes all the done ones): none, no look; the look ends at the last.
+        left = (ends - self._ends) & _WRAP if self.inflight else 0
         self._ends = ends
-        for k in range(self.n if look else 0):
+        for k in range(self.n if left else 0):
             t = tx[k]
             if t is not None and t.done:
                 tx[k] = None
@@ -158,12 +160,20 @@ class ChargerLink:
                 got = True
                 if ticks_diff(self.due[k], self.next_due) < 0:
                     self.next_due = self.due[k]  # idle again: its next read counts
+                left -= 1
+                if not left:
+                    break
         if got:
             self.last_done = now_ms
         if ticks_diff(now_ms, self.dispatch_due) >= 0:
             self.sup.dispatch_update(now_ms)
             self.dispatch_due = ticks_add(now_ms, self.period)
-        self._start(now_ms)
+        # No read due yet: next_due is still the earliest idle slot's due time (lowered
+        # above as requests finish), so with no stop, reset or follow-up waiting there is
+        # nothing to send before next_due, the earliest read or dispatch due.
+        if (self._cut or ticks_diff(now_ms, self.next_due) >= 0 or self.urgent != self._idle
+                or self.then != self._idle):
+            self._start(now_ms)
         return got
 
     def _done(self, k, t, now_ms):
@@ -230,7 +240,7 @@ class ChargerLink:
             return
         before = rack.pack[k]
         try:
-            rack.update_from_charger(k, t.values, now_ms)
+            rack.update_from_charger(k, t.values, now_ms, True)
         except ValueError as e:  # a reading the rack refuses must not stop the loop
             self.then[k] = _MAYBE
             self.bad[k] = 1
@@ -300,11 +310,10 @@ class ChargerLink:
         n = self.n
         urgent = self.urgent
         then = self.then
-        # No read due yet: next_due is still the earliest idle slot's due time (service
-        # lowers it as requests finish), so idle slots need no look this round.
-        quiet = not self._cut and ticks_diff(now_ms, self.next_due) < 0
-        if quiet and urgent == self._idle and then == self._idle:
-            return  # nothing to send before next_due, the earliest read or dispatch due
+        # No read due yet (service calls only when something may be sent): idle slots
+        # need no look this round.
+        td = ticks_diff  # a local: the round may compare up to two due times per slot
+        quiet = not self._cut and td(now_ms, self.next_due) < 0
         bus = self.bus
         txs = self.tx
         due = self.due
@@ -329,8 +338,8 @@ class ChargerLink:
                 if quiet:
                     continue
                 d = due[k]
-                if ticks_diff(now_ms, d) < 0:  # the common case: nothing due yet
-                    if nxt is None or ticks_diff(d, nxt) < 0:
+                if td(now_ms, d) < 0:  # the common case: nothing due yet
+                    if nxt is None or td(d, nxt) < 0:
                         nxt = d
                     continue
             unit = self.units[k]
@@ -346,7 +355,7 @@ class ChargerLink:
                 regs = self.sup.dispatch.control_regs(k, hb)
                 if th == _MAYBE and not self._write_due(k, regs, now_ms):
                     then[k] = 0  # the charger has these setpoints and a fresh heartbeat
-                    if nxt is None or ticks_diff(due[k], nxt) < 0:
+                    if nxt is None or td(due[k], nxt) < 0:
                         nxt = due[k]
                     continue
                 t = bus.write(unit, fb.FC_WRITE_MULTIPLE_REGISTERS, rm.CHG_CONTROL_BASE, regs)
@@ -357,14 +366,14 @@ class ChargerLink:
                     for i in range(_NREG):
                         want[b + i] = regs[i]
                 u = _WRITE
-            elif ticks_diff(now_ms, due[k]) >= 0:
+            elif td(now_ms, due[k]) >= 0:
                 t = bus.read(unit, fb.FC_READ_INPUT_REGISTERS, rm.CHG_STATUS_BASE, rm.CHG_STATUS_COUNT)
                 if t is not None:
                     d = ticks_add(due[k], self.period)
-                    due[k] = d if ticks_diff(d, now_ms) > 0 else ticks_add(now_ms, self.period)
+                    due[k] = d if td(d, now_ms) > 0 else ticks_add(now_ms, self.period)
                 u = _READ
             else:
-                if nxt is None or ticks_diff(due[k], nxt) < 0:
+                if nxt is None or td(due[k], nxt) < 0:
                     nxt = due[k]
                 continue
             if t is None:
@@ -384,7 +393,7 @@ class ChargerLink:
         self._cut = cut
         if nxt is None:
             nxt = ticks_add(now_ms, self.period)
-        if ticks_diff(self.dispatch_due, nxt) < 0:
+        if td(self.dispatch_due, nxt) < 0:
             nxt = self.dispatch_due
         self.next_due = nxt
 

@@ -140,13 +140,14 @@ class Rack:
         return a
 
     # -- telemetry in
-    def update_from_charger(self, slot, regs, now_ms):
+    def update_from_charger(self, slot, regs, now_ms, raw16=False):
         """Decode one status block (``regmap.CHG_STATUS_COUNT`` input registers from
-        ``CHG_STATUS_BASE``) read at ``now_ms``. Returns the slot's state."""
+        ``CHG_STATUS_BASE``) read at ``now_ms``. Returns the slot's state. ``raw16``: the
+        registers are a bus reply's (16-bit by construction), not checked one by one again."""
         self._slot(slot)
         if len(regs) < rm.CHG_STATUS_COUNT:
             raise ValueError("need %d status registers, got %d" % (rm.CHG_STATUS_COUNT, len(regs)))
-        for k in range(rm.CHG_STATUS_COUNT):
+        for k in range(0 if raw16 else rm.CHG_STATUS_COUNT):
             v = regs[k]
             if type(v) is not int or not 0 <= v <= 0xFFFF:
                 raise ValueError("register %d is not a 16-bit value: %r" % (k, v))
@@ -168,10 +169,15 @@ class Rack:
         self.soc[i] = regs[rm.CHG_IR_SOC]
         self.soh[i] = regs[rm.CHG_IR_SOH]
         self.volt[i] = regs[rm.CHG_IR_VOLTAGE]
-        self.amps[i] = rm.s16(regs[rm.CHG_IR_CURRENT])
-        self.power[i] = rm.s16(regs[rm.CHG_IR_POWER])
-        self.t_max[i] = rm.s16(regs[rm.CHG_IR_TEMP_MAX])
-        self.t_min[i] = rm.s16(regs[rm.CHG_IR_TEMP_MIN])
+        # Signed registers, rm.s16 inline (a call per value costs more than the sum).
+        v = regs[rm.CHG_IR_CURRENT]
+        self.amps[i] = v - 0x10000 if v & 0x8000 else v
+        v = regs[rm.CHG_IR_POWER]
+        self.power[i] = v - 0x10000 if v & 0x8000 else v
+        v = regs[rm.CHG_IR_TEMP_MAX]
+        self.t_max[i] = v - 0x10000 if v & 0x8000 else v
+        v = regs[rm.CHG_IR_TEMP_MIN]
+        self.t_min[i] = v - 0x10000 if v & 0x8000 else v
         self.faults[i] = regs[rm.CHG_IR_FAULTS]
         self.seen[i] = now_ms
         self.online[i] = 1

@@ -264,7 +264,7 @@ class BusMaster:
             raise ValueError("write takes FC5, FC6, FC15 or FC16, not FC%r" % (fc,))
         if not isinstance(unit, int) or unit < 0 or unit > 247:
             raise ValueError("write unit %r outside 0..247" % (unit,))
-        if isinstance(values, (int, bool)):
+        if isinstance(values, int) or isinstance(values, bool):  # no tuple built per call
             values = (values,)
         n = len(values)
         if fc < 7 and n != 1:
@@ -272,7 +272,7 @@ class BusMaster:
         _check_addr(fc, address, n)
         bits = fc == 5 or fc == 15
         for v in values:
-            if not isinstance(v, (int, bool)):  # MicroPython's bool is no int subclass
+            if not isinstance(v, int) and not isinstance(v, bool):  # MicroPython's bool is no int subclass
                 raise ValueError("FC%d value %r is not an int" % (fc, v))
             if bits and v != 0 and v != 1:
                 raise ValueError("FC%d coil value %r is not 0/1" % (fc, v))

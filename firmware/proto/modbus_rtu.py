@@ -105,6 +105,7 @@ class ModbusMaster(BusMaster):
         self._rx = bytearray(_RX_SIZE)
         self._rxlen = 0
         self._chunk = bytearray(_CHUNK)
+        self._rxhead = memoryview(self._rx)[:_CHUNK]  # a frame's first read lands in place: no copy
         self._state = _S_IDLE
         self._sent = 0
         self._no_mv = memoryview(b"")  # "nothing to send", without allocating each time
@@ -130,8 +131,13 @@ class ModbusMaster(BusMaster):
         """Advance the bus; returns quickly and never waits for the line."""
         for _ in range(4):  # a few state steps per call, bounded
             st = self._state
-            if st == _S_IDLE:
-                self._drain()
+            if st == _S_RX:  # the most frequent state first: waiting for a reply
+                if not self._receive(now_ms):
+                    return
+            elif st == _S_IDLE:
+                n = self._port.readinto(self._chunk)
+                if n:
+                    self._drain(n)
                 if self.babbling and not self._bus_wait_us():
                     self._line_quiet(now_ms)
                 if self._quiet_until_ms is not None:
@@ -139,24 +145,21 @@ class ModbusMaster(BusMaster):
                     if ticks_diff(now_ms, self._quiet_until_ms) <= 0:
                         return
                     self._quiet_until_ms = None
-                tx = self._next_tx(now_ms)
-                if tx is None:
+                if not self._qlen or self._next_tx(now_ms) is None:
                     return
                 self._wait_bus(now_ms)
             elif st == _S_WAIT_BUS:
-                self._drain()
+                n = self._port.readinto(self._chunk)
+                if n:
+                    self._drain(n)
                 if self._bus_wait_us():
                     if not self._bus_timed_out(now_ms):
                         return
                     self._babble(now_ms)
                 else:
                     self._start_send(now_ms)
-            elif st == _S_TX:
-                if not self._send_more(now_ms):
-                    return
-            else:
-                if not self._receive(now_ms):
-                    return
+            elif not self._send_more(now_ms):
+                return
 
     def next_poll_ms(self, now_ms):
         """Ms until the master next needs a poll (rounded up: a loop sleeping this
@@ -217,17 +220,16 @@ class ModbusMaster(BusMaster):
             self._say("line quiet again")
 
     # ---- steps ----------------------------------------------------------------------------
-    def _drain(self):
+    def _drain(self, n):
         # Bytes outside a transaction belong to no one: read them so they cannot
-        # pollute the next reply, and let them hold off the next request.
-        n = self._port.readinto(self._chunk)
-        if n:
-            while n:
-                self.stray_bytes = (self.stray_bytes + n) & _WRAP
-                n = self._port.readinto(self._chunk)
-            t = self._us()
-            self._last_rx_us = t
-            self._bus_free_us = ticks_add(t, self.send_gap_us)
+        # pollute the next reply, and let them hold off the next request. ``n``: the
+        # first read's count (poll makes that read itself: most polls find nothing).
+        while n:
+            self.stray_bytes = (self.stray_bytes + n) & _WRAP
+            n = self._port.readinto(self._chunk)
+        t = self._us()
+        self._last_rx_us = t
+        self._bus_free_us = ticks_add(t, self.send_gap_us)
 
     def _start_send(self, now_ms):
         if self.babbling:
@@ -293,7 +295,8 @@ class ModbusMaster(BusMaster):
         chunk = self._chunk
         got = False  # bytes read in this call, not scanned yet
         for _ in range(_READS_PER_POLL):
-            n = port.readinto(chunk)
+            head = self._rxlen == 0
+            n = port.readinto(self._rxhead if head else chunk)
             t = self._us()
             if not n:
                 # Scan before judging silence: a stall between the read that brought
@@ -311,25 +314,27 @@ class ModbusMaster(BusMaster):
                 if self._frame_ended(now_ms):
                     return True
             L = self._rxlen
-            if L + n > _RX_SIZE:
-                if got and self._scan(now_ms):
-                    return True
-                # Noise flood: keep the newest bytes, a reply is at most 256 of them.
-                keep = ADU_MAX - n
-                base = L - keep
-                self.stray_bytes = (self.stray_bytes + base) & _WRAP
-                for i in range(keep):
-                    rx[i] = rx[base + i]
-                L = keep
-            for i in range(n):
-                rx[L + i] = chunk[i]
+            if not head:
+                if L + n > _RX_SIZE:
+                    if got and self._scan(now_ms):
+                        return True
+                    # Noise flood: keep the newest bytes, a reply is at most 256 of them.
+                    keep = ADU_MAX - n
+                    base = L - keep
+                    self.stray_bytes = (self.stray_bytes + base) & _WRAP
+                    for i in range(keep):
+                        rx[i] = rx[base + i]
+                    L = keep
+                for i in range(n):
+                    rx[L + i] = chunk[i]
             self._rxlen = L + n
             self._last_rx_us = t
             got = True
         else:  # still streaming: judge what came, read on at the next poll
             if got and self._scan(now_ms):
                 return True
-        self._bus_free_us = ticks_add(self._last_rx_us, self.send_gap_us)
+        if got:  # else it is already last_rx + send_gap (every path that moves one sets both)
+            self._bus_free_us = ticks_add(self._last_rx_us, self.send_gap_us)
         if (ticks_diff(now_ms, self._deadline) >= 0
                 and ticks_diff(self._us(), self._sent_us) >= self._reply_us):
             self._attempt_end(ERR_TIMEOUT, now_ms)
@@ -423,5 +428,6 @@ class ModbusMaster(BusMaster):
             for i in range(tx.count):
                 v[i] = (rx[base + (i >> 3)] >> (i & 7)) & 1
         else:
-            for i in range(tx.count):
-                v[i] = (rx[base + 2 * i] << 8) | rx[base + 2 * i + 1]
+            for i in range(tx.count):  # base walks the reply: one add per register, not four
+                v[i] = (rx[base] << 8) | rx[base + 1]
+                base += 2

@@ -40,6 +40,23 @@ def test_decodes_the_status_block_into_slot_state():
     assert r.t_max[2] == -55
 
 
+def test_a_bus_reply_decodes_as_the_checked_list_does():
+    # raw16: the registers of a bus reply (an array('H')) are not checked one by one again;
+    # what the slot reads must not differ, signed registers below zero included.
+    from array import array
+
+    checked, raw = Rack(CFG), Rack(CFG)
+    blocks = [status_regs(0xA1B2C3D4, code=2, soc=55.5, t_max=-5.5, amps=-12.5, power=-3.0),
+              status_regs(7, soc=95.0, t_max=41.0, amps=100.0, power=62.5), status_regs()]
+    for k, regs in enumerate(blocks):
+        st = raw.update_from_charger(k, array("H", regs), 1000, True)
+        assert checked.update_from_charger(k, regs, 1000) == st
+        for name in ("pack", "ptype", "status", "soc", "soh", "volt", "amps", "power", "t_max", "t_min",
+                     "faults", "state"):
+            assert getattr(checked, name)[k] == getattr(raw, name)[k], name
+    assert (raw.t_max[0], raw.amps[0], raw.power[0]) == (-55, -125, -30)
+
+
 def test_stale_or_offline_telemetry_is_never_current():
     r = Rack(CFG)  # telemetry_stale_ms 5000
     r.update_from_charger(0, status_regs(11, soc=95.0), 1000)
