@@ -11,7 +11,9 @@ from firmware.proto import regmap as rm
 
 from .conftest import BAY, run_fw
 
-FAST = {"timeout_ms": 250, "retries": 1}  # room for a loaded machine: the good replies must beat it
+# Room for a loaded machine (load 6 and more while other jobs run): the good replies must beat it.
+# What must not wait for the timeout is checked against a fraction of it.
+FAST = {"timeout_ms": 1000, "retries": 1}
 
 
 def test_every_function_code_reads_and_writes(field, fw_interpreter):
@@ -102,7 +104,8 @@ def test_truncated_frame_is_a_frame_error(field, fw_interpreter):
     ops = [["read", 3, mb.FC_READ_INPUT_REGISTERS, 0, 16], ["read", 3, mb.FC_READ_INPUT_REGISTERS, 0, 16]]
     out = run_fw(fw_interpreter, field.line.master_path, {"config": dict(FAST, retries=0), "ops": ops})
     cut, whole = out["results"]
-    assert cut["err"] == "frame" and cut["values"] == [] and cut["ms"] < 60  # judged at the frame end
+    # Judged at the frame's end, not at the timeout.
+    assert cut["err"] == "frame" and cut["values"] == [] and cut["ms"] < FAST["timeout_ms"] / 2
     assert whole["ok"] and out["health"]["3"]["frame"] == 1
 
 
@@ -131,7 +134,7 @@ def test_broadcast_write_reaches_every_unit_and_waits_turnaround(field, fw_inter
     spec = {"config": dict(FAST, turnaround_ms=100), "ops": ops}
     out = run_fw(fw_interpreter, field.line.master_path, spec)
     r = out["results"]
-    assert r[0]["ok"] and r[0]["values"] == [] and r[0]["ms"] < 50  # no reply awaited
+    assert r[0]["ok"] and r[0]["values"] == [] and r[0]["ms"] < FAST["timeout_ms"] / 2  # no reply awaited
     assert [x["values"] for x in r[1:4]] == [[850], [850], [850]]
     assert r[4]["ok"] and "0" not in out["health"]
     frames = field.line.frames_since(t0)
@@ -166,7 +169,7 @@ def test_device_goes_offline_and_comes_back(field, fw_interpreter):
     out = run_fw(fw_interpreter, field.line.master_path, {"config": cfg, "ops": ops}, on_pause=restore)
     r = [x for x in out["results"] if x is not None]
     assert [x["err"] for x in r] == ["timeout", "timeout", "offline", "offline", "ok", "ok"]
-    assert r[2]["ms"] < 10 and r[2]["values"] == [] and r[2]["attempts"] == 0
+    assert r[2]["ms"] < FAST["timeout_ms"] / 4 and r[2]["values"] == [] and r[2]["attempts"] == 0
     assert requests_to_2 == [4]  # 2 transactions x 2 attempts; the offline one never went out
     assert out["logs"] == ["unit 2 offline after 2 failed requests (last: timeout)", "unit 2 back online"]
     h = out["health"]["2"]
